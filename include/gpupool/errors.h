@@ -1,0 +1,35 @@
+/* gpupool's internal error codes.
+ *
+ * Functions in gpupool return an int: 0 on success, a negative GP_E* code on
+ * failure. Codes below GP_E_FATAL mean the connection they happened on is
+ * finished and must be closed; codes above it leave the connection usable.
+ * Numbers are never reused (see STYLE.md, rule 10).
+ */
+#ifndef GPUPOOL_ERRORS_H
+#define GPUPOOL_ERRORS_H
+
+#define GP_OK 0
+
+/* Recoverable: the call failed, the connection is still good. */
+#define GP_EINVAL (-1)   /* an argument is out of range */
+#define GP_ENOMEM (-2)   /* an allocation failed */
+#define GP_EAGAIN (-3)   /* more input is needed before anything can be said */
+#define GP_ENOTSUP (-4)  /* not implemented (yet) */
+#define GP_ENOENT (-5)   /* no such object */
+
+/* Fatal: the connection must be closed. */
+#define GP_E_FATAL (-100)
+#define GP_EPROTO (-101)    /* malformed frame or message */
+#define GP_ETOOBIG (-102)   /* a length is over its limit */
+#define GP_EVERSION (-103)  /* no protocol version in common */
+#define GP_EIO (-104)       /* the transport failed (errno has the reason) */
+#define GP_ECLOSED (-105)   /* the peer closed the connection */
+#define GP_ETIMEDOUT (-106) /* the peer did not answer in time */
+
+/* True when |err| ends the connection it happened on. */
+#define GP_IS_FATAL(err) ((err) <= GP_E_FATAL)
+
+/* A short constant English description of |err|; never NULL. */
+const char *gp_strerror(int err);
+
+#endif

@@ -1,0 +1,22 @@
+/* gpupool public constants: version, default ports and the environment
+ * variables that the client library and the tools read. */
+#ifndef GPUPOOL_GPUPOOL_H
+#define GPUPOOL_GPUPOOL_H
+
+#include "gpupool/errors.h"
+
+/* The wire protocol versions this build speaks; the handshake picks the
+ * highest one both ends support. */
+#define GP_PROTOCOL_VERSION_MIN 1
+#define GP_PROTOCOL_VERSION_MAX 1
+
+#define GP_DEFAULT_SERVER_PORT 7471
+#define GP_DEFAULT_BROKER_PORT 7470
+
+/* Environment variables read by the client library (libcuda.so.1). */
+#define GP_ENV_SERVER "GPUPOOL_SERVER"           /* host[:port] of the pool server */
+#define GP_ENV_TRACE "GPUPOOL_TRACE"             /* 1: log every driver call to stderr */
+#define GP_ENV_CONNECT_TIMEOUT "GPUPOOL_CONNECT_TIMEOUT" /* seconds, default 10 */
+#define GP_ENV_IO_TIMEOUT "GPUPOOL_IO_TIMEOUT"   /* seconds a dead link may go unnoticed, default 5 */
+
+#endif

@@ -1,0 +1,119 @@
+/* The backend interface: one table of operations that executes a session's
+ * calls on a device. `emu` (server/backend/emu/) runs on the CPU; `cuda`
+ * (server/backend/cuda.c, a later issue) runs on the real driver.
+ *
+ * One backend instance serves one session inside that session's worker
+ * process, so operations are called from one thread at a time. Every
+ * operation returns a CUresult (0 is CUDA_SUCCESS) and validates every
+ * handle, pointer range and size it is given against the session's own
+ * state: a client is untrusted, and a bad argument is the error the real
+ * driver would return, never a crash.
+ *
+ * Handles (contexts, streams, events) are the client-chosen 64-bit ids of
+ * the protocol; the backend keeps the maps. Stream id 0 is the default
+ * stream of the context the stream operation names through its object.
+ */
+#ifndef GP_SERVER_BACKEND_H
+#define GP_SERVER_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define GP_DEVICE_NAME_MAX 256
+#define GP_DEVICE_MAX_ATTRS 256
+
+struct gp_backend; /* opaque, per backend */
+
+struct gp_backend_config {
+  uint64_t emu_memory;      /* emu: arena bytes per session */
+  int emu_sm_count;         /* emu: 0 = number of host cores */
+};
+
+struct gp_device_attr {
+  int attr;                 /* CUdevice_attribute */
+  int value;
+};
+
+struct gp_device_desc {
+  char name[GP_DEVICE_NAME_MAX];
+  uint8_t uuid[16];
+  uint64_t total_mem;
+  int nattrs;
+  struct gp_device_attr attrs[GP_DEVICE_MAX_ATTRS];
+};
+
+struct gp_backend_ops {
+  const char *name;
+
+  /* Opens a backend for one session; |*out| is freed by close. Returns
+   * CUDA_SUCCESS or an error (e.g. CUDA_ERROR_OUT_OF_MEMORY). */
+  int (*open)(const struct gp_backend_config *cfg, struct gp_backend **out);
+  /* Frees everything the session still holds, then the backend. */
+  void (*close)(struct gp_backend *b);
+
+  int (*driver_version)(struct gp_backend *b, int *version);
+  int (*device_count)(struct gp_backend *b, int *count);
+  int (*device_describe)(struct gp_backend *b, int ordinal,
+                         struct gp_device_desc *out);
+
+  int (*ctx_create)(struct gp_backend *b, uint64_t ctx, int device,
+                    unsigned flags);
+  /* Destroys the context and everything created in it (memory, streams,
+   * events). */
+  int (*ctx_destroy)(struct gp_backend *b, uint64_t ctx);
+  int (*ctx_synchronize)(struct gp_backend *b, uint64_t ctx);
+
+  int (*mem_alloc)(struct gp_backend *b, uint64_t ctx, uint64_t size,
+                   uint64_t *dptr);
+  int (*mem_alloc_pitch)(struct gp_backend *b, uint64_t ctx, uint64_t width,
+                         uint64_t height, unsigned element_size,
+                         uint64_t *dptr, uint64_t *pitch);
+  int (*mem_free)(struct gp_backend *b, uint64_t dptr);
+  int (*mem_get_info)(struct gp_backend *b, uint64_t ctx, uint64_t *free_b,
+                      uint64_t *total);
+  int (*mem_get_address_range)(struct gp_backend *b, uint64_t dptr,
+                               uint64_t *base, uint64_t *size);
+
+  /* Direct access for bulk copies: if [dptr, dptr+size) lies inside one live
+   * allocation and the backend's memory is host-addressable (emu), sets
+   * |*host| to the host address of |dptr| and returns CUDA_SUCCESS, so the
+   * worker reads or writes the socket straight from/to device memory.
+   * Returns CUDA_ERROR_INVALID_VALUE for a bad range, and
+   * CUDA_ERROR_NOT_SUPPORTED when the memory is not host-addressable (the
+   * worker then stages through memcpy_htod/memcpy_dtoh). May be NULL. */
+  int (*mem_host_view)(struct gp_backend *b, uint64_t dptr, uint64_t size,
+                       void **host);
+  int (*memcpy_htod)(struct gp_backend *b, uint64_t dst, const void *src,
+                     uint64_t size, uint64_t stream);
+  int (*memcpy_dtoh)(struct gp_backend *b, void *dst, uint64_t src,
+                     uint64_t size, uint64_t stream);
+  int (*memcpy_dtod)(struct gp_backend *b, uint64_t dst, uint64_t src,
+                     uint64_t size, uint64_t stream);
+  int (*memset)(struct gp_backend *b, uint64_t dst, uint32_t value,
+                unsigned element_size, uint64_t count, uint64_t stream);
+
+  int (*stream_create)(struct gp_backend *b, uint64_t ctx, uint64_t stream,
+                       unsigned flags, int priority);
+  int (*stream_destroy)(struct gp_backend *b, uint64_t stream);
+  int (*stream_synchronize)(struct gp_backend *b, uint64_t stream);
+  int (*stream_query)(struct gp_backend *b, uint64_t stream);
+  int (*stream_wait_event)(struct gp_backend *b, uint64_t stream,
+                           uint64_t event, unsigned flags);
+
+  int (*event_create)(struct gp_backend *b, uint64_t ctx, uint64_t event,
+                      unsigned flags);
+  int (*event_record)(struct gp_backend *b, uint64_t event, uint64_t stream);
+  int (*event_query)(struct gp_backend *b, uint64_t event);
+  int (*event_synchronize)(struct gp_backend *b, uint64_t event);
+  int (*event_elapsed_time)(struct gp_backend *b, uint64_t start,
+                            uint64_t end, float *ms);
+  int (*event_destroy)(struct gp_backend *b, uint64_t event);
+};
+
+/* The backends compiled in. */
+extern const struct gp_backend_ops gp__backend_emu;
+
+/* The backend called |name|, or NULL. */
+const struct gp_backend_ops *gp__backend_find(const char *name);
+
+#endif
