@@ -41,6 +41,9 @@
 #define GP_FRAME_DEFAULT_MAX_MSG (1u << 20)
 #define GP_FRAME_DEFAULT_MAX_PAYLOAD (64u << 20)
 
+/* Senders split copies into payloads of at most this many bytes. */
+#define GP_COPY_CHUNK (16u << 20)
+
 struct gp_frame_header {
   uint16_t version;
   uint16_t type;
