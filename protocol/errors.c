@@ -1,0 +1,20 @@
+/* Descriptions of gpupool's internal error codes. */
+#include "gpupool/errors.h"
+
+const char *gp_strerror(int err) {
+  switch (err) {
+  case GP_OK: return "success";
+  case GP_EINVAL: return "invalid argument";
+  case GP_ENOMEM: return "out of memory";
+  case GP_EAGAIN: return "more input needed";
+  case GP_ENOTSUP: return "not supported";
+  case GP_ENOENT: return "no such object";
+  case GP_EPROTO: return "protocol error (malformed frame or message)";
+  case GP_ETOOBIG: return "length over the protocol limit";
+  case GP_EVERSION: return "no protocol version in common";
+  case GP_EIO: return "transport error";
+  case GP_ECLOSED: return "connection closed by peer";
+  case GP_ETIMEDOUT: return "peer did not answer in time";
+  default: return "unknown error";
+  }
+}
