@@ -73,6 +73,7 @@ void gp_frame_parser_init(struct gp_frame_parser *p,
                           const struct gp_frame_limits *lim) {
   memset(p, 0, sizeof(*p));
   p->lim = lim ? *lim : gp_frame_default_limits;
+  p->realloc_fn = realloc;
 }
 
 void gp_frame_parser_free(struct gp_frame_parser *p) {
@@ -113,7 +114,7 @@ int gp_frame_feed(struct gp_frame_parser *p, const uint8_t *data, size_t len,
      * bounded before anything is allocated for it. */
     size_t need = (size_t)p->hdr.msg_len + p->hdr.payload_len;
     if (need > p->body_cap) {
-      uint8_t *nb = realloc(p->body, need);
+      uint8_t *nb = p->realloc_fn(p->body, need);
       if (nb == NULL) {
         rc = GP_ENOMEM;
         goto out;

@@ -93,6 +93,9 @@ struct gp_frame_parser {
   size_t body_cap;
   size_t body_len;      /* body bytes collected */
   int error;            /* sticky: the first fatal error */
+  /* The allocator for |body|; realloc() unless a test replaces it to fail
+   * the i-th allocation. */
+  void *(*realloc_fn)(void *ptr, size_t size);
 };
 
 /* Initialises |p| with |lim| (NULL: the defaults). Never fails. */
