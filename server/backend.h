@@ -42,6 +42,7 @@ struct gp_device_desc {
   struct gp_device_attr attrs[GP_DEVICE_MAX_ATTRS];
 };
 
+/* Every operation is required, except mem_host_view. */
 struct gp_backend_ops {
   const char *name;
 
@@ -62,6 +63,15 @@ struct gp_backend_ops {
    * events). */
   int (*ctx_destroy)(struct gp_backend *b, uint64_t ctx);
   int (*ctx_synchronize)(struct gp_backend *b, uint64_t ctx);
+  /* The primary context of |device| under id |ctx| (cuDevicePrimaryCtxRetain
+   * when the client's count goes from 0 to 1). A device has at most one
+   * live primary context: a second retain is CUDA_ERROR_INVALID_VALUE.
+   * ctx_destroy refuses a primary context (CUDA_ERROR_INVALID_CONTEXT). */
+  int (*primary_ctx_retain)(struct gp_backend *b, uint64_t ctx, int device,
+                            unsigned flags);
+  /* Destroys primary context |ctx| like ctx_destroy; a context that is not
+   * primary is CUDA_ERROR_INVALID_CONTEXT. */
+  int (*primary_ctx_release)(struct gp_backend *b, uint64_t ctx);
 
   int (*mem_alloc)(struct gp_backend *b, uint64_t ctx, uint64_t size,
                    uint64_t *dptr);
@@ -77,12 +87,14 @@ struct gp_backend_ops {
   /* Direct access for bulk copies: if [dptr, dptr+size) lies inside one live
    * allocation and the backend's memory is host-addressable (emu), sets
    * |*host| to the host address of |dptr| and returns CUDA_SUCCESS, so the
-   * worker reads or writes the socket straight from/to device memory.
-   * Returns CUDA_ERROR_INVALID_VALUE for a bad range, and
+   * worker reads or writes the socket straight from/to device memory. The
+   * copy is one on |stream|, which is validated as memcpy_* would (unknown:
+   * CUDA_ERROR_INVALID_HANDLE), and whose earlier work is complete when this
+   * returns. Returns CUDA_ERROR_INVALID_VALUE for a bad range, and
    * CUDA_ERROR_NOT_SUPPORTED when the memory is not host-addressable (the
    * worker then stages through memcpy_htod/memcpy_dtoh). May be NULL. */
   int (*mem_host_view)(struct gp_backend *b, uint64_t dptr, uint64_t size,
-                       void **host);
+                       uint64_t stream, void **host);
   int (*memcpy_htod)(struct gp_backend *b, uint64_t dst, const void *src,
                      uint64_t size, uint64_t stream);
   int (*memcpy_dtoh)(struct gp_backend *b, void *dst, uint64_t src,

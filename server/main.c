@@ -1,0 +1,274 @@
+/* gpupool-server: command line, then the supervisor or (with the internal
+ * --worker flag) one session's worker. See docs/server.md. */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gp_config.h"
+#include "gpupool/gpupool.h"
+#include "server.h"
+
+static void usage(FILE *f) {
+  fprintf(f,
+    "usage: gpupool-server [options]\n"
+    "\n"
+    "Serves remote CUDA sessions: every accepted connection gets a fresh\n"
+    "worker process that runs the session on a backend.\n"
+    "\n"
+    "  --listen HOST[:PORT]   address to listen on (default %s:%d);\n"
+    "                         IPv6 as [ADDR]:PORT; port 0 picks a free port\n"
+    "  --port-file FILE       write the bound port number to FILE\n"
+    "  --backend NAME         device backend: emu (default emu)\n"
+    "  --emu-memory SIZE      emu: device memory per session, K/M/G/T\n"
+    "                         suffixes (default 2G, 1M to 1T)\n"
+    "  --max-sessions N       sessions at once; more are refused\n"
+    "                         (default %u, at most %u)\n"
+    "  --log-level LEVEL      error, warn, info or debug (default info)\n"
+    "  --help                 print this and exit\n"
+    "  --version              print the version and exit\n",
+    GP_SERVER_DEFAULT_HOST, GP_DEFAULT_SERVER_PORT,
+    GP_SERVER_DEFAULT_MAX_SESSIONS, GP_SERVER_MAX_SESSIONS_LIMIT);
+}
+
+/* Prints a usage error and returns GP_EXIT_USAGE. */
+__attribute__((format(printf, 1, 2)))
+static int bad(const char *fmt, ...) {
+  va_list ap;
+
+  fprintf(stderr, "gpupool-server: ");
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "\nTry 'gpupool-server --help'.\n");
+  return GP_EXIT_USAGE;
+}
+
+int gp__parse_size(const char *s, uint64_t *out) {
+  char *end;
+  unsigned long long v;
+  unsigned shift = 0;
+
+  if (!s || *s < '0' || *s > '9')
+    return GP_EINVAL;
+  errno = 0;
+  v = strtoull(s, &end, 10);
+  if (errno != 0)
+    return GP_EINVAL;
+  switch (*end) {
+  case '\0': break;
+  case 'k': case 'K': shift = 10; end++; break;
+  case 'm': case 'M': shift = 20; end++; break;
+  case 'g': case 'G': shift = 30; end++; break;
+  case 't': case 'T': shift = 40; end++; break;
+  case 'b': case 'B': break;
+  default: return GP_EINVAL;
+  }
+  if (shift && (strcmp(end, "iB") == 0 || strcmp(end, "B") == 0))
+    end += strlen(end);
+  else if (*end == 'b' || *end == 'B')
+    end++;
+  if (*end != '\0')
+    return GP_EINVAL;
+  if (shift && v > (UINT64_MAX >> shift))
+    return GP_EINVAL;
+  *out = (uint64_t)v << shift;
+  return 0;
+}
+
+static int parse_uint(const char *s, unsigned long long max,
+                      unsigned long long *out) {
+  char *end;
+  unsigned long long v;
+
+  if (!s || *s < '0' || *s > '9')
+    return GP_EINVAL;
+  errno = 0;
+  v = strtoull(s, &end, 10);
+  if (errno != 0 || *end != '\0' || v > max)
+    return GP_EINVAL;
+  *out = v;
+  return 0;
+}
+
+int gp__parse_listen(const char *s, int default_port, char *host,
+                     size_t hostlen, int *port, const char **why) {
+  const char *h = s, *p = NULL;
+  size_t hl;
+  unsigned long long v;
+
+  if (*s == '[') {
+    const char *close = strchr(s, ']');
+    if (!close) {
+      *why = "missing ']' after an IPv6 address";
+      return GP_EINVAL;
+    }
+    h = s + 1;
+    hl = (size_t)(close - h);
+    if (close[1] == ':')
+      p = close + 2;
+    else if (close[1] != '\0') {
+      *why = "expected ':PORT' after ']'";
+      return GP_EINVAL;
+    }
+  } else {
+    const char *colon = strrchr(s, ':');
+    if (colon && strchr(s, ':') != colon) {
+      *why = "an IPv6 address must be written in brackets: [ADDR]:PORT";
+      return GP_EINVAL;
+    }
+    hl = colon ? (size_t)(colon - s) : strlen(s);
+    if (colon)
+      p = colon + 1;
+  }
+  if (hl == 0) {
+    *why = "the host is empty";
+    return GP_EINVAL;
+  }
+  if (hl >= hostlen) {
+    *why = "the host is too long";
+    return GP_EINVAL;
+  }
+  memcpy(host, h, hl);
+  host[hl] = '\0';
+  if (!p) {
+    *port = default_port;
+    return 0;
+  }
+  if (parse_uint(p, 65535, &v) != 0) {
+    *why = "the port must be a number from 0 to 65535";
+    return GP_EINVAL;
+  }
+  *port = (int)v;
+  return 0;
+}
+
+const char *gp__exit_name(int status) {
+  switch (status) {
+  case GP_EXIT_OK: return "session ended";
+  case GP_EXIT_USAGE: return "bad worker invocation";
+  case GP_EXIT_PROTOCOL: return "protocol error";
+  case GP_EXIT_BACKEND: return "backend failure";
+  case GP_EXIT_CONN_LOST: return "connection lost";
+  default: return "unexpected status";
+  }
+}
+
+enum {
+  OPT_LISTEN = 256,
+  OPT_PORT_FILE,
+  OPT_BACKEND,
+  OPT_EMU_MEMORY,
+  OPT_MAX_SESSIONS,
+  OPT_LOG_LEVEL,
+  OPT_HELP,
+  OPT_VERSION,
+  OPT_WORKER,
+  OPT_SUPERVISOR_PID,
+};
+
+static const struct option long_opts[] = {
+  {"listen", required_argument, NULL, OPT_LISTEN},
+  {"port-file", required_argument, NULL, OPT_PORT_FILE},
+  {"backend", required_argument, NULL, OPT_BACKEND},
+  {"emu-memory", required_argument, NULL, OPT_EMU_MEMORY},
+  {"max-sessions", required_argument, NULL, OPT_MAX_SESSIONS},
+  {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+  {"help", no_argument, NULL, OPT_HELP},
+  {"version", no_argument, NULL, OPT_VERSION},
+  /* Internal: how the supervisor starts a worker. */
+  {"worker", no_argument, NULL, OPT_WORKER},
+  {"supervisor-pid", required_argument, NULL, OPT_SUPERVISOR_PID},
+  {NULL, 0, NULL, 0},
+};
+
+int main(int argc, char **argv) {
+  struct gp_server_config cfg;
+  const char *listen = GP_SERVER_DEFAULT_HOST, *why = NULL;
+  unsigned long long v;
+  uint64_t size;
+  int c;
+
+  memset(&cfg, 0, sizeof(cfg));
+  cfg.backend_name = "emu";
+  cfg.bcfg.emu_memory = GP_SERVER_DEFAULT_EMU_MEMORY;
+  cfg.max_sessions = GP_SERVER_DEFAULT_MAX_SESSIONS;
+  cfg.log_level = GP_LOG_INFO;
+
+  opterr = 0;
+  /* "+": stop at the first non-option, so a stray word is reported;
+   * ":": report a missing value as ':'. */
+  while ((c = getopt_long(argc, argv, "+:", long_opts, NULL)) != -1) {
+    switch (c) {
+    case OPT_LISTEN:
+      listen = optarg;
+      break;
+    case OPT_PORT_FILE:
+      if (optarg[0] == '\0')
+        return bad("--port-file needs a file name");
+      cfg.port_file = optarg;
+      break;
+    case OPT_BACKEND:
+      cfg.backend_name = optarg;
+      break;
+    case OPT_EMU_MEMORY:
+      if (gp__parse_size(optarg, &size) != 0)
+        return bad("--emu-memory: '%s' is not a size (e.g. 512M, 2G)",
+                   optarg);
+      if (size < GP_SERVER_MIN_EMU_MEMORY || size > GP_SERVER_MAX_EMU_MEMORY)
+        return bad("--emu-memory: '%s' is out of range (1M to 1T)", optarg);
+      cfg.bcfg.emu_memory = size;
+      break;
+    case OPT_MAX_SESSIONS:
+      if (parse_uint(optarg, GP_SERVER_MAX_SESSIONS_LIMIT, &v) != 0 || v == 0)
+        return bad("--max-sessions: '%s' is not a number from 1 to 65536",
+                   optarg);
+      cfg.max_sessions = (unsigned)v;
+      break;
+    case OPT_LOG_LEVEL:
+      if (gp__log_parse_level(optarg, &cfg.log_level) != 0)
+        return bad("--log-level: '%s' is not one of error, warn, info, debug",
+                   optarg);
+      break;
+    case OPT_HELP:
+      usage(stdout);
+      return GP_EXIT_OK;
+    case OPT_VERSION:
+      printf("gpupool-server %s\n", GP_VERSION_STRING);
+      return GP_EXIT_OK;
+    case OPT_WORKER:
+      cfg.worker = true;
+      break;
+    case OPT_SUPERVISOR_PID:
+      if (parse_uint(optarg, INT_MAX, &v) != 0 || v == 0)
+        return bad("--supervisor-pid: '%s' is not a process id", optarg);
+      cfg.supervisor_pid = (pid_t)v;
+      break;
+    case ':':
+      return bad("%s needs a value", argv[optind - 1]);
+    default:
+      return bad("unknown option '%s'", argv[optind - 1]);
+    }
+  }
+  if (optind < argc)
+    return bad("unexpected argument '%s'", argv[optind]);
+
+  cfg.backend = gp__backend_find(cfg.backend_name);
+  if (!cfg.backend)
+    return bad("--backend: unknown backend '%s' (available: emu)",
+               cfg.backend_name);
+  if (gp__parse_listen(listen, GP_DEFAULT_SERVER_PORT, cfg.host,
+                       sizeof(cfg.host), &cfg.port, &why) != 0) {
+    fprintf(stderr, "gpupool-server: --listen '%s': %s\n"
+            "Try 'gpupool-server --help'.\n", listen, why);
+    return GP_EXIT_USAGE;
+  }
+  gp__log_set_level(cfg.log_level);
+
+  if (cfg.worker)
+    return gp__worker_run(&cfg);
+  return gp__supervisor_run(&cfg);
+}

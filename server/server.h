@@ -1,0 +1,81 @@
+/* Private header of gpupool-server (server/): the configuration that
+ * main.c parses and the two roles the binary plays, the supervisor (a
+ * libuv loop that accepts sessions) and the per-session worker. See
+ * docs/server.md.
+ */
+#ifndef GP_SERVER_SERVER_H
+#define GP_SERVER_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "backend.h"
+#include "log.h"
+
+#define GP_SERVER_DEFAULT_HOST "127.0.0.1"
+#define GP_SERVER_DEFAULT_MAX_SESSIONS 128u
+#define GP_SERVER_MAX_SESSIONS_LIMIT 65536u
+#define GP_SERVER_DEFAULT_EMU_MEMORY (2ull << 30)
+#define GP_SERVER_MIN_EMU_MEMORY (1ull << 20)
+#define GP_SERVER_MAX_EMU_MEMORY (1ull << 40)
+
+/* The fd on which a worker receives its session's socket. */
+#define GP_WORKER_FD 3
+
+/* A worker waits this long for each read of the handshake. */
+#define GP_WORKER_HELLO_TIMEOUT_MS 10000
+
+/* Exit statuses. The supervisor exits GP_EXIT_OK after a signal,
+ * GP_EXIT_FAILURE when it cannot start, GP_EXIT_USAGE for a bad command
+ * line. A worker's status says how its session ended; the supervisor logs
+ * it. */
+enum gp_exit {
+  GP_EXIT_OK = 0,            /* worker: GOODBYE or end of stream */
+  GP_EXIT_FAILURE = 1,       /* supervisor: could not start */
+  GP_EXIT_USAGE = 2,         /* bad command line (either role) */
+  GP_EXIT_PROTOCOL = 3,      /* worker: the client broke the protocol, or
+                              * the handshake failed (timeout, no version
+                              * in common) */
+  GP_EXIT_BACKEND = 4,       /* worker: the backend could not open, or the
+                              * worker ran out of memory */
+  GP_EXIT_CONN_LOST = 5,     /* worker: the connection failed mid-frame */
+};
+
+/* The command line, parsed. Strings point into argv. */
+struct gp_server_config {
+  bool worker;                 /* --worker: serve the session on fd 3 */
+  pid_t supervisor_pid;        /* --supervisor-pid (worker only), 0: none */
+  char host[256];              /* --listen HOST[:PORT] */
+  int port;
+  const char *backend_name;    /* --backend */
+  const struct gp_backend_ops *backend;
+  struct gp_backend_config bcfg;
+  const char *port_file;       /* --port-file, NULL: none */
+  unsigned max_sessions;       /* --max-sessions */
+  enum gp_log_level log_level; /* --log-level */
+};
+
+/* Parses a size with an optional K, M, G or T suffix (powers of 1024;
+ * "KiB"-style and "B" suffixes are accepted too). Returns 0 or GP_EINVAL
+ * (not a number, unknown suffix, or overflow). */
+int gp__parse_size(const char *s, uint64_t *out);
+
+/* Parses "HOST", "HOST:PORT", "[V6ADDR]" or "[V6ADDR]:PORT" into |host| and
+ * |*port| (|default_port| when absent). Returns 0 or GP_EINVAL with a
+ * reason in |why|. */
+int gp__parse_listen(const char *s, int default_port, char *host,
+                     size_t hostlen, int *port, const char **why);
+
+/* Runs the supervisor until SIGINT or SIGTERM. Returns the process exit
+ * status. Call from the main thread, once. */
+int gp__supervisor_run(const struct gp_server_config *cfg);
+
+/* Serves one session on fd GP_WORKER_FD until it ends. Returns the process
+ * exit status (enum gp_exit). Call from the main thread, once. */
+int gp__worker_run(const struct gp_server_config *cfg);
+
+/* A short name for a worker's exit status, for logs. */
+const char *gp__exit_name(int status);
+
+#endif

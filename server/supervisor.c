@@ -1,0 +1,404 @@
+/* The supervisor: a libuv loop that accepts TCP connections and hands each
+ * one to a fresh worker process (this binary, run again with --worker),
+ * which gets the socket as its fd 3. The supervisor never opens a backend
+ * or reads a byte of a session: a worker that crashes or leaks takes only
+ * its own session with it.
+ *
+ * It keeps a list of its workers, logs each session's start and end,
+ * refuses connections beyond --max-sessions, and on SIGINT or SIGTERM stops
+ * listening, sends SIGTERM to every worker (SIGKILL to those still alive
+ * after GP_SUPERVISOR_GRACE_MS) and exits 0.
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "gp_config.h"
+#include "gpupool/errors.h"
+#include "server.h"
+
+#define GP_SUPERVISOR_BACKLOG 128
+#define GP_SUPERVISOR_GRACE_MS 5000
+#define GP_PEER_MAX 64
+
+struct gp_supervisor;
+
+/* One running worker. Freed from its process handle's close callback. */
+struct gp_session {
+  uv_process_t proc;
+  struct gp_supervisor *sv;
+  uint64_t seq;                 /* 1, 2, ... in accept order */
+  char peer[GP_PEER_MAX];
+  uint64_t started_ms;
+  struct gp_session *prev, *next;
+};
+
+struct gp_supervisor {
+  const struct gp_server_config *cfg;
+  uv_loop_t loop;
+  uv_tcp_t listener;
+  uv_signal_t sigint, sigterm;
+  uv_timer_t grace;
+  struct gp_session *sessions;
+  unsigned nsessions;
+  uint64_t next_seq;
+  bool stopping;
+  /* The worker's command line. */
+  char memory_arg[32], pid_arg[32];
+  char *worker_argv[16];
+};
+
+static void addr_to_string(const struct sockaddr *sa, char *out,
+                           size_t len) {
+  char host[INET6_ADDRSTRLEN] = "?";
+  int port = 0;
+
+  if (sa->sa_family == AF_INET) {
+    const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+    uv_ip4_name(in, host, sizeof(host));
+    port = ntohs(in->sin_port);
+    snprintf(out, len, "%s:%d", host, port);
+  } else if (sa->sa_family == AF_INET6) {
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+    uv_ip6_name(in6, host, sizeof(host));
+    port = ntohs(in6->sin6_port);
+    snprintf(out, len, "[%s]:%d", host, port);
+  } else {
+    snprintf(out, len, "?");
+  }
+}
+
+static void free_on_close(uv_handle_t *h) {
+  free(h);
+}
+
+static void session_closed(uv_handle_t *h) {
+  free(h->data);
+}
+
+static void maybe_finish(struct gp_supervisor *sv) {
+  if (!sv->stopping || sv->nsessions > 0)
+    return;
+  /* Closing the last handles lets uv_run() return. */
+  if (!uv_is_closing((uv_handle_t *)&sv->sigint))
+    uv_close((uv_handle_t *)&sv->sigint, NULL);
+  if (!uv_is_closing((uv_handle_t *)&sv->sigterm))
+    uv_close((uv_handle_t *)&sv->sigterm, NULL);
+  if (!uv_is_closing((uv_handle_t *)&sv->grace))
+    uv_close((uv_handle_t *)&sv->grace, NULL);
+}
+
+static void on_worker_exit(uv_process_t *proc, int64_t status, int sig) {
+  struct gp_session *s = proc->data;
+  struct gp_supervisor *sv = s->sv;
+  double secs = (double)(uv_now(&sv->loop) - s->started_ms) / 1000.0;
+
+  if (sig != 0)
+    gp__warn("session #%llu from %s: worker %d killed by signal %d (%s) "
+             "after %.1f s", (unsigned long long)s->seq, s->peer, proc->pid,
+             sig, strsignal(sig), secs);
+  else
+    gp__log(status == GP_EXIT_OK ? GP_LOG_INFO : GP_LOG_WARN,
+            "session #%llu from %s: worker %d exited with status %lld (%s) "
+            "after %.1f s", (unsigned long long)s->seq, s->peer, proc->pid,
+            (long long)status, gp__exit_name((int)status), secs);
+
+  if (s->prev)
+    s->prev->next = s->next;
+  else
+    sv->sessions = s->next;
+  if (s->next)
+    s->next->prev = s->prev;
+  sv->nsessions--;
+  proc->data = s;
+  uv_close((uv_handle_t *)proc, session_closed);
+  maybe_finish(sv);
+}
+
+static void spawn_worker(struct gp_supervisor *sv, uv_tcp_t *conn,
+                         const char *peer) {
+  struct gp_session *s;
+  uv_process_options_t opt;
+  uv_stdio_container_t stdio[GP_WORKER_FD + 1];
+  int r;
+
+  s = calloc(1, sizeof(*s));
+  if (!s) {
+    gp__error("session from %s refused: out of memory", peer);
+    return;
+  }
+  s->sv = sv;
+  s->seq = ++sv->next_seq;
+  snprintf(s->peer, sizeof(s->peer), "%s", peer);
+  s->started_ms = uv_now(&sv->loop);
+
+  memset(&opt, 0, sizeof(opt));
+  memset(stdio, 0, sizeof(stdio));
+  stdio[0].flags = UV_IGNORE;
+  stdio[1].flags = UV_INHERIT_FD;
+  stdio[1].data.fd = STDOUT_FILENO;
+  stdio[2].flags = UV_INHERIT_FD;
+  stdio[2].data.fd = STDERR_FILENO;
+  stdio[GP_WORKER_FD].flags = UV_INHERIT_STREAM;
+  stdio[GP_WORKER_FD].data.stream = (uv_stream_t *)conn;
+  /* The kernel's link to our own executable: the worker is exactly this
+   * binary, even if the file on disk was replaced since we started. */
+  opt.file = "/proc/self/exe";
+  opt.args = sv->worker_argv;
+  opt.stdio = stdio;
+  opt.stdio_count = GP_WORKER_FD + 1;
+  opt.exit_cb = on_worker_exit;
+
+  s->proc.data = s;
+  r = uv_spawn(&sv->loop, &s->proc, &opt);
+  if (r != 0) {
+    gp__error("session #%llu from %s refused: cannot start a worker: %s",
+              (unsigned long long)s->seq, peer, uv_strerror(r));
+    /* uv_spawn() initialised the handle; it must still be closed. */
+    uv_close((uv_handle_t *)&s->proc, session_closed);
+    return;
+  }
+  s->next = sv->sessions;
+  if (sv->sessions)
+    sv->sessions->prev = s;
+  sv->sessions = s;
+  sv->nsessions++;
+  gp__info("session #%llu from %s: worker %d started (%u running)",
+           (unsigned long long)s->seq, peer, s->proc.pid, sv->nsessions);
+}
+
+static void on_connection(uv_stream_t *server, int status) {
+  struct gp_supervisor *sv = server->data;
+  struct sockaddr_storage ss;
+  char peer[GP_PEER_MAX] = "?";
+  int len = sizeof(ss), r;
+  uv_tcp_t *conn;
+
+  if (status < 0) {
+    gp__warn("accept failed: %s", uv_strerror(status));
+    return;
+  }
+  conn = malloc(sizeof(*conn));
+  if (!conn) {
+    gp__error("accept: out of memory");
+    return;
+  }
+  uv_tcp_init(&sv->loop, conn);
+  r = uv_accept(server, (uv_stream_t *)conn);
+  if (r != 0) {
+    gp__warn("accept failed: %s", uv_strerror(r));
+    uv_close((uv_handle_t *)conn, free_on_close);
+    return;
+  }
+  if (uv_tcp_getpeername(conn, (struct sockaddr *)&ss, &len) == 0)
+    addr_to_string((const struct sockaddr *)&ss, peer, sizeof(peer));
+
+  if (sv->stopping) {
+    gp__info("connection from %s closed: shutting down", peer);
+  } else if (sv->nsessions >= sv->cfg->max_sessions) {
+    gp__warn("connection from %s refused: %u sessions running "
+             "(--max-sessions %u)", peer, sv->nsessions,
+             sv->cfg->max_sessions);
+  } else {
+    spawn_worker(sv, conn, peer);
+  }
+  /* The worker has its own copy of the socket (or there is none): ours is
+   * closed either way. */
+  uv_close((uv_handle_t *)conn, free_on_close);
+}
+
+static void kill_all(struct gp_supervisor *sv, int sig) {
+  struct gp_session *s;
+
+  for (s = sv->sessions; s; s = s->next) {
+    int r = uv_process_kill(&s->proc, sig);
+    if (r != 0 && r != UV_ESRCH)
+      gp__warn("cannot signal worker %d: %s", s->proc.pid, uv_strerror(r));
+  }
+}
+
+static void on_grace_timeout(uv_timer_t *t) {
+  struct gp_supervisor *sv = t->data;
+
+  gp__warn("%u workers still running after %d ms: sending SIGKILL",
+           sv->nsessions, GP_SUPERVISOR_GRACE_MS);
+  kill_all(sv, SIGKILL);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+  struct gp_supervisor *sv = h->data;
+
+  if (sv->stopping) {
+    gp__warn("%s again: killing %u workers now", strsignal(signum),
+             sv->nsessions);
+    kill_all(sv, SIGKILL);
+    return;
+  }
+  sv->stopping = true;
+  gp__info("%s: stopping (%u sessions running)", strsignal(signum),
+           sv->nsessions);
+  uv_close((uv_handle_t *)&sv->listener, NULL);
+  kill_all(sv, SIGTERM);
+  if (sv->nsessions > 0)
+    uv_timer_start(&sv->grace, on_grace_timeout, GP_SUPERVISOR_GRACE_MS, 0);
+  maybe_finish(sv);
+}
+
+/* Writes "PORT\n" to |path| through a temporary file and a rename, so a
+ * reader never sees a partial file. Returns 0 or -1 (errno set). */
+static int write_port_file(const char *path, int port) {
+  char tmp[4096];
+  FILE *f;
+  int n;
+
+  n = snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
+  if (n < 0 || (size_t)n >= sizeof(tmp)) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  f = fopen(tmp, "w");
+  if (!f)
+    return -1;
+  fprintf(f, "%d\n", port);
+  if (fclose(f) != 0 || rename(tmp, path) != 0) {
+    int e = errno;
+    unlink(tmp);
+    errno = e;
+    return -1;
+  }
+  return 0;
+}
+
+/* Binds and listens on the configured address; |bound| gets it as text and
+ * |*port| the port (the kernel's choice for port 0). Returns 0, GP_EINVAL
+ * when the host does not resolve, or GP_EIO when bind or listen fails. */
+static int listen_on(struct gp_supervisor *sv, char *bound, size_t len,
+                     int *port) {
+  const struct gp_server_config *cfg = sv->cfg;
+  struct addrinfo hints, *res = NULL;
+  struct sockaddr_storage ss;
+  char portstr[16];
+  int r, namelen = sizeof(ss);
+
+  memset(&hints, 0, sizeof(hints));
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  snprintf(portstr, sizeof(portstr), "%d", cfg->port);
+  r = getaddrinfo(cfg->host, portstr, &hints, &res);
+  if (r != 0) {
+    gp__error("--listen: cannot resolve '%s': %s", cfg->host,
+              gai_strerror(r));
+    return GP_EINVAL;
+  }
+  r = uv_tcp_bind(&sv->listener, res->ai_addr, 0);
+  if (r == 0)
+    r = uv_listen((uv_stream_t *)&sv->listener, GP_SUPERVISOR_BACKLOG,
+                  on_connection);
+  freeaddrinfo(res);
+  if (r != 0) {
+    gp__error("cannot listen on %s:%d: %s", cfg->host, cfg->port,
+              uv_strerror(r));
+    return GP_EIO;
+  }
+  r = uv_tcp_getsockname(&sv->listener, (struct sockaddr *)&ss, &namelen);
+  if (r != 0) {
+    gp__error("getsockname: %s", uv_strerror(r));
+    return GP_EIO;
+  }
+  addr_to_string((const struct sockaddr *)&ss, bound, len);
+  *port = ntohs(ss.ss_family == AF_INET6
+                    ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                    : ((struct sockaddr_in *)&ss)->sin_port);
+  return 0;
+}
+
+static void build_worker_argv(struct gp_supervisor *sv) {
+  const struct gp_server_config *cfg = sv->cfg;
+  int i = 0;
+
+  snprintf(sv->memory_arg, sizeof(sv->memory_arg), "%llu",
+           (unsigned long long)cfg->bcfg.emu_memory);
+  snprintf(sv->pid_arg, sizeof(sv->pid_arg), "%ld", (long)getpid());
+  sv->worker_argv[i++] = "gpupool-server";
+  sv->worker_argv[i++] = "--worker";
+  sv->worker_argv[i++] = "--supervisor-pid";
+  sv->worker_argv[i++] = sv->pid_arg;
+  sv->worker_argv[i++] = "--backend";
+  sv->worker_argv[i++] = (char *)cfg->backend_name;
+  sv->worker_argv[i++] = "--emu-memory";
+  sv->worker_argv[i++] = sv->memory_arg;
+  sv->worker_argv[i++] = "--log-level";
+  sv->worker_argv[i++] = (char *)gp__log_level_name(cfg->log_level);
+  sv->worker_argv[i] = NULL;
+}
+
+static void close_any(uv_handle_t *h, void *arg) {
+  if (!uv_is_closing(h))
+    uv_close(h, NULL);
+}
+
+int gp__supervisor_run(const struct gp_server_config *cfg) {
+  struct gp_supervisor *sv;
+  char bound[GP_PEER_MAX];
+  int port = 0, r, status = GP_EXIT_FAILURE;
+
+  /* A peer that goes away while we write must not kill the supervisor. */
+  signal(SIGPIPE, SIG_IGN);
+
+  sv = calloc(1, sizeof(*sv));
+  if (!sv) {
+    gp__error("out of memory");
+    return GP_EXIT_FAILURE;
+  }
+  sv->cfg = cfg;
+  build_worker_argv(sv);
+  if (uv_loop_init(&sv->loop) != 0) {
+    gp__error("cannot create the event loop");
+    free(sv);
+    return GP_EXIT_FAILURE;
+  }
+  uv_tcp_init(&sv->loop, &sv->listener);
+  sv->listener.data = sv;
+  uv_signal_init(&sv->loop, &sv->sigint);
+  uv_signal_init(&sv->loop, &sv->sigterm);
+  uv_timer_init(&sv->loop, &sv->grace);
+  sv->sigint.data = sv->sigterm.data = sv->grace.data = sv;
+
+  r = listen_on(sv, bound, sizeof(bound), &port);
+  if (r != 0) {
+    /* An address that does not resolve is a bad flag. */
+    status = r == GP_EINVAL ? GP_EXIT_USAGE : GP_EXIT_FAILURE;
+    goto out;
+  }
+  if (cfg->port_file && write_port_file(cfg->port_file, port) != 0) {
+    gp__error("cannot write --port-file %s: %s", cfg->port_file,
+              strerror(errno));
+    goto out;
+  }
+  uv_signal_start(&sv->sigint, on_signal, SIGINT);
+  uv_signal_start(&sv->sigterm, on_signal, SIGTERM);
+  gp__info("gpupool-server %s listening on %s (backend %s, %llu MiB per "
+           "session, at most %u sessions)", GP_VERSION_STRING, bound,
+           cfg->backend_name,
+           (unsigned long long)(cfg->bcfg.emu_memory >> 20),
+           cfg->max_sessions);
+
+  uv_run(&sv->loop, UV_RUN_DEFAULT);
+  gp__info("stopped");
+  status = GP_EXIT_OK;
+
+out:
+  uv_walk(&sv->loop, close_any, NULL);
+  uv_run(&sv->loop, UV_RUN_DEFAULT);
+  if (uv_loop_close(&sv->loop) != 0)
+    gp__debug("event loop still busy at exit");
+  free(sv);
+  return status;
+}

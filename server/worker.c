@@ -1,0 +1,822 @@
+/* The worker: serves one session, on the socket it inherits as fd 3, in
+ * its own process (see docs/server.md and docs/protocol.md).
+ *
+ * It blocks on its socket: read a frame, execute it on the backend, answer
+ * it unless it is NOREPLY, in arrival order. The first error of a NOREPLY
+ * request is kept and sent as the `deferred` field of the next reply.
+ * Anything that breaks the protocol (unknown type, a request flagged REPLY,
+ * a malformed message, a payload where none belongs or of the wrong
+ * length) ends the session: a ProtocolError frame (best effort), one log
+ * line, exit. Every value from the wire is checked here or by the backend
+ * before it is used; nothing a client sends can crash the worker.
+ */
+#include <arpa/inet.h>
+#include <cuda.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gp_config.h"
+#include "gpupool/gpupool.h"
+#include "msg.h"
+#include "server.h"
+#include "wire.h"
+
+/* Staging buffer for backends whose memory the worker cannot address. */
+#define GP_WORKER_STAGE_SIZE (1u << 20)
+
+/* Devices a HelloReply describes at most. */
+#define GP_WORKER_MAX_DEVICES 64
+
+/* After a ProtocolError: how long to drain the client's bytes before
+ * closing, so that closing does not reset the connection under the frame. */
+#define GP_WORKER_LINGER_MS 200
+#define GP_WORKER_LINGER_BYTES (1u << 20)
+
+/* TCP keepalive: a silent peer is declared dead after about
+ * IDLE + INTVL * CNT seconds; unacknowledged writes give up after
+ * GP_WORKER_USER_TIMEOUT_MS. */
+#define GP_WORKER_KEEPIDLE_S 10
+#define GP_WORKER_KEEPINTVL_S 5
+#define GP_WORKER_KEEPCNT 3
+#define GP_WORKER_USER_TIMEOUT_MS 30000
+
+/* The session has ended (a handler's return value, not an error). */
+#define GP_WORKER_END 1
+
+struct gp_worker {
+  const struct gp_server_config *cfg;
+  const struct gp_backend_ops *ops;
+  struct gp_backend *be;
+  struct gp_wire wire;
+  uint64_t session_id;
+  char peer[64];
+  bool hello_done;
+  int32_t deferred;       /* first error of a NOREPLY request, 0 if none */
+  uint8_t *stage;         /* GP_WORKER_STAGE_SIZE bytes, allocated on use */
+  int exit_status;
+  uint64_t requests;
+};
+
+/* ---- helpers ------------------------------------------------------------- */
+
+/* Copies at most |len| - 1 bytes of a client-supplied string, printable
+ * ASCII only, so a client cannot forge log lines. */
+static void sanitize(const char *in, char *out, size_t len) {
+  size_t i = 0;
+
+  for (; in && *in && i + 1 < len; in++)
+    out[i++] = (*in >= 0x20 && *in < 0x7f) ? *in : '?';
+  out[i] = '\0';
+}
+
+static void peer_name(int fd, char *out, size_t len) {
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof(ss);
+  char host[INET6_ADDRSTRLEN] = "?";
+
+  snprintf(out, len, "?");
+  if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
+    return;
+  if (ss.ss_family == AF_INET) {
+    struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+    inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+    snprintf(out, len, "%s:%d", host, ntohs(in->sin_port));
+  } else if (ss.ss_family == AF_INET6) {
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+    inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+    snprintf(out, len, "[%s]:%d", host, ntohs(in6->sin6_port));
+  } else if (ss.ss_family == AF_UNIX) {
+    snprintf(out, len, "unix");
+  }
+}
+
+/* Options for a long-lived remote-call socket; each is best effort (the
+ * socket may not be TCP in tests). */
+static void tune_socket(int fd) {
+  int one = 1, idle = GP_WORKER_KEEPIDLE_S, intvl = GP_WORKER_KEEPINTVL_S;
+  int cnt = GP_WORKER_KEEPCNT;
+  unsigned utimeout = GP_WORKER_USER_TIMEOUT_MS;
+
+  if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0) {
+    gp__debug("TCP_NODELAY: %s", strerror(errno));
+    return;
+  }
+  if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one)) != 0 ||
+      setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle)) != 0 ||
+      setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl)) != 0 ||
+      setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt)) != 0 ||
+      setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &utimeout,
+                 sizeof(utimeout)) != 0)
+    gp__debug("TCP keepalive options: %s", strerror(errno));
+}
+
+static uint64_t random_u64(void) {
+  uint64_t v;
+  struct timespec ts;
+
+  if (getrandom(&v, sizeof(v), 0) == (ssize_t)sizeof(v) && v != 0)
+    return v;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)ts.tv_nsec ^
+         ((uint64_t)getpid() << 16);
+}
+
+/* Logs one line prefixed with the session. */
+__attribute__((format(printf, 3, 4)))
+static void wlog(const struct gp_worker *w, enum gp_log_level level,
+                 const char *fmt, ...) {
+  char msg[768];
+  va_list ap;
+
+  if ((int)level > (int)gp__log_level())
+    return;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  gp__log(level, "session %016llx (%s): %s",
+          (unsigned long long)w->session_id, w->peer, msg);
+}
+
+/* ---- replies and errors --------------------------------------------------- */
+
+/* Ends the session for a protocol violation: sends a ProtocolError frame
+ * naming |reason| (best effort), logs it, and returns GP_EPROTO-ish |code|
+ * for the loop to stop on. */
+__attribute__((format(printf, 4, 5)))
+static int protocol_error(struct gp_worker *w, int code,
+                          const struct gp_frame_header *h, const char *fmt,
+                          ...) {
+  Gpupool__ProtocolError pe = GPUPOOL__PROTOCOL_ERROR__INIT;
+  char reason[512];
+  va_list ap;
+
+  va_start(ap, fmt);
+  vsnprintf(reason, sizeof(reason), fmt, ap);
+  va_end(ap);
+  wlog(w, GP_LOG_WARN, "protocol error: %s; closing", reason);
+  w->exit_status = GP_EXIT_PROTOCOL;
+  if (w->wire.error == 0 || w->wire.error == GP_EPROTO ||
+      w->wire.error == GP_ETOOBIG || w->wire.error == GP_EVERSION ||
+      w->wire.error == GP_ETIMEDOUT) {
+    int saved = w->wire.error;
+    /* The wire's sticky error concerns reading; this frame is written. */
+    w->wire.error = 0;
+    pe.code = code;
+    pe.message = reason;
+    if (gp_wire_send(&w->wire, GP_MSG_PROTOCOL_ERROR, 0,
+                     h ? h->request_id : 0, &pe.base, NULL, 0) == 0)
+      gp_wire_flush(&w->wire);
+    w->wire.error = saved ? saved : GP_EPROTO;
+  }
+  return code < 0 ? code : GP_EPROTO;
+}
+
+/* Answers request |h| with |msg| (and |payload|), or, for a NOREPLY
+ * request, keeps |result| as the deferred error if it is the first. |msg|
+ * is a reply message whose `result` the caller has set; |deferred| points
+ * at its `deferred` field. Returns 0 or a fatal GP_E* code. */
+static int reply(struct gp_worker *w, const struct gp_frame_header *h,
+                 ProtobufCMessage *msg, int32_t *deferred, int32_t result,
+                 const void *payload, size_t payload_len) {
+  int r;
+
+  if (h->flags & GP_FRAME_F_NOREPLY) {
+    if (result != CUDA_SUCCESS && w->deferred == CUDA_SUCCESS)
+      w->deferred = result;
+    if (result != CUDA_SUCCESS)
+      wlog(w, GP_LOG_DEBUG, "%s (request %u, no reply): CUDA error %d",
+           gp_msg_type_name(h->type), h->request_id, result);
+    return 0;
+  }
+  *deferred = w->deferred;
+  w->deferred = CUDA_SUCCESS;
+  if (result != CUDA_SUCCESS)
+    wlog(w, GP_LOG_DEBUG, "%s (request %u): CUDA error %d",
+         gp_msg_type_name(h->type), h->request_id, result);
+  r = gp_wire_send(&w->wire, h->type, GP_FRAME_F_REPLY, h->request_id, msg,
+                   payload, payload_len);
+  if (r == 0)
+    r = gp_wire_flush(&w->wire);
+  return r;
+}
+
+static int reply_status(struct gp_worker *w, const struct gp_frame_header *h,
+                        int32_t result, const void *payload,
+                        size_t payload_len) {
+  Gpupool__Status st = GPUPOOL__STATUS__INIT;
+
+  st.result = result;
+  return reply(w, h, &st.base, &st.deferred, result, payload, payload_len);
+}
+
+/* ---- handshake ------------------------------------------------------------ */
+
+static int handle_hello(struct gp_worker *w, const struct gp_frame_header *h,
+                        const Gpupool__HelloRequest *m) {
+  Gpupool__HelloReply rep = GPUPOOL__HELLO_REPLY__INIT;
+  Gpupool__DeviceInfo *infos = NULL, **info_ptrs = NULL;
+  Gpupool__DeviceAttribute *attrs = NULL, **attr_ptrs = NULL;
+  struct gp_device_desc *descs = NULL;
+  char server_name[128], message[256], client[96], host[96];
+  uint32_t lo, hi;
+  int ndev = 0, i, j, r, res, ret = 0;
+
+  if (h->flags & GP_FRAME_F_NOREPLY)
+    return protocol_error(w, GP_EPROTO, h, "HELLO flagged NOREPLY");
+  sanitize(m->client_name, client, sizeof(client));
+  sanitize(m->hostname, host, sizeof(host));
+
+  snprintf(server_name, sizeof(server_name), "gpupool-server %s (%s)",
+           GP_VERSION_STRING, w->ops->name);
+  rep.server_name = server_name;
+  rep.session_id = w->session_id;
+
+  lo = m->min_version > GP_PROTOCOL_VERSION_MIN ? m->min_version
+                                                : GP_PROTOCOL_VERSION_MIN;
+  hi = m->max_version < GP_PROTOCOL_VERSION_MAX ? m->max_version
+                                                : GP_PROTOCOL_VERSION_MAX;
+  if (m->min_version > m->max_version || lo > hi) {
+    snprintf(message, sizeof(message),
+             "no protocol version in common: client speaks %u to %u, "
+             "server %u to %u", m->min_version, m->max_version,
+             GP_PROTOCOL_VERSION_MIN, GP_PROTOCOL_VERSION_MAX);
+    wlog(w, GP_LOG_WARN, "HELLO from '%s' on '%s': %s; closing", client,
+         host, message);
+    rep.result = CUDA_ERROR_NOT_SUPPORTED;
+    rep.message = message;
+    reply(w, h, &rep.base, &rep.deferred, rep.result, NULL, 0);
+    w->exit_status = GP_EXIT_PROTOCOL;
+    return GP_EVERSION;
+  }
+  rep.version = hi;
+
+  res = w->ops->open(&w->cfg->bcfg, &w->be);
+  if (res != CUDA_SUCCESS) {
+    snprintf(message, sizeof(message),
+             "the server's %s backend could not start (CUDA error %d)",
+             w->ops->name, res);
+    wlog(w, GP_LOG_ERROR, "%s", message);
+    rep.result = res;
+    rep.message = message;
+    reply(w, h, &rep.base, &rep.deferred, rep.result, NULL, 0);
+    w->exit_status = GP_EXIT_BACKEND;
+    return GP_ENOMEM;
+  }
+  w->ops->driver_version(w->be, &rep.driver_version);
+  res = w->ops->device_count(w->be, &ndev);
+  if (res != CUDA_SUCCESS || ndev < 0)
+    ndev = 0;
+  if (ndev > GP_WORKER_MAX_DEVICES)
+    ndev = GP_WORKER_MAX_DEVICES;
+
+  if (ndev > 0) {
+    descs = calloc((size_t)ndev, sizeof(*descs));
+    infos = calloc((size_t)ndev, sizeof(*infos));
+    info_ptrs = calloc((size_t)ndev, sizeof(*info_ptrs));
+    attrs = calloc((size_t)ndev * GP_DEVICE_MAX_ATTRS, sizeof(*attrs));
+    attr_ptrs = calloc((size_t)ndev * GP_DEVICE_MAX_ATTRS,
+                       sizeof(*attr_ptrs));
+    if (!descs || !infos || !info_ptrs || !attrs || !attr_ptrs) {
+      wlog(w, GP_LOG_ERROR, "out of memory building HelloReply");
+      w->exit_status = GP_EXIT_BACKEND;
+      ret = GP_ENOMEM;
+      goto out;
+    }
+  }
+  for (i = 0; i < ndev; i++) {
+    Gpupool__DeviceInfo init = GPUPOOL__DEVICE_INFO__INIT;
+    struct gp_device_desc *d = &descs[i];
+    int nattrs;
+
+    infos[i] = init;
+    res = w->ops->device_describe(w->be, i, d);
+    if (res != CUDA_SUCCESS) {
+      wlog(w, GP_LOG_ERROR, "device %d: describe failed (CUDA error %d)", i,
+           res);
+      memset(d, 0, sizeof(*d));
+    }
+    d->name[sizeof(d->name) - 1] = '\0';
+    nattrs = d->nattrs < 0 ? 0
+             : d->nattrs > GP_DEVICE_MAX_ATTRS ? GP_DEVICE_MAX_ATTRS
+                                               : d->nattrs;
+    infos[i].ordinal = i;
+    infos[i].name = d->name;
+    infos[i].uuid.data = d->uuid;
+    infos[i].uuid.len = sizeof(d->uuid);
+    infos[i].total_mem = d->total_mem;
+    infos[i].attributes = &attr_ptrs[(size_t)i * GP_DEVICE_MAX_ATTRS];
+    infos[i].n_attributes = (size_t)nattrs;
+    for (j = 0; j < nattrs; j++) {
+      Gpupool__DeviceAttribute ainit = GPUPOOL__DEVICE_ATTRIBUTE__INIT;
+      Gpupool__DeviceAttribute *a =
+          &attrs[(size_t)i * GP_DEVICE_MAX_ATTRS + (size_t)j];
+      *a = ainit;
+      a->attr = d->attrs[j].attr;
+      a->value = d->attrs[j].value;
+      infos[i].attributes[j] = a;
+    }
+    info_ptrs[i] = &infos[i];
+  }
+  rep.devices = info_ptrs;
+  rep.n_devices = (size_t)ndev;
+  rep.result = CUDA_SUCCESS;
+
+  r = reply(w, h, &rep.base, &rep.deferred, rep.result, NULL, 0);
+  if (r != 0) {
+    ret = r;
+    goto out;
+  }
+  w->hello_done = true;
+  wlog(w, GP_LOG_INFO, "HELLO from '%s' on '%s' pid %u: protocol %u, %d "
+       "device%s", client, host, m->pid, rep.version, ndev,
+       ndev == 1 ? "" : "s");
+
+out:
+  free(attr_ptrs);
+  free(attrs);
+  free(info_ptrs);
+  free(infos);
+  free(descs);
+  return ret;
+}
+
+/* ---- copies --------------------------------------------------------------- */
+
+static int handle_htod(struct gp_worker *w, const struct gp_frame_header *h,
+                       const Gpupool__MemcpyHtoD *m) {
+  const struct gp_backend_ops *ops = w->ops;
+  void *host = NULL;
+  uint64_t off, n;
+  int res, r;
+
+  if (m->size != h->payload_len)
+    return protocol_error(w, GP_EPROTO, h,
+                          "MEMCPY_HTOD of %llu bytes carries a payload of "
+                          "%u bytes", (unsigned long long)m->size,
+                          h->payload_len);
+  if (m->size == 0)
+    return reply_status(w, h, ops->memcpy_htod(w->be, m->dst, NULL, 0,
+                                               m->stream), NULL, 0);
+
+  res = ops->mem_host_view
+            ? ops->mem_host_view(w->be, m->dst, m->size, m->stream, &host)
+            : CUDA_ERROR_NOT_SUPPORTED;
+  if (res == CUDA_SUCCESS) {
+    /* Straight from the socket into device memory. */
+    r = gp_wire_recv_payload(&w->wire, host, m->size);
+    if (r != 0)
+      return r;
+    return reply_status(w, h, CUDA_SUCCESS, NULL, 0);
+  }
+  if (res != CUDA_ERROR_NOT_SUPPORTED || m->dst > UINT64_MAX - m->size) {
+    r = gp_wire_discard(&w->wire, m->size);
+    if (r != 0)
+      return r;
+    return reply_status(w, h, res != CUDA_ERROR_NOT_SUPPORTED
+                                  ? res : CUDA_ERROR_INVALID_VALUE, NULL, 0);
+  }
+
+  /* Stage through a bounded buffer, chunk by chunk. */
+  if (!w->stage) {
+    w->stage = malloc(GP_WORKER_STAGE_SIZE);
+    if (!w->stage) {
+      r = gp_wire_discard(&w->wire, m->size);
+      if (r != 0)
+        return r;
+      return reply_status(w, h, CUDA_ERROR_OUT_OF_MEMORY, NULL, 0);
+    }
+  }
+  res = CUDA_SUCCESS;
+  for (off = 0; off < m->size; off += n) {
+    n = m->size - off < GP_WORKER_STAGE_SIZE ? m->size - off
+                                             : GP_WORKER_STAGE_SIZE;
+    if (res != CUDA_SUCCESS) {
+      r = gp_wire_discard(&w->wire, n);
+    } else {
+      r = gp_wire_recv_payload(&w->wire, w->stage, n);
+      if (r == 0)
+        res = ops->memcpy_htod(w->be, m->dst + off, w->stage, n, m->stream);
+    }
+    if (r != 0)
+      return r;
+  }
+  return reply_status(w, h, res, NULL, 0);
+}
+
+static int handle_dtoh(struct gp_worker *w, const struct gp_frame_header *h,
+                       const Gpupool__MemcpyDtoH *m) {
+  const struct gp_backend_ops *ops = w->ops;
+  void *host = NULL, *buf;
+  int res, r;
+
+  if (h->flags & GP_FRAME_F_NOREPLY)
+    return protocol_error(w, GP_EPROTO, h,
+                          "MEMCPY_DTOH flagged NOREPLY: its data has "
+                          "nowhere to go");
+  if (m->size > GP_COPY_CHUNK)
+    return reply_status(w, h, CUDA_ERROR_INVALID_VALUE, NULL, 0);
+  if (m->size == 0)
+    return reply_status(w, h, ops->memcpy_dtoh(w->be, NULL, m->src, 0,
+                                               m->stream), NULL, 0);
+
+  res = ops->mem_host_view
+            ? ops->mem_host_view(w->be, m->src, m->size, m->stream, &host)
+            : CUDA_ERROR_NOT_SUPPORTED;
+  if (res == CUDA_SUCCESS)
+    return reply_status(w, h, CUDA_SUCCESS, host, m->size);
+  if (res != CUDA_ERROR_NOT_SUPPORTED)
+    return reply_status(w, h, res, NULL, 0);
+
+  buf = malloc(m->size);
+  if (!buf)
+    return reply_status(w, h, CUDA_ERROR_OUT_OF_MEMORY, NULL, 0);
+  res = ops->memcpy_dtoh(w->be, buf, m->src, m->size, m->stream);
+  r = reply_status(w, h, res, res == CUDA_SUCCESS ? buf : NULL,
+                   res == CUDA_SUCCESS ? m->size : 0);
+  free(buf);
+  return r;
+}
+
+/* ---- dispatch ------------------------------------------------------------- */
+
+/* Executes one request whose message has been read. Returns 0, or
+ * GP_WORKER_END when the session ends normally, or a fatal GP_E* code. */
+static int dispatch(struct gp_worker *w, const struct gp_frame_header *h,
+                    ProtobufCMessage *msg) {
+  const struct gp_backend_ops *ops = w->ops;
+  struct gp_backend *be = w->be;
+  int res;
+
+  switch (h->type) {
+  case GP_MSG_GOODBYE:
+    wlog(w, GP_LOG_INFO, "GOODBYE after %llu requests",
+         (unsigned long long)w->requests);
+    return GP_WORKER_END;
+  case GP_MSG_PROTOCOL_ERROR: {
+    const Gpupool__ProtocolError *m = (const void *)msg;
+    char why[256];
+    sanitize(m->message, why, sizeof(why));
+    wlog(w, GP_LOG_WARN, "client reported a protocol error %d: %s; closing",
+         m->code, why);
+    w->exit_status = GP_EXIT_PROTOCOL;
+    return GP_EPROTO;
+  }
+  case GP_MSG_HELLO:
+    if (w->hello_done)
+      return protocol_error(w, GP_EPROTO, h, "a second HELLO");
+    return handle_hello(w, h, (const void *)msg);
+  default:
+    break;
+  }
+
+  if (!w->hello_done)
+    return protocol_error(w, GP_EPROTO, h, "%s before HELLO",
+                          gp_msg_type_name(h->type));
+  w->requests++;
+
+  switch (h->type) {
+  case GP_MSG_CTX_CREATE: {
+    const Gpupool__CtxCreate *m = (const void *)msg;
+    res = ops->ctx_create(be, m->ctx, m->device, m->flags);
+    break;
+  }
+  case GP_MSG_CTX_DESTROY: {
+    const Gpupool__CtxDestroy *m = (const void *)msg;
+    res = ops->ctx_destroy(be, m->ctx);
+    break;
+  }
+  case GP_MSG_CTX_SYNCHRONIZE: {
+    const Gpupool__CtxSynchronize *m = (const void *)msg;
+    res = ops->ctx_synchronize(be, m->ctx);
+    break;
+  }
+  case GP_MSG_PRIMARY_CTX_RETAIN: {
+    const Gpupool__PrimaryCtxRetain *m = (const void *)msg;
+    res = ops->primary_ctx_retain(be, m->ctx, m->device, m->flags);
+    break;
+  }
+  case GP_MSG_PRIMARY_CTX_RELEASE: {
+    const Gpupool__PrimaryCtxRelease *m = (const void *)msg;
+    res = ops->primary_ctx_release(be, m->ctx);
+    break;
+  }
+  case GP_MSG_MEM_ALLOC: {
+    const Gpupool__MemAlloc *m = (const void *)msg;
+    Gpupool__MemAllocReply rep = GPUPOOL__MEM_ALLOC_REPLY__INIT;
+    uint64_t dptr = 0;
+    rep.result = ops->mem_alloc(be, m->ctx, m->size, &dptr);
+    rep.dptr = rep.result == CUDA_SUCCESS ? dptr : 0;
+    return reply(w, h, &rep.base, &rep.deferred, rep.result, NULL, 0);
+  }
+  case GP_MSG_MEM_ALLOC_PITCH: {
+    const Gpupool__MemAllocPitch *m = (const void *)msg;
+    Gpupool__MemAllocPitchReply rep = GPUPOOL__MEM_ALLOC_PITCH_REPLY__INIT;
+    uint64_t dptr = 0, pitch = 0;
+    rep.result = ops->mem_alloc_pitch(be, m->ctx, m->width, m->height,
+                                      m->element_size, &dptr, &pitch);
+    if (rep.result == CUDA_SUCCESS) {
+      rep.dptr = dptr;
+      rep.pitch = pitch;
+    }
+    return reply(w, h, &rep.base, &rep.deferred, rep.result, NULL, 0);
+  }
+  case GP_MSG_MEM_FREE: {
+    const Gpupool__MemFree *m = (const void *)msg;
+    res = ops->mem_free(be, m->dptr);
+    break;
+  }
+  case GP_MSG_MEM_GET_INFO: {
+    const Gpupool__MemGetInfo *m = (const void *)msg;
+    Gpupool__MemGetInfoReply rep = GPUPOOL__MEM_GET_INFO_REPLY__INIT;
+    uint64_t fr = 0, total = 0;
+    rep.result = ops->mem_get_info(be, m->ctx, &fr, &total);
+    if (rep.result == CUDA_SUCCESS) {
+      rep.free = fr;
+      rep.total = total;
+    }
+    return reply(w, h, &rep.base, &rep.deferred, rep.result, NULL, 0);
+  }
+  case GP_MSG_MEM_GET_ADDRESS_RANGE: {
+    const Gpupool__MemGetAddressRange *m = (const void *)msg;
+    Gpupool__MemGetAddressRangeReply rep =
+        GPUPOOL__MEM_GET_ADDRESS_RANGE_REPLY__INIT;
+    uint64_t base = 0, size = 0;
+    rep.result = ops->mem_get_address_range(be, m->dptr, &base, &size);
+    if (rep.result == CUDA_SUCCESS) {
+      rep.alloc_base = base;
+      rep.alloc_size = size;
+    }
+    return reply(w, h, &rep.base, &rep.deferred, rep.result, NULL, 0);
+  }
+  case GP_MSG_MEMCPY_HTOD:
+    return handle_htod(w, h, (const void *)msg);
+  case GP_MSG_MEMCPY_DTOH:
+    return handle_dtoh(w, h, (const void *)msg);
+  case GP_MSG_MEMCPY_DTOD: {
+    const Gpupool__MemcpyDtoD *m = (const void *)msg;
+    res = ops->memcpy_dtod(be, m->dst, m->src, m->size, m->stream);
+    break;
+  }
+  case GP_MSG_MEMSET: {
+    const Gpupool__Memset *m = (const void *)msg;
+    res = ops->memset(be, m->dst, m->value, m->element_size, m->count,
+                      m->stream);
+    break;
+  }
+  case GP_MSG_STREAM_CREATE: {
+    const Gpupool__StreamCreate *m = (const void *)msg;
+    res = ops->stream_create(be, m->ctx, m->stream, m->flags, m->priority);
+    break;
+  }
+  case GP_MSG_STREAM_DESTROY: {
+    const Gpupool__StreamDestroy *m = (const void *)msg;
+    res = ops->stream_destroy(be, m->stream);
+    break;
+  }
+  case GP_MSG_STREAM_SYNCHRONIZE: {
+    const Gpupool__StreamSynchronize *m = (const void *)msg;
+    res = ops->stream_synchronize(be, m->stream);
+    break;
+  }
+  case GP_MSG_STREAM_QUERY: {
+    const Gpupool__StreamQuery *m = (const void *)msg;
+    res = ops->stream_query(be, m->stream);
+    break;
+  }
+  case GP_MSG_STREAM_WAIT_EVENT: {
+    const Gpupool__StreamWaitEvent *m = (const void *)msg;
+    res = ops->stream_wait_event(be, m->stream, m->event, m->flags);
+    break;
+  }
+  case GP_MSG_EVENT_CREATE: {
+    const Gpupool__EventCreate *m = (const void *)msg;
+    res = ops->event_create(be, m->ctx, m->event, m->flags);
+    break;
+  }
+  case GP_MSG_EVENT_RECORD: {
+    const Gpupool__EventRecord *m = (const void *)msg;
+    res = ops->event_record(be, m->event, m->stream);
+    break;
+  }
+  case GP_MSG_EVENT_QUERY: {
+    const Gpupool__EventQuery *m = (const void *)msg;
+    res = ops->event_query(be, m->event);
+    break;
+  }
+  case GP_MSG_EVENT_SYNCHRONIZE: {
+    const Gpupool__EventSynchronize *m = (const void *)msg;
+    res = ops->event_synchronize(be, m->event);
+    break;
+  }
+  case GP_MSG_EVENT_ELAPSED_TIME: {
+    const Gpupool__EventElapsedTime *m = (const void *)msg;
+    Gpupool__EventElapsedTimeReply rep =
+        GPUPOOL__EVENT_ELAPSED_TIME_REPLY__INIT;
+    float ms = 0;
+    rep.result = ops->event_elapsed_time(be, m->start, m->end, &ms);
+    if (rep.result == CUDA_SUCCESS)
+      rep.milliseconds = ms;
+    return reply(w, h, &rep.base, &rep.deferred, rep.result, NULL, 0);
+  }
+  case GP_MSG_EVENT_DESTROY: {
+    const Gpupool__EventDestroy *m = (const void *)msg;
+    res = ops->event_destroy(be, m->event);
+    break;
+  }
+  default:
+    /* A type the codec knows but this server does not serve. */
+    return protocol_error(w, GP_EPROTO, h, "unsupported request type %u (%s)",
+                          h->type, gp_msg_type_name(h->type));
+  }
+  return reply_status(w, h, res, NULL, 0);
+}
+
+/* Reads and executes one frame. Returns 0, GP_WORKER_END, or a fatal code
+ * (the session ends; w->exit_status says how). */
+static int serve_one(struct gp_worker *w) {
+  struct gp_frame_header h;
+  ProtobufCMessage *msg = NULL;
+  int r;
+
+  r = gp_wire_recv_header(&w->wire, &h);
+  if (r == GP_ECLOSED && w->wire.rlen > w->wire.rpos) {
+    wlog(w, GP_LOG_WARN, "connection closed in the middle of a frame "
+         "header");
+    w->exit_status = GP_EXIT_CONN_LOST;
+    return r;
+  }
+  if (r == GP_ECLOSED) {
+    wlog(w, GP_LOG_INFO, "client closed the connection after %llu requests",
+         (unsigned long long)w->requests);
+    return GP_WORKER_END;
+  }
+  if (r == GP_ETIMEDOUT && !w->hello_done)
+    return protocol_error(w, GP_ETIMEDOUT, NULL, "no HELLO within %d s",
+                          GP_WORKER_HELLO_TIMEOUT_MS / 1000);
+  if (r == GP_EVERSION)
+    return protocol_error(w, r, NULL, "bad frame header: header format "
+                          "version is not %d", GP_FRAME_VERSION);
+  if (r == GP_EPROTO || r == GP_ETOOBIG)
+    return protocol_error(w, r, NULL, "bad frame header: %s",
+                          gp_strerror(r));
+  if (r != 0) {
+    wlog(w, GP_LOG_WARN, "connection lost: %s", gp_strerror(r));
+    w->exit_status = GP_EXIT_CONN_LOST;
+    return r;
+  }
+
+  if (h.flags & GP_FRAME_F_REPLY)
+    return protocol_error(w, GP_EPROTO, &h, "request %u of type %u is "
+                          "flagged REPLY", h.request_id, h.type);
+  if (!gp_msg_descriptor(h.type, false))
+    return protocol_error(w, GP_EPROTO, &h, "unknown message type %u",
+                          h.type);
+  if (h.payload_len != 0 && h.type != GP_MSG_MEMCPY_HTOD)
+    return protocol_error(w, GP_EPROTO, &h, "%s carries a payload of %u "
+                          "bytes", gp_msg_type_name(h.type), h.payload_len);
+
+  r = gp_wire_recv_msg(&w->wire, &h, &msg);
+  if (r == GP_EPROTO)
+    return protocol_error(w, GP_EPROTO, &h, "malformed %s message",
+                          gp_msg_type_name(h.type));
+  if (r == GP_ETIMEDOUT && !w->hello_done)
+    return protocol_error(w, GP_ETIMEDOUT, &h, "no HELLO within %d s",
+                          GP_WORKER_HELLO_TIMEOUT_MS / 1000);
+  if (r != 0) {
+    wlog(w, GP_LOG_WARN, "connection lost: %s", gp_strerror(r));
+    w->exit_status = GP_EXIT_CONN_LOST;
+    return r;
+  }
+  if (!msg)
+    return protocol_error(w, GP_EPROTO, &h, "empty %s message",
+                          gp_msg_type_name(h.type));
+
+  wlog(w, GP_LOG_DEBUG, "%s request %u%s", gp_msg_type_name(h.type),
+       h.request_id, (h.flags & GP_FRAME_F_NOREPLY) ? " (no reply)" : "");
+  r = dispatch(w, &h, msg);
+  protobuf_c_message_free_unpacked(msg, NULL);
+  if (r < 0 && w->exit_status == GP_EXIT_OK) {
+    /* A reply could not be written. */
+    wlog(w, GP_LOG_WARN, "connection lost: %s", gp_strerror(r));
+    w->exit_status = GP_EXIT_CONN_LOST;
+  }
+  return r;
+}
+
+/* After a ProtocolError: stop sending, read what the client still sends
+ * for a moment, so the close does not reset the connection before the
+ * client has read our frame. */
+static void linger(struct gp_worker *w) {
+  uint8_t buf[4096];
+  size_t total = 0;
+  struct pollfd pfd;
+  struct timespec t0, t;
+  long left;
+
+  if (w->wire.fd < 0 || shutdown(w->wire.fd, SHUT_WR) != 0)
+    return;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  while (total < GP_WORKER_LINGER_BYTES) {
+    ssize_t n;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    left = GP_WORKER_LINGER_MS - ((t.tv_sec - t0.tv_sec) * 1000 +
+                                  (t.tv_nsec - t0.tv_nsec) / 1000000);
+    if (left <= 0)
+      break;
+    pfd.fd = w->wire.fd;
+    pfd.events = POLLIN;
+    if (poll(&pfd, 1, (int)left) <= 0)
+      break;
+    n = read(w->wire.fd, buf, sizeof(buf));
+    if (n <= 0)
+      break;
+    total += (size_t)n;
+  }
+}
+
+int gp__worker_run(const struct gp_server_config *cfg) {
+  struct gp_worker w;
+  struct stat st;
+  int r, flags;
+
+  /* Die with the supervisor, so that killing the server ends its sessions
+   * and their clients see the connection drop at once. The check after
+   * closes the race with a supervisor that died before the prctl. */
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
+    gp__error("worker: prctl(PR_SET_PDEATHSIG): %s", strerror(errno));
+    return GP_EXIT_USAGE;
+  }
+  if (cfg->supervisor_pid != 0 && getppid() != cfg->supervisor_pid) {
+    gp__error("worker: the supervisor (pid %ld) is gone",
+              (long)cfg->supervisor_pid);
+    return GP_EXIT_CONN_LOST;
+  }
+  /* Writes to a closed socket fail with EPIPE instead of killing us. */
+  signal(SIGPIPE, SIG_IGN);
+
+  if (fstat(GP_WORKER_FD, &st) != 0 || !S_ISSOCK(st.st_mode)) {
+    gp__error("worker: fd %d is not a socket (--worker is internal: the "
+              "supervisor passes the session's socket there)", GP_WORKER_FD);
+    return GP_EXIT_USAGE;
+  }
+
+  /* libuv accepted the socket non-blocking, and that flag lives in the
+   * open file description we share: the wire blocks, so clear it. */
+  flags = fcntl(GP_WORKER_FD, F_GETFL);
+  if (flags < 0 ||
+      fcntl(GP_WORKER_FD, F_SETFL, flags & ~O_NONBLOCK) != 0) {
+    gp__error("worker: cannot make fd %d blocking: %s", GP_WORKER_FD,
+              strerror(errno));
+    return GP_EXIT_CONN_LOST;
+  }
+
+  memset(&w, 0, sizeof(w));
+  w.cfg = cfg;
+  w.ops = cfg->backend;
+  w.session_id = random_u64();
+  w.exit_status = GP_EXIT_OK;
+  peer_name(GP_WORKER_FD, w.peer, sizeof(w.peer));
+  tune_socket(GP_WORKER_FD);
+
+  r = gp_wire_init_fd(&w.wire, GP_WORKER_FD);
+  if (r != 0) {
+    wlog(&w, GP_LOG_ERROR, "cannot set up the connection: %s",
+         gp_strerror(r));
+    close(GP_WORKER_FD);
+    return GP_EXIT_BACKEND;
+  }
+  wlog(&w, GP_LOG_DEBUG, "worker started (backend %s)", w.ops->name);
+
+  w.wire.timeout_ms = GP_WORKER_HELLO_TIMEOUT_MS;
+  for (;;) {
+    r = serve_one(&w);
+    if (r != 0)
+      break;
+    if (w.hello_done)
+      w.wire.timeout_ms = -1;
+  }
+  if (w.exit_status == GP_EXIT_PROTOCOL)
+    linger(&w);
+
+  if (w.be)
+    w.ops->close(w.be);
+  gp_wire_free(&w.wire);
+  free(w.stage);
+  wlog(&w, GP_LOG_DEBUG, "worker exiting with status %d", w.exit_status);
+  return w.exit_status;
+}
