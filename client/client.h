@@ -1,0 +1,291 @@
+/* The internals of gpupool's libcuda.so.1, shared between client/ files.
+ *
+ * One process has one client (struct gp__client): one connection to one
+ * pool server, guarded by one mutex, plus the tables that let calls be
+ * checked, and often answered, without a round trip: the devices from the
+ * handshake, the live contexts, streams and events, and the device and host
+ * allocations. The current-context stack is per thread (ctx.c).
+ *
+ * Locking: everything in struct gp__client except the atomics is guarded by
+ * |lock|. Functions named *_locked expect the caller to hold it; the others
+ * take it themselves. Nothing here calls back into the application, so the
+ * lock is never held across foreign code.
+ */
+#ifndef GP_CLIENT_CLIENT_H
+#define GP_CLIENT_CLIENT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cuapi.h"
+#include "gpupool/errors.h"
+#include "msg.h"
+#include "wire.h"
+
+/* ---- Objects behind the opaque CUDA handles -------------------------------- */
+
+enum gp__kind {
+  GP__KIND_CTX = 0x58544367,    /* "gCTX" */
+  GP__KIND_STREAM = 0x4D525367, /* "gSRM" */
+  GP__KIND_EVENT = 0x54564567,  /* "gEVT" */
+};
+
+/* Every object starts with this, so that a handle found in the handle set
+ * can be checked for its kind before it is used as one. */
+struct gp__obj {
+  enum gp__kind kind;
+};
+
+enum gp__ctx_state {
+  GP__CTX_LIVE = 0,      /* usable */
+  GP__CTX_INACTIVE = 1,  /* a primary context nobody has retained (yet) */
+  GP__CTX_DESTROYED = 2, /* cuCtxDestroy'd: current in some thread maybe */
+};
+
+/* A context (CUcontext). Context objects are never freed: a destroyed one
+ * may still be current in another thread, where the driver's contract is
+ * CUDA_ERROR_CONTEXT_IS_DESTROYED, not a crash. They are small, and a
+ * program creates few. */
+struct gp__ctx {
+  struct gp__obj hdr;
+  uint64_t id;          /* the server's id for this incarnation (locked) */
+  int device;
+  unsigned flags;       /* CU_CTX_* (locked) */
+  bool primary;
+  int retains;          /* primary: cuDevicePrimaryCtxRetain count (locked) */
+  _Atomic int state;    /* enum gp__ctx_state */
+};
+
+/* A stream (CUstream) created by cuStreamCreate*. Freed on destroy. */
+struct gp__stream {
+  struct gp__obj hdr;
+  uint64_t id;
+  struct gp__ctx *ctx;
+  unsigned flags;
+  int priority;
+};
+
+/* An event (CUevent). Freed on destroy. */
+struct gp__event {
+  struct gp__obj hdr;
+  uint64_t id;
+  struct gp__ctx *ctx;
+  unsigned flags;
+  bool recorded;        /* locked */
+};
+
+/* ---- The handle set (handles.c) -------------------------------------------- */
+
+/* An open-addressing set of object pointers: a handle the application
+ * passes is looked up here before it is ever dereferenced, so a stale or
+ * made-up handle is CUDA_ERROR_INVALID_HANDLE, not a crash. Not
+ * thread-safe: the client lock guards it. */
+struct gp__handles {
+  struct gp__obj **slots; /* NULL: empty; GP__TOMBSTONE: removed */
+  size_t cap;             /* a power of two, or 0 */
+  size_t used;            /* live entries plus tombstones */
+  size_t live;
+};
+
+/* Adds |o|. Returns 0 or GP_ENOMEM. */
+int gp__handles_add(struct gp__handles *h, struct gp__obj *o);
+/* Removes |o| if present. */
+void gp__handles_remove(struct gp__handles *h, struct gp__obj *o);
+/* |p| as an object of |kind| if the set holds it, else NULL. */
+struct gp__obj *gp__handles_find(const struct gp__handles *h, const void *p,
+                                 enum gp__kind kind);
+/* Calls |fn| on every object; |fn| may remove the object it is given. */
+void gp__handles_foreach(struct gp__handles *h,
+                         void (*fn)(struct gp__obj *o, void *arg), void *arg);
+/* Releases the table (not the objects). */
+void gp__handles_free(struct gp__handles *h);
+
+/* ---- Address range tables (ranges.c) --------------------------------------- */
+
+/* A set of disjoint [base, base + size) ranges sorted by base: the device
+ * allocations (from cuMemAlloc replies) and the host allocations
+ * (cuMemHostAlloc). Not thread-safe: the client lock guards it. */
+struct gp__range {
+  uint64_t base;
+  uint64_t size;
+  const struct gp__ctx *ctx; /* device: owning context; host: NULL */
+  unsigned flags;            /* host: CU_MEMHOSTALLOC_* */
+};
+
+struct gp__ranges {
+  struct gp__range *v;
+  size_t n, cap;
+};
+
+/* Adds a range. Returns 0, GP_ENOMEM, or GP_EINVAL when it overlaps one
+ * already present (a server handing out the same address twice). */
+int gp__ranges_add(struct gp__ranges *t, const struct gp__range *r);
+/* The range that contains |addr|, or NULL. */
+struct gp__range *gp__ranges_find(const struct gp__ranges *t, uint64_t addr);
+/* True when [addr, addr + len) lies inside one range (|len| > 0). */
+bool gp__ranges_covers(const struct gp__ranges *t, uint64_t addr,
+                       uint64_t len);
+/* Removes the range starting at exactly |base|; returns false if none. */
+bool gp__ranges_remove(struct gp__ranges *t, uint64_t base);
+/* Removes every range owned by |ctx|. */
+void gp__ranges_remove_ctx(struct gp__ranges *t, const struct gp__ctx *ctx);
+void gp__ranges_free(struct gp__ranges *t);
+
+/* ---- The client ------------------------------------------------------------ */
+
+/* The most attributes kept per device: every CUdevice_attribute value
+ * below CU_DEVICE_ATTRIBUTE_MAX. */
+#define GP__NATTR ((int)CU_DEVICE_ATTRIBUTE_MAX)
+
+struct gp__device {
+  char name[256];
+  uint8_t uuid[16];
+  uint64_t total_mem;
+  int attr[GP__NATTR];
+  struct gp__ctx *primary; /* stable for the life of the process */
+};
+
+/* Where cuInit stands. */
+enum gp__init {
+  GP__INIT_NONE = 0, /* never called (or only with bad flags) */
+  GP__INIT_OK = 1,
+  GP__INIT_FAILED = 2,
+};
+
+struct gp__client {
+  pthread_mutex_t lock;
+
+  _Atomic int init;        /* enum gp__init */
+  CUresult init_result;    /* what cuInit returns from then on (locked) */
+  _Atomic bool dead;       /* the connection is lost, for good */
+  _Atomic bool forked;     /* we are a fork()ed child of the process that
+                            * owns the connection */
+
+  /* The server, from GPUPOOL_SERVER. */
+  char host[256];
+  int port;
+  char addr[300];          /* "host:port", for messages */
+  int connect_timeout_ms;
+  int io_timeout_ms;       /* GPUPOOL_IO_TIMEOUT */
+
+  struct gp_wire wire;
+  bool wire_open;
+  uint32_t next_request;
+  CUresult deferred;       /* first error of a NOREPLY call, not yet returned */
+  _Atomic uint64_t next_id; /* the next client-chosen handle id */
+
+  /* From the HelloReply. */
+  uint32_t version;
+  int driver_version;
+  char server_name[128];
+  int ndevices;
+  struct gp__device *devices;
+
+  struct gp__handles handles;
+  struct gp__ranges dev_mem;
+  struct gp__ranges host_mem;
+
+  uint64_t page_size;
+};
+
+/* The process's one client. Never NULL. */
+struct gp__client *gp__client(void);
+
+/* CUDA_SUCCESS when driver calls may go ahead: cuInit succeeded, the
+ * connection is alive and this is the process that made it. Otherwise
+ * CUDA_ERROR_NOT_INITIALIZED or CUDA_ERROR_DEVICE_UNAVAILABLE. Lock-free,
+ * any thread. */
+CUresult gp__ready(void);
+
+/* A fresh handle id: non-zero, never reused in this process. Any thread. */
+uint64_t gp__new_id(void);
+
+void gp__lock(void);
+void gp__unlock(void);
+
+/* ---- The connection (conn.c); every function here needs the lock --------- */
+
+/* Connects to GPUPOOL_SERVER and does the handshake; fills the device
+ * table. Returns CUDA_SUCCESS or CUDA_ERROR_NO_DEVICE after printing one
+ * line on stderr that says why. */
+CUresult gp__connect_locked(struct gp__client *c);
+
+/* Sends one request frame of |type| (NOREPLY when |noreply|), |payload|
+ * after the message. Sets |*request_id| (may be NULL). Returns CUDA_SUCCESS,
+ * CUDA_ERROR_OUT_OF_MEMORY (nothing was sent), or
+ * CUDA_ERROR_DEVICE_UNAVAILABLE (the connection is now lost and that has
+ * been reported). */
+CUresult gp__send_locked(struct gp__client *c, uint16_t type,
+                         const ProtobufCMessage *msg, const void *payload,
+                         size_t payload_len, bool noreply,
+                         uint32_t *request_id);
+
+/* Reads the reply to |request_id| of |type|. Its `deferred` is kept in
+ * c->deferred. With |payload| non-NULL and a successful result, the reply's
+ * payload must be exactly |payload_len| bytes and is read into |payload|;
+ * any other payload is dropped. On success |*reply| (if not NULL) is the
+ * unpacked reply, which the caller frees with
+ * protobuf_c_message_free_unpacked(). Returns the reply's result, or
+ * CUDA_ERROR_DEVICE_UNAVAILABLE when the connection is lost (reported; no
+ * reply then). */
+CUresult gp__recv_locked(struct gp__client *c, uint16_t type,
+                         uint32_t request_id, ProtobufCMessage **reply,
+                         void *payload, size_t payload_len);
+
+/* gp__send_locked() then gp__recv_locked() without payloads. The reply
+ * must come within GPUPOOL_IO_TIMEOUT of silence (see conn.c). */
+CUresult gp__call_locked(struct gp__client *c, uint16_t type,
+                         const ProtobufCMessage *msg, const void *payload,
+                         size_t payload_len, ProtobufCMessage **reply);
+
+/* The same for the calls that wait for the device to finish its work
+ * (context, stream and event synchronize), which may legitimately take any
+ * time: their reply is waited for without the silence timeout. */
+CUresult gp__call_wait_locked(struct gp__client *c, uint16_t type,
+                              const ProtobufCMessage *msg);
+
+/* For a synchronising call that got |r| from the server: |r| if it is an
+ * error, else the pending deferred error (which is then cleared), else
+ * CUDA_SUCCESS. */
+CUresult gp__sync_result_locked(struct gp__client *c, CUresult r);
+
+/* Marks the connection lost because of |err| (a GP_E* code) while doing
+ * |what|; prints "gpupool: lost connection to HOST:PORT: reason" once and
+ * closes the socket. Returns CUDA_ERROR_DEVICE_UNAVAILABLE. */
+CUresult gp__lost_locked(struct gp__client *c, int err, const char *what);
+
+/* ---- Contexts (ctx.c) ------------------------------------------------------- */
+
+/* The calling thread's current context: CUDA_SUCCESS and |*out|, or
+ * CUDA_ERROR_INVALID_CONTEXT when there is none, or
+ * CUDA_ERROR_CONTEXT_IS_DESTROYED when it was destroyed or is a primary
+ * context that is not retained. Any thread; reads only its own stack. */
+CUresult gp__current_ctx(struct gp__ctx **out);
+
+/* |h| as a live context: CUDA_SUCCESS, or CUDA_ERROR_INVALID_CONTEXT. NULL
+ * means the current context. Needs the lock. */
+CUresult gp__ctx_from_handle_locked(struct gp__client *c, CUcontext h,
+                                    struct gp__ctx **out);
+
+/* Creates the primary context objects of every device (at cuInit). Returns
+ * 0 or GP_ENOMEM. Needs the lock. */
+int gp__primary_init_locked(struct gp__client *c);
+
+/* ---- Streams and events (stream.c, event.c) -------------------------------- */
+
+/* The wire id of |h| for a call in the calling thread's context: 0 for
+ * NULL, CU_STREAM_LEGACY and CU_STREAM_PER_THREAD, else the stream's id.
+ * CUDA_ERROR_INVALID_HANDLE for a handle that is no live stream. Needs the
+ * lock. */
+CUresult gp__stream_id_locked(struct gp__client *c, CUstream h,
+                              uint64_t *id);
+
+/* Forgets (frees) every stream and event of |ctx|, and its device
+ * allocations: the server dropped them with the context (or with this
+ * incarnation of a primary context). Needs the lock. */
+void gp__drop_ctx_objects_locked(struct gp__client *c, struct gp__ctx *ctx);
+
+#endif
