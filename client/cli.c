@@ -28,7 +28,6 @@
 
 /* Where gpupool's libcuda.so.1 lives: $GPUPOOL_LIB_DIR, else beside this
  * executable. */
-#define GP_ENV_LIB_DIR "GPUPOOL_LIB_DIR"
 #define GP_LIBCUDA "libcuda.so.1"
 
 static void usage(FILE *f) {

@@ -17,6 +17,7 @@
 #define GP_ENV_SERVER "GPUPOOL_SERVER"           /* host[:port] of the pool server */
 #define GP_ENV_TRACE "GPUPOOL_TRACE"             /* 1: log every driver call to stderr */
 #define GP_ENV_CONNECT_TIMEOUT "GPUPOOL_CONNECT_TIMEOUT" /* seconds, default 10 */
+#define GP_ENV_LIB_DIR "GPUPOOL_LIB_DIR"         /* gpupool attach: where libcuda.so.1 is */
 #define GP_ENV_IO_TIMEOUT "GPUPOOL_IO_TIMEOUT"   /* seconds a dead link may go unnoticed, default 5 */
 
 #endif
