@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# The gpupool demo: builds if needed, starts a pool server on the emulated
+# device on an ephemeral loopback port, runs a real CUDA driver-API program
+# (examples/vector_demo.c) through `gpupool attach`, then measures the remote
+# path (examples/measure.c), prints a summary and stops the server, whatever
+# happens.
+#
+# usage: scripts/demo.sh [--no-measure]
+# env:   GPUPOOL_BUILD_DIR  build folder (default build)
+set -uo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root" || exit 1
+build=${GPUPOOL_BUILD_DIR:-build}
+measure=1
+[ "${1:-}" = "--no-measure" ] && measure=0
+
+server_bin="$build/server/gpupool-server"
+cli_bin="$build/client/gpupool"
+demo_bin="$build/tests/integration/vector_demo"
+measure_bin="$build/tests/integration/measure"
+
+# Build only when something is missing; a first run installs and configures
+# through setup.sh (which needs root or sudo only if packages are missing).
+if [ ! -x "$server_bin" ] || [ ! -x "$cli_bin" ] || [ ! -x "$demo_bin" ] ||
+   [ ! -x "$measure_bin" ]; then
+  echo "== building $build (first run)"
+  setup_out=$("$root/scripts/setup.sh") || { echo "$setup_out"; exit 1; }
+  cuda_dir=$(echo "$setup_out" | sed -n 's/^cuda-include: //p' | tail -n1)
+  if [ ! -f "$build/build.ninja" ]; then
+    meson setup "$build" -Dcuda_include="$cuda_dir" >/dev/null || exit 1
+  fi
+  ninja -C "$build" >/dev/null || { echo "demo: the build failed" >&2; exit 1; }
+else
+  ninja -C "$build" >/dev/null 2>&1 # bring it up to date, quietly
+fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/gpupool-demo.XXXXXX")
+server_pid=""
+stop_server() {
+  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
+    kill -TERM "$server_pid" 2>/dev/null
+    for _ in $(seq 50); do
+      kill -0 "$server_pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$server_pid" 2>/dev/null
+    wait "$server_pid" 2>/dev/null
+    echo "== server stopped"
+  fi
+  server_pid=""
+  rm -rf "$work"
+}
+trap stop_server EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+echo "== starting gpupool-server on 127.0.0.1 (emulated device, 2 GiB)"
+"$server_bin" --listen 127.0.0.1:0 --port-file "$work/port" --backend emu \
+  --emu-memory 2G --log-level warn 2>"$work/server.log" &
+server_pid=$!
+port=""
+for _ in $(seq 100); do
+  if [ -s "$work/port" ]; then
+    port=$(tr -dc '0-9' <"$work/port")
+    [ -n "$port" ] && break
+  fi
+  kill -0 "$server_pid" 2>/dev/null || break
+  sleep 0.1
+done
+if [ -z "$port" ]; then
+  echo "demo: the server did not start; its log:" >&2
+  cat "$work/server.log" >&2
+  exit 1
+fi
+server="127.0.0.1:$port"
+echo "   listening on $server (pid $server_pid)"
+echo
+
+echo "== gpupool attach --server $server -- vector_demo"
+"$cli_bin" attach --server "$server" -- "$demo_bin"
+demo_status=$?
+echo
+
+measure_status=0
+if [ "$measure" -eq 1 ]; then
+  echo "== gpupool attach --server $server -- measure"
+  "$cli_bin" attach --server "$server" -- "$measure_bin" --size 256 --reps 5
+  measure_status=$?
+  echo
+fi
+
+echo "== summary"
+if [ "$demo_status" -eq 0 ]; then
+  echo "   vector_demo: ran through the pool server, every byte checked: OK"
+else
+  echo "   vector_demo: FAILED (exit status $demo_status)"
+fi
+if [ "$measure" -eq 1 ]; then
+  [ "$measure_status" -eq 0 ] && echo "   measure: done (figures above)" ||
+    echo "   measure: FAILED (exit status $measure_status)"
+fi
+if [ -s "$work/server.log" ]; then
+  echo "   server warnings:"
+  sed 's/^/     /' "$work/server.log"
+fi
+[ "$demo_status" -eq 0 ] && [ "$measure_status" -eq 0 ]

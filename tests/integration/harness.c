@@ -1,0 +1,617 @@
+/* The integration test harness; see harness.h. */
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static atomic_uint checks_run;
+static atomic_uint checks_failed;
+static const char *scenario_name = "?";
+
+/* Servers and children started by this process, killed on every exit path
+ * (normal end, watchdog, aborted scenario) so that no test leaves one
+ * behind. */
+#define MAX_TRACKED 16
+static struct gpt_server *servers[MAX_TRACKED];
+static pid_t children[MAX_TRACKED];
+
+/* ---- Checks ----------------------------------------------------------------- */
+
+void gpt__check_pass(void) { atomic_fetch_add(&checks_run, 1); }
+
+void gpt__check_fail(const char *file, int line, const char *expr,
+                     const char *fmt, ...) {
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  atomic_fetch_add(&checks_run, 1);
+  atomic_fetch_add(&checks_failed, 1);
+  /* One write, so that lines from several threads do not interleave. */
+  fprintf(stderr, "%s:%d: CHECK FAILED [%s]: %s\n    %s\n", file, line,
+          scenario_name, expr, msg);
+  fflush(stderr);
+}
+
+unsigned gpt_checks_run(void) { return atomic_load(&checks_run); }
+unsigned gpt_checks_failed(void) { return atomic_load(&checks_failed); }
+
+int gpt__streq(const char *a, const char *b) {
+  if (a == NULL || b == NULL) return a == b;
+  return strcmp(a, b) == 0;
+}
+
+bool gpt__mem_eq(const char *file, int line, const char *expr,
+                 const void *actual, const void *expected, size_t n) {
+  const unsigned char *a = actual, *e = expected;
+  if (memcmp(a, e, n) == 0) {
+    gpt__check_pass();
+    return true;
+  }
+  size_t first = 0, diff = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (a[i] != e[i]) {
+      if (diff == 0) first = i;
+      diff++;
+    }
+  }
+  gpt__check_fail(file, line, expr,
+                  "%zu of %zu bytes differ; first at offset %zu: "
+                  "got 0x%02x, expected 0x%02x",
+                  diff, n, first, a[first], e[first]);
+  return false;
+}
+
+bool gpt__mem_all(const char *file, int line, const char *expr, const void *p,
+                  int byte, size_t n) {
+  const unsigned char *a = p;
+  size_t first = n, diff = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (a[i] != (unsigned char)byte) {
+      if (first == n) first = i;
+      diff++;
+    }
+  }
+  if (diff == 0) {
+    gpt__check_pass();
+    return true;
+  }
+  gpt__check_fail(file, line, expr,
+                  "%zu of %zu bytes differ; first at offset %zu: "
+                  "got 0x%02x, expected 0x%02x",
+                  diff, n, first, a[first], (unsigned char)byte);
+  return false;
+}
+
+const char *gpt_cu_name(CUresult r) {
+  switch (r) {
+#define N(x) \
+  case x:    \
+    return #x;
+    N(CUDA_SUCCESS)
+    N(CUDA_ERROR_INVALID_VALUE)
+    N(CUDA_ERROR_OUT_OF_MEMORY)
+    N(CUDA_ERROR_NOT_INITIALIZED)
+    N(CUDA_ERROR_DEINITIALIZED)
+    N(CUDA_ERROR_NO_DEVICE)
+    N(CUDA_ERROR_INVALID_DEVICE)
+    N(CUDA_ERROR_DEVICE_NOT_LICENSED)
+    N(CUDA_ERROR_INVALID_IMAGE)
+    N(CUDA_ERROR_INVALID_CONTEXT)
+    N(CUDA_ERROR_CONTEXT_ALREADY_CURRENT)
+    N(CUDA_ERROR_MAP_FAILED)
+    N(CUDA_ERROR_UNMAP_FAILED)
+    N(CUDA_ERROR_ALREADY_MAPPED)
+    N(CUDA_ERROR_NO_BINARY_FOR_GPU)
+    N(CUDA_ERROR_ALREADY_ACQUIRED)
+    N(CUDA_ERROR_NOT_MAPPED)
+    N(CUDA_ERROR_CONTEXT_ALREADY_IN_USE)
+    N(CUDA_ERROR_INVALID_PTX)
+    N(CUDA_ERROR_INVALID_SOURCE)
+    N(CUDA_ERROR_FILE_NOT_FOUND)
+    N(CUDA_ERROR_INVALID_HANDLE)
+    N(CUDA_ERROR_ILLEGAL_STATE)
+    N(CUDA_ERROR_NOT_FOUND)
+    N(CUDA_ERROR_NOT_READY)
+    N(CUDA_ERROR_ILLEGAL_ADDRESS)
+    N(CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES)
+    N(CUDA_ERROR_LAUNCH_TIMEOUT)
+    N(CUDA_ERROR_LAUNCH_FAILED)
+    N(CUDA_ERROR_PEER_ACCESS_ALREADY_ENABLED)
+    N(CUDA_ERROR_PEER_ACCESS_NOT_ENABLED)
+    N(CUDA_ERROR_PRIMARY_CONTEXT_ACTIVE)
+    N(CUDA_ERROR_CONTEXT_IS_DESTROYED)
+    N(CUDA_ERROR_ASSERT)
+    N(CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED)
+    N(CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED)
+    N(CUDA_ERROR_NOT_PERMITTED)
+    N(CUDA_ERROR_NOT_SUPPORTED)
+    N(CUDA_ERROR_SYSTEM_NOT_READY)
+    N(CUDA_ERROR_DEVICE_UNAVAILABLE)
+    N(CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED)
+    N(CUDA_ERROR_TIMEOUT)
+    N(CUDA_ERROR_UNKNOWN)
+#undef N
+    default: {
+      static char buf[32];
+      snprintf(buf, sizeof buf, "CUresult(%d)", (int)r);
+      return buf;
+    }
+  }
+}
+
+/* ---- Scenarios ------------------------------------------------------------------ */
+
+static void kill_everything(void) {
+  /* Async-signal-safe: called from the watchdog's handler too. */
+  for (int i = 0; i < MAX_TRACKED; i++) {
+    if (servers[i] != NULL && servers[i]->pid > 0 && !servers[i]->reaped) {
+      kill(-servers[i]->pid, SIGKILL);
+      kill(servers[i]->pid, SIGKILL);
+    }
+    if (children[i] > 0) kill(children[i], SIGKILL);
+  }
+}
+
+static void on_alarm(int sig) {
+  (void)sig;
+  static const char msg[] =
+      "\nWATCHDOG: the scenario did not finish in time (a call hung?)\n";
+  ssize_t unused = write(2, msg, sizeof msg - 1);
+  (void)unused;
+  kill_everything();
+  _exit(1);
+}
+
+__attribute__((noreturn)) static void report_and_exit(int status) {
+  kill_everything();
+  printf("scenario %s: %u checks, %u failed%s\n", scenario_name,
+         gpt_checks_run(), gpt_checks_failed(),
+         status == 77 ? " (skipped)" : "");
+  fflush(stdout);
+  _exit(status);
+}
+
+void gpt__abort_scenario(void) {
+  fprintf(stderr, "[%s] a required check failed: ending the scenario\n",
+          scenario_name);
+  report_and_exit(1);
+}
+
+void gpt_skip(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stdout, "SKIP [%s]: ", scenario_name);
+  vfprintf(stdout, fmt, ap);
+  fputc('\n', stdout);
+  va_end(ap);
+  report_and_exit(77);
+}
+
+int gpt_main(int argc, char **argv, const struct gpt_scenario *table) {
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  if (argc < 2) {
+    fprintf(stderr, "usage: %s SCENARIO [ARGS]\nscenarios:", argv[0]);
+    for (const struct gpt_scenario *t = table; t->name; t++)
+      fprintf(stderr, " %s", t->name);
+    fputc('\n', stderr);
+    return 2;
+  }
+  for (const struct gpt_scenario *t = table; t->name; t++) {
+    if (strcmp(t->name, argv[1]) != 0) continue;
+    scenario_name = t->name;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_alarm;
+    sigaction(SIGALRM, &sa, NULL);
+    /* A peer that vanishes must show up as an error, never kill us. */
+    signal(SIGPIPE, SIG_IGN);
+    alarm(t->timeout_s ? t->timeout_s : 60);
+    t->run(argc - 2, argv + 2);
+    alarm(0);
+    report_and_exit(gpt_checks_failed() ? 1 : 0);
+  }
+  fprintf(stderr, "%s: no scenario named %s\n", argv[0], argv[1]);
+  return 2;
+}
+
+/* ---- Helpers ------------------------------------------------------------------------ */
+
+double gpt_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void gpt_sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+}
+
+void gpt_fill(void *buf, size_t n, uint64_t seed) {
+  /* splitmix64 of (seed, word index): position-dependent, so data that
+   * lands at the wrong offset never matches. */
+  unsigned char *p = buf;
+  uint64_t base = seed * 0x9E3779B97F4A7C15ull;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t z = base + (uint64_t)i;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    memcpy(p + i, &z, 8);
+  }
+  for (; i < n; i++) p[i] = (unsigned char)(base >> (8 * (i & 7))) ^ (unsigned char)i;
+}
+
+void *gpt_xmalloc(size_t n) {
+  void *p = malloc(n ? n : 1);
+  if (p == NULL) {
+    fprintf(stderr, "out of host memory (%zu bytes)\n", n);
+    gpt__abort_scenario();
+  }
+  return p;
+}
+
+CUcontext gpt_init_context(CUdevice *dev) {
+  CUdevice d;
+  CUcontext ctx;
+  REQUIRE_OK(cuInit(0));
+  REQUIRE_OK(cuDeviceGet(&d, 0));
+  REQUIRE_OK(cuCtxCreate(&ctx, NULL, 0, d));
+  if (dev) *dev = d;
+  return ctx;
+}
+
+/* ---- The server ------------------------------------------------------------------------ */
+
+static void track_server(struct gpt_server *s) {
+  for (int i = 0; i < MAX_TRACKED; i++) {
+    if (servers[i] == NULL || servers[i] == s) {
+      servers[i] = s;
+      return;
+    }
+  }
+}
+
+static void untrack_server(struct gpt_server *s) {
+  for (int i = 0; i < MAX_TRACKED; i++)
+    if (servers[i] == s) servers[i] = NULL;
+}
+
+static void track_child(pid_t pid, bool add) {
+  for (int i = 0; i < MAX_TRACKED; i++) {
+    if (add && children[i] == 0) {
+      children[i] = pid;
+      return;
+    }
+    if (!add && children[i] == pid) {
+      children[i] = 0;
+      return;
+    }
+  }
+}
+
+/* Reaps |pid| if it has exited. Returns true if it has (status stored). */
+static bool try_reap(pid_t pid, int *status) {
+  int st;
+  pid_t r = waitpid(pid, &st, WNOHANG);
+  if (r == pid) {
+    *status = st;
+    return true;
+  }
+  return false;
+}
+
+static int decode_status(int st) {
+  if (WIFEXITED(st)) return WEXITSTATUS(st);
+  if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
+  return -1;
+}
+
+/* Reads the port file once: the port if the file holds a whole line with a
+ * number in 1..65535, else 0. */
+static int read_port_file(const char *path) {
+  char buf[32];
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  buf[n] = '\0';
+  char *end;
+  long port = strtol(buf, &end, 10);
+  if (end == buf || port <= 0 || port > 65535) return 0;
+  /* The writer may be mid-write: accept "PORT\n" or a stable "PORT". */
+  if (*end != '\n' && *end != '\0') return 0;
+  return (int)port;
+}
+
+int gpt_server_start(struct gpt_server *s, const char *const *extra) {
+  memset(s, 0, sizeof *s);
+  s->pid = -1;
+  const char *bin = getenv("GPUPOOL_TEST_SERVER");
+  if (bin == NULL || *bin == '\0') {
+    gpt__check_fail(__FILE__, __LINE__, "getenv(\"GPUPOOL_TEST_SERVER\")",
+                    "%s", "not set: run the tests with meson test");
+    return -1;
+  }
+  const char *tmp = getenv("TMPDIR");
+  snprintf(s->dir, sizeof s->dir, "%s/gpupool-it-XXXXXX",
+           tmp && *tmp ? tmp : "/tmp");
+  if (mkdtemp(s->dir) == NULL) {
+    gpt__check_fail(__FILE__, __LINE__, "mkdtemp", "%s", strerror(errno));
+    return -1;
+  }
+  char port_file[300];
+  snprintf(port_file, sizeof port_file, "%s/port", s->dir);
+
+  const char *argv[64];
+  int argc = 0;
+  argv[argc++] = bin;
+  argv[argc++] = "--listen";
+  argv[argc++] = "127.0.0.1:0";
+  argv[argc++] = "--port-file";
+  argv[argc++] = port_file;
+  argv[argc++] = "--backend";
+  argv[argc++] = "emu";
+  argv[argc++] = "--emu-memory";
+  argv[argc++] = "1G";
+  for (int i = 0; extra && extra[i] && argc < 62; i++) argv[argc++] = extra[i];
+  argv[argc] = NULL;
+
+  pid_t parent = getpid();
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid < 0) {
+    gpt__check_fail(__FILE__, __LINE__, "fork", "%s", strerror(errno));
+    return -1;
+  }
+  if (pid == 0) {
+    setpgid(0, 0);
+    /* Die with the test, so that a crashed or timed-out test leaves no
+     * server behind. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(126);
+    signal(SIGPIPE, SIG_DFL);
+    execv(bin, (char *const *)argv);
+    fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
+    _exit(127);
+  }
+  setpgid(pid, pid);
+  s->pid = pid;
+  track_server(s);
+
+  double deadline = gpt_now() + 10.0;
+  int last = 0;
+  while (gpt_now() < deadline) {
+    int st;
+    if (try_reap(pid, &st)) {
+      s->reaped = true;
+      s->status = st;
+      gpt__check_fail(__FILE__, __LINE__, "gpt_server_start",
+                      "the server exited before writing its port (status %d)",
+                      decode_status(st));
+      return -1;
+    }
+    int port = read_port_file(port_file);
+    /* Two equal reads in a row: the file is complete. */
+    if (port > 0 && port == last) {
+      s->port = port;
+      snprintf(s->addr, sizeof s->addr, "127.0.0.1:%d", port);
+      setenv("GPUPOOL_SERVER", s->addr, 1);
+      unlink(port_file);
+      rmdir(s->dir);
+      gpt__check_pass();
+      return 0;
+    }
+    last = port;
+    gpt_sleep_ms(10);
+  }
+  gpt__check_fail(__FILE__, __LINE__, "gpt_server_start", "%s",
+                  "no port in the port file after 10 s");
+  gpt_server_stop(s, 0);
+  return -1;
+}
+
+bool gpt_server_alive(struct gpt_server *s) {
+  if (s->pid <= 0 || s->reaped) return false;
+  int st;
+  if (try_reap(s->pid, &st)) {
+    s->reaped = true;
+    s->status = st;
+    return false;
+  }
+  return true;
+}
+
+void gpt_server_signal(struct gpt_server *s, int sig, bool group) {
+  if (s->pid <= 0 || s->reaped) return;
+  if (group)
+    kill(-s->pid, sig);
+  else
+    kill(s->pid, sig);
+}
+
+int gpt_server_stop(struct gpt_server *s, int grace_ms) {
+  if (s->pid <= 0) return -1;
+  int result = -1;
+  if (!s->reaped) {
+    kill(s->pid, SIGTERM);
+    kill(-s->pid, SIGCONT); /* in case a scenario stopped it */
+    double deadline = gpt_now() + grace_ms / 1000.0;
+    for (;;) {
+      int st;
+      if (try_reap(s->pid, &st)) {
+        s->reaped = true;
+        s->status = st;
+        break;
+      }
+      if (gpt_now() >= deadline) break;
+      gpt_sleep_ms(5);
+    }
+  }
+  if (s->reaped) result = decode_status(s->status);
+  /* Whatever is left of the group (workers that outlived it) goes too. */
+  kill(-s->pid, SIGKILL);
+  if (!s->reaped) {
+    int st;
+    if (waitpid(s->pid, &st, 0) == s->pid) s->status = st;
+    s->reaped = true;
+  }
+  untrack_server(s);
+  return result;
+}
+
+int gpt_server_workers(struct gpt_server *s, pid_t *pids, int max) {
+  /* /proc/PID/task/PID/children lists direct children (Linux >= 3.5 with
+   * CONFIG_PROC_CHILDREN); without it, no workers are reported and the
+   * scenarios that count them skip that check. */
+  char path[64];
+  int n = 0;
+  snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)s->pid,
+           (int)s->pid);
+  FILE *f = fopen(path, "r");
+  if (f != NULL) {
+    int pid;
+    while (n < max && fscanf(f, "%d", &pid) == 1) pids[n++] = pid;
+    fclose(f);
+    return n;
+  }
+  return 0;
+}
+
+/* ---- Child processes ---------------------------------------------------------------------- */
+
+int gpt_spawn(struct gpt_child *c, const char *role, const char *const *args) {
+  memset(c, 0, sizeof *c);
+  int down[2], up[2];
+  if (pipe2(down, O_CLOEXEC) != 0) return -1;
+  if (pipe2(up, O_CLOEXEC) != 0) {
+    close(down[0]);
+    close(down[1]);
+    return -1;
+  }
+  char self[PATH_MAX];
+  ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (len <= 0) return -1;
+  self[len] = '\0';
+  const char *argv[32];
+  int argc = 0;
+  argv[argc++] = self;
+  argv[argc++] = role;
+  for (int i = 0; args && args[i] && argc < 31; i++) argv[argc++] = args[i];
+  argv[argc] = NULL;
+
+  pid_t parent = getpid();
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(126);
+    /* dup2 clears FD_CLOEXEC on the copies. */
+    dup2(down[0], 0);
+    dup2(up[1], 3);
+    execv(self, (char *const *)argv);
+    _exit(127);
+  }
+  close(down[0]);
+  close(up[1]);
+  c->pid = pid;
+  c->to_fd = down[1];
+  c->from_fd = up[0];
+  track_child(pid, true);
+  return 0;
+}
+
+int gpt_child_send(struct gpt_child *c, const char *line) {
+  char buf[512];
+  int n = snprintf(buf, sizeof buf, "%s\n", line);
+  return write(c->to_fd, buf, (size_t)n) == n ? 0 : -1;
+}
+
+/* Reads a line from |fd| byte by byte (lines are short and rare). */
+static int read_line(int fd, char *buf, size_t len, int timeout_ms) {
+  size_t n = 0;
+  double deadline = gpt_now() + timeout_ms / 1000.0;
+  while (n + 1 < len) {
+    int left = (int)((deadline - gpt_now()) * 1000.0);
+    if (left < 0) left = 0;
+    struct pollfd p = {fd, POLLIN, 0};
+    int r = poll(&p, 1, left);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return -1;
+    char ch;
+    ssize_t got = read(fd, &ch, 1);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) return -1;
+    if (ch == '\n') break;
+    buf[n++] = ch;
+  }
+  buf[n] = '\0';
+  return (int)n;
+}
+
+int gpt_child_recv(struct gpt_child *c, char *buf, size_t len, int timeout_ms) {
+  return read_line(c->from_fd, buf, len, timeout_ms);
+}
+
+int gpt_child_wait(struct gpt_child *c, int timeout_ms) {
+  if (c->pid <= 0) return -1;
+  if (!c->reaped) {
+    double deadline = gpt_now() + timeout_ms / 1000.0;
+    int st;
+    while (!try_reap(c->pid, &st)) {
+      if (gpt_now() >= deadline) {
+        kill(c->pid, SIGKILL);
+        waitpid(c->pid, &st, 0);
+        c->reaped = true;
+        c->status = st;
+        track_child(c->pid, false);
+        close(c->to_fd);
+        close(c->from_fd);
+        return -1;
+      }
+      gpt_sleep_ms(5);
+    }
+    c->reaped = true;
+    c->status = st;
+    track_child(c->pid, false);
+    close(c->to_fd);
+    close(c->from_fd);
+  }
+  return decode_status(c->status);
+}
+
+void gpt_child_say(const char *fmt, ...) {
+  char buf[512];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(buf, sizeof buf - 1, fmt, ap);
+  va_end(ap);
+  if (n < 0) return;
+  if ((size_t)n > sizeof buf - 2) n = (int)sizeof buf - 2;
+  buf[n++] = '\n';
+  ssize_t unused = write(3, buf, (size_t)n);
+  (void)unused;
+}
+
+int gpt_child_hear(char *buf, size_t len, int timeout_ms) {
+  return read_line(0, buf, len, timeout_ms);
+}
