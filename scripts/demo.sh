@@ -17,8 +17,8 @@ measure=1
 
 server_bin="$build/server/gpupool-server"
 cli_bin="$build/client/gpupool"
-demo_bin="$build/tests/integration/vector_demo"
-measure_bin="$build/tests/integration/measure"
+demo_bin="$build/examples/vector_demo"
+measure_bin="$build/examples/measure"
 
 # Build only when something is missing; a first run installs and configures
 # through setup.sh (which needs root or sudo only if packages are missing).
