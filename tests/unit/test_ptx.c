@@ -1,0 +1,1639 @@
+/* Unit tests of the PTX engine (server/backend/emu/ptx_*.c): the parser on
+ * inline PTX, single instructions with edge values, and the kernels of
+ * tests/cuda/ptx_kernels.cu as nvcc compiles them (GP_TEST_PTX_KERNELS,
+ * set by tests/unit/meson.build), compared with a CPU reference.
+ *
+ * Device memory here is host memory: the lookup callback knows the test's
+ * buffers by their host address, plus one buffer mapped at a fake device
+ * address to check that translation goes through the callback. Without
+ * nvcc the inline cases run and the program exits 77 (skipped). */
+#include <check.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backend/emu/ptx.h"
+
+/* ---- helpers -------------------------------------------------------- */
+
+static char errbuf[512];
+
+/* The test's "allocations": device base -> host buffer. */
+struct region {
+  uint64_t base, size;
+  void *host;
+};
+static struct region regions[16];
+static unsigned nregions;
+
+static int lookup(void *opaque, uint64_t addr, uint64_t *base,
+                  uint64_t *size, void **host) {
+  (void)opaque;
+  for (unsigned i = 0; i < nregions; i++)
+    if (addr - regions[i].base < regions[i].size) {
+      *base = regions[i].base;
+      *size = regions[i].size;
+      *host = regions[i].host;
+      return 0;
+    }
+  return -1;
+}
+
+static const struct ptx_mem_ops mem_ops = {lookup, NULL};
+
+/* A zeroed buffer of |size| bytes visible to kernels at its host address. */
+static void *dev_alloc(size_t size) {
+  void *p = calloc(1, size);
+  ck_assert_ptr_nonnull(p);
+  ck_assert_uint_lt(nregions, 16);
+  regions[nregions].base = (uint64_t)(uintptr_t)p;
+  regions[nregions].size = size;
+  regions[nregions].host = p;
+  nregions++;
+  return p;
+}
+
+static uint64_t dptr(const void *p) {
+  return (uint64_t)(uintptr_t)p;
+}
+
+static void dev_reset(void) {
+  for (unsigned i = 0; i < nregions; i++)
+    if (regions[i].base == dptr(regions[i].host))
+      free(regions[i].host);
+  nregions = 0;
+}
+
+static struct ptx_module *load_ok(const char *text) {
+  struct ptx_module *m = NULL;
+  int rc = ptx_module_load(text, strlen(text), &m, errbuf, sizeof(errbuf));
+  ck_assert_msg(rc == PTX_OK, "load failed (%d): %s", rc, errbuf);
+  ck_assert_ptr_nonnull(m);
+  return m;
+}
+
+/* Loading |text| fails with |code| and a message containing |needle|. */
+static void load_fails(const char *text, int code, const char *needle) {
+  struct ptx_module *m = (struct ptx_module *)1;
+  int rc = ptx_module_load(text, strlen(text), &m, errbuf, sizeof(errbuf));
+  ck_assert_msg(rc == code, "expected %d, got %d: %s", code, rc, errbuf);
+  ck_assert_ptr_null(m);
+  ck_assert_msg(strstr(errbuf, needle) != NULL, "'%s' not in '%s'", needle,
+                errbuf);
+}
+
+/* Packs the parameters of |k| from |vals| (|n| values, each of the
+ * parameter's size) into |buf|. */
+static size_t pack(const struct ptx_kernel *k, uint8_t *buf,
+                   const void *const *vals, unsigned n) {
+  ck_assert_uint_eq(ptx_kernel_param_count(k), n);
+  memset(buf, 0, 256);
+  for (unsigned i = 0; i < n; i++) {
+    struct ptx_param_info pi;
+    ck_assert_int_eq(ptx_kernel_param(k, i, &pi), PTX_OK);
+    ck_assert_uint_le(pi.offset + pi.size, 256);
+    memcpy(buf + pi.offset, vals[i], pi.size);
+  }
+  return ptx_kernel_params_size(k);
+}
+
+static int launch(const struct ptx_kernel *k, unsigned gx, unsigned gy,
+                  unsigned bx, unsigned by, uint32_t dyn, const void *params,
+                  size_t psize, unsigned threads) {
+  struct ptx_launch l = {
+    .grid = {gx, gy, 1},
+    .block = {bx, by, 1},
+    .dyn_shared = dyn,
+    .params = params,
+    .params_size = psize,
+    .mem = &mem_ops,
+    .max_threads = threads,
+  };
+  return ptx_launch(k, &l, errbuf, sizeof(errbuf));
+}
+
+#define HDR ".version 9.0\n.target sm_75\n.address_size 64\n"
+
+/* A one-kernel module "t(out, in)" whose body sees %rd0 = out, %rd1 = in,
+ * %r0 = %tid.x, and declares %p<8> %rs<8> %r<32> %f<32> %rd<32> %fd<32>. */
+static char *body_ptx(const char *body) {
+  static const char pre[] =
+      HDR ".visible .entry t(.param .u64 t_out, .param .u64 t_in)\n{\n"
+      ".reg .pred %p<8>;\n.reg .b16 %rs<8>;\n.reg .b32 %r<32>;\n"
+      ".reg .f32 %f<32>;\n.reg .b64 %rd<32>;\n.reg .f64 %fd<32>;\n"
+      "ld.param.u64 %rd0, [t_out];\nld.param.u64 %rd1, [t_in];\n"
+      "mov.u32 %r0, %tid.x;\n";
+  static const char post[] = "\nret;\n}\n";
+  size_t n = strlen(pre) + strlen(body) + strlen(post) + 1;
+  char *s = malloc(n);
+  ck_assert_ptr_nonnull(s);
+  snprintf(s, n, "%s%s%s", pre, body, post);
+  return s;
+}
+
+/* Runs |body| with |threads| threads in one block; |in| (16 u64) is the
+ * input and |out| (256 u64) the output. Returns the launch status. */
+static int run_body(const char *body, const uint64_t *in, uint64_t *out,
+                    unsigned threads) {
+  char *text = body_ptx(body);
+  struct ptx_module *m = load_ok(text);
+  const struct ptx_kernel *k = ptx_module_kernel(m, "t");
+  uint64_t *din = dev_alloc(16 * 8), *dout = dev_alloc(256 * 8);
+  uint64_t params[2] = {dptr(dout), dptr(din)};
+  int rc;
+
+  ck_assert_ptr_nonnull(k);
+  if (in)
+    memcpy(din, in, 16 * 8);
+  rc = launch(k, 1, 1, threads, 1, 0, params, sizeof(params), 1);
+  memcpy(out, dout, 256 * 8);
+  ptx_module_free(m);
+  free(text);
+  dev_reset();
+  return rc;
+}
+
+static uint64_t fbits(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  return u;
+}
+
+static float bitsf(uint64_t v) {
+  uint32_t u = (uint32_t)v;
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+
+static uint64_t dbits(double d) {
+  uint64_t u;
+  memcpy(&u, &d, 8);
+  return u;
+}
+
+static double bitsd(uint64_t v) {
+  double d;
+  memcpy(&d, &v, 8);
+  return d;
+}
+
+/* ---- parser --------------------------------------------------------- */
+
+START_TEST(test_ptx_parse_param_layout) {
+  static const char text[] =
+      HDR
+      "// a comment\n/* a block\n comment */\n"
+      ".visible .entry k(\n"
+      "  .param .u32 k_param_0,\n"
+      "  .param .align 8 .b8 k_param_1[40],\n"
+      "  .param .u8 k_param_2,\n"
+      "  .param .f64 k_param_3,\n"
+      "  .param .u16 k_param_4,\n"
+      "  .param .align 16 .b8 k_param_5[20],\n"
+      "  .param .u64 .ptr .global .align 1 k_param_6\n"
+      ")\n.maxntid 256, 1, 1\n{\n ret;\n}\n";
+  static const struct ptx_param_info want[] = {
+    {0, 4, 4}, {8, 40, 8}, {48, 1, 1}, {56, 8, 8}, {64, 2, 2},
+    {80, 20, 16}, {104, 8, 8},
+  };
+  struct ptx_module *m = load_ok(text);
+  const struct ptx_kernel *k = ptx_module_kernel(m, "k");
+  struct ptx_param_info pi;
+
+  ck_assert_ptr_nonnull(k);
+  ck_assert_str_eq(ptx_kernel_name(k), "k");
+  ck_assert_uint_eq(ptx_kernel_param_count(k), 7);
+  for (unsigned i = 0; i < 7; i++) {
+    ck_assert_int_eq(ptx_kernel_param(k, i, &pi), PTX_OK);
+    ck_assert_uint_eq(pi.offset, want[i].offset);
+    ck_assert_uint_eq(pi.size, want[i].size);
+    ck_assert_uint_eq(pi.align, want[i].align);
+  }
+  ck_assert_int_eq(ptx_kernel_param(k, 7, &pi), PTX_E_INVALID);
+  ck_assert_uint_eq(ptx_kernel_params_size(k), 112);
+  ck_assert_uint_eq(ptx_kernel_max_threads(k), 256);
+  {
+    uint8_t params[112] = {0};
+    ck_assert_int_eq(launch(k, 1, 1, 512, 1, 0, params, 112, 1),
+                     PTX_E_CONFIG);
+    ck_assert_int_eq(launch(k, 1, 1, 256, 1, 0, params, 112, 1), PTX_OK);
+  }
+  ck_assert_ptr_null(ptx_module_kernel(m, "nope"));
+  ptx_module_free(m);
+}
+END_TEST
+
+START_TEST(test_ptx_parse_operand_forms) {
+  /* Every operand form in one kernel: registers and ranges, special
+   * registers, immediates (decimal, hex, negative, hex floats), vectors,
+   * memory with offsets, predicates and negated predicates, labels before
+   * and after use, WARP_SZ, scoped registers, symbols. */
+  static const char body[] =
+      "mov.u32 %r1, 0x10;\n"                     /* 16 */
+      "mov.u32 %r2, -3;\n"
+      "mov.f32 %f1, 0f3F800000;\n"               /* 1.0f */
+      "mov.f64 %fd1, 0d4000000000000000;\n"      /* 2.0 */
+      "mov.u32 %r3, WARP_SZ;\n"
+      "mov.u32 %r4, %ntid.x;\n"
+      "{\n .reg .b32 %r1;\n mov.u32 %r1, 99;\n mov.u32 %r5, %r1;\n}\n"
+      "mov.b64 %rd2, {%r1, %r2};\n"
+      "mov.b64 {%r6, %r7}, %rd2;\n"
+      "setp.eq.s32 %p1, %r1, 16;\n"
+      "@!%p1 bra $L_bad;\n"
+      "@%p1 bra $L_ok;\n"
+      "$L_bad:\n mov.u32 %r8, 1;\n bra.uni $L_end;\n"
+      "$L_ok:\n mov.u32 %r8, 2;\n"
+      "$L_end:\n"
+      "st.global.v2.u32 [%rd0+-0], {%r1, %r2};\n"
+      "st.global.f32 [%rd0+8], %f1;\n"
+      "st.global.f64 [%rd0+16], %fd1;\n"
+      "st.global.u32 [%rd0+24], %r3;\n"
+      "st.global.u32 [%rd0+28], %r4;\n"
+      "st.global.u32 [%rd0+32], %r5;\n"
+      "st.global.u32 [%rd0+36], %r1;\n"
+      "st.global.u64 [%rd0+40], %rd2;\n"
+      "st.global.v2.u32 [%rd0+48], {%r6, %r7};\n"
+      "st.global.u32 [%rd0+56], %r8;\n"
+      "ld.global.v4.u32 {%r9, %r10, _, %r12}, [%rd1];\n"
+      "add.s64 %rd3, %rd0, 64;\n"
+      "st.global.v4.u32 [%rd3], {%r9, %r10, 7, %r12};\n";
+  uint64_t in[16] = {0x0000000200000001ull, 0x0000000400000003ull};
+  uint64_t out[256];
+  const uint32_t *o32 = (const uint32_t *)out;
+
+  ck_assert_int_eq(run_body(body, in, out, 1), PTX_OK);
+  ck_assert_uint_eq(o32[0], 16);
+  ck_assert_uint_eq(o32[1], (uint32_t)-3);
+  ck_assert_uint_eq(o32[2], 0x3F800000u);
+  ck_assert(bitsd(out[2]) == 2.0);
+  ck_assert_uint_eq(o32[6], 32);
+  ck_assert_uint_eq(o32[7], 1);
+  ck_assert_uint_eq(o32[8], 99);     /* the scoped %r1 */
+  ck_assert_uint_eq(o32[9], 16);     /* the outer %r1 is untouched */
+  ck_assert_uint_eq(out[5], 0xFFFFFFFD00000010ull);
+  ck_assert_uint_eq(o32[12], 16);
+  ck_assert_uint_eq(o32[13], (uint32_t)-3);
+  ck_assert_uint_eq(o32[14], 2);
+  ck_assert_uint_eq(o32[16], 1);
+  ck_assert_uint_eq(o32[17], 2);
+  ck_assert_uint_eq(o32[18], 7);
+  ck_assert_uint_eq(o32[19], 4);
+}
+END_TEST
+
+START_TEST(test_ptx_parse_errors_name_line_and_text) {
+  /* Unsupported instructions are refused at load with the line and text. */
+  load_fails(HDR ".visible .entry k()\n{\n.reg .b32 %r<3>;\n"
+                 "mul24.lo.s32 %r1, %r1, %r2;\nret;\n}\n",
+             PTX_E_UNSUPPORTED, "line 7: unsupported instruction 'mul24.lo.s32");
+  load_fails(HDR ".visible .entry k()\n{\n.reg .b16 %rs<3>;\n"
+                 "add.cc.u16 %rs1, %rs1, %rs2;\nret;\n}\n",
+             PTX_E_UNSUPPORTED, "'add.cc.u16 %rs1, %rs1, %rs2;': carry");
+  load_fails(HDR ".visible .entry k()\n{\n.reg .b32 %r<3>;\n"
+                 "mma.sync.aligned.m16n8k16 %r1, %r1, %r2;\nret;\n}\n",
+             PTX_E_UNSUPPORTED, "line 7: unsupported instruction 'mma");
+  load_fails(HDR ".visible .entry k()\n{\n.reg .f16 %h<3>;\n"
+                 "add.f16 %h1, %h1, %h2;\nret;\n}\n",
+             PTX_E_UNSUPPORTED, "half");
+  load_fails(HDR ".extern .func (.param .b32 r) vprintf(.param .b64 a, "
+                 ".param .b64 b);\n.visible .entry k()\n{\n"
+                 ".reg .b64 %rd<3>;\n{\n.param .b64 param0;\n"
+                 "st.param.b64 [param0], %rd1;\n.param .b64 param1;\n"
+                 "st.param.b64 [param1], %rd2;\n.param .b32 retval0;\n"
+                 "call.uni (retval0), vprintf, (param0, param1);\n}\n"
+                 "ret;\n}\n",
+             PTX_E_UNSUPPORTED, "call of 'vprintf', which has no body here "
+             "(device printf is not implemented)");
+  /* Malformed text. */
+  load_fails(HDR ".visible .entry k()\n{\n.reg .b32 %r<3>;\n"
+                 "mov.u32 %r9, 1;\nret;\n}\n",
+             PTX_E_PARSE, "undeclared register '%r9'");
+  load_fails(HDR ".visible .entry k()\n{\nbra $L_nowhere;\n}\n",
+             PTX_E_PARSE, "unknown label");
+  load_fails(HDR ".visible .entry k()\n{\nret;\n", PTX_E_PARSE, "missing '}'");
+  load_fails(HDR ".visible .entry k()\n{\nret\n}\n", PTX_E_PARSE, "line");
+  load_fails(HDR "/* unterminated", PTX_E_PARSE, "unterminated comment");
+  load_fails(HDR ".visible .entry k()\n{\n.reg .b32 %r<2>;\n"
+                 "mov.b32 %r1, 0f3F80;\nret;\n}\n",
+             PTX_E_PARSE, "malformed number");
+  load_fails(".version 9.0\n.address_size 32\n", PTX_E_UNSUPPORTED,
+             "address_size");
+  load_fails(HDR ".visible .entry k()\n{\n.reg .f32 %f<2>;\n"
+                 "add.f32 %f1, %f1, 1;\nret;\n}\n",
+             PTX_E_UNSUPPORTED, "integer literal 1 for a .f32 operand");
+  {
+    struct ptx_module *m;
+    ck_assert_int_eq(ptx_module_load(NULL, 0, &m, errbuf, sizeof(errbuf)),
+                     PTX_E_INVALID);
+    ck_assert_int_eq(ptx_module_load("", PTX_MAX_TEXT + 1ull, &m, errbuf,
+                                     sizeof(errbuf)),
+                     PTX_E_INVALID);
+  }
+}
+END_TEST
+
+START_TEST(test_ptx_parse_module_variables) {
+  /* Module-scope .global/.const with initialisers, a .func prototype and
+   * definition, dynamic shared memory, static shared in the kernel. */
+  static const char text[] =
+      HDR
+      ".global .align 4 .u32 counter = 5;\n"
+      ".const .align 8 .f64 tab[3] = {0d3FF0000000000000, 2.5, -1};\n"
+      ".global .align 1 .b8 bytes[4] = {1, 2, 3, 255};\n"
+      ".extern .shared .align 16 .b8 dyn[];\n"
+      ".func (.param .b32 f_ret) f(.param .b32 f_a);\n"
+      ".func (.param .b32 f_ret) f(.param .b32 f_a)\n{\n"
+      ".reg .b32 %r<2>;\nld.param.b32 %r1, [f_a];\n"
+      "st.param.b32 [f_ret], %r1;\nret;\n}\n"
+      ".visible .entry k(.param .u64 k_out)\n{\n"
+      ".reg .b32 %r<8>;\n.reg .b64 %rd<8>;\n.reg .f64 %fd<4>;\n"
+      ".shared .align 8 .b8 sh[24];\n"
+      "ld.param.u64 %rd1, [k_out];\n"
+      "ld.global.u32 %r1, [counter];\n"
+      "add.s32 %r1, %r1, 1;\n"
+      "st.global.u32 [counter], %r1;\n"
+      "mov.u64 %rd2, tab;\n"
+      "ld.const.f64 %fd1, [%rd2+8];\n"
+      "ld.const.f64 %fd2, [tab+16];\n"
+      "add.f64 %fd1, %fd1, %fd2;\n"
+      "ld.global.u8 %r2, [bytes+3];\n"
+      "mov.u32 %r3, dyn;\n"
+      "mov.u32 %r4, sh;\n"
+      "st.shared.u32 [%r3+4], %r2;\n"
+      "ld.shared.u32 %r5, [%r3+4];\n"
+      "st.global.f64 [%rd1], %fd1;\n"
+      "st.global.u32 [%rd1+8], %r5;\n"
+      "st.global.u32 [%rd1+12], %r3;\n"
+      "st.global.u32 [%rd1+16], %r4;\n"
+      "ret;\n}\n";
+  struct ptx_module *m = load_ok(text);
+  const struct ptx_kernel *k = ptx_module_kernel(m, "k");
+  uint64_t addr = 0, size = 0, params[1];
+  uint8_t *out = dev_alloc(64);
+  uint32_t v;
+
+  ck_assert_ptr_nonnull(k);
+  ck_assert_ptr_null(ptx_module_kernel(m, "f")); /* a .func, not a kernel */
+  ck_assert_int_eq(ptx_module_global(m, "counter", &addr, &size), PTX_OK);
+  ck_assert_uint_eq(size, 4);
+  memcpy(&v, (void *)(uintptr_t)addr, 4);
+  ck_assert_uint_eq(v, 5);
+  ck_assert_int_eq(ptx_module_global(m, "tab", &addr, &size), PTX_OK);
+  ck_assert_uint_eq(size, 24);
+  ck_assert_int_eq(ptx_module_global(m, "missing", &addr, &size),
+                   PTX_E_NOT_FOUND);
+  ck_assert_uint_eq(ptx_kernel_shared_size(k), 24);
+  params[0] = dptr(out);
+  ck_assert_int_eq(launch(k, 1, 1, 1, 1, 16, params, 8, 1), PTX_OK);
+  ck_assert_int_eq(ptx_module_global(m, "counter", &addr, &size), PTX_OK);
+  memcpy(&v, (void *)(uintptr_t)addr, 4);
+  ck_assert_uint_eq(v, 6);
+  {
+    double d;
+    uint32_t u[3];
+    memcpy(&d, out, 8);
+    memcpy(u, out + 8, 12);
+    ck_assert(d == 1.5);
+    ck_assert_uint_eq(u[0], 255);
+    ck_assert_uint_eq(u[1], 32); /* dynamic shared after 24 static, 16-aligned */
+    ck_assert_uint_eq(u[2], 0);
+  }
+  /* Dynamic shared memory beyond what the launch gave faults. */
+  ck_assert_int_eq(launch(k, 1, 1, 1, 1, 4, params, 8, 1),
+                   PTX_E_ILLEGAL_ADDRESS);
+  ptx_module_free(m);
+  dev_reset();
+}
+END_TEST
+
+/* Loading mangled text never crashes, leaks or hangs: it loads or fails
+ * with a message (run under ASan in build-ptx-asan). */
+static void mutate_and_load(const char *text, size_t len, unsigned iters) {
+  static const char alphabet[] = "{}[]()<>;:,.%@!-+|_ \n/*0123456789xfdXF"
+                                 "abcdeuvsr$";
+  char *buf = malloc(len + 1);
+  unsigned s = 12345;
+
+  ck_assert_ptr_nonnull(buf);
+  for (unsigned it = 0; it < iters; it++) {
+    struct ptx_module *m = NULL;
+    size_t n = len;
+    int rc;
+    memcpy(buf, text, len);
+    for (unsigned k = 0; k < 1 + it % 4; k++) {
+      size_t pos;
+      s = s * 1103515245u + 12345u;
+      pos = (s >> 8) % (n ? n : 1);
+      switch ((s >> 4) % 4) {
+      case 0:
+      case 1:
+        buf[pos] = alphabet[(s >> 16) % (sizeof(alphabet) - 1)];
+        break;
+      case 2: /* delete a short range */
+        if (n > pos + 8) {
+          memmove(buf + pos, buf + pos + 8, n - pos - 8);
+          n -= 8;
+        }
+        break;
+      default:
+        n = pos; /* truncate */
+        break;
+      }
+    }
+    buf[n] = 0;
+    rc = ptx_module_load(buf, n, &m, errbuf, sizeof(errbuf));
+    if (rc == PTX_OK)
+      ptx_module_free(m);
+    else
+      ck_assert_msg(errbuf[0] != 0 && m == NULL, "rc %d without message", rc);
+  }
+  free(buf);
+}
+
+START_TEST(test_ptx_parse_survives_mutations) {
+  static const char text[] =
+      HDR
+      ".global .align 4 .b8 tab[8] = {1, 2, 3, 4, 5, 6, 7, 8};\n"
+      ".extern .shared .align 16 .b8 dyn[];\n"
+      ".func (.param .b32 f_r) f(.param .b32 f_a)\n{\n.reg .b32 %r<3>;\n"
+      "ld.param.b32 %r1, [f_a];\nst.param.b32 [f_r], %r1;\nret;\n}\n"
+      ".visible .entry k(.param .u64 k_p, .param .align 8 .b8 k_s[16])\n"
+      "{\n.reg .pred %p<3>;\n.reg .b32 %r<9>;\n.reg .b64 %rd<5>;\n"
+      ".reg .f32 %f<3>;\n.shared .align 4 .b8 sh[64];\n"
+      "ld.param.u64 %rd1, [k_p];\nld.param.v2.u32 {%r1, %r2}, [k_s+8];\n"
+      "mov.u32 %r3, %tid.x;\nsetp.lt.u32 %p1|%p2, %r3, 16;\n"
+      "@!%p1 bra $L_x;\n{\n.reg .b32 %r1;\nmov.u32 %r1, sh;\n}\n"
+      "{\n.param .b32 a;\nst.param.b32 [a], %r3;\n.param .b32 r;\n"
+      "call.uni (r), f, (a);\nld.param.b32 %r4, [r];\n}\n"
+      "mov.f32 %f1, 0f3F800000;\n"
+      "shfl.sync.down.b32 %r5|%p2, %r4, 1, 31, -1;\n"
+      "atom.global.add.u32 %r6, [%rd1+4], %r5;\n"
+      "$L_x:\nbar.sync 0;\nret;\n}\n";
+
+  mutate_and_load(text, strlen(text), 3000);
+}
+END_TEST
+
+/* ptx_global_ops that place variables at fake device addresses. */
+static unsigned gops_live;
+
+static int gops_alloc(void *opaque, uint64_t size, uint32_t align,
+                      uint64_t *addr, void **host) {
+  (void)opaque;
+  ck_assert_uint_le(align, 4096);
+  *host = calloc(1, size);
+  ck_assert_ptr_nonnull(*host);
+  *addr = 0x200000000ull + 0x10000ull * nregions;
+  regions[nregions].base = *addr;
+  regions[nregions].size = size;
+  regions[nregions].host = *host;
+  nregions++;
+  gops_live++;
+  return 0;
+}
+
+static void gops_release(void *opaque, uint64_t addr) {
+  (void)opaque;
+  for (unsigned i = 0; i < nregions; i++)
+    if (regions[i].base == addr) {
+      free(regions[i].host);
+      regions[i].base = regions[i].size = 0;
+      gops_live--;
+    }
+}
+
+START_TEST(test_ptx_module_variables_in_device_memory) {
+  static const char text[] =
+      HDR
+      ".global .align 4 .u32 counter = 5;\n"
+      ".const .align 4 .u32 add[2] = {10, 20};\n"
+      ".visible .entry k()\n{\n.reg .b32 %r<4>;\n.reg .b64 %rd<3>;\n"
+      "mov.u64 %rd1, counter;\n"
+      "ld.global.u32 %r1, [%rd1];\n"
+      "ld.const.u32 %r2, [add+4];\n"
+      "add.s32 %r1, %r1, %r2;\n"
+      "st.u32 [%rd1], %r1;\n"              /* generic store */
+      "ret;\n}\n";
+  struct ptx_global_ops ops = {gops_alloc, gops_release, NULL};
+  struct ptx_module *m = NULL;
+  uint64_t addr, size;
+  uint32_t v;
+
+  ck_assert_int_eq(ptx_module_load_with(text, strlen(text), &ops, &m,
+                                        errbuf, sizeof(errbuf)),
+                   PTX_OK);
+  ck_assert_uint_eq(gops_live, 2);
+  ck_assert_int_eq(ptx_module_global(m, "counter", &addr, &size), PTX_OK);
+  ck_assert_uint_eq(addr, 0x200000000ull); /* not a host address */
+  ck_assert_int_eq(launch(ptx_module_kernel(m, "k"), 1, 1, 1, 1, 0, NULL, 0,
+                          1),
+                   PTX_OK);
+  memcpy(&v, regions[0].host, 4);
+  ck_assert_uint_eq(v, 25);
+  ptx_module_free(m);
+  ck_assert_uint_eq(gops_live, 0);
+  nregions = 0;
+}
+END_TEST
+
+/* ---- single instructions -------------------------------------------- */
+
+START_TEST(test_ptx_int_arithmetic_edges) {
+  static const char body[] =
+      "ld.global.u32 %r1, [%rd1];\n"       /* 0x80000000 */
+      "ld.global.u32 %r2, [%rd1+4];\n"     /* 0xffffffff (-1) */
+      "ld.global.u32 %r3, [%rd1+8];\n"     /* 0 */
+      "ld.global.u32 %r4, [%rd1+12];\n"    /* 7 */
+      "ld.global.u64 %rd2, [%rd1+16];\n"   /* 0xffffffffffffffff */
+      "ld.global.u64 %rd3, [%rd1+24];\n"   /* 3 */
+      "div.s32 %r5, %r1, %r2;\n st.global.u32 [%rd0], %r5;\n"
+      "rem.s32 %r5, %r1, %r2;\n st.global.u32 [%rd0+4], %r5;\n"
+      "div.u32 %r5, %r4, %r3;\n st.global.u32 [%rd0+8], %r5;\n"
+      "rem.u32 %r5, %r4, %r3;\n st.global.u32 [%rd0+12], %r5;\n"
+      "div.s32 %r5, %r4, -2;\n st.global.u32 [%rd0+16], %r5;\n"
+      "rem.s32 %r5, -7, 2;\n st.global.u32 [%rd0+20], %r5;\n"
+      "shl.b32 %r5, %r4, 32;\n st.global.u32 [%rd0+24], %r5;\n"
+      "shr.u32 %r5, %r1, 33;\n st.global.u32 [%rd0+28], %r5;\n"
+      "shr.s32 %r5, %r1, 40;\n st.global.u32 [%rd0+32], %r5;\n"
+      "shr.s32 %r5, %r1, 4;\n st.global.u32 [%rd0+36], %r5;\n"
+      "mul.hi.u32 %r5, %r2, %r2;\n st.global.u32 [%rd0+40], %r5;\n"
+      "mul.hi.s32 %r5, %r2, %r2;\n st.global.u32 [%rd0+44], %r5;\n"
+      "mul.wide.s32 %rd4, %r2, %r4;\n st.global.u64 [%rd0+48], %rd4;\n"
+      "mul.wide.u32 %rd4, %r2, %r4;\n st.global.u64 [%rd0+56], %rd4;\n"
+      "mul.hi.u64 %rd4, %rd2, %rd3;\n st.global.u64 [%rd0+64], %rd4;\n"
+      "mul.hi.s64 %rd4, %rd2, %rd3;\n st.global.u64 [%rd0+72], %rd4;\n"
+      "mad.lo.s32 %r5, %r4, %r4, %r2;\n st.global.u32 [%rd0+80], %r5;\n"
+      "min.s32 %r5, %r1, %r4;\n st.global.u32 [%rd0+84], %r5;\n"
+      "min.u32 %r5, %r1, %r4;\n st.global.u32 [%rd0+88], %r5;\n"
+      "max.s64 %rd4, %rd2, %rd3;\n st.global.u64 [%rd0+96], %rd4;\n"
+      "abs.s32 %r5, %r1;\n st.global.u32 [%rd0+104], %r5;\n"
+      "neg.s32 %r5, %r4;\n st.global.u32 [%rd0+108], %r5;\n"
+      "not.b32 %r5, %r4;\n st.global.u32 [%rd0+112], %r5;\n"
+      "xor.b32 %r5, %r4, 5;\n st.global.u32 [%rd0+116], %r5;\n"
+      "div.u64 %rd4, %rd2, 0;\n st.global.u64 [%rd0+120], %rd4;\n"
+      "add.s32 %r5, %r1, %r1;\n st.global.u32 [%rd0+128], %r5;\n"
+      "sub.s64 %rd4, 0, %rd3;\n st.global.u64 [%rd0+136], %rd4;\n"
+      "shr.s64 %rd4, %rd2, 64;\n st.global.u64 [%rd0+144], %rd4;\n";
+  uint64_t in[16] = {0xffffffff80000000ull, 0x0000000700000000ull,
+                     0xffffffffffffffffull, 3};
+  uint64_t out[256];
+  const uint32_t *o = (const uint32_t *)out;
+
+  ck_assert_int_eq(run_body(body, in, out, 1), PTX_OK);
+  ck_assert_uint_eq(o[0], 0x80000000u);      /* INT_MIN / -1 wraps */
+  ck_assert_uint_eq(o[1], 0);                /* INT_MIN % -1 */
+  ck_assert_uint_eq(o[2], 0xffffffffu);      /* x / 0 */
+  ck_assert_uint_eq(o[3], 7);                /* x % 0 */
+  ck_assert_uint_eq(o[4], (uint32_t)-3);
+  ck_assert_uint_eq(o[5], (uint32_t)-1);
+  ck_assert_uint_eq(o[6], 0);                /* shl by 32 */
+  ck_assert_uint_eq(o[7], 0);                /* shr.u by 33 */
+  ck_assert_uint_eq(o[8], 0xffffffffu);      /* shr.s by 40: sign */
+  ck_assert_uint_eq(o[9], 0xf8000000u);
+  ck_assert_uint_eq(o[10], 0xfffffffeu);
+  ck_assert_uint_eq(o[11], 0);
+  ck_assert_uint_eq(out[6], (uint64_t)-7);
+  ck_assert_uint_eq(out[7], 0xffffffffull * 7);
+  ck_assert_uint_eq(out[8], 2);
+  ck_assert_uint_eq(out[9], (uint64_t)-1);
+  ck_assert_uint_eq(o[20], 48);
+  ck_assert_uint_eq(o[21], 0x80000000u);
+  ck_assert_uint_eq(o[22], 7);
+  ck_assert_uint_eq(out[12], 3);
+  ck_assert_uint_eq(o[26], 0x80000000u);     /* abs(INT_MIN) */
+  ck_assert_uint_eq(o[27], (uint32_t)-7);
+  ck_assert_uint_eq(o[28], ~7u);
+  ck_assert_uint_eq(o[29], 2);
+  ck_assert_uint_eq(out[15], ~0ull);
+  ck_assert_uint_eq(o[32], 0);
+  ck_assert_uint_eq(out[17], (uint64_t)-3);
+  ck_assert_uint_eq(out[18], ~0ull);
+}
+END_TEST
+
+START_TEST(test_ptx_bit_instructions) {
+  static const char body[] =
+      "mov.u32 %r1, 0xf0f00001;\n"
+      "popc.b32 %r2, %r1;\n st.global.u32 [%rd0], %r2;\n"
+      "clz.b32 %r2, %r1;\n st.global.u32 [%rd0+4], %r2;\n"
+      "clz.b32 %r2, 0;\n st.global.u32 [%rd0+8], %r2;\n"
+      "brev.b32 %r2, 1;\n st.global.u32 [%rd0+12], %r2;\n"
+      "bfe.u32 %r2, %r1, 28, 4;\n st.global.u32 [%rd0+16], %r2;\n"
+      "bfe.s32 %r2, %r1, 28, 4;\n st.global.u32 [%rd0+20], %r2;\n"
+      "bfe.u32 %r2, %r1, 30, 8;\n st.global.u32 [%rd0+24], %r2;\n"
+      "bfi.b32 %r2, 0xff, 0, 8, 4;\n st.global.u32 [%rd0+28], %r2;\n"
+      "prmt.b32 %r2, 0x33221100, 0x77665544, 0x7531;\n"
+      " st.global.u32 [%rd0+32], %r2;\n"
+      "prmt.b32 %r2, 0x00008000, 0, 0x9991;\n st.global.u32 [%rd0+36], %r2;\n"
+      "lop3.b32 %r2, 0xff00ff00, 0xf0f0f0f0, 0xcccccccc, 0x80;\n"
+      " st.global.u32 [%rd0+40], %r2;\n"
+      "lop3.b32 %r2, 0xff00ff00, 0xf0f0f0f0, 0xcccccccc, 0x96;\n"
+      " st.global.u32 [%rd0+44], %r2;\n"
+      "mov.u64 %rd2, 0x100;\n"
+      "popc.b64 %r2, %rd2;\n st.global.u32 [%rd0+48], %r2;\n"
+      "clz.b64 %r2, %rd2;\n st.global.u32 [%rd0+52], %r2;\n"
+      "bfe.s64 %rd3, %rd2, 8, 1;\n st.global.u64 [%rd0+56], %rd3;\n";
+  uint64_t out[256];
+  const uint32_t *o = (const uint32_t *)out;
+
+  ck_assert_int_eq(run_body(body, NULL, out, 1), PTX_OK);
+  ck_assert_uint_eq(o[0], 9);
+  ck_assert_uint_eq(o[1], 0);
+  ck_assert_uint_eq(o[2], 32);
+  ck_assert_uint_eq(o[3], 0x80000000u);
+  ck_assert_uint_eq(o[4], 0xf);
+  ck_assert_uint_eq(o[5], 0xffffffffu);
+  ck_assert_uint_eq(o[6], 3);                /* field clipped at bit 31 */
+  ck_assert_uint_eq(o[7], 0xf00);
+  ck_assert_uint_eq(o[8], 0x77553311u);
+  ck_assert_uint_eq(o[9], 0xffffff80u);      /* sign-replicate byte 1 */
+  ck_assert_uint_eq(o[10], 0xff00ff00u & 0xf0f0f0f0u & 0xccccccccu);
+  ck_assert_uint_eq(o[11], 0xff00ff00u ^ 0xf0f0f0f0u ^ 0xccccccccu);
+  ck_assert_uint_eq(o[12], 1);
+  ck_assert_uint_eq(o[13], 55);
+  ck_assert_uint_eq(out[7], ~0ull);
+}
+END_TEST
+
+START_TEST(test_ptx_float_edges) {
+  static const char body[] =
+      "ld.global.f32 %f1, [%rd1];\n"       /* NaN */
+      "ld.global.f32 %f2, [%rd1+4];\n"     /* +inf */
+      "ld.global.f32 %f3, [%rd1+8];\n"     /* 2.5 */
+      "ld.global.f32 %f4, [%rd1+12];\n"    /* -3.5 */
+      "ld.global.f64 %fd1, [%rd1+16];\n"   /* 1 + 2^-30 */
+      "setp.lt.f32 %p1, %f1, %f3;\n selp.u32 %r1, 1, 0, %p1;\n"
+      " st.global.u32 [%rd0], %r1;\n"
+      "setp.ltu.f32 %p1, %f1, %f3;\n selp.u32 %r1, 1, 0, %p1;\n"
+      " st.global.u32 [%rd0+4], %r1;\n"
+      "setp.nan.f32 %p1, %f3, %f1;\n selp.u32 %r1, 1, 0, %p1;\n"
+      " st.global.u32 [%rd0+8], %r1;\n"
+      "setp.num.f32 %p1, %f3, %f4;\n selp.u32 %r1, 1, 0, %p1;\n"
+      " st.global.u32 [%rd0+12], %r1;\n"
+      "setp.neu.f32 %p1, %f1, %f1;\n selp.u32 %r1, 1, 0, %p1;\n"
+      " st.global.u32 [%rd0+16], %r1;\n"
+      "setp.gt.f32 %p1|%p2, %f3, %f4;\n selp.u32 %r1, 1, 0, %p2;\n"
+      " st.global.u32 [%rd0+20], %r1;\n"
+      "min.f32 %f5, %f1, %f3;\n st.global.f32 [%rd0+24], %f5;\n"
+      "cvt.rzi.s32.f32 %r1, %f1;\n st.global.u32 [%rd0+28], %r1;\n"
+      "cvt.rzi.s32.f32 %r1, %f2;\n st.global.u32 [%rd0+32], %r1;\n"
+      "cvt.rni.s32.f32 %r1, %f3;\n st.global.u32 [%rd0+36], %r1;\n"
+      "cvt.rni.s32.f32 %r1, %f4;\n st.global.u32 [%rd0+40], %r1;\n"
+      "cvt.rmi.s32.f32 %r1, %f3;\n st.global.u32 [%rd0+44], %r1;\n"
+      "cvt.rpi.s32.f32 %r1, %f3;\n st.global.u32 [%rd0+48], %r1;\n"
+      "cvt.rzi.u32.f32 %r1, %f4;\n st.global.u32 [%rd0+52], %r1;\n"
+      "cvt.rn.f32.f64 %f5, %fd1;\n st.global.f32 [%rd0+56], %f5;\n"
+      "cvt.rp.f32.f64 %f5, %fd1;\n st.global.f32 [%rd0+60], %f5;\n"
+      "cvt.f64.f32 %fd2, %f4;\n st.global.f64 [%rd0+64], %fd2;\n"
+      "mov.u32 %r2, 16777217;\n"
+      "cvt.rn.f32.u32 %f5, %r2;\n st.global.f32 [%rd0+72], %f5;\n"
+      "cvt.rp.f32.u32 %f5, %r2;\n st.global.f32 [%rd0+76], %f5;\n"
+      "neg.f32 %f5, %f3;\n st.global.f32 [%rd0+80], %f5;\n"
+      "abs.f32 %f5, %f4;\n st.global.f32 [%rd0+84], %f5;\n"
+      "div.rn.f32 %f5, %f3, 0f00000000;\n st.global.f32 [%rd0+88], %f5;\n"
+      "sqrt.rn.f32 %f5, %f4;\n st.global.f32 [%rd0+92], %f5;\n"
+      "rcp.rn.f64 %fd2, 0d4010000000000000;\n st.global.f64 [%rd0+96], %fd2;\n"
+      "fma.rn.f32 %f5, %f3, %f3, %f4;\n st.global.f32 [%rd0+104], %f5;\n"
+      "ex2.approx.ftz.f32 %f5, %f3;\n st.global.f32 [%rd0+108], %f5;\n"
+      "lg2.approx.f32 %f5, %f3;\n st.global.f32 [%rd0+112], %f5;\n"
+      "sin.approx.f32 %f5, %f3;\n st.global.f32 [%rd0+116], %f5;\n"
+      "cos.approx.f32 %f5, %f3;\n st.global.f32 [%rd0+120], %f5;\n"
+      "rsqrt.approx.f32 %f5, 0f40800000;\n st.global.f32 [%rd0+124], %f5;\n"
+      "testp.infinite.f32 %p1, %f2;\n selp.u32 %r1, 1, 0, %p1;\n"
+      " st.global.u32 [%rd0+128], %r1;\n"
+      "copysign.f32 %f5, %f4, %f3;\n st.global.f32 [%rd0+132], %f5;\n"
+      "add.sat.f32 %f5, %f3, 0f00000000;\n st.global.f32 [%rd0+136], %f5;\n"
+      "mul.rz.f32 %f5, 0f3F800001, 0f3F7FFFFF;\n"
+      " st.global.f32 [%rd0+140], %f5;\n"
+      "mul.rp.f32 %f5, 0f3F800001, 0f3F7FFFFF;\n"
+      " st.global.f32 [%rd0+144], %f5;\n";
+  uint64_t in[16];
+  uint64_t out[256];
+  const uint32_t *o = (const uint32_t *)out;
+  const float *of = (const float *)out;
+  float fin[4] = {NAN, INFINITY, 2.5f, -3.5f};
+  double d = 1.0 + ldexp(1.0, -30);
+
+  memcpy(in, fin, 16);
+  memcpy(&in[2], &d, 8);
+  ck_assert_int_eq(run_body(body, in, out, 1), PTX_OK);
+  ck_assert_uint_eq(o[0], 0);
+  ck_assert_uint_eq(o[1], 1);
+  ck_assert_uint_eq(o[2], 1);
+  ck_assert_uint_eq(o[3], 1);
+  ck_assert_uint_eq(o[4], 1);
+  ck_assert_uint_eq(o[5], 0);          /* the negated output of setp */
+  ck_assert(of[6] == 2.5f);            /* min ignores a NaN */
+  ck_assert_uint_eq(o[7], 0);          /* NaN -> 0 */
+  ck_assert_uint_eq(o[8], 0x7fffffffu);/* +inf saturates */
+  ck_assert_uint_eq(o[9], 2);          /* 2.5 to nearest even */
+  ck_assert_uint_eq(o[10], (uint32_t)-4);
+  ck_assert_uint_eq(o[11], 2);
+  ck_assert_uint_eq(o[12], 3);
+  ck_assert_uint_eq(o[13], 0);         /* negative to unsigned: 0 */
+  ck_assert(of[14] == 1.0f);
+  ck_assert(of[15] == nextafterf(1.0f, 2.0f));
+  ck_assert(bitsd(out[8]) == -3.5);
+  ck_assert(of[18] == 16777216.0f);
+  ck_assert(of[19] == 16777218.0f);
+  ck_assert(of[20] == -2.5f);
+  ck_assert(of[21] == 3.5f);
+  ck_assert(isinf(of[22]) && of[22] > 0);
+  ck_assert(isnan(of[23]));
+  ck_assert(bitsd(out[12]) == 0.25);
+  ck_assert(of[26] == 2.75f);
+  ck_assert_float_eq_tol(of[27], exp2f(2.5f), 1e-5f);
+  ck_assert_float_eq_tol(of[28], log2f(2.5f), 1e-6f);
+  ck_assert_float_eq_tol(of[29], sinf(2.5f), 1e-6f);
+  ck_assert_float_eq_tol(of[30], cosf(2.5f), 1e-6f);
+  ck_assert_float_eq_tol(of[31], 0.5f, 1e-7f);
+  ck_assert_uint_eq(o[32], 1);
+  ck_assert(of[33] == -2.5f);
+  ck_assert(of[34] == 1.0f);
+  ck_assert(of[35] == 1.0f);           /* (1+u)(1-u/2) toward zero */
+  ck_assert(of[36] == nextafterf(1.0f, 2.0f));
+  (void)fbits;
+  (void)bitsf;
+  (void)dbits;
+}
+END_TEST
+
+START_TEST(test_ptx_setp_boolop_and_predicates) {
+  static const char body[] =
+      "setp.lt.s32 %p1, %r0, 4;\n"
+      "setp.ge.and.s32 %p2|%p3, %r0, 2, %p1;\n"   /* 2 <= t < 4 */
+      "setp.eq.or.u32 %p4, %r0, 7, !%p1;\n"       /* t == 7 || t >= 4 */
+      "selp.u32 %r1, 1, 0, %p2;\n"
+      "selp.u32 %r2, 2, 0, %p3;\n"
+      "selp.u32 %r3, 4, 0, %p4;\n"
+      "or.b32 %r1, %r1, %r2;\n or.b32 %r1, %r1, %r3;\n"
+      "and.pred %p5, %p1, %p2;\n not.pred %p6, %p5;\n"
+      "@%p6 add.u32 %r1, %r1, 8;\n"
+      "mul.wide.u32 %rd2, %r0, 4;\n add.s64 %rd3, %rd0, %rd2;\n"
+      "st.global.u32 [%rd3], %r1;\n";
+  uint64_t out[256];
+  const uint32_t *o = (const uint32_t *)out;
+
+  ck_assert_int_eq(run_body(body, NULL, out, 8), PTX_OK);
+  for (uint32_t t = 0; t < 8; t++) {
+    bool p1 = t < 4, p2 = t >= 2 && p1, p3 = !(t >= 2) && p1;
+    bool p4 = t == 7 || !p1;
+    uint32_t want = (p2 ? 1 : 0) | (p3 ? 2 : 0) | (p4 ? 4 : 0) |
+                    (!(p1 && p2) ? 8 : 0);
+    ck_assert_uint_eq(o[t], want);
+  }
+}
+END_TEST
+
+START_TEST(test_ptx_divergence_reconverges) {
+  /* Odd lanes loop t times, even lanes skip; all store after the join. */
+  static const char body[] =
+      "mov.u32 %r1, 0;\n"
+      "and.b32 %r2, %r0, 1;\n"
+      "setp.eq.s32 %p1, %r2, 0;\n"
+      "@%p1 bra $L_join;\n"
+      "mov.u32 %r3, 0;\n"
+      "$L_loop:\n"
+      "add.s32 %r1, %r1, 10;\n"
+      "add.s32 %r3, %r3, 1;\n"
+      "setp.lt.u32 %p2, %r3, %r0;\n"
+      "@%p2 bra $L_loop;\n"
+      "$L_join:\n"
+      "activemask.b32 %r4;\n"
+      "add.s32 %r1, %r1, %r4;\n"
+      "mul.wide.u32 %rd2, %r0, 4;\n add.s64 %rd3, %rd0, %rd2;\n"
+      "st.global.u32 [%rd3], %r1;\n";
+  uint64_t out[256];
+  const uint32_t *o = (const uint32_t *)out;
+
+  ck_assert_int_eq(run_body(body, NULL, out, 40), PTX_OK);
+  for (uint32_t t = 0; t < 40; t++) {
+    /* all lanes of a warp are together again at the join */
+    uint32_t mask = t < 32 ? 0xffffffffu : 0xffu;
+    ck_assert_uint_eq(o[t], ((t & 1) ? 10 * t : 0) + mask);
+  }
+}
+END_TEST
+
+START_TEST(test_ptx_shfl_and_vote) {
+  static const char body[] =
+      "mul.lo.u32 %r1, %r0, 3;\n"
+      "shfl.sync.down.b32 %r2|%p1, %r1, 5, 31, -1;\n"
+      "shfl.sync.up.b32 %r3|%p2, %r1, 3, 0, -1;\n"
+      "shfl.sync.bfly.b32 %r4, %r1, 6, 31, -1;\n"
+      "shfl.sync.idx.b32 %r5|%p3, %r1, 9, 0x1c1f, -1;\n" /* width 4 */
+      "selp.u32 %r6, 1, 0, %p1;\n selp.u32 %r7, 2, 0, %p2;\n"
+      "or.b32 %r6, %r6, %r7;\n"
+      "setp.gt.u32 %p4, %r0, 20;\n"
+      "vote.sync.ballot.b32 %r8, %p4, -1;\n"
+      "vote.sync.any.pred %p5, %p4, -1;\n"
+      "vote.sync.all.pred %p6, %p4, -1;\n"
+      "selp.u32 %r9, 1, 0, %p5;\n selp.u32 %r10, 2, 0, %p6;\n"
+      "or.b32 %r9, %r9, %r10;\n"
+      "mul.wide.u32 %rd2, %r0, 32;\n add.s64 %rd3, %rd0, %rd2;\n"
+      "st.global.v4.u32 [%rd3], {%r2, %r3, %r4, %r5};\n"
+      "st.global.v4.u32 [%rd3+16], {%r6, %r8, %r9, 0};\n";
+  uint64_t out[256];
+  const uint32_t *o = (const uint32_t *)out;
+
+  ck_assert_int_eq(run_body(body, NULL, out, 32), PTX_OK);
+  for (uint32_t t = 0; t < 32; t++) {
+    const uint32_t *r = o + t * 8;
+    uint32_t down = t + 5 < 32 ? t + 5 : t, up = t >= 3 ? t - 3 : t;
+    ck_assert_uint_eq(r[0], down * 3);
+    ck_assert_uint_eq(r[1], up * 3);
+    ck_assert_uint_eq(r[2], (t ^ 6) * 3);
+    ck_assert_uint_eq(r[3], ((t & ~3u) | (9 & 3)) * 3);
+    ck_assert_uint_eq(r[4], (t + 5 < 32 ? 1u : 0u) | (t >= 3 ? 2u : 0u));
+    ck_assert_uint_eq(r[5], 0xffe00000u);
+    ck_assert_uint_eq(r[6], 1);
+  }
+}
+END_TEST
+
+START_TEST(test_ptx_shfl_waits_for_member_lanes) {
+  /* Odd lanes take a detour placed after the shuffle, so the even lanes
+   * reach it first (lower PC); the shuffle must still see all 32. */
+  static const char body[] =
+      "and.b32 %r1, %r0, 1;\n"
+      "setp.ne.s32 %p1, %r1, 0;\n"
+      "mov.u32 %r2, %r0;\n"
+      "@%p1 bra $L_late;\n"
+      "$L_back:\n"
+      "shfl.sync.bfly.b32 %r3, %r2, 1, 31, -1;\n"
+      "vote.sync.ballot.b32 %r4, %p1, -1;\n"
+      "mul.wide.u32 %rd2, %r0, 8;\n add.s64 %rd3, %rd0, %rd2;\n"
+      "st.global.v2.u32 [%rd3], {%r3, %r4};\n"
+      "ret;\n"
+      "$L_late:\n"
+      "add.s32 %r2, %r2, 100;\n"
+      "bra.uni $L_back;\n";
+  uint64_t out[256];
+  const uint32_t *o = (const uint32_t *)out;
+
+  ck_assert_int_eq(run_body(body, NULL, out, 32), PTX_OK);
+  for (uint32_t t = 0; t < 32; t++) {
+    uint32_t src = t ^ 1;
+    ck_assert_uint_eq(o[t * 2], src + ((src & 1) ? 100 : 0));
+    ck_assert_uint_eq(o[t * 2 + 1], 0xaaaaaaaau);
+  }
+}
+END_TEST
+
+START_TEST(test_ptx_atomics) {
+  static const char body[] =
+      "atom.global.add.u32 %r1, [%rd0], 1;\n"
+      "atom.global.max.s32 %r1, [%rd0+4], %r0;\n"
+      "atom.global.min.u32 %r1, [%rd0+8], %r0;\n"
+      "atom.global.inc.u32 %r1, [%rd0+12], 9;\n"
+      "atom.global.exch.b32 %r1, [%rd0+16], 5;\n"
+      "atom.global.add.f32 %f1, [%rd0+20], 0f3F000000;\n"
+      "atom.global.add.f64 %fd1, [%rd0+24], 0d3FD0000000000000;\n"
+      "atom.global.cas.b32 %r2, [%rd0+32], 0, %r0;\n"
+      "atom.global.or.b32 %r1, [%rd0+36], 1;\n"
+      "shl.b32 %r3, 1, %r0;\n"
+      "red.global.or.b32 [%rd0+40], %r3;\n"
+      "atom.global.add.u64 %rd2, [%rd0+48], 3;\n"
+      "atom.global.dec.u32 %r1, [%rd0+56], 100;\n";
+  uint64_t out[256];
+  const uint32_t *o = (const uint32_t *)out;
+  const float *of = (const float *)out;
+
+  ck_assert_int_eq(run_body(body, NULL, out, 20), PTX_OK);
+  ck_assert_uint_eq(o[0], 20);
+  ck_assert_uint_eq(o[1], 19);
+  ck_assert_uint_eq(o[2], 0);
+  ck_assert_uint_eq(o[3], 20 % 10);
+  ck_assert_uint_eq(o[4], 5);
+  ck_assert(of[5] == 10.0f);
+  ck_assert(bitsd(out[3]) == 5.0);
+  ck_assert_uint_lt(o[8], 20); /* one lane won the CAS */
+  ck_assert_uint_eq(o[9], 1);
+  ck_assert_uint_eq(o[10], 0xfffff);
+  ck_assert_uint_eq(out[6], 60);
+  ck_assert_uint_eq(o[14], 100 - 19);
+}
+END_TEST
+
+START_TEST(test_ptx_generic_shared_local) {
+  static const char text[] =
+      HDR
+      ".visible .entry g(.param .u64 g_out, .param .u32 g_x)\n{\n"
+      ".local .align 8 .b8 depot[16];\n"
+      ".shared .align 4 .b8 sh[128];\n"
+      ".reg .b32 %r<8>;\n.reg .b64 %rd<12>;\n.reg .b64 %SP, %SPL;\n"
+      "ld.param.u64 %rd1, [g_out];\n"
+      "ld.param.u32 %r1, [g_x];\n"
+      "mov.u64 %SPL, depot;\n"
+      "cvta.local.u64 %SP, %SPL;\n"
+      "mov.u32 %r2, %tid.x;\n"
+      "st.u32 [%SP+4], %r2;\n"                 /* generic -> local */
+      "mov.u64 %rd2, sh;\n"
+      "cvta.shared.u64 %rd3, %rd2;\n"
+      "mul.wide.u32 %rd4, %r2, 4;\n"
+      "add.s64 %rd5, %rd3, %rd4;\n"
+      "add.s32 %r3, %r2, %r1;\n"
+      "st.u32 [%rd5], %r3;\n"                  /* generic -> shared */
+      "bar.sync 0;\n"
+      "xor.b32 %r4, %r2, 1;\n"
+      "mul.wide.u32 %rd6, %r4, 4;\n"
+      "add.s64 %rd7, %rd2, %rd6;\n"
+      "ld.shared.u32 %r5, [%rd7];\n"           /* the neighbour's value */
+      "ld.local.u32 %r6, [%SPL+4];\n"
+      "cvta.to.shared.u64 %rd8, %rd5;\n"
+      "cvt.u32.u64 %r7, %rd8;\n"
+      "cvta.to.global.u64 %rd9, %rd1;\n"
+      "mul.wide.u32 %rd10, %r2, 12;\n"
+      "add.s64 %rd11, %rd9, %rd10;\n"
+      "st.global.u32 [%rd11], %r5;\n"
+      "st.global.u32 [%rd11+4], %r6;\n"
+      "st.global.u32 [%rd11+8], %r7;\n"
+      "ret;\n}\n";
+  struct ptx_module *m = load_ok(text);
+  const struct ptx_kernel *k = ptx_module_kernel(m, "g");
+  uint32_t *out = dev_alloc(32 * 12);
+  uint8_t params[256];
+  uint64_t po = dptr(out);
+  uint32_t x = 1000;
+  const void *vals[] = {&po, &x};
+  size_t ps = pack(k, params, vals, 2);
+
+  ck_assert_uint_eq(ptx_kernel_local_size(k), 16);
+  ck_assert_int_eq(launch(k, 1, 1, 32, 1, 0, params, ps, 1), PTX_OK);
+  for (uint32_t t = 0; t < 32; t++) {
+    ck_assert_uint_eq(out[t * 3], (t ^ 1) + 1000);
+    ck_assert_uint_eq(out[t * 3 + 1], t);
+    ck_assert_uint_eq(out[t * 3 + 2], t * 4);
+  }
+  ptx_module_free(m);
+  dev_reset();
+}
+END_TEST
+
+START_TEST(test_ptx_faults_are_reported) {
+  static const char text[] =
+      HDR
+      ".visible .entry f(.param .u64 f_p, .param .u32 f_mode)\n{\n"
+      ".reg .pred %p<3>;\n.reg .b32 %r<4>;\n.reg .b64 %rd<4>;\n"
+      "ld.param.u64 %rd1, [f_p];\n"
+      "ld.param.u32 %r1, [f_mode];\n"
+      "setp.eq.s32 %p1, %r1, 1;\n"
+      "@%p1 bra $L_mis;\n"
+      "setp.eq.s32 %p2, %r1, 2;\n"
+      "@%p2 bra $L_trap;\n"
+      "st.global.u32 [%rd1+64], %r1;\n"        /* line 15 */
+      "ret;\n"
+      "$L_mis:\n"
+      "st.global.u32 [%rd1+2], %r1;\n"
+      "ret;\n"
+      "$L_trap:\n"
+      "trap;\n"
+      "}\n";
+  struct ptx_module *m = load_ok(text);
+  const struct ptx_kernel *k = ptx_module_kernel(m, "f");
+  uint8_t *buf = dev_alloc(64);
+  uint64_t params[2] = {dptr(buf), 0};
+  char want[64];
+
+  ck_assert_int_eq(launch(k, 4, 1, 8, 1, 0, params, 12, 2),
+                   PTX_E_ILLEGAL_ADDRESS);
+  ck_assert_ptr_nonnull(strstr(errbuf, "kernel 'f'"));
+  ck_assert_msg(strstr(errbuf, "PTX line 15 'st.global.u32 [%rd1+64], "
+                              "%r1;'") != NULL, "%s", errbuf);
+  snprintf(want, sizeof(want), "0x%llx",
+           (unsigned long long)(dptr(buf) + 64));
+  ck_assert_msg(strstr(errbuf, want) != NULL, "%s", errbuf);
+  params[1] = 1;
+  ck_assert_int_eq(launch(k, 1, 1, 1, 1, 0, params, 12, 1),
+                   PTX_E_MISALIGNED);
+  params[1] = 2;
+  ck_assert_int_eq(launch(k, 1, 1, 1, 1, 0, params, 12, 1), PTX_E_TRAP);
+  /* Bad configurations run nothing. */
+  ck_assert_int_eq(launch(k, 1, 1, 2048, 1, 0, params, 12, 1), PTX_E_CONFIG);
+  ck_assert_int_eq(launch(k, 0, 1, 1, 1, 0, params, 12, 1), PTX_E_CONFIG);
+  ck_assert_int_eq(launch(k, 1, 1, 1, 1, 0, params, 8, 1), PTX_E_CONFIG);
+  ptx_module_free(m);
+  dev_reset();
+}
+END_TEST
+
+static int cancel_flag;
+
+static void *cancel_later(void *arg) {
+  (void)arg;
+  usleep(50 * 1000);
+  __atomic_store_n(&cancel_flag, 1, __ATOMIC_SEQ_CST);
+  return NULL;
+}
+
+START_TEST(test_ptx_spin_loop_is_cancelled) {
+  static const char text[] =
+      HDR ".visible .entry spin()\n{\n$L_top:\nbra.uni $L_top;\n}\n";
+  struct ptx_module *m = load_ok(text);
+  struct ptx_launch l = {
+    .grid = {4, 1, 1}, .block = {64, 1, 1}, .max_threads = 2,
+    .cancel = &cancel_flag,
+  };
+  pthread_t th;
+
+  cancel_flag = 0;
+  ck_assert_int_eq(pthread_create(&th, NULL, cancel_later, NULL), 0);
+  ck_assert_int_eq(ptx_launch(ptx_module_kernel(m, "spin"), &l, errbuf,
+                              sizeof(errbuf)),
+                   PTX_E_CANCELLED);
+  pthread_join(th, NULL);
+  ck_assert_msg(strstr(errbuf, "kernel 'spin'") && strstr(errbuf, "line 7"),
+                "%s", errbuf);
+  ptx_module_free(m);
+}
+END_TEST
+
+START_TEST(test_ptx_translation_uses_lookup) {
+  /* A buffer at a fake device address: only the callback maps it. */
+  static const char body[] =
+      "ld.global.u64 %rd2, [%rd1];\n"
+      "ld.global.u32 %r1, [%rd2+4];\n"
+      "add.u32 %r1, %r1, 1;\n"
+      "st.global.u32 [%rd2+8], %r1;\n"
+      "st.global.u32 [%rd0], %r1;\n";
+  uint32_t backing[4] = {0, 41, 0, 0};
+  uint64_t in[16] = {0x100000000ull};
+  uint64_t out[256];
+
+  regions[nregions].base = 0x100000000ull;
+  regions[nregions].size = sizeof(backing);
+  regions[nregions].host = backing;
+  nregions++;
+  ck_assert_int_eq(run_body(body, in, out, 1), PTX_OK);
+  ck_assert_uint_eq(backing[2], 42);
+  ck_assert_uint_eq((uint32_t)out[0], 42);
+}
+END_TEST
+
+START_TEST(test_ptx_carry_chains) {
+  /* 96-bit add and subtract through .cc / addc / subc, and a 64x64->128
+   * multiply from 32-bit madc pieces. */
+  static const char body[] =
+      "mov.u32 %r1, 0xffffffff;\n"
+      "add.cc.u32 %r2, %r1, 1;\n"
+      "addc.cc.u32 %r3, %r1, 0;\n"
+      "addc.u32 %r4, 5, 0;\n"
+      "st.global.v4.u32 [%rd0], {%r2, %r3, %r4, 0};\n"
+      "sub.cc.u32 %r2, 0, 1;\n"
+      "subc.cc.u32 %r3, 0, 0;\n"
+      "subc.u32 %r4, 7, 0;\n"
+      "st.global.v4.u32 [%rd0+16], {%r2, %r3, %r4, 0};\n"
+      "mad.lo.cc.u32 %r5, %r1, %r1, 3;\n"     /* lo(x*x) + 3 */
+      "madc.hi.u32 %r6, %r1, %r1, 0;\n"       /* hi(x*x) + carry */
+      "st.global.v2.u32 [%rd0+32], {%r5, %r6};\n"
+      "mov.u64 %rd2, -1;\n"
+      "add.cc.u64 %rd3, %rd2, 2;\n"
+      "addc.u64 %rd4, 0, 0;\n"
+      "st.global.v2.u64 [%rd0+48], {%rd3, %rd4};\n";
+  uint64_t out[256];
+  const uint32_t *o = (const uint32_t *)out;
+  unsigned __int128 sq = (unsigned __int128)0xffffffffu * 0xffffffffu + 3;
+
+  ck_assert_int_eq(run_body(body, NULL, out, 1), PTX_OK);
+  ck_assert_uint_eq(o[0], 0);
+  ck_assert_uint_eq(o[1], 0);
+  ck_assert_uint_eq(o[2], 6);
+  ck_assert_uint_eq(o[4], 0xffffffffu);
+  ck_assert_uint_eq(o[5], 0xffffffffu);
+  ck_assert_uint_eq(o[6], 6);
+  ck_assert_uint_eq(o[8], (uint32_t)sq);
+  ck_assert_uint_eq(o[9], (uint32_t)(sq >> 32));
+  ck_assert_uint_eq(out[6], 1);
+  ck_assert_uint_eq(out[7], 1);
+}
+END_TEST
+
+START_TEST(test_ptx_func_calls) {
+  /* A .func with parameters, a return value and a local array, called
+   * by some lanes only, from a nested .func as well. */
+  static const char text[] =
+      HDR
+      ".func (.param .b32 sq_ret) sq(.param .b32 sq_a);\n"
+      ".func (.param .b32 tw_ret) twice(.param .b32 tw_a, "
+      ".param .align 4 .b8 tw_s[8])\n{\n"
+      ".local .align 4 .b8 dep[16];\n"
+      ".reg .b32 %r<6>;\n.reg .b64 %rd<2>;\n"
+      "ld.param.b32 %r1, [tw_a];\n"
+      "ld.param.b32 %r4, [tw_s+4];\n"
+      "mov.u64 %rd1, dep;\n"
+      "st.local.u32 [%rd1+12], %r1;\n"
+      "ld.local.u32 %r2, [%rd1+12];\n"
+      "{\n.param .b32 p0;\nst.param.b32 [p0], %r2;\n"
+      ".param .b32 r0;\ncall.uni (r0), sq, (p0);\n"
+      "ld.param.b32 %r3, [r0];\n}\n"
+      "add.s32 %r3, %r3, %r2;\n"
+      "add.s32 %r3, %r3, %r4;\n"
+      "st.param.b32 [tw_ret], %r3;\nret;\n}\n"
+      ".func (.param .b32 sq_ret) sq(.param .b32 sq_a)\n{\n"
+      ".reg .b32 %r<3>;\n"
+      "ld.param.b32 %r1, [sq_a];\n"
+      "mul.lo.s32 %r2, %r1, %r1;\n"
+      "st.param.b32 [sq_ret], %r2;\nret;\n}\n"
+      ".visible .entry k(.param .u64 k_out)\n{\n"
+      ".reg .pred %p<2>;\n.reg .b32 %r<6>;\n.reg .b64 %rd<4>;\n"
+      "ld.param.u64 %rd1, [k_out];\n"
+      "mov.u32 %r1, %tid.x;\n"
+      "mov.u32 %r2, 0;\n"
+      "and.b32 %r3, %r1, 3;\n"
+      "setp.eq.s32 %p1, %r3, 0;\n"
+      "@%p1 bra $L_skip;\n"
+      "{\n.param .b32 a0;\nst.param.b32 [a0], %r1;\n"
+      ".param .align 4 .b8 a1[8];\nst.param.b32 [a1+4], 1000;\n"
+      ".param .b32 rv;\ncall.uni (rv), twice, (a0, a1);\n"
+      "ld.param.b32 %r2, [rv];\n}\n"
+      "$L_skip:\n"
+      "mul.wide.u32 %rd2, %r1, 4;\n add.s64 %rd3, %rd1, %rd2;\n"
+      "st.global.u32 [%rd3], %r2;\n"
+      "ret;\n}\n";
+  struct ptx_module *m = load_ok(text);
+  const struct ptx_kernel *k = ptx_module_kernel(m, "k");
+  uint32_t *out = dev_alloc(64 * 4);
+  uint64_t params[1] = {dptr(out)};
+
+  ck_assert_int_eq(launch(k, 1, 1, 64, 1, 0, params, 8, 1), PTX_OK);
+  for (uint32_t t = 0; t < 64; t++)
+    ck_assert_uint_eq(out[t], (t & 3) == 0 ? 0 : t * t + t + 1000);
+  ptx_module_free(m);
+  dev_reset();
+  /* Recursion is refused at load. */
+  load_fails(HDR ".func f()\n{\ncall.uni f;\nret;\n}\n"
+                 ".visible .entry k()\n{\ncall.uni f;\nret;\n}\n",
+             PTX_E_UNSUPPORTED, "recursive");
+}
+END_TEST
+
+/* ---- nvcc-built kernels --------------------------------------------- */
+
+static char *kernels_text;
+static size_t kernels_len;
+
+static bool read_kernels(void) {
+  const char *path = getenv("GP_TEST_PTX_KERNELS");
+  FILE *f;
+  long n;
+
+  if (!path || !*path)
+    return false;
+  if (!(f = fopen(path, "rb")))
+    return false;
+  fseek(f, 0, SEEK_END);
+  n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  kernels_text = malloc((size_t)n + 1);
+  if (!kernels_text || fread(kernels_text, 1, (size_t)n, f) != (size_t)n) {
+    fclose(f);
+    return false;
+  }
+  fclose(f);
+  kernels_len = (size_t)n;
+  kernels_text[n] = 0;
+  return true;
+}
+
+static struct ptx_module *kmod;
+
+static void kernels_setup(void) {
+  int rc = ptx_module_load(kernels_text, kernels_len, &kmod, errbuf,
+                           sizeof(errbuf));
+  ck_assert_msg(rc == PTX_OK, "nvcc output does not load: %s", errbuf);
+}
+
+static void kernels_teardown(void) {
+  ptx_module_free(kmod);
+  kmod = NULL;
+  dev_reset();
+}
+
+static const struct ptx_kernel *kern(const char *name) {
+  const struct ptx_kernel *k = ptx_module_kernel(kmod, name);
+  ck_assert_msg(k != NULL, "no kernel %s", name);
+  return k;
+}
+
+static float frand(unsigned *s) {
+  *s = *s * 1103515245u + 12345u;
+  return (float)((*s >> 8) & 0xffff) / 65536.0f - 0.5f;
+}
+
+START_TEST(test_ptx_nvcc_vector_add) {
+  const struct ptx_kernel *k = kern("vectorAdd");
+  int n = 1000;
+  float *a = dev_alloc(n * 4), *b = dev_alloc(n * 4), *c = dev_alloc(n * 4);
+  uint64_t pa = dptr(a), pb = dptr(b), pc = dptr(c);
+  const void *vals[] = {&pa, &pb, &pc, &n};
+  uint8_t params[256];
+  size_t ps = pack(k, params, vals, 4);
+  unsigned s = 1;
+
+  for (int i = 0; i < n; i++) {
+    a[i] = frand(&s);
+    b[i] = frand(&s);
+  }
+  ck_assert_int_eq(launch(k, (n + 255) / 256, 1, 256, 1, 0, params, ps,
+                          (unsigned)_i + 1),
+                   PTX_OK);
+  for (int i = 0; i < n; i++)
+    ck_assert(c[i] == a[i] + b[i]);
+}
+END_TEST
+
+START_TEST(test_ptx_nvcc_saxpy_daxpy) {
+  const struct ptx_kernel *ks = kern("saxpy"), *kd = kern("daxpy");
+  int n = 777;
+  float alpha = 1.75f;
+  double dalpha = -0.3;
+  float *x = dev_alloc(n * 4), *y = dev_alloc(n * 4), *y0 = malloc(n * 4);
+  double *dx = dev_alloc(n * 8), *dy = dev_alloc(n * 8),
+         *dy0 = malloc(n * 8);
+  uint64_t px = dptr(x), py = dptr(y), pdx = dptr(dx), pdy = dptr(dy);
+  const void *vs[] = {&n, &alpha, &px, &py};
+  const void *vd[] = {&n, &dalpha, &pdx, &pdy};
+  uint8_t params[256];
+  size_t ps;
+  unsigned s = 7;
+
+  for (int i = 0; i < n; i++) {
+    x[i] = frand(&s);
+    y[i] = y0[i] = frand(&s);
+    dx[i] = frand(&s);
+    dy[i] = dy0[i] = frand(&s);
+  }
+  ps = pack(ks, params, vs, 4);
+  ck_assert_int_eq(launch(ks, 4, 1, 256, 1, 0, params, ps, 2), PTX_OK);
+  ps = pack(kd, params, vd, 4);
+  ck_assert_int_eq(launch(kd, 4, 1, 256, 1, 0, params, ps, 2), PTX_OK);
+  /* nvcc fuses a * x + y into fma; with -G it does not. */
+  for (int i = 0; i < n; i++) {
+    ck_assert(y[i] == fmaf(x[i], alpha, y0[i]) ||
+              y[i] == x[i] * alpha + y0[i]);
+    ck_assert(dy[i] == fma(dx[i], dalpha, dy0[i]) ||
+              dy[i] == dx[i] * dalpha + dy0[i]);
+  }
+  free(y0);
+  free(dy0);
+}
+END_TEST
+
+START_TEST(test_ptx_nvcc_matrix_mul_shared) {
+  const struct ptx_kernel *k = kern("matrixMul");
+  int wa = 48, ha = 32, wb = 64; /* multiples of the 16x16 tile */
+  float *A = dev_alloc((size_t)wa * ha * 4), *B = dev_alloc((size_t)wb * wa * 4);
+  float *C = dev_alloc((size_t)wb * ha * 4);
+  uint64_t pc = dptr(C), pa = dptr(A), pb = dptr(B);
+  const void *vals[] = {&pc, &pa, &pb, &wa, &wb};
+  uint8_t params[256];
+  size_t ps = pack(k, params, vals, 5);
+  unsigned s = 3;
+
+  for (int i = 0; i < wa * ha; i++)
+    A[i] = frand(&s);
+  for (int i = 0; i < wb * wa; i++)
+    B[i] = frand(&s);
+  ck_assert_uint_eq(ptx_kernel_shared_size(k), 2048);
+  ck_assert_int_eq(launch(k, wb / 16, ha / 16, 16, 16, 0, params, ps, 0),
+                   PTX_OK);
+  for (int r = 0; r < ha; r++)
+    for (int c = 0; c < wb; c++) {
+      float ref = 0;
+      for (int i = 0; i < wa; i++)
+        ref = fmaf(A[r * wa + i], B[i * wb + c], ref);
+      ck_assert_float_eq_tol(C[r * wb + c], ref, 1e-4f);
+    }
+}
+END_TEST
+
+START_TEST(test_ptx_nvcc_shuffle_reduction) {
+  const struct ptx_kernel *k = kern("reduceShfl");
+  int n = 10000;
+  float *in = dev_alloc(n * 4), *out = dev_alloc(4);
+  uint64_t pi = dptr(in), po = dptr(out);
+  const void *vals[] = {&pi, &po, &n};
+  uint8_t params[256];
+  size_t ps = pack(k, params, vals, 3);
+  double ref = 0;
+
+  for (int i = 0; i < n; i++) {
+    in[i] = (float)(i % 17) * 0.25f;
+    ref += in[i];
+  }
+  ck_assert_int_eq(launch(k, 5, 1, 256, 1, 8 * 4, params, ps, 2), PTX_OK);
+  ck_assert_float_eq_tol(*out, (float)ref, 1e-2f);
+}
+END_TEST
+
+START_TEST(test_ptx_nvcc_atomic_histogram) {
+  const struct ptx_kernel *k = kern("histogram");
+  int n = 100000;
+  uint8_t *data = dev_alloc(n);
+  uint32_t *bins = dev_alloc(256 * 4), ref[256] = {0};
+  uint64_t pd = dptr(data), pb = dptr(bins);
+  const void *vals[] = {&pd, &pb, &n};
+  uint8_t params[256];
+  size_t ps = pack(k, params, vals, 3);
+  unsigned s = 11;
+
+  for (int i = 0; i < n; i++) {
+    s = s * 1103515245u + 12345u;
+    data[i] = (uint8_t)(s >> 16);
+    ref[data[i]]++;
+  }
+  ck_assert_int_eq(launch(k, 8, 1, 192, 1, 0, params, ps, 4), PTX_OK);
+  for (int i = 0; i < 256; i++)
+    ck_assert_uint_eq(bins[i], ref[i]);
+}
+END_TEST
+
+START_TEST(test_ptx_nvcc_grid_stride_64) {
+  const struct ptx_kernel *k = kern("gridStride64");
+  long long n = 10007;
+  double sc = 1.5;
+  double *x = dev_alloc(n * 8), *y = dev_alloc(n * 8);
+  uint64_t px = dptr(x), py = dptr(y);
+  const void *vals[] = {&px, &py, &n, &sc};
+  uint8_t params[256];
+  size_t ps = pack(k, params, vals, 4);
+
+  for (long long i = 0; i < n; i++)
+    x[i] = (double)i * 0.5;
+  ck_assert_int_eq(launch(k, 3, 1, 128, 1, 0, params, ps, 0), PTX_OK);
+  for (long long i = 0; i < n; i++)
+    ck_assert(y[i] == fma(x[i], sc, (double)(i & 7)));
+}
+END_TEST
+
+START_TEST(test_ptx_nvcc_struct_param_and_ballot) {
+  const struct ptx_kernel *k = kern("structArg"), *kb = kern("ballot");
+  struct ptx_param_info pi;
+  struct {
+    float a, b;
+    int n;
+    double d;
+    float *p;
+    int q[4];
+  } arg = {1.25f, 2.5f, 7, 3.75, NULL, {10, 20, 30, 40}};
+  int *out = dev_alloc(32 * 4);
+  float *pf = dev_alloc(32 * 4);
+  uint64_t po = dptr(out);
+  const void *vals[] = {&arg, &po};
+  uint8_t params[256];
+  size_t ps;
+
+  ck_assert_int_eq(ptx_kernel_param(k, 0, &pi), PTX_OK);
+  ck_assert_uint_eq(pi.size, sizeof(arg));
+  ck_assert_uint_eq(pi.align, 8);
+  arg.p = pf;
+  ps = pack(k, params, vals, 2);
+  ck_assert_int_eq(launch(k, 1, 1, 32, 1, 0, params, ps, 1), PTX_OK);
+  for (int t = 0; t < 32; t++) {
+    ck_assert_int_eq(out[t], 3 + 7 + 3 + arg.q[t & 3]);
+    ck_assert(pf[t] == 1.25f);
+  }
+  {
+    const void *vb[] = {&po};
+    ps = pack(kb, params, vb, 1);
+    ck_assert_int_eq(launch(kb, 1, 1, 32, 1, 0, params, ps, 1), PTX_OK);
+    for (int t = 0; t < 32; t++) {
+      unsigned b = 0xaaaaaaaau;
+      unsigned clz = t == 0 ? 32 : (unsigned)__builtin_clz((unsigned)t);
+      ck_assert_uint_eq((unsigned)out[t], b + 16 + clz);
+    }
+  }
+}
+END_TEST
+
+START_TEST(test_ptx_nvcc_out_of_bounds_faults) {
+  const struct ptx_kernel *k = kern("oob");
+  int *p = dev_alloc(16);
+  uint64_t pp = dptr(p);
+  long long off = 3;
+  const void *vals[] = {&pp, &off};
+  uint8_t params[256];
+  size_t ps = pack(k, params, vals, 2);
+
+  ck_assert_int_eq(launch(k, 1, 1, 1, 1, 0, params, ps, 1), PTX_OK);
+  ck_assert_int_eq(p[3], 1);
+  off = 4;
+  ps = pack(k, params, vals, 2);
+  ck_assert_int_eq(launch(k, 1, 1, 1, 1, 0, params, ps, 1),
+                   PTX_E_ILLEGAL_ADDRESS);
+  ck_assert_ptr_nonnull(strstr(errbuf, "kernel 'oob'"));
+  ck_assert_ptr_nonnull(strstr(errbuf, "illegal global write"));
+}
+END_TEST
+
+/* |got| is within |rel| of |want| (relative, or absolute near 0). */
+static void near(double got, double want, double rel, const char *what,
+                 int i) {
+  double tol = rel * (fabs(want) > 1 ? fabs(want) : 1);
+  ck_assert_msg(got == want || fabs(got - want) <= tol ||
+                    (isnan(got) && isnan(want)),
+                "%s[%d]: got %.17g, want %.17g", what, i, got, want);
+}
+
+START_TEST(test_ptx_nvcc_math_library) {
+  const struct ptx_kernel *kf = kern("mathf"), *kd = kern("mathd");
+  enum { N = 200 };
+  int n = N;
+  float *x = dev_alloc(N * 4), *y = dev_alloc(N * 8 * 4);
+  double *dx = dev_alloc(N * 8), *dy = dev_alloc(N * 6 * 8);
+  uint64_t px = dptr(x), py = dptr(y), pdx = dptr(dx), pdy = dptr(dy);
+  const void *vf[] = {&px, &py, &n}, *vd[] = {&pdx, &pdy, &n};
+  uint8_t params[256];
+  size_t ps;
+
+  for (int i = 0; i < N; i++) {
+    /* small, medium and huge arguments (the last take the slow path of
+     * the trigonometric argument reduction, a .func call) */
+    double v = i < 100 ? (i - 50) * 0.173 : i < 180 ? (i - 140) * 37.1
+                                                    : (i - 170) * 1.7e7;
+    x[i] = (float)v;
+    dx[i] = v;
+  }
+  ps = pack(kf, params, vf, 3);
+  ck_assert_int_eq(launch(kf, 2, 1, 128, 1, 0, params, ps, 2), PTX_OK);
+  ps = pack(kd, params, vd, 3);
+  ck_assert_int_eq(launch(kd, 2, 1, 128, 1, 0, params, ps, 2), PTX_OK);
+  for (int i = 0; i < N; i++) {
+    float v = x[i];
+    double d = dx[i];
+    near(y[i * 8 + 0], sin((double)v), 2e-6, "sinf", i);
+    near(y[i * 8 + 1], cos((double)v), 2e-6, "cosf", i);
+    near(y[i * 8 + 2], (float)exp((double)(v * 0.1f)), 2e-6, "expf", i);
+    near(y[i * 8 + 3], log(fabs((double)v) + 1.0), 2e-6, "logf", i);
+    near(y[i * 8 + 4], (float)pow(fabs((double)v), (double)1.3f), 4e-6,
+         "powf", i);
+    near(y[i * 8 + 5], sqrt(fabs((double)v)) + tanh((double)(v * 0.01f)),
+         2e-6, "sqrtf+tanhf", i);
+    near(y[i * 8 + 6], erf((double)(v * 0.001f)), 2e-6, "erff", i);
+    near(y[i * 8 + 7], atan2((double)v, 1.5), 2e-6, "atan2f", i);
+    near(dy[i * 6 + 0], sin(d), 1e-14, "sin", i);
+    near(dy[i * 6 + 1], cos(d), 1e-14, "cos", i);
+    near(dy[i * 6 + 2], exp(d * 1e-3), 1e-14, "exp", i);
+    near(dy[i * 6 + 3], log(fabs(d) + 1.0), 1e-14, "log", i);
+    near(dy[i * 6 + 4], pow(fabs(d), 1.3), 1e-14, "pow", i);
+    ck_assert(dy[i * 6 + 5] == d / 3.0 + sqrt(fabs(d)));
+  }
+}
+END_TEST
+
+START_TEST(test_ptx_nvcc_noinline_call_and_cg) {
+  const struct ptx_kernel *k = kern("callFunc"), *kc = kern("cgReduce");
+  int n = 300;
+  float *x = dev_alloc(n * 4), *y = dev_alloc(n * 4);
+  int *in = dev_alloc(64 * 4), *out = dev_alloc(65 * 4);
+  uint64_t px = dptr(x), py = dptr(y), pin = dptr(in), pout = dptr(out);
+  const void *vals[] = {&px, &py, &n}, *vc[] = {&pin, &pout};
+  uint8_t params[256];
+  size_t ps = pack(k, params, vals, 3);
+  int sum = 0;
+
+  for (int i = 0; i < n; i++)
+    x[i] = (float)i * 0.5f;
+  ck_assert_int_eq(launch(k, 3, 1, 128, 1, 0, params, ps, 1), PTX_OK);
+  for (int i = 0; i < n; i++)
+    ck_assert(y[i] == ((i & 1) ? x[i] * (float)i + 1.0f : x[i]));
+  for (int i = 0; i < 64; i++) {
+    in[i] = (i * 7) % 11;
+    sum += in[i];
+  }
+  ps = pack(kc, params, vc, 2);
+  ck_assert_int_eq(launch(kc, 1, 1, 64, 1, 0, params, ps, 1), PTX_OK);
+  ck_assert_int_eq(out[0], sum);
+  for (int i = 0; i < 64; i++) {
+    int base = i & ~7, any = 0;
+    for (int j = 0; j < 8; j++)
+      any |= in[base + j] > 5;
+    ck_assert_int_eq(out[1 + i], in[base + 3] + any * 1000);
+  }
+}
+END_TEST
+
+START_TEST(test_ptx_nvcc_spin_lock_completes) {
+  const struct ptx_kernel *k = kern("spinLock");
+  int *lock = dev_alloc(4), *counter = dev_alloc(4);
+  uint64_t pl = dptr(lock), pc = dptr(counter);
+  const void *vals[] = {&pl, &pc};
+  uint8_t params[256];
+  size_t ps = pack(k, params, vals, 2);
+
+  ck_assert_int_eq(launch(k, 2, 1, 64, 1, 0, params, ps, 1), PTX_OK);
+  ck_assert_int_eq(*counter, 128);
+  ck_assert_int_eq(*lock, 0);
+}
+END_TEST
+
+START_TEST(test_ptx_nvcc_text_survives_mutations) {
+  mutate_and_load(kernels_text, kernels_len, 300);
+}
+END_TEST
+
+START_TEST(test_ptx_nvcc_speed) {
+  /* Not a pass/fail check: prints thread-instructions per second. */
+  const struct ptx_kernel *k = kern("spin");
+  int iters = 2000;
+  unsigned *out = dev_alloc(64 * 128 * 4);
+  uint64_t po = dptr(out);
+  const void *vals[] = {&po, &iters};
+  uint8_t params[256];
+  size_t ps = pack(k, params, vals, 2);
+  struct timespec t0, t1;
+  uint64_t n0 = ptx_stat_thread_insns(), n1;
+  double sec;
+
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  ck_assert_int_eq(launch(k, 64, 1, 128, 1, 0, params, ps, 1), PTX_OK);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  n1 = ptx_stat_thread_insns();
+  sec = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+  for (unsigned t = 0; t < 64 * 128; t++) {
+    unsigned x = t % 128;
+    for (int i = 0; i < iters; i++)
+      x = x * 1664525u + 1013904223u;
+    ck_assert_uint_eq(out[t], x);
+  }
+  printf("ptx speed: %.0f million thread-instructions/s on one host thread "
+         "(%llu in %.3f s)\n",
+         (double)(n1 - n0) / sec / 1e6, (unsigned long long)(n1 - n0), sec);
+}
+END_TEST
+
+static Suite *ptx_suite(bool with_kernels) {
+  Suite *s = suite_create("ptx");
+  TCase *tp = tcase_create("parse");
+  TCase *ti = tcase_create("instructions");
+  TCase *tk = tcase_create("nvcc");
+
+  tcase_add_test(tp, test_ptx_parse_param_layout);
+  tcase_add_test(tp, test_ptx_parse_operand_forms);
+  tcase_add_test(tp, test_ptx_parse_errors_name_line_and_text);
+  tcase_add_test(tp, test_ptx_parse_module_variables);
+  tcase_add_test(tp, test_ptx_module_variables_in_device_memory);
+  tcase_add_test(tp, test_ptx_parse_survives_mutations);
+  suite_add_tcase(s, tp);
+
+  tcase_add_test(ti, test_ptx_int_arithmetic_edges);
+  tcase_add_test(ti, test_ptx_bit_instructions);
+  tcase_add_test(ti, test_ptx_float_edges);
+  tcase_add_test(ti, test_ptx_setp_boolop_and_predicates);
+  tcase_add_test(ti, test_ptx_divergence_reconverges);
+  tcase_add_test(ti, test_ptx_shfl_and_vote);
+  tcase_add_test(ti, test_ptx_shfl_waits_for_member_lanes);
+  tcase_add_test(ti, test_ptx_atomics);
+  tcase_add_test(ti, test_ptx_generic_shared_local);
+  tcase_add_test(ti, test_ptx_faults_are_reported);
+  tcase_add_test(ti, test_ptx_translation_uses_lookup);
+  tcase_add_test(ti, test_ptx_carry_chains);
+  tcase_add_test(ti, test_ptx_spin_loop_is_cancelled);
+  tcase_add_test(ti, test_ptx_func_calls);
+  suite_add_tcase(s, ti);
+
+  if (with_kernels) {
+    tcase_add_checked_fixture(tk, kernels_setup, kernels_teardown);
+    tcase_add_loop_test(tk, test_ptx_nvcc_vector_add, 0, 3);
+    tcase_add_test(tk, test_ptx_nvcc_saxpy_daxpy);
+    tcase_add_test(tk, test_ptx_nvcc_matrix_mul_shared);
+    tcase_add_test(tk, test_ptx_nvcc_shuffle_reduction);
+    tcase_add_test(tk, test_ptx_nvcc_atomic_histogram);
+    tcase_add_test(tk, test_ptx_nvcc_grid_stride_64);
+    tcase_add_test(tk, test_ptx_nvcc_struct_param_and_ballot);
+    tcase_add_test(tk, test_ptx_nvcc_out_of_bounds_faults);
+    tcase_add_test(tk, test_ptx_nvcc_math_library);
+    tcase_add_test(tk, test_ptx_nvcc_noinline_call_and_cg);
+    tcase_add_test(tk, test_ptx_nvcc_spin_lock_completes);
+    tcase_add_test(tk, test_ptx_nvcc_text_survives_mutations);
+    tcase_add_test(tk, test_ptx_nvcc_speed);
+    tcase_set_timeout(tk, 60);
+    suite_add_tcase(s, tk);
+  }
+  return s;
+}
+
+int main(void) {
+  bool with_kernels = read_kernels();
+  SRunner *sr = srunner_create(ptx_suite(with_kernels));
+  int failed;
+
+  srunner_run_all(sr, CK_NORMAL);
+  failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  free(kernels_text);
+  if (failed)
+    return 1;
+  if (!with_kernels) {
+    printf("test_ptx: GP_TEST_PTX_KERNELS unset or unreadable (nvcc not "
+           "found at configure time): nvcc-built kernels not run\n");
+    return 77;
+  }
+  return 0;
+}
