@@ -264,11 +264,7 @@ GP_API CUresult cuCtxDestroy(CUcontext ctx) {
   return r;
 }
 
-GP_API CUresult cuCtxDestroy_v2(CUcontext ctx) {
-  CUresult r = ctx_destroy(ctx);
-  GP_TRACE(r, "ctx=%p", (void *)ctx);
-  return r;
-}
+GP_ALIAS(cuCtxDestroy_v2, cuCtxDestroy);
 
 /* ---- The current-context stack ------------------------------------------- */
 
@@ -306,11 +302,7 @@ GP_API CUresult cuCtxPushCurrent(CUcontext ctx) {
   return r;
 }
 
-GP_API CUresult cuCtxPushCurrent_v2(CUcontext ctx) {
-  CUresult r = ctx_push(ctx);
-  GP_TRACE(r, "ctx=%p", (void *)ctx);
-  return r;
-}
+GP_ALIAS(cuCtxPushCurrent_v2, cuCtxPushCurrent);
 
 static CUresult ctx_pop(CUcontext *pctx) {
   CUresult r = gp__ready();
@@ -330,11 +322,7 @@ GP_API CUresult cuCtxPopCurrent(CUcontext *pctx) {
   return r;
 }
 
-GP_API CUresult cuCtxPopCurrent_v2(CUcontext *pctx) {
-  CUresult r = ctx_pop(pctx);
-  GP_TRACE(r, "pctx=%p", (void *)GP_OUT(r, pctx));
-  return r;
-}
+GP_ALIAS(cuCtxPopCurrent_v2, cuCtxPopCurrent);
 
 /* NULL pops the top of the stack (nothing when it is empty); a context
  * replaces the top, or becomes the only entry of an empty stack. */
@@ -576,11 +564,7 @@ GP_API CUresult cuDevicePrimaryCtxRelease(CUdevice dev) {
   return r;
 }
 
-GP_API CUresult cuDevicePrimaryCtxRelease_v2(CUdevice dev) {
-  CUresult r = primary_release(dev);
-  GP_TRACE(r, "dev=%d", dev);
-  return r;
-}
+GP_ALIAS(cuDevicePrimaryCtxRelease_v2, cuDevicePrimaryCtxRelease);
 
 /* Destroys the context and everything in it. It does not release it: the
  * retain count stays, and the next retain creates the context anew.
@@ -603,11 +587,7 @@ GP_API CUresult cuDevicePrimaryCtxReset(CUdevice dev) {
   return r;
 }
 
-GP_API CUresult cuDevicePrimaryCtxReset_v2(CUdevice dev) {
-  CUresult r = primary_reset(dev);
-  GP_TRACE(r, "dev=%d", dev);
-  return r;
-}
+GP_ALIAS(cuDevicePrimaryCtxReset_v2, cuDevicePrimaryCtxReset);
 
 static CUresult primary_get_state(CUdevice dev, unsigned int *flags,
                                   int *active) {

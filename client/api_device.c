@@ -97,11 +97,7 @@ GP_API CUresult cuDeviceGetUuid(CUuuid *uuid, CUdevice dev) {
   return r;
 }
 
-GP_API CUresult cuDeviceGetUuid_v2(CUuuid *uuid, CUdevice dev) {
-  CUresult r = do_get_uuid(uuid, dev);
-  GP_TRACE(r, "uuid=%p, dev=%d", (void *)uuid, dev);
-  return r;
-}
+GP_ALIAS(cuDeviceGetUuid_v2, cuDeviceGetUuid);
 
 /* Only the size_t version: the legacy cuDeviceTotalMem writes an unsigned
  * int, which cannot hold any modern device's memory; it stays a stub. */

@@ -93,11 +93,7 @@ GP_API CUresult cuEventRecord(CUevent hEvent, CUstream hStream) {
   return r;
 }
 
-GP_API CUresult cuEventRecord_ptsz(CUevent hEvent, CUstream hStream) {
-  CUresult r = event_record(hEvent, hStream);
-  GP_TRACE(r, "hEvent=%p, hStream=%p", (void *)hEvent, (void *)hStream);
-  return r;
-}
+GP_ALIAS(cuEventRecord_ptsz, cuEventRecord);
 
 /* Query and synchronize: one round trip; both return a deferred error in
  * place of success. An event never recorded is complete. */
@@ -216,8 +212,4 @@ GP_API CUresult cuEventDestroy(CUevent hEvent) {
   return r;
 }
 
-GP_API CUresult cuEventDestroy_v2(CUevent hEvent) {
-  CUresult r = event_destroy(hEvent);
-  GP_TRACE(r, "hEvent=%p", (void *)hEvent);
-  return r;
-}
+GP_ALIAS(cuEventDestroy_v2, cuEventDestroy);

@@ -148,11 +148,7 @@ GP_API CUresult cuStreamDestroy(CUstream hStream) {
   return r;
 }
 
-GP_API CUresult cuStreamDestroy_v2(CUstream hStream) {
-  CUresult r = stream_destroy(hStream);
-  GP_TRACE(r, "hStream=%p", (void *)hStream);
-  return r;
-}
+GP_ALIAS(cuStreamDestroy_v2, cuStreamDestroy);
 
 /* The default stream is synchronised as its whole context: no StreamSync
  * message names a context, and waiting for every stream of the context is
@@ -192,11 +188,7 @@ GP_API CUresult cuStreamSynchronize(CUstream hStream) {
   return r;
 }
 
-GP_API CUresult cuStreamSynchronize_ptsz(CUstream hStream) {
-  CUresult r = stream_synchronize(hStream);
-  GP_TRACE(r, "hStream=%p", (void *)hStream);
-  return r;
-}
+GP_ALIAS(cuStreamSynchronize_ptsz, cuStreamSynchronize);
 
 /* CUDA_SUCCESS when all work is done, CUDA_ERROR_NOT_READY when not. A
  * deferred error is returned only in place of CUDA_SUCCESS. */
@@ -227,11 +219,7 @@ GP_API CUresult cuStreamQuery(CUstream hStream) {
   return r;
 }
 
-GP_API CUresult cuStreamQuery_ptsz(CUstream hStream) {
-  CUresult r = stream_query(hStream);
-  GP_TRACE(r, "hStream=%p", (void *)hStream);
-  return r;
-}
+GP_ALIAS(cuStreamQuery_ptsz, cuStreamQuery);
 
 static CUresult stream_wait_event(CUstream h, CUevent hev, unsigned flags) {
   struct gp__client *c = gp__client();
@@ -331,12 +319,7 @@ GP_API CUresult cuStreamGetPriority(CUstream hStream, int *priority) {
   return r;
 }
 
-GP_API CUresult cuStreamGetPriority_ptsz(CUstream hStream, int *priority) {
-  CUresult r = stream_get(hStream, FACT_PRIORITY, priority);
-  GP_TRACE(r, "hStream=%p, priority=%d", (void *)hStream,
-           GP_OUT(r, priority));
-  return r;
-}
+GP_ALIAS(cuStreamGetPriority_ptsz, cuStreamGetPriority);
 
 GP_API CUresult cuStreamGetFlags(CUstream hStream, unsigned int *flags) {
   CUresult r = stream_get(hStream, FACT_FLAGS, flags);
@@ -344,11 +327,7 @@ GP_API CUresult cuStreamGetFlags(CUstream hStream, unsigned int *flags) {
   return r;
 }
 
-GP_API CUresult cuStreamGetFlags_ptsz(CUstream hStream, unsigned int *flags) {
-  CUresult r = stream_get(hStream, FACT_FLAGS, flags);
-  GP_TRACE(r, "hStream=%p, flags=0x%x", (void *)hStream, GP_OUT(r, flags));
-  return r;
-}
+GP_ALIAS(cuStreamGetFlags_ptsz, cuStreamGetFlags);
 
 GP_API CUresult cuStreamGetCtx(CUstream hStream, CUcontext *pctx) {
   CUresult r = stream_get(hStream, FACT_CTX, pctx);
@@ -357,9 +336,4 @@ GP_API CUresult cuStreamGetCtx(CUstream hStream, CUcontext *pctx) {
   return r;
 }
 
-GP_API CUresult cuStreamGetCtx_ptsz(CUstream hStream, CUcontext *pctx) {
-  CUresult r = stream_get(hStream, FACT_CTX, pctx);
-  GP_TRACE(r, "hStream=%p, pctx=%p", (void *)hStream,
-           (void *)GP_OUT(r, pctx));
-  return r;
-}
+GP_ALIAS(cuStreamGetCtx_ptsz, cuStreamGetCtx);
