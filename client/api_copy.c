@@ -204,13 +204,7 @@ GP_API CUresult cuMemcpyHtoD_v2(CUdeviceptr dstDevice, const void *srcHost,
   return r;
 }
 
-GP_API CUresult cuMemcpyHtoD_v2_ptds(CUdeviceptr dstDevice,
-                                     const void *srcHost, size_t ByteCount) {
-  CUresult r = copy(HTOD, dstDevice, HOST(srcHost), ByteCount, NULL, false);
-  GP_TRACE(r, "dst=0x%llx, src=%p, size=%zu", (unsigned long long)dstDevice,
-           srcHost, ByteCount);
-  return r;
-}
+GP_ALIAS(cuMemcpyHtoD_v2_ptds, cuMemcpyHtoD_v2);
 
 GP_API CUresult cuMemcpyDtoH_v2(void *dstHost, CUdeviceptr srcDevice,
                                 size_t ByteCount) {
@@ -220,13 +214,7 @@ GP_API CUresult cuMemcpyDtoH_v2(void *dstHost, CUdeviceptr srcDevice,
   return r;
 }
 
-GP_API CUresult cuMemcpyDtoH_v2_ptds(void *dstHost, CUdeviceptr srcDevice,
-                                     size_t ByteCount) {
-  CUresult r = copy(DTOH, HOST(dstHost), srcDevice, ByteCount, NULL, false);
-  GP_TRACE(r, "dst=%p, src=0x%llx, size=%zu", dstHost,
-           (unsigned long long)srcDevice, ByteCount);
-  return r;
-}
+GP_ALIAS(cuMemcpyDtoH_v2_ptds, cuMemcpyDtoH_v2);
 
 GP_API CUresult cuMemcpyDtoD_v2(CUdeviceptr dstDevice, CUdeviceptr srcDevice,
                                 size_t ByteCount) {
@@ -237,15 +225,7 @@ GP_API CUresult cuMemcpyDtoD_v2(CUdeviceptr dstDevice, CUdeviceptr srcDevice,
   return r;
 }
 
-GP_API CUresult cuMemcpyDtoD_v2_ptds(CUdeviceptr dstDevice,
-                                     CUdeviceptr srcDevice,
-                                     size_t ByteCount) {
-  CUresult r = copy(DTOD, dstDevice, srcDevice, ByteCount, NULL, false);
-  GP_TRACE(r, "dst=0x%llx, src=0x%llx, size=%zu",
-           (unsigned long long)dstDevice, (unsigned long long)srcDevice,
-           ByteCount);
-  return r;
-}
+GP_ALIAS(cuMemcpyDtoD_v2_ptds, cuMemcpyDtoD_v2);
 
 GP_API CUresult cuMemcpy(CUdeviceptr dst, CUdeviceptr src, size_t ByteCount) {
   CUresult r = copy(UNIFIED, dst, src, ByteCount, NULL, false);
@@ -254,13 +234,7 @@ GP_API CUresult cuMemcpy(CUdeviceptr dst, CUdeviceptr src, size_t ByteCount) {
   return r;
 }
 
-GP_API CUresult cuMemcpy_ptds(CUdeviceptr dst, CUdeviceptr src,
-                              size_t ByteCount) {
-  CUresult r = copy(UNIFIED, dst, src, ByteCount, NULL, false);
-  GP_TRACE(r, "dst=0x%llx, src=0x%llx, size=%zu", (unsigned long long)dst,
-           (unsigned long long)src, ByteCount);
-  return r;
-}
+GP_ALIAS(cuMemcpy_ptds, cuMemcpy);
 
 GP_API CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dstDevice,
                                      const void *srcHost, size_t ByteCount,
@@ -272,15 +246,7 @@ GP_API CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dstDevice,
   return r;
 }
 
-GP_API CUresult cuMemcpyHtoDAsync_v2_ptsz(CUdeviceptr dstDevice,
-                                          const void *srcHost,
-                                          size_t ByteCount, CUstream hStream) {
-  CUresult r = copy(HTOD, dstDevice, HOST(srcHost), ByteCount, hStream, true);
-  GP_TRACE(r, "dst=0x%llx, src=%p, size=%zu, hStream=%p",
-           (unsigned long long)dstDevice, srcHost, ByteCount,
-           (void *)hStream);
-  return r;
-}
+GP_ALIAS(cuMemcpyHtoDAsync_v2_ptsz, cuMemcpyHtoDAsync_v2);
 
 GP_API CUresult cuMemcpyDtoHAsync_v2(void *dstHost, CUdeviceptr srcDevice,
                                      size_t ByteCount, CUstream hStream) {
@@ -290,14 +256,7 @@ GP_API CUresult cuMemcpyDtoHAsync_v2(void *dstHost, CUdeviceptr srcDevice,
   return r;
 }
 
-GP_API CUresult cuMemcpyDtoHAsync_v2_ptsz(void *dstHost,
-                                          CUdeviceptr srcDevice,
-                                          size_t ByteCount, CUstream hStream) {
-  CUresult r = copy(DTOH, HOST(dstHost), srcDevice, ByteCount, hStream, true);
-  GP_TRACE(r, "dst=%p, src=0x%llx, size=%zu, hStream=%p", dstHost,
-           (unsigned long long)srcDevice, ByteCount, (void *)hStream);
-  return r;
-}
+GP_ALIAS(cuMemcpyDtoHAsync_v2_ptsz, cuMemcpyDtoHAsync_v2);
 
 GP_API CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dstDevice,
                                      CUdeviceptr srcDevice, size_t ByteCount,
@@ -309,15 +268,7 @@ GP_API CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dstDevice,
   return r;
 }
 
-GP_API CUresult cuMemcpyDtoDAsync_v2_ptsz(CUdeviceptr dstDevice,
-                                          CUdeviceptr srcDevice,
-                                          size_t ByteCount, CUstream hStream) {
-  CUresult r = copy(DTOD, dstDevice, srcDevice, ByteCount, hStream, true);
-  GP_TRACE(r, "dst=0x%llx, src=0x%llx, size=%zu, hStream=%p",
-           (unsigned long long)dstDevice, (unsigned long long)srcDevice,
-           ByteCount, (void *)hStream);
-  return r;
-}
+GP_ALIAS(cuMemcpyDtoDAsync_v2_ptsz, cuMemcpyDtoDAsync_v2);
 
 GP_API CUresult cuMemcpyAsync(CUdeviceptr dst, CUdeviceptr src,
                               size_t ByteCount, CUstream hStream) {
@@ -328,14 +279,7 @@ GP_API CUresult cuMemcpyAsync(CUdeviceptr dst, CUdeviceptr src,
   return r;
 }
 
-GP_API CUresult cuMemcpyAsync_ptsz(CUdeviceptr dst, CUdeviceptr src,
-                                   size_t ByteCount, CUstream hStream) {
-  CUresult r = copy(UNIFIED, dst, src, ByteCount, hStream, true);
-  GP_TRACE(r, "dst=0x%llx, src=0x%llx, size=%zu, hStream=%p",
-           (unsigned long long)dst, (unsigned long long)src, ByteCount,
-           (void *)hStream);
-  return r;
-}
+GP_ALIAS(cuMemcpyAsync_ptsz, cuMemcpyAsync);
 
 /* ---- Memsets ------------------------------------------------------------------ */
 

@@ -171,13 +171,7 @@ GP_API CUresult cuCtxCreate(CUcontext *pctx, unsigned int flags,
   return r;
 }
 
-GP_API CUresult cuCtxCreate_v2(CUcontext *pctx, unsigned int flags,
-                               CUdevice dev) {
-  CUresult r = ctx_create(pctx, flags, dev);
-  GP_TRACE(r, "pctx=%p, flags=0x%x, dev=%d", (void *)GP_OUT(r, pctx), flags,
-           dev);
-  return r;
-}
+GP_ALIAS(cuCtxCreate_v2, cuCtxCreate);
 
 /* Execution affinity (SM counts for a context) cannot be honoured by a
  * pool device: asking for any is CUDA_ERROR_UNSUPPORTED_EXEC_AFFINITY,

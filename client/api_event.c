@@ -176,14 +176,7 @@ GP_API CUresult cuEventElapsedTime(float *pMilliseconds, CUevent hStart,
   return r;
 }
 
-GP_API CUresult cuEventElapsedTime_v2(float *pMilliseconds, CUevent hStart,
-                                      CUevent hEnd) {
-  CUresult r = event_elapsed(pMilliseconds, hStart, hEnd);
-  GP_TRACE(r, "ms=%.3f, hStart=%p, hEnd=%p",
-           r == CUDA_SUCCESS ? (double)*pMilliseconds : 0.0, (void *)hStart,
-           (void *)hEnd);
-  return r;
-}
+GP_ALIAS(cuEventElapsedTime_v2, cuEventElapsedTime);
 
 static CUresult event_destroy(CUevent h) {
   struct gp__client *c = gp__client();

@@ -260,13 +260,7 @@ GP_API CUresult cuStreamWaitEvent(CUstream hStream, CUevent hEvent,
   return r;
 }
 
-GP_API CUresult cuStreamWaitEvent_ptsz(CUstream hStream, CUevent hEvent,
-                                       unsigned int Flags) {
-  CUresult r = stream_wait_event(hStream, hEvent, Flags);
-  GP_TRACE(r, "hStream=%p, hEvent=%p, flags=0x%x", (void *)hStream,
-           (void *)hEvent, Flags);
-  return r;
-}
+GP_ALIAS(cuStreamWaitEvent_ptsz, cuStreamWaitEvent);
 
 /* The local facts about a stream: the default stream has priority 0 and no
  * flags and belongs to the current context. */
