@@ -17,9 +17,10 @@
  * progress for as long (SO_SNDTIMEO), ends the connection. The exception
  * is the explicit waits for the device (context, stream and event
  * synchronize): their reply may take as long as the device's work, so
- * only TCP watches them. The protocol has no "still working" frame yet;
- * once kernels run on the server, a long kernel followed by a blocking
- * copy needs one (see docs/client.md).
+ * only TCP watches them. Any other request that runs long on the server (a
+ * blocking copy queued behind a long kernel) is covered by the server's
+ * BUSY notices, one a second while it works, whose bytes reset the silence
+ * timeout.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -537,6 +538,35 @@ static CUresult protocol_error(struct gp__client *c,
   return gp__lost_locked(c, GP_EPROTO, NULL);
 }
 
+/* Handles a server notice after header |h|: BUSY (the server is working
+ * on our request: its bytes have already reset the silence timeout) or
+ * DEVICE_OUTPUT (device printf text, written to our stdout as it comes).
+ * Returns 0 or a fatal GP_E* code. */
+static int notice(struct gp__client *c, const struct gp_frame_header *h) {
+  ProtobufCMessage *m = NULL;
+  int rc = gp_wire_recv_msg(&c->wire, h, &m);
+  if (rc < 0)
+    return rc;
+  protobuf_c_message_free_unpacked(m, NULL);
+  if (h->type == GP_MSG_BUSY) {
+    if (gp__trace_on)
+      gp__log("server busy with the request (BUSY notice)");
+    return h->payload_len ? gp_wire_discard(&c->wire, h->payload_len) : 0;
+  }
+  char buf[16384];
+  size_t left = h->payload_len;
+  while (left > 0) {
+    size_t n = left < sizeof(buf) ? left : sizeof(buf);
+    rc = gp_wire_recv_payload(&c->wire, buf, n);
+    if (rc < 0)
+      return rc;
+    fwrite(buf, 1, n, stdout);
+    left -= n;
+  }
+  fflush(stdout);
+  return 0;
+}
+
 CUresult gp__recv_locked(struct gp__client *c, uint16_t type,
                          uint32_t request_id, ProtobufCMessage **reply,
                          void *payload, size_t payload_len) {
@@ -546,11 +576,21 @@ CUresult gp__recv_locked(struct gp__client *c, uint16_t type,
     return CUDA_ERROR_DEVICE_UNAVAILABLE;
   const char *what = gp_msg_type_name(type);
   struct gp_frame_header h;
-  int rc = gp_wire_recv_header(&c->wire, &h);
-  if (rc < 0)
-    return gp__lost_locked(c, rc, what);
-  if (h.type == GP_MSG_PROTOCOL_ERROR && !(h.flags & GP_FRAME_F_REPLY))
-    return protocol_error(c, &h);
+  int rc;
+  for (;;) {
+    rc = gp_wire_recv_header(&c->wire, &h);
+    if (rc < 0)
+      return gp__lost_locked(c, rc, what);
+    if (h.flags & GP_FRAME_F_REPLY)
+      break;
+    if (h.type == GP_MSG_PROTOCOL_ERROR)
+      return protocol_error(c, &h);
+    if (h.type != GP_MSG_BUSY && h.type != GP_MSG_DEVICE_OUTPUT)
+      break; /* refused below */
+    rc = notice(c, &h);
+    if (rc < 0)
+      return gp__lost_locked(c, rc, what);
+  }
   /* Replies come in the order of the requests: anything else means the
    * two ends disagree about the stream, and nothing after can be
    * trusted. */

@@ -20,6 +20,9 @@ static const struct msg_kind kinds[] = {
   {GP_MSG_GOODBYE, "GOODBYE", &gpupool__goodbye__descriptor, NULL},
   {GP_MSG_PROTOCOL_ERROR, "PROTOCOL_ERROR",
    &gpupool__protocol_error__descriptor, NULL},
+  {GP_MSG_BUSY, "BUSY", &gpupool__busy__descriptor, NULL},
+  {GP_MSG_DEVICE_OUTPUT, "DEVICE_OUTPUT", &gpupool__device_output__descriptor,
+   NULL},
 
   {GP_MSG_CTX_CREATE, "CTX_CREATE", &gpupool__ctx_create__descriptor, STATUS},
   {GP_MSG_CTX_DESTROY, "CTX_DESTROY", &gpupool__ctx_destroy__descriptor,
@@ -73,6 +76,19 @@ static const struct msg_kind kinds[] = {
    &gpupool__event_elapsed_time__descriptor,
    &gpupool__event_elapsed_time_reply__descriptor},
   {GP_MSG_EVENT_DESTROY, "EVENT_DESTROY", &gpupool__event_destroy__descriptor,
+   STATUS},
+
+  {GP_MSG_MODULE_LOAD, "MODULE_LOAD", &gpupool__module_load__descriptor,
+   &gpupool__module_load_reply__descriptor},
+  {GP_MSG_MODULE_UNLOAD, "MODULE_UNLOAD", &gpupool__module_unload__descriptor,
+   STATUS},
+  {GP_MSG_MODULE_GET_FUNCTION, "MODULE_GET_FUNCTION",
+   &gpupool__module_get_function__descriptor,
+   &gpupool__module_get_function_reply__descriptor},
+  {GP_MSG_MODULE_GET_GLOBAL, "MODULE_GET_GLOBAL",
+   &gpupool__module_get_global__descriptor,
+   &gpupool__module_get_global_reply__descriptor},
+  {GP_MSG_LAUNCH_KERNEL, "LAUNCH_KERNEL", &gpupool__launch_kernel__descriptor,
    STATUS},
 };
 

@@ -19,6 +19,8 @@ enum gp_msg_type {
   GP_MSG_HELLO = 1,           /* HelloRequest -> HelloReply */
   GP_MSG_GOODBYE = 2,         /* Goodbye, never answered */
   GP_MSG_PROTOCOL_ERROR = 3,  /* ProtocolError, never answered */
+  GP_MSG_BUSY = 4,            /* Busy: server notice, never answered */
+  GP_MSG_DEVICE_OUTPUT = 5,   /* DeviceOutput + text: server notice */
 
   GP_MSG_CTX_CREATE = 10,           /* CtxCreate -> Status */
   GP_MSG_CTX_DESTROY = 11,          /* CtxDestroy -> Status */
@@ -48,6 +50,12 @@ enum gp_msg_type {
   GP_MSG_EVENT_SYNCHRONIZE = 43,   /* EventSynchronize -> Status */
   GP_MSG_EVENT_ELAPSED_TIME = 44,  /* EventElapsedTime -> ...Reply */
   GP_MSG_EVENT_DESTROY = 45,       /* EventDestroy -> Status */
+
+  GP_MSG_MODULE_LOAD = 50,          /* ModuleLoad + image -> ...Reply */
+  GP_MSG_MODULE_UNLOAD = 51,        /* ModuleUnload -> Status */
+  GP_MSG_MODULE_GET_FUNCTION = 52,  /* ModuleGetFunction -> ...Reply */
+  GP_MSG_MODULE_GET_GLOBAL = 53,    /* ModuleGetGlobal -> ...Reply */
+  GP_MSG_LAUNCH_KERNEL = 54,        /* LaunchKernel + params -> Status */
 };
 
 /* The descriptor of the message a frame of |type| carries: the request's

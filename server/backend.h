@@ -42,6 +42,49 @@ struct gp_device_desc {
   struct gp_device_attr attrs[GP_DEVICE_MAX_ATTRS];
 };
 
+/* The most parameters a kernel may have, and the most bytes of packed
+ * parameters a launch may carry (CUDA 12.1 and later on Volta and newer:
+ * 32764). */
+#define GP_MAX_KERNEL_PARAMS 4096
+#define GP_MAX_PARAM_BYTES 32764
+
+/* Module and function names longer than this are refused. */
+#define GP_MAX_SYMBOL_NAME 4096
+
+struct gp_kernel_param {
+  uint32_t offset;          /* in the packed parameter buffer */
+  uint32_t size;            /* bytes */
+};
+
+/* What module_get_function reports about a kernel: its parameter layout
+ * (as cuFuncGetParamInfo) and its cuFuncGetAttribute values. */
+struct gp_func_desc {
+  uint32_t nparams;
+  struct gp_kernel_param params[GP_MAX_KERNEL_PARAMS];
+  uint32_t params_size;     /* end of the last parameter */
+  int max_threads_per_block;
+  int shared_size_bytes;    /* static shared memory */
+  int const_size_bytes;
+  int local_size_bytes;
+  int num_regs;
+  int ptx_version;          /* e.g. 90 for PTX ISA 9.0 */
+  int binary_version;       /* e.g. 75 */
+};
+
+/* One kernel launch (cuLaunchKernel). */
+struct gp_launch_desc {
+  uint64_t ctx;             /* the calling context */
+  uint64_t function;        /* id given to module_get_function */
+  uint64_t stream;          /* 0: the context's default stream */
+  uint32_t grid[3];
+  uint32_t block[3];
+  uint32_t shared_mem;      /* dynamic shared memory bytes */
+  const void *params;       /* packed as the function's layout says */
+  size_t params_size;
+  const int *cancel;        /* set (atomically) by the worker when the
+                               client has gone: stop the kernel soon */
+};
+
 /* Every operation is required, except mem_host_view. */
 struct gp_backend_ops {
   const char *name;
@@ -120,6 +163,48 @@ struct gp_backend_ops {
   int (*event_elapsed_time)(struct gp_backend *b, uint64_t start,
                             uint64_t end, float *ms);
   int (*event_destroy)(struct gp_backend *b, uint64_t event);
+
+  /* Loads module |module| (a new client-chosen id) into context |ctx| from
+   * |image| (|size| bytes: PTX text, cubin, fatbin or fatbin wrapper
+   * contents; the worker has checked its SHA-256). On failure returns the
+   * CUresult (CUDA_ERROR_INVALID_IMAGE, CUDA_ERROR_INVALID_PTX,
+   * CUDA_ERROR_NOT_SUPPORTED, CUDA_ERROR_NO_BINARY_FOR_GPU, ...) and puts
+   * one line saying why in |msg| (|msglen| bytes), which the client logs. */
+  int (*module_load)(struct gp_backend *b, uint64_t ctx, uint64_t module,
+                     const void *image, size_t size, char *msg,
+                     size_t msglen);
+  /* Unloads a module: its functions' ids and its globals die with it.
+   * Unknown: CUDA_ERROR_INVALID_HANDLE. ctx_destroy unloads a context's
+   * modules. */
+  int (*module_unload)(struct gp_backend *b, uint64_t module);
+  /* Names kernel |name| of |module| |function| (a new id; an id in use is
+   * CUDA_ERROR_INVALID_VALUE) and describes it. No such kernel:
+   * CUDA_ERROR_NOT_FOUND. */
+  int (*module_get_function)(struct gp_backend *b, uint64_t module,
+                             const char *name, uint64_t function,
+                             struct gp_func_desc *out);
+  /* The device address and size of module-scope variable |name|
+   * (CUDA_ERROR_NOT_FOUND if none). The address works with every memory
+   * operation, like an allocation's. */
+  int (*module_get_global)(struct gp_backend *b, uint64_t module,
+                           const char *name, uint64_t *dptr,
+                           uint64_t *size);
+  /* Launches a kernel. Returns a configuration error at once
+   * (CUDA_ERROR_INVALID_VALUE, CUDA_ERROR_INVALID_HANDLE, ...); a fault
+   * while it runs (CUDA_ERROR_ILLEGAL_ADDRESS, CUDA_ERROR_LAUNCH_FAILED,
+   * ...) is returned too, logged with the kernel, PTX line and address,
+   * and makes the context unusable: every later operation in it returns
+   * the same error (sticky, as on a GPU) until it is destroyed. */
+  int (*launch)(struct gp_backend *b, const struct gp_launch_desc *l);
+
+  /* Device printf output not yet handed to the client: sets |*data| and
+   * |*len| (0: none) and |*dropped| (bytes lost to a full buffer since the
+   * last output_consumed). Valid until output_consumed or the next
+   * operation. */
+  void (*output_peek)(struct gp_backend *b, const void **data, size_t *len,
+                      uint64_t *dropped);
+  /* Forgets what output_peek returned. */
+  void (*output_consumed)(struct gp_backend *b);
 };
 
 /* The backends compiled in. */

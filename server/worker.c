@@ -31,6 +31,8 @@
 
 #include "gp_config.h"
 #include "gpupool/gpupool.h"
+#include "heartbeat.h"
+#include "image_cache.h"
 #include "msg.h"
 #include "server.h"
 #include "wire.h"
@@ -69,6 +71,10 @@ struct gp_worker {
   uint8_t *stage;         /* GP_WORKER_STAGE_SIZE bytes, allocated on use */
   int exit_status;
   uint64_t requests;
+  struct gp_heartbeat *hb;        /* NULL if its thread could not start */
+  struct gp_image_cache images;   /* module images by SHA-256 */
+  uint8_t *params;                /* GP_MAX_PARAM_BYTES, allocated on use */
+  struct gp_func_desc *fdesc;     /* allocated on use */
 };
 
 /* ---- helpers ------------------------------------------------------------- */
@@ -185,6 +191,33 @@ static int protocol_error(struct gp_worker *w, int code,
   return code < 0 ? code : GP_EPROTO;
 }
 
+/* Sends the device printf output the backend holds, if any, as a
+ * DEVICE_OUTPUT notice (before a reply: the client prints it when it next
+ * waits for the server). Returns 0 or a fatal GP_E* code. */
+static int send_device_output(struct gp_worker *w) {
+  Gpupool__DeviceOutput out = GPUPOOL__DEVICE_OUTPUT__INIT;
+  const void *data = NULL;
+  size_t len = 0;
+  uint64_t dropped = 0;
+  int r;
+
+  if (!w->be)
+    return 0;
+  w->ops->output_peek(w->be, &data, &len, &dropped);
+  if (len == 0 && dropped == 0)
+    return 0;
+  if (len > w->wire.lim.max_payload)
+    len = w->wire.lim.max_payload;
+  out.dropped = dropped;
+  r = gp_wire_send(&w->wire, GP_MSG_DEVICE_OUTPUT, 0, 0, &out.base, data,
+                   len);
+  w->ops->output_consumed(w->be);
+  if (dropped)
+    wlog(w, GP_LOG_INFO, "device printf: %llu bytes dropped (buffer full)",
+         (unsigned long long)dropped);
+  return r;
+}
+
 /* Answers request |h| with |msg| (and |payload|), or, for a NOREPLY
  * request, keeps |result| as the deferred error if it is the first. |msg|
  * is a reply message whose `result` the caller has set; |deferred| points
@@ -207,6 +240,9 @@ static int reply(struct gp_worker *w, const struct gp_frame_header *h,
   if (result != CUDA_SUCCESS)
     wlog(w, GP_LOG_DEBUG, "%s (request %u): CUDA error %d",
          gp_msg_type_name(h->type), h->request_id, result);
+  r = send_device_output(w);
+  if (r != 0)
+    return r;
   r = gp_wire_send(&w->wire, h->type, GP_FRAME_F_REPLY, h->request_id, msg,
                    payload, payload_len);
   if (r == 0)
@@ -451,6 +487,202 @@ static int handle_dtoh(struct gp_worker *w, const struct gp_frame_header *h,
   return r;
 }
 
+/* ---- modules and launches ------------------------------------------------ */
+
+/* Copies a client-supplied symbol name, refusing one that is empty, too
+ * long or has bytes no PTX identifier has. */
+static bool symbol_ok(const char *name) {
+  size_t n = 0;
+
+  if (!name || !*name)
+    return false;
+  for (; name[n]; n++)
+    if (n >= GP_MAX_SYMBOL_NAME || (unsigned char)name[n] <= 0x20 ||
+        (unsigned char)name[n] >= 0x7f)
+      return false;
+  return true;
+}
+
+static int reply_module_load(struct gp_worker *w,
+                             const struct gp_frame_header *h, int32_t result,
+                             bool need_image, const char *message) {
+  Gpupool__ModuleLoadReply rep = GPUPOOL__MODULE_LOAD_REPLY__INIT;
+
+  rep.result = result;
+  rep.need_image = need_image;
+  rep.message = (char *)(message && result != CUDA_SUCCESS ? message : "");
+  return reply(w, h, &rep.base, &rep.deferred, result, NULL, 0);
+}
+
+/* MODULE_LOAD: takes the image from the payload (and caches it) or from
+ * the cache, then loads it. */
+static int handle_module_load(struct gp_worker *w,
+                              const struct gp_frame_header *h,
+                              const Gpupool__ModuleLoad *m) {
+  const struct gp_image *im;
+  uint8_t digest[GP_IMAGE_SHA256_LEN];
+  char msg[512] = "";
+  uint8_t *data;
+  int res, r;
+
+  if (h->flags & GP_FRAME_F_NOREPLY)
+    return protocol_error(w, GP_EPROTO, h, "MODULE_LOAD flagged NOREPLY");
+  if (m->sha256.len != GP_IMAGE_SHA256_LEN)
+    return protocol_error(w, GP_EPROTO, h, "MODULE_LOAD with a digest of "
+                          "%zu bytes", m->sha256.len);
+  if (!m->has_image) {
+    if (h->payload_len != 0)
+      return protocol_error(w, GP_EPROTO, h, "MODULE_LOAD without an image "
+                            "carries a payload");
+    im = gp__image_find(&w->images, m->sha256.data);
+    if (!im)
+      return reply_module_load(w, h, CUDA_SUCCESS, true, NULL);
+  } else {
+    if (m->image_size != h->payload_len)
+      return protocol_error(w, GP_EPROTO, h, "MODULE_LOAD of a %llu-byte "
+                            "image carries a payload of %u bytes",
+                            (unsigned long long)m->image_size,
+                            h->payload_len);
+    if (m->image_size == 0)
+      return reply_module_load(w, h, CUDA_ERROR_INVALID_IMAGE, false,
+                               "the image is empty");
+    data = malloc(m->image_size);
+    if (!data) {
+      r = gp_wire_discard(&w->wire, m->image_size);
+      return r ? r : reply_module_load(w, h, CUDA_ERROR_OUT_OF_MEMORY, false,
+                                       "no memory for the image");
+    }
+    r = gp_wire_recv_payload(&w->wire, data, m->image_size);
+    if (r != 0) {
+      free(data);
+      return r;
+    }
+    if (gp__sha256(data, m->image_size, digest) != 0 ||
+        memcmp(digest, m->sha256.data, GP_IMAGE_SHA256_LEN) != 0) {
+      free(data);
+      return reply_module_load(w, h, CUDA_ERROR_INVALID_VALUE, false,
+                               "the image does not match its SHA-256");
+    }
+    im = gp__image_add(&w->images, digest, data, m->image_size);
+    if (!im)
+      return reply_module_load(w, h, CUDA_ERROR_OUT_OF_MEMORY, false,
+                               "no memory for the image");
+  }
+  res = w->ops->module_load(w->be, m->ctx, m->module, im->data, im->len, msg,
+                            sizeof(msg));
+  if (res != CUDA_SUCCESS) {
+    if (!msg[0])
+      snprintf(msg, sizeof(msg), "module load failed (CUDA error %d)", res);
+    wlog(w, GP_LOG_INFO, "MODULE_LOAD of %zu bytes: %s", im->len, msg);
+  }
+  return reply_module_load(w, h, res, false, msg);
+}
+
+static int handle_get_function(struct gp_worker *w,
+                               const struct gp_frame_header *h,
+                               const Gpupool__ModuleGetFunction *m) {
+  Gpupool__ModuleGetFunctionReply rep =
+      GPUPOOL__MODULE_GET_FUNCTION_REPLY__INIT;
+  Gpupool__KernelParam *params = NULL, **pp = NULL;
+  struct gp_func_desc *d;
+  uint32_t i, n;
+  int r;
+
+  if (!symbol_ok(m->name))
+    return reply_status(w, h, CUDA_ERROR_INVALID_VALUE, NULL, 0);
+  if (!w->fdesc && !(w->fdesc = malloc(sizeof(*w->fdesc))))
+    return reply_status(w, h, CUDA_ERROR_OUT_OF_MEMORY, NULL, 0);
+  d = w->fdesc;
+  memset(d, 0, sizeof(*d));
+  rep.result = w->ops->module_get_function(w->be, m->module, m->name,
+                                           m->function, d);
+  if (rep.result == CUDA_SUCCESS) {
+    n = d->nparams <= GP_MAX_KERNEL_PARAMS ? d->nparams : GP_MAX_KERNEL_PARAMS;
+    if (n > 0) {
+      params = calloc(n, sizeof(*params));
+      pp = calloc(n, sizeof(*pp));
+      if (!params || !pp) {
+        free(params);
+        free(pp);
+        return reply_status(w, h, CUDA_ERROR_OUT_OF_MEMORY, NULL, 0);
+      }
+    }
+    for (i = 0; i < n; i++) {
+      Gpupool__KernelParam init = GPUPOOL__KERNEL_PARAM__INIT;
+      params[i] = init;
+      params[i].offset = d->params[i].offset;
+      params[i].size = d->params[i].size;
+      pp[i] = &params[i];
+    }
+    rep.params = pp;
+    rep.n_params = n;
+    rep.params_size = d->params_size;
+    rep.max_threads_per_block = d->max_threads_per_block;
+    rep.shared_size_bytes = d->shared_size_bytes;
+    rep.const_size_bytes = d->const_size_bytes;
+    rep.local_size_bytes = d->local_size_bytes;
+    rep.num_regs = d->num_regs;
+    rep.ptx_version = d->ptx_version;
+    rep.binary_version = d->binary_version;
+  }
+  r = reply(w, h, &rep.base, &rep.deferred, rep.result, NULL, 0);
+  free(params);
+  free(pp);
+  return r;
+}
+
+static int handle_get_global(struct gp_worker *w,
+                             const struct gp_frame_header *h,
+                             const Gpupool__ModuleGetGlobal *m) {
+  Gpupool__ModuleGetGlobalReply rep = GPUPOOL__MODULE_GET_GLOBAL_REPLY__INIT;
+  uint64_t dptr = 0, size = 0;
+
+  if (!symbol_ok(m->name))
+    rep.result = CUDA_ERROR_INVALID_VALUE;
+  else
+    rep.result = w->ops->module_get_global(w->be, m->module, m->name, &dptr,
+                                           &size);
+  if (rep.result == CUDA_SUCCESS) {
+    rep.dptr = dptr;
+    rep.size = size;
+  }
+  return reply(w, h, &rep.base, &rep.deferred, rep.result, NULL, 0);
+}
+
+static int handle_launch(struct gp_worker *w, const struct gp_frame_header *h,
+                         const Gpupool__LaunchKernel *m) {
+  struct gp_launch_desc l;
+  int r, res;
+
+  if (h->payload_len > GP_MAX_PARAM_BYTES) {
+    r = gp_wire_discard(&w->wire, h->payload_len);
+    return r ? r : reply_status(w, h, CUDA_ERROR_INVALID_VALUE, NULL, 0);
+  }
+  if (!w->params && !(w->params = malloc(GP_MAX_PARAM_BYTES))) {
+    r = gp_wire_discard(&w->wire, h->payload_len);
+    return r ? r : reply_status(w, h, CUDA_ERROR_OUT_OF_MEMORY, NULL, 0);
+  }
+  r = gp_wire_recv_payload(&w->wire, w->params, h->payload_len);
+  if (r != 0)
+    return r;
+  memset(&l, 0, sizeof(l));
+  l.ctx = m->ctx;
+  l.function = m->function;
+  l.stream = m->stream;
+  l.grid[0] = m->grid_x;
+  l.grid[1] = m->grid_y;
+  l.grid[2] = m->grid_z;
+  l.block[0] = m->block_x;
+  l.block[1] = m->block_y;
+  l.block[2] = m->block_z;
+  l.shared_mem = m->shared_mem;
+  l.params = w->params;
+  l.params_size = h->payload_len;
+  l.cancel = gp__heartbeat_cancel_flag(w->hb);
+  res = w->ops->launch(w->be, &l);
+  return reply_status(w, h, res, NULL, 0);
+}
+
 /* ---- dispatch ------------------------------------------------------------- */
 
 /* Executes one request whose message has been read. Returns 0, or
@@ -637,6 +869,19 @@ static int dispatch(struct gp_worker *w, const struct gp_frame_header *h,
     res = ops->event_destroy(be, m->event);
     break;
   }
+  case GP_MSG_MODULE_LOAD:
+    return handle_module_load(w, h, (const void *)msg);
+  case GP_MSG_MODULE_UNLOAD: {
+    const Gpupool__ModuleUnload *m = (const void *)msg;
+    res = ops->module_unload(be, m->module);
+    break;
+  }
+  case GP_MSG_MODULE_GET_FUNCTION:
+    return handle_get_function(w, h, (const void *)msg);
+  case GP_MSG_MODULE_GET_GLOBAL:
+    return handle_get_global(w, h, (const void *)msg);
+  case GP_MSG_LAUNCH_KERNEL:
+    return handle_launch(w, h, (const void *)msg);
   default:
     /* A type the codec knows but this server does not serve. */
     return protocol_error(w, GP_EPROTO, h, "unsupported request type %u (%s)",
@@ -685,7 +930,8 @@ static int serve_one(struct gp_worker *w) {
   if (!gp_msg_descriptor(h.type, false))
     return protocol_error(w, GP_EPROTO, &h, "unknown message type %u",
                           h.type);
-  if (h.payload_len != 0 && h.type != GP_MSG_MEMCPY_HTOD)
+  if (h.payload_len != 0 && h.type != GP_MSG_MEMCPY_HTOD &&
+      h.type != GP_MSG_MODULE_LOAD && h.type != GP_MSG_LAUNCH_KERNEL)
     return protocol_error(w, GP_EPROTO, &h, "%s carries a payload of %u "
                           "bytes", gp_msg_type_name(h.type), h.payload_len);
 
@@ -707,7 +953,9 @@ static int serve_one(struct gp_worker *w) {
 
   wlog(w, GP_LOG_DEBUG, "%s request %u%s", gp_msg_type_name(h.type),
        h.request_id, (h.flags & GP_FRAME_F_NOREPLY) ? " (no reply)" : "");
+  gp__heartbeat_busy(w->hb);
   r = dispatch(w, &h, msg);
+  gp__heartbeat_idle(w->hb);
   protobuf_c_message_free_unpacked(msg, NULL);
   if (r < 0 && w->exit_status == GP_EXIT_OK) {
     /* A reply could not be written. */
@@ -801,6 +1049,10 @@ int gp__worker_run(const struct gp_server_config *cfg) {
     return GP_EXIT_BACKEND;
   }
   wlog(&w, GP_LOG_DEBUG, "worker started (backend %s)", w.ops->name);
+  gp__image_cache_init(&w.images, GP_IMAGE_CACHE_DEFAULT_CAP);
+  if (gp__heartbeat_start(&w.wire, &w.hb) != 0)
+    wlog(&w, GP_LOG_WARN, "no heartbeat thread: long requests may time "
+         "the client out");
 
   w.wire.timeout_ms = GP_WORKER_HELLO_TIMEOUT_MS;
   for (;;) {
@@ -813,10 +1065,14 @@ int gp__worker_run(const struct gp_server_config *cfg) {
   if (w.exit_status == GP_EXIT_PROTOCOL)
     linger(&w);
 
+  gp__heartbeat_stop(w.hb);
   if (w.be)
     w.ops->close(w.be);
   gp_wire_free(&w.wire);
+  gp__image_cache_free(&w.images);
   free(w.stage);
+  free(w.params);
+  free(w.fdesc);
   wlog(&w, GP_LOG_DEBUG, "worker exiting with status %d", w.exit_status);
   return w.exit_status;
 }

@@ -7,7 +7,8 @@
 #include "msg.h"
 
 static const uint16_t all_types[] = {
-  GP_MSG_HELLO, GP_MSG_GOODBYE, GP_MSG_PROTOCOL_ERROR,
+  GP_MSG_HELLO, GP_MSG_GOODBYE, GP_MSG_PROTOCOL_ERROR, GP_MSG_BUSY,
+  GP_MSG_DEVICE_OUTPUT,
   GP_MSG_CTX_CREATE, GP_MSG_CTX_DESTROY, GP_MSG_CTX_SYNCHRONIZE,
   GP_MSG_PRIMARY_CTX_RETAIN, GP_MSG_PRIMARY_CTX_RELEASE,
   GP_MSG_MEM_ALLOC, GP_MSG_MEM_ALLOC_PITCH, GP_MSG_MEM_FREE,
@@ -17,6 +18,8 @@ static const uint16_t all_types[] = {
   GP_MSG_STREAM_QUERY, GP_MSG_STREAM_WAIT_EVENT,
   GP_MSG_EVENT_CREATE, GP_MSG_EVENT_RECORD, GP_MSG_EVENT_QUERY,
   GP_MSG_EVENT_SYNCHRONIZE, GP_MSG_EVENT_ELAPSED_TIME, GP_MSG_EVENT_DESTROY,
+  GP_MSG_MODULE_LOAD, GP_MSG_MODULE_UNLOAD, GP_MSG_MODULE_GET_FUNCTION,
+  GP_MSG_MODULE_GET_GLOBAL, GP_MSG_LAUNCH_KERNEL,
 };
 #define NTYPES (sizeof(all_types) / sizeof(all_types[0]))
 
@@ -33,7 +36,8 @@ START_TEST(test_msg_every_reply_carries_result_and_deferred) {
    * reply message must have them as int32. */
   for (size_t i = 0; i < NTYPES; i++) {
     const ProtobufCMessageDescriptor *d = gp_msg_descriptor(all_types[i], true);
-    if (all_types[i] == GP_MSG_GOODBYE || all_types[i] == GP_MSG_PROTOCOL_ERROR) {
+    if (all_types[i] == GP_MSG_GOODBYE || all_types[i] == GP_MSG_PROTOCOL_ERROR ||
+        all_types[i] == GP_MSG_BUSY || all_types[i] == GP_MSG_DEVICE_OUTPUT) {
       ck_assert_ptr_null(d);
       continue;
     }

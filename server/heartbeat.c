@@ -1,0 +1,180 @@
+/* The worker's heartbeat thread (see heartbeat.h). */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "gpupool/errors.h"
+#include "heartbeat.h"
+#include "log.h"
+#include "msg.h"
+
+/* How often the thread looks at the clock and the socket while a request
+ * runs. */
+#define GP_HEARTBEAT_TICK_MS 200
+
+struct gp_heartbeat {
+  struct gp_wire *wire;
+  pthread_t thread;
+  pthread_mutex_t lock;   /* held by the thread while it writes */
+  pthread_cond_t cond;
+  bool busy;              /* locked */
+  bool stop;              /* locked */
+  uint64_t busy_since;    /* ms, CLOCK_MONOTONIC (locked) */
+  uint64_t last_sent;     /* ms (locked) */
+  bool write_failed;      /* locked: stop writing after a failure */
+  int cancel;             /* atomic */
+};
+
+static int no_cancel; /* the flag of a heartbeat that could not start */
+
+static uint64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Writes all of |len| bytes through the wire's transport. Returns 0 or a
+ * GP_E* code. */
+static int write_all(struct gp_wire *w, const uint8_t *p, size_t len) {
+  while (len > 0) {
+    struct iovec iov = {.iov_base = (void *)p, .iov_len = len};
+    long n = w->ops->writev(w->ctx, &iov, 1);
+    if (n < 0)
+      return (int)n;
+    if (n == 0)
+      return GP_EIO;
+    p += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+/* Sends one BUSY notice. Called with the lock held. */
+static void send_busy(struct gp_heartbeat *hb, uint64_t elapsed) {
+  Gpupool__Busy msg = GPUPOOL__BUSY__INIT;
+  uint8_t buf[GP_FRAME_HEADER_SIZE + 16];
+  struct gp_frame_header h = {0};
+  size_t n;
+
+  msg.elapsed_ms = elapsed > UINT32_MAX ? UINT32_MAX : (uint32_t)elapsed;
+  n = protobuf_c_message_get_packed_size(&msg.base);
+  if (n > sizeof(buf) - GP_FRAME_HEADER_SIZE)
+    return;
+  h.type = GP_MSG_BUSY;
+  h.msg_len = (uint32_t)n;
+  gp_frame_header_encode(&h, buf);
+  protobuf_c_message_pack(&msg.base, buf + GP_FRAME_HEADER_SIZE);
+  if (write_all(hb->wire, buf, GP_FRAME_HEADER_SIZE + n) != 0) {
+    /* The worker's next write will meet the same failure and end the
+     * session; nothing more to do here. */
+    hb->write_failed = true;
+    gp__debug("heartbeat: write failed");
+  }
+}
+
+/* True when the client has closed its end (or the socket failed). */
+static bool peer_gone(int fd) {
+  struct pollfd pfd = {.fd = fd, .events = POLLRDHUP};
+  if (fd < 0 || poll(&pfd, 1, 0) <= 0)
+    return false;
+  return (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
+static void *heartbeat_main(void *arg) {
+  struct gp_heartbeat *hb = arg;
+
+  pthread_mutex_lock(&hb->lock);
+  while (!hb->stop) {
+    struct timespec ts;
+    uint64_t t;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_nsec += GP_HEARTBEAT_TICK_MS * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+      ts.tv_sec++;
+      ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&hb->cond, &hb->lock, &ts);
+    if (hb->stop || !hb->busy)
+      continue;
+    t = now_ms();
+    if (t - hb->busy_since < GP_HEARTBEAT_PERIOD_MS)
+      continue;
+    if (!__atomic_load_n(&hb->cancel, __ATOMIC_RELAXED) &&
+        peer_gone(hb->wire->fd)) {
+      gp__info("the client hung up during a request of %llu ms; "
+               "cancelling it", (unsigned long long)(t - hb->busy_since));
+      __atomic_store_n(&hb->cancel, 1, __ATOMIC_RELAXED);
+    }
+    if (!hb->write_failed && t - hb->last_sent >= GP_HEARTBEAT_PERIOD_MS) {
+      send_busy(hb, t - hb->busy_since);
+      hb->last_sent = t;
+    }
+  }
+  pthread_mutex_unlock(&hb->lock);
+  return NULL;
+}
+
+int gp__heartbeat_start(struct gp_wire *wire, struct gp_heartbeat **out) {
+  struct gp_heartbeat *hb;
+  pthread_condattr_t ca;
+
+  *out = NULL;
+  hb = calloc(1, sizeof(*hb));
+  if (!hb)
+    return GP_ENOMEM;
+  hb->wire = wire;
+  pthread_mutex_init(&hb->lock, NULL);
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&hb->cond, &ca);
+  pthread_condattr_destroy(&ca);
+  if (pthread_create(&hb->thread, NULL, heartbeat_main, hb) != 0) {
+    pthread_cond_destroy(&hb->cond);
+    pthread_mutex_destroy(&hb->lock);
+    free(hb);
+    return GP_ENOMEM;
+  }
+  *out = hb;
+  return 0;
+}
+
+void gp__heartbeat_busy(struct gp_heartbeat *hb) {
+  if (!hb)
+    return;
+  pthread_mutex_lock(&hb->lock);
+  hb->busy = true;
+  hb->busy_since = now_ms();
+  hb->last_sent = hb->busy_since;
+  __atomic_store_n(&hb->cancel, 0, __ATOMIC_RELAXED);
+  pthread_mutex_unlock(&hb->lock);
+}
+
+void gp__heartbeat_idle(struct gp_heartbeat *hb) {
+  if (!hb)
+    return;
+  pthread_mutex_lock(&hb->lock);
+  hb->busy = false;
+  pthread_mutex_unlock(&hb->lock);
+}
+
+const int *gp__heartbeat_cancel_flag(struct gp_heartbeat *hb) {
+  return hb ? &hb->cancel : &no_cancel;
+}
+
+void gp__heartbeat_stop(struct gp_heartbeat *hb) {
+  if (!hb)
+    return;
+  pthread_mutex_lock(&hb->lock);
+  hb->stop = true;
+  pthread_cond_signal(&hb->cond);
+  pthread_mutex_unlock(&hb->lock);
+  pthread_join(hb->thread, NULL);
+  pthread_cond_destroy(&hb->cond);
+  pthread_mutex_destroy(&hb->lock);
+  free(hb);
+}

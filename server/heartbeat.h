@@ -1,0 +1,45 @@
+/* The worker's heartbeat: while one request runs for more than a second
+ * (a kernel on the emulated device, a synchronize on a GPU), a thread of
+ * the worker sends the client a BUSY notice once a second, so that a
+ * client waiting for a reply can tell a busy server from a frozen one
+ * (see docs/protocol.md, "Server notices"). The same thread watches the
+ * connection: when the client hangs up during a long request, it raises a
+ * cancel flag the backend checks, so an abandoned kernel stops.
+ *
+ * The worker's own thread and the heartbeat thread never write to the wire
+ * at once: gp__heartbeat_idle() returns only once the heartbeat thread has
+ * finished any frame it was writing, and the heartbeat thread writes only
+ * between gp__heartbeat_busy() and gp__heartbeat_idle(), when the worker
+ * does not touch the wire.
+ */
+#ifndef GP_SERVER_HEARTBEAT_H
+#define GP_SERVER_HEARTBEAT_H
+
+#include "wire.h"
+
+/* A request running this long gets a BUSY notice, and then one per
+ * period. */
+#define GP_HEARTBEAT_PERIOD_MS 1000
+
+struct gp_heartbeat;
+
+/* Starts the heartbeat thread for |wire| (which must outlive it). Returns
+ * 0, or GP_ENOMEM when the thread cannot start (the worker then serves
+ * without heartbeats; long requests may then time a client out). */
+int gp__heartbeat_start(struct gp_wire *wire, struct gp_heartbeat **out);
+
+/* A request starts executing (the wire holds no half-written frame). */
+void gp__heartbeat_busy(struct gp_heartbeat *hb);
+
+/* The request is done; the caller may use the wire again. */
+void gp__heartbeat_idle(struct gp_heartbeat *hb);
+
+/* A flag that becomes non-zero (read it with __atomic_load_n) once the
+ * client has hung up during the current request; cleared by
+ * gp__heartbeat_busy(). Never NULL, even for a NULL |hb|. */
+const int *gp__heartbeat_cancel_flag(struct gp_heartbeat *hb);
+
+/* Stops the thread and frees |hb|; NULL is a no-op. */
+void gp__heartbeat_stop(struct gp_heartbeat *hb);
+
+#endif
