@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The gpupool demo: builds if needed, starts a pool server on the emulated
-# device on an ephemeral loopback port, runs a real CUDA driver-API program
-# (examples/vector_demo.c) through `gpupool attach`, then measures the remote
-# path (examples/measure.c), prints a summary and stops the server, whatever
-# happens.
+# device on an ephemeral loopback port, runs real CUDA driver-API programs
+# through `gpupool attach` (examples/kernel_demo.c, whose kernels are an
+# nvcc-built fatbin, then examples/vector_demo.c, streams and copies), then
+# measures the remote path (examples/measure.c), prints a summary and stops
+# the server, whatever happens.
 #
 # usage: scripts/demo.sh [--no-measure]
 # env:   GPUPOOL_BUILD_DIR  build folder (default build)
@@ -18,17 +19,18 @@ measure=1
 server_bin="$build/server/gpupool-server"
 cli_bin="$build/client/gpupool"
 demo_bin="$build/examples/vector_demo"
+kernel_bin="$build/examples/kernel_demo"
 measure_bin="$build/examples/measure"
 
 # Build only when something is missing; a first run installs and configures
 # through setup.sh (which needs root or sudo only if packages are missing).
 if [ ! -x "$server_bin" ] || [ ! -x "$cli_bin" ] || [ ! -x "$demo_bin" ] ||
-   [ ! -x "$measure_bin" ]; then
+   [ ! -x "$measure_bin" ] || [ ! -x "$kernel_bin" ]; then
   echo "== building $build (first run)"
   setup_out=$("$root/scripts/setup.sh") || { echo "$setup_out"; exit 1; }
   cuda_dir=$(echo "$setup_out" | sed -n 's/^cuda-include: //p' | tail -n1)
   if [ ! -f "$build/build.ninja" ]; then
-    meson setup "$build" -Dcuda_include="$cuda_dir" >/dev/null || exit 1
+    meson setup "$build" -Dtoolkit_include="$cuda_dir" >/dev/null || exit 1
   fi
   ninja -C "$build" >/dev/null || { echo "demo: the build failed" >&2; exit 1; }
 else
@@ -77,6 +79,17 @@ server="127.0.0.1:$port"
 echo "   listening on $server (pid $server_pid)"
 echo
 
+kernel_status=0
+if [ -x "$kernel_bin" ]; then
+  echo "== gpupool attach --server $server -- kernel_demo"
+  "$cli_bin" attach --server "$server" -- "$kernel_bin"
+  kernel_status=$?
+else
+  echo "== kernel_demo was not built: nvcc (the CUDA toolkit) is missing"
+  kernel_status=1
+fi
+echo
+
 echo "== gpupool attach --server $server -- vector_demo"
 "$cli_bin" attach --server "$server" -- "$demo_bin"
 demo_status=$?
@@ -91,6 +104,11 @@ if [ "$measure" -eq 1 ]; then
 fi
 
 echo "== summary"
+if [ "$kernel_status" -eq 0 ]; then
+  echo "   kernel_demo: nvcc-built kernels ran on the emulated device, results checked: OK"
+else
+  echo "   kernel_demo: FAILED (exit status $kernel_status)"
+fi
 if [ "$demo_status" -eq 0 ]; then
   echo "   vector_demo: ran through the pool server, every byte checked: OK"
 else
@@ -104,4 +122,5 @@ if [ -s "$work/server.log" ]; then
   echo "   server warnings:"
   sed 's/^/     /' "$work/server.log"
 fi
-[ "$demo_status" -eq 0 ] && [ "$measure_status" -eq 0 ]
+[ "$kernel_status" -eq 0 ] && [ "$demo_status" -eq 0 ] &&
+  [ "$measure_status" -eq 0 ]

@@ -30,10 +30,10 @@ cuda_dir=$(echo "$setup_out" | sed -n 's/^cuda-include: //p' | tail -n1)
 
 echo "== configure $build"
 if [ -f "$build/build.ninja" ]; then
-  meson setup --reconfigure "$build" -Dcuda_include="$cuda_dir" >/dev/null ||
+  meson setup --reconfigure "$build" -Dtoolkit_include="$cuda_dir" >/dev/null ||
     die "meson setup --reconfigure failed"
 else
-  meson setup "$build" -Dcuda_include="$cuda_dir" || die "meson setup failed"
+  meson setup "$build" -Dtoolkit_include="$cuda_dir" || die "meson setup failed"
 fi
 
 echo "== build"
