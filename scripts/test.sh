@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Installs what is missing (scripts/setup.sh), configures and builds build/,
 # runs every meson test suite (unit, integration, fuzz corpus replay), then
-# fuzzes the frame codec for a while with libFuzzer. Prints the logs of the
-# tests that failed, and ends with the line "N passed, N failed" (every
-# meson test counts one, the fuzz run one more). Exits non-zero on any
-# failure.
+# fuzzes the frame codec and the PTX parser for a while each with
+# libFuzzer. Prints the logs of the tests that failed, and ends with the
+# line "N passed, N failed" (every meson test counts one, each fuzz run one
+# more). Exits non-zero on any failure.
 #
 # usage: scripts/test.sh [MESON TEST ARGS...]   e.g. --suite integration
 # env:   GPUPOOL_BUILD_DIR   build folder (default build)
-#        GPUPOOL_FUZZ_SECONDS  length of the fuzz run (default 30; 0 skips it)
+#        GPUPOOL_FUZZ_SECONDS  length of each fuzz run (default 30; 0 skips them)
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -66,32 +66,40 @@ if [ "$meson_status" -ne 0 ] && [ "$failed" -eq 0 ]; then
   failed=1 # meson itself failed without a failed test to show for it
 fi
 
-fuzzer="$build/tests/fuzz/fuzz_frame"
-if [ "$fuzz_seconds" -gt 0 ] && [ -x "$fuzzer" ]; then
-  echo "== fuzz: fuzz_frame for ${fuzz_seconds}s"
+# Each fuzzer runs for $fuzz_seconds from its committed corpus: the frame
+# codec (what a peer sends) and the PTX front end (what a module image
+# holds).
+for spec in fuzz_frame:corpus fuzz_ptx:corpus_ptx; do
+  name=${spec%%:*}
+  corpus=tests/fuzz/${spec#*:}
+  fuzzer="$build/tests/fuzz/$name"
+  [ "$fuzz_seconds" -gt 0 ] || break
+  if [ ! -x "$fuzzer" ]; then
+    echo "== fuzz: $fuzzer was not built (no clang?): skipped"
+    skipped=$((skipped + 1))
+    continue
+  fi
+  echo "== fuzz: $name for ${fuzz_seconds}s"
   work=$(mktemp -d "${TMPDIR:-/tmp}/gpupool-fuzz.XXXXXX")
   mkdir -p "$work/corpus" "$build/fuzz-artifacts"
-  if [ -d tests/fuzz/corpus ]; then
-    cp -r tests/fuzz/corpus/. "$work/corpus/"
+  if [ -d "$corpus" ]; then
+    cp -r "$corpus/." "$work/corpus/"
   fi
   # New inputs go to the scratch corpus, never into the source tree; a
   # crashing input is kept under build/fuzz-artifacts/.
   if "$fuzzer" -max_total_time="$fuzz_seconds" -print_final_stats=1 \
-      -artifact_prefix="$build/fuzz-artifacts/" "$work/corpus" \
+      -artifact_prefix="$build/fuzz-artifacts/$name-" "$work/corpus" \
       >"$work/fuzz.log" 2>&1; then
     passed=$((passed + 1))
     tail -n 12 "$work/fuzz.log"
   else
     failed=$((failed + 1))
-    echo "--- fuzz_frame FAILED; its log:"
+    echo "--- $name FAILED; its log:"
     tail -n 60 "$work/fuzz.log"
     echo "--- crashing inputs: $build/fuzz-artifacts/"
   fi
   rm -rf "$work"
-elif [ "$fuzz_seconds" -gt 0 ]; then
-  echo "== fuzz: $fuzzer was not built (no clang?): skipped"
-  skipped=$((skipped + 1))
-fi
+done
 
 [ "$skipped" -gt 0 ] && echo "($skipped skipped)"
 echo "$passed passed, $failed failed"
