@@ -240,12 +240,36 @@ static void test_cli_demo(int argc, char **argv) {
   (void)argv;
 }
 
+/* examples/kernel_demo (nvcc-built kernels) through the CLI, as
+ * scripts/demo.sh runs it: every result matches the host's, and the
+ * device printf lines reach the program's stdout. */
+static void test_cli_kernel_demo(int argc, char **argv) {
+  start();
+  const char *demo = getenv("GPUPOOL_TEST_KERNEL_DEMO");
+  if (demo == NULL || *demo == '\0')
+    gpt_skip("GPUPOOL_TEST_KERNEL_DEMO is not set: nvcc is missing, so "
+             "kernel_demo was not built");
+  struct run r;
+  const char *a[] = {cli(), "attach", "--server", server.addr, "--", demo, NULL};
+  run(&r, a, 100);
+  CHECK_EQ_I(r.status, 0);
+  CHECK_TRUE(strstr(r.out, "all results match the host's") != NULL);
+  for (int b = 0; b < 3; b++) {
+    char line[64];
+    snprintf(line, sizeof line, "hello from block %d of 3 (tag 42)\n", b);
+    CHECK_TRUE(strstr(r.out, line) != NULL);
+  }
+  (void)argc;
+  (void)argv;
+}
+
 int main(int argc, char **argv) {
   static const struct gpt_scenario table[] = {
       {"version", test_cli_version, 30},
       {"attach", test_cli_attach, 120},
       {"trace", test_cli_trace, 60},
       {"demo", test_cli_demo, 120},
+      {"kernel_demo", test_cli_kernel_demo, 120},
       {NULL, NULL, 0},
   };
   return gpt_main(argc, argv, table);

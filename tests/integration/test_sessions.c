@@ -478,6 +478,110 @@ static void test_sessions_many(int argc, char **argv) {
   (void)argv;
 }
 
+/* ---- long kernels ---------------------------------------------------------------------- */
+
+/* A kernel that spins on %globaltimer for |ns| nanoseconds of wall-clock
+ * time (whatever the emulated device's speed), then stores the time. */
+static const char spin_ptx[] =
+    ".version 9.0\n"
+    ".target sm_75\n"
+    ".address_size 64\n"
+    ".visible .entry spin(.param .u64 ns, .param .u64 out)\n"
+    "{\n"
+    "  .reg .pred %p<2>;\n"
+    "  .reg .b64 %rd<7>;\n"
+    "  ld.param.u64 %rd1, [ns];\n"
+    "  ld.param.u64 %rd2, [out];\n"
+    "  mov.u64 %rd3, %globaltimer;\n"
+    "  add.u64 %rd4, %rd3, %rd1;\n"
+    "LOOP:\n"
+    "  mov.u64 %rd5, %globaltimer;\n"
+    "  setp.lt.u64 %p1, %rd5, %rd4;\n"
+    "  @%p1 bra LOOP;\n"
+    "  cvta.to.global.u64 %rd6, %rd2;\n"
+    "  st.global.u64 [%rd6], %rd5;\n"
+    "  ret;\n"
+    "}\n";
+
+/* Launches spin for |seconds| on one thread, storing into |out|. */
+static void launch_spin(double seconds, CUdeviceptr out) {
+  CUmodule mod;
+  CUfunction f;
+  REQUIRE_OK(cuModuleLoadData(&mod, spin_ptx));
+  REQUIRE_OK(cuModuleGetFunction(&f, mod, "spin"));
+  uint64_t ns = (uint64_t)(seconds * 1e9);
+  void *args[] = {&ns, &out};
+  REQUIRE_OK(cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, NULL, args, NULL));
+}
+
+/* A blocking copy queued behind a kernel that runs three times the
+ * client's reply-silence timeout: the server's BUSY notices keep the
+ * client waiting, and the copy succeeds with the kernel's result. */
+static void test_sessions_long_kernel(int argc, char **argv) {
+  start_server();
+  setenv("GPUPOOL_IO_TIMEOUT", "1", 1);
+  gpt_init_context(NULL);
+  CUdeviceptr out = 0;
+  REQUIRE_OK(cuMemAlloc(&out, sizeof(uint64_t)));
+  REQUIRE_OK(cuMemsetD8(out, 0, sizeof(uint64_t)));
+  double t0 = gpt_now();
+  launch_spin(3.0, out);
+  uint64_t when = 0;
+  CHECK_OK(cuMemcpyDtoH(&when, out, sizeof(when)));
+  double took = gpt_now() - t0;
+  CHECK_GE_D(took, 2.9);
+  CHECK_NE_U(when, 0);
+  printf("a copy waited %.2f s behind a kernel, GPUPOOL_IO_TIMEOUT=1\n",
+         took);
+  CHECK_OK(cuCtxSynchronize());
+  (void)argc;
+  (void)argv;
+}
+
+/* Launches a kernel that would spin for an hour, then blocks in
+ * cuCtxSynchronize until killed. */
+static void child_spinner(int argc, char **argv) {
+  gpt_init_context(NULL);
+  CUdeviceptr out = 0;
+  REQUIRE_OK(cuMemAlloc(&out, sizeof(uint64_t)));
+  launch_spin(3600.0, out);
+  gpt_child_say("launched");
+  cuCtxSynchronize();
+  (void)argc;
+  (void)argv;
+}
+
+/* A client killed while its kernel runs: the worker notices the hang-up,
+ * cancels the kernel and exits, freeing the session slot. */
+static void test_sessions_hangup_cancels(int argc, char **argv) {
+  const char *extra[] = {"--max-sessions", "1", NULL};
+  if (gpt_server_start(&server, extra) != 0) gpt__abort_scenario();
+  struct gpt_child a;
+  REQUIRE_TRUE(gpt_spawn(&a, "child_spinner", NULL) == 0);
+  char line[128];
+  REQUIRE_TRUE(gpt_child_recv(&a, line, sizeof line, 20000) >= 0);
+  CHECK_STR_EQ(line, "launched");
+  gpt_sleep_ms(1500); /* the kernel is running */
+  int workers = wait_workers(1, 2000);
+  if (workers >= 0) CHECK_EQ_I(workers, 1);
+
+  double t0 = gpt_now();
+  kill(a.pid, SIGKILL);
+  gpt_child_wait(&a, 5000);
+  workers = wait_workers(0, 10000);
+  if (workers >= 0) {
+    CHECK_EQ_I(workers, 0);
+    printf("the worker of a killed client ended its kernel and exited in "
+           "%.2f s\n", gpt_now() - t0);
+  }
+  /* The slot is free again. */
+  struct gpt_child c;
+  REQUIRE_TRUE(gpt_spawn(&c, "child_roundtrip", NULL) == 0);
+  CHECK_EQ_I(gpt_child_wait(&c, 30000), 0);
+  (void)argc;
+  (void)argv;
+}
+
 int main(int argc, char **argv) {
   static const struct gpt_scenario table[] = {
       {"two_clients", test_sessions_two_clients, 90},
@@ -488,7 +592,10 @@ int main(int argc, char **argv) {
       {"server_sigterm", test_sessions_server_sigterm, 30},
       {"max_sessions", test_sessions_max_sessions, 60},
       {"many", test_sessions_many, 120},
+      {"long_kernel", test_sessions_long_kernel, 60},
+      {"hangup_cancels", test_sessions_hangup_cancels, 60},
       {"child_holder", child_holder, 90},
+      {"child_spinner", child_spinner, 60},
       {"child_copier", child_copier, 120},
       {"child_roundtrip", child_roundtrip, 60},
       {NULL, NULL, 0},
