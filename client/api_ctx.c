@@ -74,12 +74,19 @@ static void drop_one(struct gp__obj *o, void *arg) {
              ((struct gp__event *)o)->ctx == ctx) {
     gp__handles_remove(&c->handles, o);
     free(o);
+  } else if (o->kind == GP__KIND_MODULE &&
+             ((struct gp__module *)o)->ctx == ctx) {
+    /* Frees its functions too (removing them from the set is safe during
+     * the walk: they become tombstones, which it skips). */
+    gp__module_forget_locked(c, (struct gp__module *)o);
   }
 }
 
 void gp__drop_ctx_objects_locked(struct gp__client *c, struct gp__ctx *ctx) {
   gp__handles_foreach(&c->handles, drop_one, ctx);
   gp__ranges_remove_ctx(&c->dev_mem, ctx);
+  /* A primary context's next incarnation starts without the fault. */
+  ctx->fault = CUDA_SUCCESS;
 }
 
 int gp__primary_init_locked(struct gp__client *c) {

@@ -132,7 +132,12 @@ static CUresult mem_free(CUdeviceptr dptr) {
   gp__lock();
   if ((r = gp__current_ctx(&ctx)) != CUDA_SUCCESS)
     goto out;
-  if (!gp__ranges_remove(&c->dev_mem, (uint64_t)dptr)) {
+  /* A module's variable is not an allocation: it lives as long as its
+   * module. */
+  const struct gp__range *rg = gp__ranges_find(&c->dev_mem, (uint64_t)dptr);
+  if (rg == NULL || rg->base != (uint64_t)dptr ||
+      (rg->flags & GP__RANGE_MODULE_GLOBAL) ||
+      !gp__ranges_remove(&c->dev_mem, (uint64_t)dptr)) {
     r = CUDA_ERROR_INVALID_VALUE;
     goto out;
   }

@@ -206,6 +206,7 @@ static CUresult stream_query(CUstream h) {
     goto out;
   Gpupool__StreamQuery m = GPUPOOL__STREAM_QUERY__INIT;
   m.stream = id;
+  m.ctx = id == 0 ? ctx->id : 0;
   r = gp__call_locked(c, GP_MSG_STREAM_QUERY, &m.base, NULL, 0, NULL);
   r = gp__sync_result_locked(c, r);
 out:

@@ -3,8 +3,9 @@
  * One process has one client (struct gp__client): one connection to one
  * pool server, guarded by one mutex, plus the tables that let calls be
  * checked, and often answered, without a round trip: the devices from the
- * handshake, the live contexts, streams and events, and the device and host
- * allocations. The current-context stack is per thread (ctx.c).
+ * handshake, the live contexts, streams, events, modules and functions, the
+ * device and host allocations, and the digests of the module images the
+ * server holds. The current-context stack is per thread (ctx.c).
  *
  * Locking: everything in struct gp__client except the atomics is guarded by
  * |lock|. Functions named *_locked expect the caller to hold it; the others
@@ -21,6 +22,7 @@
 #include <stdint.h>
 
 #include "cuapi.h"
+#include "frame.h"
 #include "gpupool/errors.h"
 #include "msg.h"
 #include "wire.h"
@@ -31,6 +33,8 @@ enum gp__kind {
   GP__KIND_CTX = 0x58544367,    /* "gCTX" */
   GP__KIND_STREAM = 0x4D525367, /* "gSRM" */
   GP__KIND_EVENT = 0x54564567,  /* "gEVT" */
+  GP__KIND_MODULE = 0x444F4D67, /* "gMOD" */
+  GP__KIND_FUNC = 0x434E4667,   /* "gFNC" */
 };
 
 /* Every object starts with this, so that a handle found in the handle set
@@ -57,6 +61,10 @@ struct gp__ctx {
   bool primary;
   int retains;          /* primary: cuDevicePrimaryCtxRetain count (locked) */
   _Atomic int state;    /* enum gp__ctx_state */
+  CUresult fault;       /* the sticky error of a kernel fault that a reply
+                         * has shown in this context (or incarnation of a
+                         * primary context); launches return it at once
+                         * (locked) */
 };
 
 /* A stream (CUstream) created by cuStreamCreate*. Freed on destroy. */
@@ -75,6 +83,65 @@ struct gp__event {
   struct gp__ctx *ctx;
   unsigned flags;
   bool recorded;        /* locked */
+};
+
+/* A name-keyed table of a module's functions or globals: chained buckets,
+ * grown by doubling. The entries are embedded in the objects they name. Not
+ * thread-safe: the client lock guards it. */
+struct gp__sym {
+  struct gp__sym *next; /* in its bucket */
+  uint64_t hash;
+  char *name;           /* owned by the entry's object */
+};
+
+struct gp__symtab {
+  struct gp__sym **buckets;
+  size_t nbuckets;      /* a power of two, or 0 */
+  size_t n;
+};
+
+/* A module-scope variable looked up with cuModuleGetGlobal: answered from
+ * here the second time. |registered| when [dptr, dptr + size) was added to
+ * c->dev_mem on its behalf (and must be removed with the module). */
+struct gp__global {
+  struct gp__sym sym;
+  uint64_t dptr;
+  uint64_t size;
+  bool registered;
+};
+
+/* A module (CUmodule) loaded with cuModuleLoad*. Freed on unload, or when
+ * its context is destroyed (or its primary context released or reset),
+ * together with its functions and globals. */
+struct gp__module {
+  struct gp__obj hdr;
+  uint64_t id;
+  struct gp__ctx *ctx;
+  struct gp__symtab funcs;   /* struct gp__func by name */
+  struct gp__symtab globals; /* struct gp__global by name */
+};
+
+/* A kernel parameter's place in the packed parameter buffer. */
+struct gp__param {
+  uint32_t offset;
+  uint32_t size;
+};
+
+/* A function (CUfunction): one object per (module, name), so a second
+ * cuModuleGetFunction of a name returns the same handle without a round
+ * trip. Its attributes come from the server's reply; the settable ones are
+ * kept here (the server is told the dynamic shared memory of each launch,
+ * the rest are hints). */
+struct gp__func {
+  struct gp__obj hdr;
+  struct gp__sym sym;        /* in mod->funcs; sym.name is the kernel's */
+  uint64_t id;
+  struct gp__module *mod;
+  uint32_t nparams;
+  struct gp__param *params;  /* nparams entries */
+  uint32_t params_size;      /* bytes of the packed buffer */
+  int attr[CU_FUNC_ATTRIBUTE_MAX]; /* cuFuncGetAttribute's answers */
+  CUfunc_cache cache_config;
 };
 
 /* ---- The handle set (handles.c) -------------------------------------------- */
@@ -112,8 +179,13 @@ struct gp__range {
   uint64_t base;
   uint64_t size;
   const struct gp__ctx *ctx; /* device: owning context; host: NULL */
-  unsigned flags;            /* host: CU_MEMHOSTALLOC_* */
+  unsigned flags;            /* host: CU_MEMHOSTALLOC_*; device:
+                              * GP__RANGE_* */
 };
+
+/* A device range that is a module's global (cuModuleGetGlobal), not an
+ * allocation: it goes with its module, and cuMemFree must not free it. */
+#define GP__RANGE_MODULE_GLOBAL 0x1u
 
 struct gp__ranges {
   struct gp__range *v;
@@ -133,6 +205,67 @@ bool gp__ranges_remove(struct gp__ranges *t, uint64_t base);
 /* Removes every range owned by |ctx|. */
 void gp__ranges_remove_ctx(struct gp__ranges *t, const struct gp__ctx *ctx);
 void gp__ranges_free(struct gp__ranges *t);
+
+/* ---- Module images (image.c) ------------------------------------------------ */
+
+/* The largest image sent: one frame's payload, as the server receives it by
+ * default. Bigger ones would need a chunked upload, which the protocol does
+ * not have yet. */
+#define GP__IMAGE_MAX ((size_t)GP_FRAME_DEFAULT_MAX_PAYLOAD)
+#define GP__SHA256_LEN 32
+
+enum gp__image_kind {
+  GP__IMAGE_PTX = 1, /* NUL-terminated PTX text (the NUL is sent) */
+  GP__IMAGE_ELF,     /* a 64-bit ELF cubin */
+  GP__IMAGE_FATBIN,  /* one fatbin, or a version-2 wrapper's fatbins back
+                      * to back */
+};
+
+/* The bytes of a module image as they go on the wire. */
+struct gp__image {
+  const void *data;         /* the caller's memory, or |owned| */
+  size_t size;
+  void *owned;              /* allocated here, or NULL */
+  enum gp__image_kind kind;
+};
+
+/* Finds the image at |p| and its extent: PTX text (after whitespace and
+ * comments, a .version, .target or .address_size directive; up to and
+ * including its NUL), a 64-bit ELF (the end of its headers, sections and
+ * segments), a fatbin (16 bytes plus the size in its header), or a fatbin
+ * wrapper (the fatbin it points to; for a version-2 wrapper, followed by
+ * its prelinked fatbins, copied into one buffer). |avail| is how many bytes
+ * at |p| may be read: SIZE_MAX for a bare pointer (cuModuleLoadData, which
+ * is given no length), the buffer's length for a file's contents (where a
+ * wrapper's pointers mean nothing and are refused). Returns CUDA_SUCCESS
+ * and fills |*out| (release it with gp__image_free()), or
+ * CUDA_ERROR_INVALID_IMAGE (none of those, or an extent past |avail|),
+ * CUDA_ERROR_INVALID_VALUE (bigger than GP__IMAGE_MAX: says so on stderr),
+ * CUDA_ERROR_OUT_OF_MEMORY. Reads the memory it is given, which the caller
+ * vouches for, as the real driver does. Any thread; no lock. */
+CUresult gp__image_find(const void *p, size_t avail, struct gp__image *out);
+
+/* Frees what gp__image_find() allocated. */
+void gp__image_free(struct gp__image *im);
+
+/* "PTX", "ELF", "fatbin": for messages. */
+const char *gp__image_kind_name(enum gp__image_kind kind);
+
+/* SHA-256 of |n| bytes at |p| into |md|. Returns 0, or GP_ENOMEM when
+ * libcrypto fails. Any thread. */
+int gp__sha256(const void *p, size_t n, uint8_t md[GP__SHA256_LEN]);
+
+/* A set of SHA-256 digests, sorted. Not thread-safe: the client lock guards
+ * it. */
+struct gp__digests {
+  uint8_t (*v)[GP__SHA256_LEN];
+  size_t n, cap;
+};
+
+bool gp__digests_has(const struct gp__digests *d,
+                     const uint8_t md[GP__SHA256_LEN]);
+/* Adds |md| (nothing if present). Returns 0 or GP_ENOMEM. */
+int gp__digests_add(struct gp__digests *d, const uint8_t md[GP__SHA256_LEN]);
 
 /* ---- The client ------------------------------------------------------------ */
 
@@ -187,6 +320,7 @@ struct gp__client {
   struct gp__handles handles;
   struct gp__ranges dev_mem;
   struct gp__ranges host_mem;
+  struct gp__digests images; /* SHA-256 of every image the server has */
 
   uint64_t page_size;
 };
@@ -235,6 +369,12 @@ CUresult gp__recv_locked(struct gp__client *c, uint16_t type,
                          uint32_t request_id, ProtobufCMessage **reply,
                          void *payload, size_t payload_len);
 
+/* As gp__recv_locked() without a payload, but |*reply| is set whenever a
+ * reply arrived, whatever its result (the caller frees it): for replies
+ * whose `message` says why a request failed. */
+CUresult gp__recv_any_locked(struct gp__client *c, uint16_t type,
+                             uint32_t request_id, ProtobufCMessage **reply);
+
 /* gp__send_locked() then gp__recv_locked() without payloads. The reply
  * must come within GPUPOOL_IO_TIMEOUT of silence (see conn.c). */
 CUresult gp__call_locked(struct gp__client *c, uint16_t type,
@@ -249,7 +389,8 @@ CUresult gp__call_wait_locked(struct gp__client *c, uint16_t type,
 
 /* For a synchronising call that got |r| from the server: |r| if it is an
  * error, else the pending deferred error (which is then cleared), else
- * CUDA_SUCCESS. */
+ * CUDA_SUCCESS. A kernel fault among them marks the current context
+ * faulted (gp__note_fault_locked()). */
 CUresult gp__sync_result_locked(struct gp__client *c, CUresult r);
 
 /* Marks the connection lost because of |err| (a GP_E* code) while doing
@@ -283,9 +424,36 @@ int gp__primary_init_locked(struct gp__client *c);
 CUresult gp__stream_id_locked(struct gp__client *c, CUstream h,
                               uint64_t *id);
 
-/* Forgets (frees) every stream and event of |ctx|, and its device
+/* Forgets (frees) every stream, event and module of |ctx|, and its device
  * allocations: the server dropped them with the context (or with this
  * incarnation of a primary context). Needs the lock. */
 void gp__drop_ctx_objects_locked(struct gp__client *c, struct gp__ctx *ctx);
+
+/* ---- Modules and functions (api_module.c) ----------------------------------- */
+
+/* Forgets (frees) module |m|: removes it and its functions from the handle
+ * set and its globals from c->dev_mem. Sends nothing: for a module the
+ * server has dropped or is being told to drop. Needs the lock. */
+void gp__module_forget_locked(struct gp__client *c, struct gp__module *m);
+
+/* |h| as a live function, or NULL. Needs the lock. */
+struct gp__func *gp__func_find_locked(struct gp__client *c, CUfunction h);
+
+/* ---- Launches (api_launch.c) ------------------------------------------------- */
+
+/* Notes |r|, the result of a synchronising call made in the calling
+ * thread's current context: when it is one of the errors that leave a
+ * context unusable (a kernel fault: CUDA_ERROR_ILLEGAL_ADDRESS,
+ * CUDA_ERROR_LAUNCH_FAILED, CUDA_ERROR_ASSERT, ...), the context keeps it
+ * in |fault|, and every later launch in it returns it at once, as the
+ * driver's launches do (a launch never waits for the server, so it cannot
+ * learn it otherwise). Returns |r|. Needs the lock. */
+CUresult gp__note_fault_locked(struct gp__client *c, CUresult r);
+
+/* The largest packed parameter buffer and parameter count a launch may
+ * carry: the driver's limits since CUDA 12.1 on Volta and newer, which the
+ * server enforces too. */
+#define GP__MAX_KERNEL_PARAMS 4096
+#define GP__MAX_PARAM_BYTES 32764
 
 #endif

@@ -567,9 +567,11 @@ static int notice(struct gp__client *c, const struct gp_frame_header *h) {
   return 0;
 }
 
-CUresult gp__recv_locked(struct gp__client *c, uint16_t type,
-                         uint32_t request_id, ProtobufCMessage **reply,
-                         void *payload, size_t payload_len) {
+/* gp__recv_locked(), and with |any| the reply is handed out whatever its
+ * result. */
+static CUresult recv_reply(struct gp__client *c, uint16_t type,
+                           uint32_t request_id, ProtobufCMessage **reply,
+                           void *payload, size_t payload_len, bool any) {
   if (reply != NULL)
     *reply = NULL;
   if (atomic_load(&c->dead) || !c->wire_open)
@@ -607,7 +609,10 @@ CUresult gp__recv_locked(struct gp__client *c, uint16_t type,
     protobuf_c_message_free_unpacked(m, NULL);
     return gp__lost_locked(c, GP_EPROTO, what);
   }
-  if (deferred != 0 && c->deferred == CUDA_SUCCESS)
+  /* A deferred error equal to this call's own result is being reported
+   * now (a sticky fault a synchronize returns): keeping it too would
+   * report it a second time, maybe in another context. */
+  if (deferred != 0 && deferred != result && c->deferred == CUDA_SUCCESS)
     c->deferred = (CUresult)deferred;
 
   if (payload != NULL && result == 0) {
@@ -623,11 +628,22 @@ CUresult gp__recv_locked(struct gp__client *c, uint16_t type,
     protobuf_c_message_free_unpacked(m, NULL);
     return gp__lost_locked(c, rc, what);
   }
-  if (reply != NULL && result == 0)
+  if (reply != NULL && (result == 0 || any))
     *reply = m;
   else
     protobuf_c_message_free_unpacked(m, NULL);
   return (CUresult)result;
+}
+
+CUresult gp__recv_locked(struct gp__client *c, uint16_t type,
+                         uint32_t request_id, ProtobufCMessage **reply,
+                         void *payload, size_t payload_len) {
+  return recv_reply(c, type, request_id, reply, payload, payload_len, false);
+}
+
+CUresult gp__recv_any_locked(struct gp__client *c, uint16_t type,
+                             uint32_t request_id, ProtobufCMessage **reply) {
+  return recv_reply(c, type, request_id, reply, NULL, 0, true);
 }
 
 CUresult gp__call_locked(struct gp__client *c, uint16_t type,
@@ -656,9 +672,9 @@ CUresult gp__call_wait_locked(struct gp__client *c, uint16_t type,
 }
 
 CUresult gp__sync_result_locked(struct gp__client *c, CUresult r) {
-  if (r != CUDA_SUCCESS)
-    return r;
-  r = c->deferred;
-  c->deferred = CUDA_SUCCESS;
-  return r;
+  if (r == CUDA_SUCCESS) {
+    r = c->deferred;
+    c->deferred = CUDA_SUCCESS;
+  }
+  return gp__note_fault_locked(c, r);
 }

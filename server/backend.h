@@ -151,7 +151,8 @@ struct gp_backend_ops {
                        unsigned flags, int priority);
   int (*stream_destroy)(struct gp_backend *b, uint64_t stream);
   int (*stream_synchronize)(struct gp_backend *b, uint64_t stream);
-  int (*stream_query)(struct gp_backend *b, uint64_t stream);
+  /* |ctx| is the calling context, whose default stream stream 0 is. */
+  int (*stream_query)(struct gp_backend *b, uint64_t ctx, uint64_t stream);
   int (*stream_wait_event)(struct gp_backend *b, uint64_t stream,
                            uint64_t event, unsigned flags);
 

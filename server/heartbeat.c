@@ -14,7 +14,7 @@
 
 /* How often the thread looks at the clock and the socket while a request
  * runs. */
-#define GP_HEARTBEAT_TICK_MS 200
+#define GP_HEARTBEAT_TICK_MS 100
 
 struct gp_heartbeat {
   struct gp_wire *wire;
@@ -64,6 +64,7 @@ static void send_busy(struct gp_heartbeat *hb, uint64_t elapsed) {
   n = protobuf_c_message_get_packed_size(&msg.base);
   if (n > sizeof(buf) - GP_FRAME_HEADER_SIZE)
     return;
+  h.version = GP_FRAME_VERSION;
   h.type = GP_MSG_BUSY;
   h.msg_len = (uint32_t)n;
   gp_frame_header_encode(&h, buf);
@@ -102,7 +103,7 @@ static void *heartbeat_main(void *arg) {
     if (hb->stop || !hb->busy)
       continue;
     t = now_ms();
-    if (t - hb->busy_since < GP_HEARTBEAT_PERIOD_MS)
+    if (t - hb->busy_since < GP_HEARTBEAT_FIRST_MS)
       continue;
     if (!__atomic_load_n(&hb->cancel, __ATOMIC_RELAXED) &&
         peer_gone(hb->wire->fd)) {
@@ -149,7 +150,7 @@ void gp__heartbeat_busy(struct gp_heartbeat *hb) {
   pthread_mutex_lock(&hb->lock);
   hb->busy = true;
   hb->busy_since = now_ms();
-  hb->last_sent = hb->busy_since;
+  hb->last_sent = 0;
   __atomic_store_n(&hb->cancel, 0, __ATOMIC_RELAXED);
   pthread_mutex_unlock(&hb->lock);
 }

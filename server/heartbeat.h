@@ -1,6 +1,6 @@
-/* The worker's heartbeat: while one request runs for more than a second
+/* The worker's heartbeat: while one request runs for more than 200 ms
  * (a kernel on the emulated device, a synchronize on a GPU), a thread of
- * the worker sends the client a BUSY notice once a second, so that a
+ * the worker sends the client a BUSY notice twice a second, so that a
  * client waiting for a reply can tell a busy server from a frozen one
  * (see docs/protocol.md, "Server notices"). The same thread watches the
  * connection: when the client hangs up during a long request, it raises a
@@ -18,8 +18,10 @@
 #include "wire.h"
 
 /* A request running this long gets a BUSY notice, and then one per
- * period. */
-#define GP_HEARTBEAT_PERIOD_MS 1000
+ * period: well under a second, so that even a client with a one-second
+ * reply-silence timeout (GPUPOOL_IO_TIMEOUT=1) keeps waiting. */
+#define GP_HEARTBEAT_FIRST_MS 200
+#define GP_HEARTBEAT_PERIOD_MS 500
 
 struct gp_heartbeat;
 

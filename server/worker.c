@@ -826,7 +826,7 @@ static int dispatch(struct gp_worker *w, const struct gp_frame_header *h,
   }
   case GP_MSG_STREAM_QUERY: {
     const Gpupool__StreamQuery *m = (const void *)msg;
-    res = ops->stream_query(be, m->stream);
+    res = ops->stream_query(be, m->ctx, m->stream);
     break;
   }
   case GP_MSG_STREAM_WAIT_EVENT: {

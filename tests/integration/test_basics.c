@@ -314,6 +314,13 @@ static const char *const implemented[] = {
     "cuCtxGetStreamPriorityRange", "cuCtxSynchronize_v2",
     "cuMemHostGetDevicePointer_v2", "cuMemHostGetFlags", "cuMemcpyAsync",
     "cuStreamGetCtx", "cuStreamGetFlags", "cuStreamGetPriority",
+    /* Modules, functions and launches: test_modules.c. */
+    "cuModuleLoad", "cuModuleLoadData", "cuModuleLoadDataEx",
+    "cuModuleLoadFatBinary", "cuModuleUnload", "cuModuleGetLoadingMode",
+    "cuModuleGetFunction", "cuModuleGetGlobal_v2", "cuFuncGetAttribute",
+    "cuFuncSetAttribute", "cuFuncSetCacheConfig", "cuFuncGetModule",
+    "cuFuncGetName", "cuFuncGetParamInfo", "cuFuncIsLoaded", "cuFuncLoad",
+    "cuLaunchKernel", "cuLaunchKernelEx",
     NULL};
 
 /* Entry points that the next issues implement (cudart's loader): they must

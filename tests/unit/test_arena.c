@@ -322,6 +322,57 @@ START_TEST(test_arena_owner_release) {
 }
 END_TEST
 
+START_TEST(test_arena_module_flag) {
+  struct emu_alloc_info info;
+  uint64_t plain, var, var2, fr, total;
+  void *host = NULL;
+
+  arena_setup(1 * MiB);
+  plain = alloc_ok(100);
+  ck_assert_int_eq(emu_arena_alloc_flags(&arena, &owner, 12, EMU_ALLOC_MODULE,
+                                         &var), CUDA_SUCCESS);
+  ck_assert_int_eq(emu_arena_alloc_flags(&arena, &owner, 4, EMU_ALLOC_MODULE,
+                                         &var2), CUDA_SUCCESS);
+  ck_assert_uint_eq(var % EMU_ARENA_ALIGN, 0);
+  ck_assert_uint_eq(owner.count, 3);
+  /* A flagged allocation is addressable like any other... */
+  ck_assert_int_eq(emu_arena_lookup(&arena, var + 11, &info), CUDA_SUCCESS);
+  ck_assert_uint_eq(info.base, var);
+  ck_assert_uint_eq(info.size, 12);
+  ck_assert_uint_eq(info.flags, EMU_ALLOC_MODULE);
+  ck_assert_ptr_eq(info.owner, &owner);
+  ck_assert_int_eq(emu_arena_check(&arena, var, 12, &host), CUDA_SUCCESS);
+  ck_assert_ptr_eq(host, (void *)(uintptr_t)var);
+  ck_assert_int_eq(emu_arena_check(&arena, var, 13, NULL),
+                   CUDA_ERROR_INVALID_VALUE);
+  ck_assert_int_eq(emu_arena_lookup(&arena, plain, &info), CUDA_SUCCESS);
+  ck_assert_uint_eq(info.flags, 0);
+  /* ...but a plain free refuses it, and a flagged free refuses the rest. */
+  ck_assert_int_eq(emu_arena_release(&arena, var), CUDA_ERROR_INVALID_VALUE);
+  ck_assert_int_eq(emu_arena_release_flags(&arena, plain, EMU_ALLOC_MODULE),
+                   CUDA_ERROR_INVALID_VALUE);
+  ck_assert_int_eq(emu_arena_release_flags(&arena, var + 1,
+                                           EMU_ALLOC_MODULE),
+                   CUDA_ERROR_INVALID_VALUE);
+  ck_assert_int_eq(emu_arena_check(&arena, var, 12, NULL), CUDA_SUCCESS);
+  ck_assert_int_eq(emu_arena_release_flags(&arena, var, EMU_ALLOC_MODULE),
+                   CUDA_SUCCESS);
+  ck_assert_int_eq(emu_arena_check(&arena, var, 1, NULL),
+                   CUDA_ERROR_INVALID_VALUE);
+  ck_assert_int_eq(emu_arena_release_flags(&arena, var, EMU_ALLOC_MODULE),
+                   CUDA_ERROR_INVALID_VALUE);
+  /* Releasing the owner frees flagged allocations too. */
+  emu_arena_release_owner(&arena, &owner);
+  ck_assert_uint_eq(owner.count, 0);
+  ck_assert_int_eq(emu_arena_check(&arena, var2, 1, NULL),
+                   CUDA_ERROR_INVALID_VALUE);
+  emu_arena_info(&arena, &fr, &total);
+  ck_assert_uint_eq(fr, total);
+  ck_assert_uint_eq(emu_arena_free_blocks(&arena), 1);
+  emu_arena_free(&arena);
+}
+END_TEST
+
 START_TEST(test_arena_info_accounting) {
   uint64_t p[5], fr, total, want = 0;
   uint64_t sizes[5] = {1, 512, 513, 100000, 7};
@@ -748,8 +799,8 @@ START_TEST(test_arena_emu_stream_validation) {
   ck_assert_int_eq(ops->stream_synchronize(be, 10), CUDA_SUCCESS);
   ck_assert_int_eq(ops->stream_synchronize(be, 12),
                    CUDA_ERROR_INVALID_HANDLE);
-  ck_assert_int_eq(ops->stream_query(be, 11), CUDA_SUCCESS);
-  ck_assert_int_eq(ops->stream_query(be, 12), CUDA_ERROR_INVALID_HANDLE);
+  ck_assert_int_eq(ops->stream_query(be, 0, 11), CUDA_SUCCESS);
+  ck_assert_int_eq(ops->stream_query(be, 0, 12), CUDA_ERROR_INVALID_HANDLE);
   ck_assert_int_eq(ops->stream_wait_event(be, 10, 77, 0),
                    CUDA_ERROR_INVALID_HANDLE);
   ck_assert_int_eq(ops->event_create(be, 1, 77, 0), CUDA_SUCCESS);
@@ -763,7 +814,7 @@ START_TEST(test_arena_emu_stream_validation) {
   ck_assert_int_eq(ops->stream_destroy(be, 0), CUDA_ERROR_INVALID_HANDLE);
   ck_assert_int_eq(ops->stream_destroy(be, 10), CUDA_SUCCESS);
   ck_assert_int_eq(ops->stream_destroy(be, 10), CUDA_ERROR_INVALID_HANDLE);
-  ck_assert_int_eq(ops->stream_query(be, 10), CUDA_ERROR_INVALID_HANDLE);
+  ck_assert_int_eq(ops->stream_query(be, 0, 10), CUDA_ERROR_INVALID_HANDLE);
 }
 END_TEST
 
@@ -833,7 +884,7 @@ START_TEST(test_arena_emu_ctx_destroy_frees_everything) {
   ck_assert_int_eq(ops->event_create(be, 2, 30, 0), CUDA_SUCCESS);
   ck_assert_int_eq(ops->stream_destroy(be, 21), CUDA_SUCCESS);
   ck_assert_int_eq(ops->ctx_destroy(be, 2), CUDA_SUCCESS);
-  ck_assert_int_eq(ops->stream_query(be, 20), CUDA_ERROR_INVALID_HANDLE);
+  ck_assert_int_eq(ops->stream_query(be, 0, 20), CUDA_ERROR_INVALID_HANDLE);
   ck_assert_int_eq(ops->event_query(be, 30), CUDA_ERROR_INVALID_HANDLE);
   ck_assert_int_eq(ops->mem_free(be, d), CUDA_ERROR_INVALID_VALUE);
   ck_assert_int_eq(ops->mem_get_info(be, 1, &fr, &total), CUDA_SUCCESS);
@@ -875,6 +926,7 @@ static Suite *arena_suite(void) {
   tcase_add_test(tc, test_arena_fragmentation_coalesces);
   tcase_add_test(tc, test_arena_free_unknown_or_interior);
   tcase_add_test(tc, test_arena_owner_release);
+  tcase_add_test(tc, test_arena_module_flag);
   tcase_add_test(tc, test_arena_info_accounting);
   tcase_add_test(tc, test_arena_pitch_allocation);
   tcase_add_test(tc, test_arena_freed_large_range_reads_zero);

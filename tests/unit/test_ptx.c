@@ -288,28 +288,49 @@ START_TEST(test_ptx_parse_operand_forms) {
 END_TEST
 
 START_TEST(test_ptx_parse_errors_name_line_and_text) {
+  /* Words that are no PTX at all are malformed PTX (CUDA_ERROR_INVALID_PTX),
+   * not an unsupported feature. */
+  load_fails(HDR "this is not ptx\n", PTX_E_PARSE,
+             "line 4: expected a directive, found 'this'");
+  load_fails(HDR ".visible .entry k()\n{\n.reg .b32 %r<3>;\n"
+                 "frobnicate.u32 %r1, %r2;\nret;\n}\n",
+             PTX_E_PARSE, "line 7: 'frobnicate.u32' is not a PTX instruction");
   /* Unsupported instructions are refused at load with the line and text. */
   load_fails(HDR ".visible .entry k()\n{\n.reg .b32 %r<3>;\n"
-                 "mul24.lo.s32 %r1, %r1, %r2;\nret;\n}\n",
-             PTX_E_UNSUPPORTED, "line 7: unsupported instruction 'mul24.lo.s32");
+                 "vabsdiff4.u32.u32.u32 %r1, %r1, %r2, %r2;\nret;\n}\n",
+             PTX_E_UNSUPPORTED,
+             "line 7: unsupported instruction 'vabsdiff4.u32.u32.u32");
   load_fails(HDR ".visible .entry k()\n{\n.reg .b16 %rs<3>;\n"
                  "add.cc.u16 %rs1, %rs1, %rs2;\nret;\n}\n",
              PTX_E_UNSUPPORTED, "'add.cc.u16 %rs1, %rs1, %rs2;': carry");
   load_fails(HDR ".visible .entry k()\n{\n.reg .b32 %r<3>;\n"
                  "mma.sync.aligned.m16n8k16 %r1, %r1, %r2;\nret;\n}\n",
              PTX_E_UNSUPPORTED, "line 7: unsupported instruction 'mma");
-  load_fails(HDR ".visible .entry k()\n{\n.reg .f16 %h<3>;\n"
-                 "add.f16 %h1, %h1, %h2;\nret;\n}\n",
-             PTX_E_UNSUPPORTED, "half");
-  load_fails(HDR ".extern .func (.param .b32 r) vprintf(.param .b64 a, "
-                 ".param .b64 b);\n.visible .entry k()\n{\n"
+  load_fails(HDR ".visible .entry k()\n{\n.reg .b32 %r<3>;\n"
+                 "redux.sync.add.u32 %r1, %r2, -1;\nret;\n}\n",
+             PTX_E_UNSUPPORTED, "line 7: unsupported instruction 'redux");
+  load_fails(HDR ".visible .entry k()\n{\n.reg .b16 %h<3>;\n"
+                 "min.xorsign.abs.f16 %h1, %h1, %h2;\nret;\n}\n",
+             PTX_E_UNSUPPORTED, "min.xorsign.abs.f16");
+  load_fails(HDR ".visible .entry k()\n{\n.reg .b32 %r<3>;\n"
+                 "bar.sync 16;\nret;\n}\n",
+             PTX_E_UNSUPPORTED, "barrier number above 15");
+  load_fails(HDR ".extern .func (.param .b64 r) malloc(.param .b64 a);\n"
+                 ".visible .entry k()\n{\n"
                  ".reg .b64 %rd<3>;\n{\n.param .b64 param0;\n"
-                 "st.param.b64 [param0], %rd1;\n.param .b64 param1;\n"
-                 "st.param.b64 [param1], %rd2;\n.param .b32 retval0;\n"
-                 "call.uni (retval0), vprintf, (param0, param1);\n}\n"
+                 "st.param.b64 [param0], %rd1;\n.param .b64 retval0;\n"
+                 "call.uni (retval0), malloc, (param0);\n}\n"
                  "ret;\n}\n",
-             PTX_E_UNSUPPORTED, "call of 'vprintf', which has no body here "
-             "(device printf is not implemented)");
+             PTX_E_UNSUPPORTED, "call of 'malloc', which has no body here "
+             "(device malloc/free are not implemented)");
+  /* A function named vprintf with another signature is no builtin. */
+  load_fails(HDR ".extern .func (.param .b32 r) vprintf(.param .b64 a);\n"
+                 ".visible .entry k()\n{\n"
+                 ".reg .b64 %rd<3>;\n{\n.param .b64 param0;\n"
+                 "st.param.b64 [param0], %rd1;\n.param .b32 retval0;\n"
+                 "call.uni (retval0), vprintf, (param0);\n}\n"
+                 "ret;\n}\n",
+             PTX_E_UNSUPPORTED, "call of 'vprintf', which has no body");
   /* Malformed text. */
   load_fails(HDR ".visible .entry k()\n{\n.reg .b32 %r<3>;\n"
                  "mov.u32 %r9, 1;\nret;\n}\n",
@@ -857,6 +878,34 @@ START_TEST(test_ptx_shfl_and_vote) {
 }
 END_TEST
 
+/* Lanes of one warp in 8-lane tiles vote with their own tile's mask, all
+ * in one instruction (cooperative groups' tile.ballot/any/all): each sees
+ * only its tile's votes. */
+START_TEST(test_ptx_vote_per_lane_member_masks) {
+  static const char body[] =
+      "and.b32 %r1, %r0, -8;\n"            /* tile base lane */
+      "mov.u32 %r2, 255;\n shl.b32 %r3, %r2, %r1;\n" /* the tile's mask */
+      "and.b32 %r4, %r0, 3;\n setp.eq.u32 %p1, %r4, 1;\n"
+      "setp.lt.u32 %p2, %r0, 20;\n"        /* tiles 0, 1 all, tile 2 half */
+      "vote.sync.ballot.b32 %r5, %p1, %r3;\n"
+      "vote.sync.all.pred %p3, %p2, %r3;\n"
+      "vote.sync.any.pred %p4, %p2, %r3;\n"
+      "selp.u32 %r6, 1, 0, %p3;\n selp.u32 %r7, 2, 0, %p4;\n"
+      "or.b32 %r6, %r6, %r7;\n"
+      "mul.wide.u32 %rd2, %r0, 8;\n add.s64 %rd3, %rd0, %rd2;\n"
+      "st.global.v2.u32 [%rd3], {%r5, %r6};\n";
+  uint64_t out[256];
+  const uint32_t *o = (const uint32_t *)out;
+
+  ck_assert_int_eq(run_body(body, NULL, out, 32), PTX_OK);
+  for (uint32_t t = 0; t < 32; t++) {
+    uint32_t base = t & ~7u, tile = t / 8;
+    ck_assert_uint_eq(o[t * 2], (0x22u << base));
+    ck_assert_uint_eq(o[t * 2 + 1], tile < 2 ? 3u : tile == 2 ? 2u : 0u);
+  }
+}
+END_TEST
+
 START_TEST(test_ptx_shfl_waits_for_member_lanes) {
   /* Odd lanes take a detour placed after the shuffle, so the even lanes
    * reach it first (lower PC); the shuffle must still see all 32. */
@@ -1170,6 +1219,554 @@ START_TEST(test_ptx_func_calls) {
   load_fails(HDR ".func f()\n{\ncall.uni f;\nret;\n}\n"
                  ".visible .entry k()\n{\ncall.uni f;\nret;\n}\n",
              PTX_E_UNSUPPORTED, "recursive");
+}
+END_TEST
+
+/* ---- 16-bit floats -------------------------------------------------- */
+
+/* binary16 |h| as a double, decoded here independently of the engine. */
+static double ref_h2d(uint16_t h) {
+  int e = (h >> 10) & 31, f = h & 1023;
+  double v = e == 0 ? ldexp(f, -24) : e == 31 ? (f ? NAN : INFINITY)
+                                              : ldexp(f + 1024, e - 25);
+  return (h & 0x8000) ? -v : v;
+}
+
+/* |x| rounded to binary16 (mode 0: to nearest even, 1: toward zero,
+ * 2: down, 3: up) by a search over the ordered bit patterns. */
+static uint16_t ref_d2h(double x, int mode) {
+  uint16_t sign = signbit(x) ? 0x8000 : 0, lo = 0, hi = 0x7c00;
+  double a = fabs(x), vlo, vhi;
+  bool up;
+
+  if (isnan(x))
+    return 0x7fff;
+  if (isinf(x))
+    return sign | 0x7c00;
+  if (a >= 65536) {
+    bool inf = mode == 0 || (mode == 3 && !sign) || (mode == 2 && sign);
+    return sign | (inf ? 0x7c00 : 0x7bff);
+  }
+  while (hi - lo > 1) { /* value(lo) <= a < value(hi); 0x7c00 is 65536 */
+    uint16_t mid = (uint16_t)((lo + hi) / 2);
+    if (ref_h2d(mid) <= a)
+      lo = mid;
+    else
+      hi = mid;
+  }
+  vlo = ref_h2d(lo);
+  vhi = hi == 0x7c00 ? 65536.0 : ref_h2d(hi);
+  if (vlo == a)
+    return sign | lo;
+  switch (mode) {
+  case 0: up = a - vlo > vhi - a || (a - vlo == vhi - a && (lo & 1)); break;
+  case 1: up = false; break;
+  case 2: up = sign != 0; break;
+  default: up = sign == 0; break;
+  }
+  return sign | (up ? hi : lo);
+}
+
+/* bfloat16 of f32 |f| to nearest even: the upper half of its bits. */
+static uint16_t ref_f2bf(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  if (isnan(f))
+    return 0x7fff;
+  return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
+}
+
+static float ref_bf2f(uint16_t h) {
+  uint32_t u = (uint32_t)h << 16;
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+
+/* A kernel "t(out, in)" of |n| threads in blocks of 128 whose |body|
+ * sees %r0 = the thread's index, %rd0 = out, %rd1 = in, %rd2 = 4 x index,
+ * %rd3 = 8 x index, %rd4 = 32 x index, and the registers of body_ptx(). */
+static int run_io(const char *body, void *out, const void *in, unsigned n) {
+  static const char pre[] =
+      "mov.u32 %r1, %ctaid.x;\nmad.lo.u32 %r0, %r1, 128, %r0;\n"
+      "mul.wide.u32 %rd2, %r0, 4;\nmul.wide.u32 %rd3, %r0, 8;\n"
+      "mul.wide.u32 %rd4, %r0, 32;\n";
+  size_t len = strlen(pre) + strlen(body) + 1;
+  char *full = malloc(len), *text;
+  struct ptx_module *m;
+  uint64_t params[2] = {dptr(out), dptr(in)};
+  int rc;
+
+  ck_assert_ptr_nonnull(full);
+  snprintf(full, len, "%s%s", pre, body);
+  text = body_ptx(full);
+  m = load_ok(text);
+  rc = launch(ptx_module_kernel(m, "t"), (n + 127) / 128, 1,
+              n < 128 ? n : 128, 1, 0, params, sizeof(params), 2);
+  ptx_module_free(m);
+  free(text);
+  free(full);
+  return rc;
+}
+
+START_TEST(test_ptx_half_conversions_round_once) {
+  /* f32 -> f16 in the four rounding modes and f32 -> bf16, against
+   * references computed here, on edge values and a sweep of exponents. */
+  static const char body[] =
+      "add.s64 %rd5, %rd1, %rd2;\nld.global.f32 %f1, [%rd5];\n"
+      "add.s64 %rd6, %rd0, %rd4;\n"
+      "{\n.reg .f16 h<4>;\n"
+      "cvt.rn.f16.f32 h0, %f1;\ncvt.rz.f16.f32 h1, %f1;\n"
+      "cvt.rm.f16.f32 h2, %f1;\ncvt.rp.f16.f32 h3, %f1;\n"
+      "st.global.v4.b16 [%rd6], {h0, h1, h2, h3};\n"
+      "cvt.f32.f16 %f2, h0;\nst.global.f32 [%rd6+8], %f2;\n"
+      "cvt.f64.f16 %fd1, h2;\nst.global.f64 [%rd6+16], %fd1;\n}\n"
+      "cvt.rn.bf16.f32 %rs1, %f1;\nst.global.b16 [%rd6+12], %rs1;\n"
+      "cvt.f32.bf16 %f3, %rs1;\nst.global.f32 [%rd6+24], %f3;\n";
+  enum { N = 2048 };
+  float *in = dev_alloc(N * 4);
+  uint8_t *out = dev_alloc(N * 32);
+  static const float edge[] = {
+    0.0f, -0.0f, 1.0f, -1.0f, 65504.0f, 65519.99f, 65520.0f, 65536.0f,
+    1e9f, -1e9f, INFINITY, -INFINITY, NAN, 0x1p-24f, 0x1p-25f,
+    0x3p-26f, 0x3p-25f, 0x1p-14f, 0x1p-14f - 0x1p-25f, 1.0f + 0x1p-11f,
+    1.0f + 0x3p-11f, 2049.0f, 2051.0f, -2051.0f, 0x1p-30f, -0x1p-25f,
+    -65520.0f, 3.14159265f, -1e-7f, 0x1.ffcp15f, 0x1.ffdp15f, 0.1f,
+  };
+  unsigned s = 99;
+
+  for (unsigned i = 0; i < N; i++) {
+    if (i < sizeof(edge) / sizeof(edge[0])) {
+      in[i] = edge[i];
+    } else {
+      s = s * 1103515245u + 12345u;
+      in[i] = ldexpf(1.0f + (float)(s >> 9) / 8388608.0f,
+                     (int)((s >> 3) % 50) - 30) * ((s & 1) ? -1.0f : 1.0f);
+    }
+  }
+  ck_assert_int_eq(run_io(body, out, in, N), PTX_OK);
+  for (unsigned i = 0; i < N; i++) {
+    const uint8_t *o = out + i * 32;
+    uint16_t h[4], bf;
+    float back, bback;
+    double down;
+    memcpy(h, o, 8);
+    memcpy(&back, o + 8, 4);
+    memcpy(&bf, o + 12, 2);
+    memcpy(&down, o + 16, 8);
+    memcpy(&bback, o + 24, 4);
+    for (int mode = 0; mode < 4; mode++)
+      ck_assert_msg(h[mode] == ref_d2h(in[i], mode),
+                    "%a mode %d: got 0x%04x, want 0x%04x", (double)in[i],
+                    mode, h[mode], ref_d2h(in[i], mode));
+    ck_assert_msg(back == (float)ref_h2d(h[0]) ||
+                      (isnan(back) && isnan(in[i])),
+                  "%a back %a", (double)in[i], (double)back);
+    ck_assert(down == ref_h2d(h[2]) || (isnan(down) && isnan(in[i])));
+    ck_assert_msg(bf == ref_f2bf(in[i]), "%a bf16 0x%04x want 0x%04x",
+                  (double)in[i], bf, ref_f2bf(in[i]));
+    ck_assert(bback == ref_bf2f(bf) || isnan(in[i]));
+  }
+  dev_reset();
+}
+END_TEST
+
+START_TEST(test_ptx_half_conversions_ints_and_f64) {
+  static const char body[] =
+      /* f64 -> f16 in one rounding: 1 + 2^-11 + 2^-40 rounds up (through
+       * f32 it would be a tie and round down) */
+      "cvt.rn.f16.f64 %rs1, 0d3FF0020000010000;\n"
+      "st.global.b16 [%rd0], %rs1;\n"
+      "cvt.rn.f16.s32 %rs1, 2049;\n st.global.b16 [%rd0+2], %rs1;\n"
+      "cvt.rn.f16.s32 %rs1, 2051;\n st.global.b16 [%rd0+4], %rs1;\n"
+      "cvt.rn.f16.s32 %rs1, -70000;\n st.global.b16 [%rd0+6], %rs1;\n"
+      "cvt.rz.f16.u32 %rs1, 70000;\n st.global.b16 [%rd0+8], %rs1;\n"
+      "mov.u64 %rd2, 0x0100000000000001;\n"
+      "cvt.rn.f16.u64 %rs1, %rd2;\n st.global.b16 [%rd0+10], %rs1;\n"
+      /* 2^56 + 2^48 + 1 to bf16: just above a tie, so up (through a
+       * double it would be the tie and round down) */
+      "mov.u64 %rd2, 0x0101000000000001;\n"
+      "cvt.rn.bf16.u64 %rs1, %rd2;\n st.global.b16 [%rd0+12], %rs1;\n"
+      "mov.b16 %rs2, 0xC100;\n"                    /* -2.5 */
+      "cvt.rzi.s32.f16 %r1, %rs2;\n st.global.u32 [%rd0+16], %r1;\n"
+      "cvt.rni.s32.f16 %r1, %rs2;\n st.global.u32 [%rd0+20], %r1;\n"
+      "cvt.rmi.u32.f16 %r1, %rs2;\n st.global.u32 [%rd0+24], %r1;\n"
+      "mov.b16 %rs3, 0x7BFF;\n"                    /* 65504 */
+      "cvt.rpi.s16.f16 %rs1, %rs3;\n st.global.b16 [%rd0+28], %rs1;\n"
+      "mov.b16 %rs3, 0x7E00;\n"                    /* NaN */
+      "cvt.rzi.s32.f16 %r1, %rs3;\n st.global.u32 [%rd0+32], %r1;\n"
+      "cvt.rmi.f16.f16 %rs1, %rs2;\n st.global.b16 [%rd0+36], %rs1;\n"
+      "cvt.rni.f16.f16 %rs1, %rs2;\n st.global.b16 [%rd0+38], %rs1;\n"
+      "cvt.rn.f16x2.f32 %r1, 0f3F800000, 0fC0000000;\n"
+      " st.global.u32 [%rd0+40], %r1;\n"          /* {-2 lo, 1 hi} */
+      "mov.b16 %rs3, 0x0001;\n"                    /* 2^-24 */
+      "cvt.ftz.f32.f16 %f1, %rs3;\n st.global.f32 [%rd0+44], %f1;\n"
+      "cvt.sat.rn.f16.f32 %rs1, 0f40000000;\n st.global.b16 [%rd0+48], %rs1;\n";
+  uint64_t out[256];
+  const uint16_t *h = (const uint16_t *)out;
+  const uint32_t *u = (const uint32_t *)out;
+  const float *f = (const float *)out;
+
+  ck_assert_int_eq(run_body(body, NULL, out, 1), PTX_OK);
+  ck_assert_uint_eq(h[0], 0x3c01);
+  ck_assert_uint_eq(h[1], 0x6800);         /* 2048 */
+  ck_assert_uint_eq(h[2], 0x6802);         /* 2052 */
+  ck_assert_uint_eq(h[3], 0xfc00);         /* -inf */
+  ck_assert_uint_eq(h[4], 0x7bff);         /* 65504 toward zero */
+  ck_assert_uint_eq(h[5], 0x7c00);
+  ck_assert_uint_eq(h[6], 0x5b81);         /* 2^56 + 2^49 */
+  ck_assert_uint_eq(u[4], (uint32_t)-2);
+  ck_assert_uint_eq(u[5], (uint32_t)-2);
+  ck_assert_uint_eq(u[6], 0);
+  ck_assert_uint_eq(h[14], 0x7fff);        /* saturated */
+  ck_assert_uint_eq(u[8], 0);
+  ck_assert_uint_eq(h[18], 0xc200);        /* floor(-2.5) = -3 */
+  ck_assert_uint_eq(h[19], 0xc000);        /* -2.5 to even: -2 */
+  ck_assert_uint_eq(u[10], 0x3c00c000u);
+  ck_assert(f[11] == 0x1p-24f);            /* no f32 subnormal to flush */
+  ck_assert_uint_eq(h[24], 0x3c00);        /* .sat: 1 */
+}
+END_TEST
+
+START_TEST(test_ptx_half_arithmetic_edges) {
+  static const char body[] =
+      "mov.b16 %rs1, 0x7BFF;\n mov.b16 %rs2, 0x4C00;\n" /* 65504, 16 */
+      "add.f16 %rs3, %rs1, %rs2;\n st.global.b16 [%rd0], %rs3;\n"
+      "mov.b16 %rs1, 0x3A00;\n mov.b16 %rs2, 0x3800;\n" /* 0.75, 0.5 */
+      "add.sat.f16 %rs3, %rs1, %rs2;\n st.global.b16 [%rd0+2], %rs3;\n"
+      "sub.sat.f16 %rs3, %rs2, %rs1;\n st.global.b16 [%rd0+4], %rs3;\n"
+      "mov.b16 %rs1, 0x0001;\n"                          /* 2^-24 */
+      "add.f16 %rs3, %rs1, %rs1;\n st.global.b16 [%rd0+6], %rs3;\n"
+      "add.ftz.f16 %rs3, %rs1, %rs1;\n st.global.b16 [%rd0+8], %rs3;\n"
+      "mov.b16 %rs1, 0x0400;\n"                          /* 2^-14 */
+      "mul.f16 %rs3, %rs1, %rs2;\n st.global.b16 [%rd0+10], %rs3;\n"
+      "mul.ftz.f16 %rs3, %rs1, %rs2;\n st.global.b16 [%rd0+12], %rs3;\n"
+      /* (1 + 2^-10)(1 + 2^-10) + 0 = 1 + 2^-9 + 2^-20: one rounding */
+      "mov.b16 %rs1, 0x3C01;\n mov.b16 %rs4, 0;\n"
+      "fma.rn.f16 %rs3, %rs1, %rs1, %rs4;\n st.global.b16 [%rd0+14], %rs3;\n"
+      "mov.b16 %rs5, 0x7E00;\n"                          /* NaN */
+      "min.f16 %rs3, %rs5, %rs2;\n st.global.b16 [%rd0+16], %rs3;\n"
+      "min.NaN.f16 %rs3, %rs5, %rs2;\n st.global.b16 [%rd0+18], %rs3;\n"
+      "mov.b16 %rs6, 0x8000;\n"                          /* -0 */
+      "max.f16 %rs3, %rs6, %rs4;\n st.global.b16 [%rd0+20], %rs3;\n"
+      "min.f16 %rs3, %rs4, %rs6;\n st.global.b16 [%rd0+22], %rs3;\n"
+      "neg.f16 %rs3, %rs2;\n st.global.b16 [%rd0+24], %rs3;\n"
+      "abs.f16 %rs3, %rs6;\n st.global.b16 [%rd0+26], %rs3;\n"
+      "add.f16 %rs3, %rs5, %rs2;\n st.global.b16 [%rd0+28], %rs3;\n"
+      /* pairs */
+      "mov.b32 %r1, 0x3C004000;\n mov.b32 %r2, 0x40003C00;\n" /* {2,1} {1,2} */
+      "add.f16x2 %r3, %r1, %r2;\n st.global.b32 [%rd0+32], %r3;\n"
+      "fma.rn.f16x2 %r3, %r1, %r2, %r1;\n st.global.b32 [%rd0+36], %r3;\n"
+      "setp.lt.f16x2 %p1|%p2, %r1, %r2;\n"
+      "selp.u32 %r4, 1, 0, %p1;\n selp.u32 %r5, 2, 0, %p2;\n"
+      "or.b32 %r4, %r4, %r5;\n st.global.u32 [%rd0+40], %r4;\n"
+      "set.lt.f16x2.f16x2 %r3, %r1, %r2;\n st.global.b32 [%rd0+44], %r3;\n"
+      "set.gt.u32.f16x2 %r3, %r1, %r2;\n st.global.b32 [%rd0+48], %r3;\n"
+      "neg.f16x2 %r3, %r1;\n st.global.b32 [%rd0+52], %r3;\n"
+      "max.f16x2 %r3, %r1, %r2;\n st.global.b32 [%rd0+56], %r3;\n"
+      "setp.eq.f16 %p3, %rs5, %rs5;\n selp.u32 %r4, 1, 0, %p3;\n"
+      " st.global.u32 [%rd0+60], %r4;\n"
+      "setp.nan.f16 %p3, %rs5, %rs2;\n selp.u32 %r4, 1, 0, %p3;\n"
+      " st.global.u32 [%rd0+64], %r4;\n"
+      "set.eq.f16.f16 %rs3, %rs2, %rs2;\n st.global.b16 [%rd0+68], %rs3;\n"
+      /* bf16 */
+      "mov.b16 %rs1, 0x3FC0;\n mov.b16 %rs2, 0x4000;\n"  /* 1.5, 2 */
+      "mul.rn.bf16 %rs3, %rs1, %rs2;\n st.global.b16 [%rd0+70], %rs3;\n"
+      "mov.b32 %r1, 0x3FC04000;\n"
+      "add.rn.bf16x2 %r3, %r1, %r1;\n st.global.b32 [%rd0+72], %r3;\n"
+      /* atomics on 16-bit floats */
+      "mov.b16 %rs1, 0x3C00;\n"
+      "add.s64 %rd5, %rd0, 80;\n"
+      "atom.global.add.noftz.f16 %rs3, [%rd5], %rs1;\n"
+      "mov.b32 %r1, 0x3C004000;\n"
+      "atom.global.add.noftz.f16x2 %r3, [%rd5+4], %r1;\n";
+  uint64_t out[256];
+  const uint16_t *h = (const uint16_t *)out;
+  const uint32_t *u = (const uint32_t *)out;
+
+  ck_assert_int_eq(run_body(body, NULL, out, 3), PTX_OK);
+  ck_assert_uint_eq(h[0], 0x7c00);         /* 65520 is a tie: to inf */
+  ck_assert_uint_eq(h[1], 0x3c00);         /* 1.25 saturates to 1 */
+  ck_assert_uint_eq(h[2], 0x0000);         /* -0.25 saturates to 0 */
+  ck_assert_uint_eq(h[3], 0x0002);         /* subnormals add exactly */
+  ck_assert_uint_eq(h[4], 0x0000);         /* .ftz flushes them */
+  ck_assert_uint_eq(h[5], 0x0200);         /* 2^-15: a subnormal result */
+  ck_assert_uint_eq(h[6], 0x0000);
+  ck_assert_uint_eq(h[7], ref_d2h(ref_h2d(0x3c01) * ref_h2d(0x3c01), 0));
+  ck_assert_uint_eq(h[8], 0x3800);         /* min ignores a NaN */
+  ck_assert_uint_eq(h[9], 0x7fff);         /* .NaN: the canonical NaN */
+  ck_assert_uint_eq(h[10], 0x0000);        /* max(-0, +0) = +0 */
+  ck_assert_uint_eq(h[11], 0x8000);        /* min(+0, -0) = -0 */
+  ck_assert_uint_eq(h[12], 0xb800);
+  ck_assert_uint_eq(h[13], 0x0000);
+  ck_assert_uint_eq(h[14], 0x7fff);        /* NaN + x */
+  ck_assert_uint_eq(u[8], 0x42004200u);    /* {3, 3} */
+  ck_assert_uint_eq(u[9], 0x42004400u);    /* {2*1+2, 1*2+1} */
+  ck_assert_uint_eq(u[10], 2);             /* low: 2<1 no, high: 1<2 */
+  ck_assert_uint_eq(u[11], 0x3c000000u);
+  ck_assert_uint_eq(u[12], 0x0000ffffu);
+  ck_assert_uint_eq(u[13], 0xbc00c000u);
+  ck_assert_uint_eq(u[14], 0x40004000u);
+  ck_assert_uint_eq(u[15], 0);             /* NaN == NaN is false */
+  ck_assert_uint_eq(u[16], 1);
+  ck_assert_uint_eq(h[34], 0x3c00);
+  ck_assert_uint_eq(h[35], 0x4040);        /* 3 */
+  ck_assert_uint_eq(u[18], 0x40404080u);   /* {4, 3} */
+  ck_assert_uint_eq(h[40], 0x4200);        /* three lanes added 1: 3 */
+  ck_assert_uint_eq(u[21], 0x42004600u);   /* {6, 3} */
+}
+END_TEST
+
+START_TEST(test_ptx_bf16_fma_rounds_once) {
+  /* a * b exactly halfway between two bf16 values, plus a tiny c: the
+   * exact sum lies just above the tie and must round up, where rounding
+   * the fma to double first would lose c and round the tie to even. */
+  static const char body[] =
+      "ld.global.b16 %rs1, [%rd1];\n ld.global.b16 %rs2, [%rd1+2];\n"
+      "ld.global.b16 %rs3, [%rd1+4];\n"
+      "fma.rn.bf16 %rs4, %rs1, %rs2, %rs3;\n st.global.b16 [%rd0], %rs4;\n";
+  uint64_t in[16] = {0}, out[256];
+  uint16_t a = 0, b = 0, want = 0, *hin = (uint16_t *)in;
+  float fa = 0, fb = 0;
+
+  /* find a and b in [1, 2) whose product is a tie whose lower neighbour
+   * is even: the sum just above it rounds to the odd upper one */
+  for (unsigned i = 0; i < 128 && !a; i++)
+    for (unsigned j = 0; j < 128 && !a; j++) {
+      float x = ref_bf2f((uint16_t)(0x3f80 + i)),
+            y = ref_bf2f((uint16_t)(0x3f80 + j));
+      double p = (double)x * y;
+      uint16_t n = ref_f2bf((float)p); /* p is exact in float */
+      for (int k = -1; k <= 0 && !a; k++) {
+        uint16_t lo = (uint16_t)(n + k);
+        double vlo = ref_bf2f(lo), vhi = ref_bf2f((uint16_t)(lo + 1));
+        if (p > vlo && p < vhi && p - vlo == vhi - p && !(lo & 1)) {
+          a = (uint16_t)(0x3f80 + i);
+          b = (uint16_t)(0x3f80 + j);
+          want = (uint16_t)(lo + 1);
+          fa = x;
+          fb = y;
+        }
+      }
+    }
+  ck_assert_uint_ne(a, 0);
+  hin[0] = a;
+  hin[1] = b;
+  hin[2] = ref_f2bf(0x1p-40f);
+  ck_assert_int_eq(run_body(body, in, out, 1), PTX_OK);
+  ck_assert_msg((uint16_t)out[0] == want, "%a*%a: got 0x%04x want 0x%04x",
+                (double)fa, (double)fb, (unsigned)(uint16_t)out[0], want);
+}
+END_TEST
+
+/* ---- more integer instructions, set, match, bar.warp.sync ----------- */
+
+START_TEST(test_ptx_more_integer_instructions) {
+  static const char body[] =
+      "mul24.lo.s32 %r1, 0x00800000, 2;\n st.global.u32 [%rd0], %r1;\n"
+      "mul24.hi.u32 %r1, 0xffffff, 0xffffff;\n st.global.u32 [%rd0+4], %r1;\n"
+      "mad24.lo.u32 %r1, 3, 5, 7;\n st.global.u32 [%rd0+8], %r1;\n"
+      "add.sat.s32 %r1, 0x7fffffff, 1;\n st.global.u32 [%rd0+12], %r1;\n"
+      "sub.sat.s32 %r1, 0x80000000, 1;\n st.global.u32 [%rd0+16], %r1;\n"
+      "mad.hi.sat.s32 %r1, 0x7fffffff, 0x7fffffff, 0x7fffffff;\n"
+      " st.global.u32 [%rd0+20], %r1;\n"
+      "sad.s32 %r1, -5, 3, 10;\n st.global.u32 [%rd0+24], %r1;\n"
+      "sad.u32 %r1, 3, 5, 1;\n st.global.u32 [%rd0+28], %r1;\n"
+      "bfind.u32 %r1, 0x00f00000;\n st.global.u32 [%rd0+32], %r1;\n"
+      "bfind.s32 %r1, -1;\n st.global.u32 [%rd0+36], %r1;\n"
+      "bfind.s32 %r1, 0xfff0ffff;\n st.global.u32 [%rd0+40], %r1;\n"
+      "bfind.shiftamt.u32 %r1, 1;\n st.global.u32 [%rd0+44], %r1;\n"
+      "shf.l.wrap.b32 %r1, 0x80000001, 3, 36;\n st.global.u32 [%rd0+48], %r1;\n"
+      "shf.r.clamp.b32 %r1, 0x80000001, 3, 40;\n st.global.u32 [%rd0+52], %r1;\n"
+      "shf.r.wrap.b32 %r1, 0x80000001, 3, 4;\n st.global.u32 [%rd0+56], %r1;\n"
+      "dp4a.u32.s32 %r1, 0x01020304, 0xff010203, 10;\n"
+      " st.global.u32 [%rd0+60], %r1;\n"
+      "dp2a.lo.u32.u32 %r1, 0x00020003, 0x04030201, 0;\n"
+      " st.global.u32 [%rd0+64], %r1;\n"
+      "dp2a.hi.u32.u32 %r1, 0x00020003, 0x04030201, 0;\n"
+      " st.global.u32 [%rd0+68], %r1;\n"
+      "min.NaN.f32 %f1, 0f7FC00000, 0f3F800000;\n st.global.f32 [%rd0+72], %f1;\n"
+      "set.lt.u32.s32 %r1, -1, 0;\n st.global.u32 [%rd0+76], %r1;\n"
+      "set.lt.f32.u32 %r1, 0xffffffff, 0;\n st.global.u32 [%rd0+80], %r1;\n"
+      "set.eq.and.f32.f32 %r1, 0f3F800000, 0f3F800000, %p7;\n"
+      " st.global.u32 [%rd0+84], %r1;\n"
+      "setp.ne.u32 %p6, %r0, 99;\n"
+      "set.equ.or.s32.f64 %r1, 0d7FF8000000000000, 0d0000000000000000, "
+      "!%p6;\n"
+      " st.global.u32 [%rd0+88], %r1;\n";
+  uint64_t out[256];
+  const uint32_t *o = (const uint32_t *)out;
+  const float *of = (const float *)out;
+
+  ck_assert_int_eq(run_body(body, NULL, out, 1), PTX_OK);
+  ck_assert_uint_eq(o[0], 0xff000000u);
+  ck_assert_uint_eq(o[1], 0xfffffe00u);
+  ck_assert_uint_eq(o[2], 22);
+  ck_assert_uint_eq(o[3], 0x7fffffffu);
+  ck_assert_uint_eq(o[4], 0x80000000u);
+  ck_assert_uint_eq(o[5], 0x7fffffffu);
+  ck_assert_uint_eq(o[6], 18);
+  ck_assert_uint_eq(o[7], 3);
+  ck_assert_uint_eq(o[8], 23);
+  ck_assert_uint_eq(o[9], 0xffffffffu);
+  ck_assert_uint_eq(o[10], 19);
+  ck_assert_uint_eq(o[11], 31);
+  ck_assert_uint_eq(o[12], 0x38);          /* 36 mod 32 = 4 */
+  ck_assert_uint_eq(o[13], 3);             /* clamped to 32: b */
+  ck_assert_uint_eq(o[14], 0x38000000u);
+  ck_assert_uint_eq(o[15], 29);
+  ck_assert_uint_eq(o[16], 7);
+  ck_assert_uint_eq(o[17], 17);
+  ck_assert(isnan(of[18]));
+  ck_assert_uint_eq(o[19], 0xffffffffu);
+  ck_assert_uint_eq(o[20], 0);             /* unsigned: 2^32-1 < 0 no */
+  ck_assert_uint_eq(o[21], 0);             /* and with %p7 (false) */
+  ck_assert_uint_eq(o[22], 0xffffffffu);   /* NaN: unordered equal */
+}
+END_TEST
+
+START_TEST(test_ptx_match_and_warp_sync) {
+  /* match.any/all, and bar.warp.sync waiting for the member lanes: odd
+   * lanes store to shared memory on a detour placed after it, even lanes
+   * reach it first; after it everyone reads a neighbour's value. */
+  static const char text[] =
+      HDR
+      ".visible .entry w(.param .u64 w_out)\n{\n"
+      ".shared .align 4 .b8 sh[128];\n"
+      ".reg .pred %p<4>;\n.reg .b32 %r<12>;\n.reg .b64 %rd<6>;\n"
+      "ld.param.u64 %rd1, [w_out];\n"
+      "mov.u32 %r1, %tid.x;\n"
+      "and.b32 %r2, %r1, 3;\n"
+      "match.any.sync.b32 %r3, %r2, -1;\n"
+      "match.all.sync.b32 %r4|%p1, 5, -1;\n"
+      "match.all.sync.b32 %r5|%p2, %r1, -1;\n"
+      "selp.u32 %r6, 1, 0, %p1;\n selp.u32 %r7, 2, 0, %p2;\n"
+      "or.b32 %r6, %r6, %r7;\n"
+      "mov.u32 %r8, sh;\n"
+      "shl.b32 %r9, %r1, 2;\n add.s32 %r9, %r8, %r9;\n"
+      "and.b32 %r10, %r1, 1;\n setp.ne.s32 %p3, %r10, 0;\n"
+      "@%p3 bra $L_late;\n"
+      "st.shared.u32 [%r9], %r1;\n"
+      "$L_back:\n"
+      "bar.warp.sync -1;\n"
+      "xor.b32 %r10, %r1, 1;\n shl.b32 %r10, %r10, 2;\n"
+      "add.s32 %r10, %r8, %r10;\n ld.shared.u32 %r11, [%r10];\n"
+      "mul.wide.u32 %rd2, %r1, 16;\n add.s64 %rd3, %rd1, %rd2;\n"
+      "st.global.v4.u32 [%rd3], {%r3, %r4, %r6, %r11};\n"
+      "ret;\n"
+      "$L_late:\n"
+      "add.s32 %r11, %r1, 1000;\n st.shared.u32 [%r9], %r11;\n"
+      "bra.uni $L_back;\n}\n";
+  struct ptx_module *m = load_ok(text);
+  uint32_t *out = dev_alloc(32 * 16);
+  uint64_t params[1] = {dptr(out)};
+
+  ck_assert_int_eq(launch(ptx_module_kernel(m, "w"), 1, 1, 32, 1, 0, params,
+                          8, 1),
+                   PTX_OK);
+  for (uint32_t t = 0; t < 32; t++) {
+    uint32_t n = t ^ 1;
+    ck_assert_uint_eq(out[t * 4], 0x11111111u << (t & 3));
+    ck_assert_uint_eq(out[t * 4 + 1], 0xffffffffu);
+    ck_assert_uint_eq(out[t * 4 + 2], 1);
+    ck_assert_uint_eq(out[t * 4 + 3], (n & 1) ? n + 1000 : n);
+  }
+  ptx_module_free(m);
+  dev_reset();
+}
+END_TEST
+
+START_TEST(test_ptx_barriers_named_and_deadlocked) {
+  /* A .shared variable of a .func, a block barrier with a thread count
+   * that can never be reached, and one that the exited threads do not
+   * hold up. */
+  static const char text[] =
+      HDR
+      ".func f(.param .b32 f_t)\n{\n"
+      ".shared .align 4 .b8 fsh[256];\n"
+      ".reg .b32 %r<4>;\n"
+      "ld.param.b32 %r1, [f_t];\n"
+      "mov.u32 %r2, fsh;\n shl.b32 %r3, %r1, 2;\n add.s32 %r2, %r2, %r3;\n"
+      "st.shared.u32 [%r2], %r1;\nret;\n}\n"
+      ".func (.param .b32 g_r) g(.param .b32 g_t)\n{\n"
+      ".shared .align 4 .b8 fsh2[256];\n"
+      ".reg .b32 %r<4>;\n"
+      "ld.param.b32 %r1, [g_t];\n"
+      "mov.u32 %r2, fsh;\n" /* not visible here: its own name space */
+      "st.param.b32 [g_r], %r1;\nret;\n}\n"
+      ".visible .entry k(.param .u64 k_out, .param .u32 k_mode)\n{\n"
+      ".reg .pred %p<3>;\n.reg .b32 %r<8>;\n.reg .b64 %rd<4>;\n"
+      "ld.param.u64 %rd1, [k_out];\n ld.param.u32 %r5, [k_mode];\n"
+      "mov.u32 %r1, %tid.x;\n"
+      "setp.eq.s32 %p1, %r5, 1;\n @%p1 bra $L_dead;\n"
+      "setp.ge.u32 %p2, %r1, 48;\n @%p2 bra $L_exit;\n"
+      "{\n.param .b32 a;\nst.param.b32 [a], %r1;\ncall.uni f, (a);\n}\n"
+      "bar.sync 0;\n"
+      "xor.b32 %r2, %r1, 1;\n"
+      "{\n.param .b32 a;\nst.param.b32 [a], %r2;\n.param .b32 r;\n"
+      "call.uni (r), g, (a);\nld.param.b32 %r2, [r];\n}\n"
+      "mul.wide.u32 %rd2, %r1, 4;\n add.s64 %rd3, %rd1, %rd2;\n"
+      "st.global.u32 [%rd3], %r2;\n"
+      "$L_exit:\nret;\n"
+      "$L_dead:\nbar.sync 1, 64;\nret;\n}\n";
+  /* g's "mov.u32 %r2, fsh" must not resolve: fsh belongs to f */
+  load_fails(text, PTX_E_UNSUPPORTED, "'mov.u32 %r2, fsh;'");
+  {
+    char *fixed = strdup(text), *p;
+    struct ptx_module *m;
+    uint32_t *out = dev_alloc(64 * 4);
+    uint64_t params[2] = {dptr(out), 0};
+    ck_assert_ptr_nonnull(fixed);
+    p = strstr(fixed, "mov.u32 %r2, fsh;\" /*") ? NULL
+        : strstr(strstr(fixed, ".func (.param"), "mov.u32 %r2, fsh;");
+    ck_assert_ptr_nonnull(p);
+    memcpy(p, "mov.u32 %r2, 0  ;", 17);
+    m = load_ok(fixed);
+    ck_assert_uint_ge(ptx_kernel_shared_size(ptx_module_kernel(m, "k")),
+                      512);
+    ck_assert_int_eq(launch(ptx_module_kernel(m, "k"), 1, 1, 64, 1, 0,
+                            params, 12, 1),
+                     PTX_OK);
+    for (uint32_t t = 0; t < 48; t++)
+      ck_assert_uint_eq(out[t], t ^ 1);
+    params[1] = 1;
+    ck_assert_int_eq(launch(ptx_module_kernel(m, "k"), 1, 1, 32, 1, 0,
+                            params, 12, 1),
+                     PTX_E_DEADLOCK);
+    ck_assert_msg(strstr(errbuf, "barrier 1 never completes: 32 of 64") &&
+                      strstr(errbuf, "bar.sync 1, 64"),
+                  "%s", errbuf);
+    ptx_module_free(m);
+    free(fixed);
+    dev_reset();
+  }
+}
+END_TEST
+
+START_TEST(test_ptx_module_queries) {
+  static const char text[] =
+      ".version 8.7\n.target sm_86\n.address_size 64\n"
+      ".const .align 4 .u32 c1 = 5;\n"
+      ".const .align 8 .f64 c2[3];\n"
+      ".global .align 4 .u32 g1;\n"
+      ".visible .entry k()\n{\n"
+      ".reg .pred %p<2>;\n.reg .b32 %r<5>;\n.reg .b64 %rd1;\n"
+      "{\n.reg .b32 %t<3>;\n}\nret;\n}\n"
+      ".visible .entry big()\n{\n.reg .b32 %r<300>;\nret;\n}\n";
+  struct ptx_module *m = load_ok(text);
+
+  ck_assert_int_eq(ptx_module_ptx_version(m), 87);
+  ck_assert_int_eq(ptx_module_target(m), 86);
+  ck_assert_uint_eq(ptx_module_const_size(m), 32);
+  ck_assert_uint_eq(ptx_kernel_num_regs(ptx_module_kernel(m, "k")), 11);
+  ck_assert_uint_eq(ptx_kernel_num_regs(ptx_module_kernel(m, "big")), 255);
+  ptx_module_free(m);
+  m = load_ok(HDR ".visible .entry k()\n{\nret;\n}\n");
+  ck_assert_int_eq(ptx_module_ptx_version(m), 90);
+  ck_assert_int_eq(ptx_module_target(m), 75);
+  ck_assert_uint_eq(ptx_module_const_size(m), 0);
+  ck_assert_uint_eq(ptx_kernel_num_regs(ptx_module_kernel(m, "k")), 0);
+  ptx_module_free(m);
 }
 END_TEST
 
@@ -1533,6 +2130,387 @@ START_TEST(test_ptx_nvcc_spin_lock_completes) {
 }
 END_TEST
 
+/* What a launch printed: every print call's text, in the order they
+ * came. */
+struct capture {
+  pthread_mutex_t lock;
+  char *buf;
+  size_t len, cap;
+  unsigned calls;
+};
+
+static void capture_print(void *opaque, const char *text, size_t len) {
+  struct capture *c = opaque;
+
+  pthread_mutex_lock(&c->lock);
+  if (c->len + len + 1 > c->cap) {
+    size_t cap = c->cap ? c->cap * 2 : 4096;
+    while (cap < c->len + len + 1)
+      cap *= 2;
+    c->buf = realloc(c->buf, cap);
+    ck_assert_ptr_nonnull(c->buf);
+    c->cap = cap;
+  }
+  memcpy(c->buf + c->len, text, len);
+  c->len += len;
+  c->buf[c->len] = 0;
+  c->calls++;
+  /* one call is one whole printf: it ends its line */
+  ck_assert_msg(len > 0 && text[len - 1] == '\n', "partial text '%.*s'",
+                (int)len, text);
+  pthread_mutex_unlock(&c->lock);
+}
+
+static int launch_print(const struct ptx_kernel *k, unsigned gx, unsigned bx,
+                        const void *params, size_t psize, unsigned threads,
+                        struct capture *c) {
+  struct ptx_launch l = {
+    .grid = {gx, 1, 1},
+    .block = {bx, 1, 1},
+    .params = params,
+    .params_size = psize,
+    .mem = &mem_ops,
+    .max_threads = threads,
+    .print = capture_print,
+    .print_opaque = c,
+  };
+  return ptx_launch(k, &l, errbuf, sizeof(errbuf));
+}
+
+static void capture_init(struct capture *c) {
+  memset(c, 0, sizeof(*c));
+  pthread_mutex_init(&c->lock, NULL);
+}
+
+static void capture_free(struct capture *c) {
+  free(c->buf);
+  pthread_mutex_destroy(&c->lock);
+}
+
+START_TEST(test_ptx_nvcc_printf_conversions) {
+  const struct ptx_kernel *k = kern("printfAll");
+  int i = -42;
+  long long ll = -1234567890123LL;
+  unsigned u = 3000000000u;
+  float f = 3.14159265f;
+  double d = -12345.678901;
+  char *s = dev_alloc(64);
+  uint64_t ps = dptr(s);
+  const void *vals[] = {&i, &ll, &u, &f, &d, &ps};
+  uint8_t params[256];
+  size_t psz = pack(k, params, vals, 6);
+  struct capture c;
+  char want[2048];
+  int n = 0;
+
+  strcpy(s, "hello, device");
+  n += snprintf(want + n, sizeof(want) - (size_t)n,
+                "i=%d ll=%lld u=%u x=%x X=%#X o=%o c=%c s=%s lit=%s %%\n", i,
+                ll, u, u, u, u, 'Z', s, "lit");
+  n += snprintf(want + n, sizeof(want) - (size_t)n,
+                "f=%.3f e=%e E=%.2E g=%g G=%G a=%a A=%A F=%F\n", (double)f,
+                d, d, d, d, d, d, d);
+  n += snprintf(want + n, sizeof(want) - (size_t)n,
+                "[%5d|%-5d|%05d|%+d|% d|%*d|%-*d|%.*f|%.0f|%#.0f]\n", i, i, i,
+                i, i, 7, i, 6, i, 2, d, d, d);
+  n += snprintf(want + n, sizeof(want) - (size_t)n,
+                "[%hhd|%hd|%hu|%ld|%lu|%zu|%lx|%10.4e|%-12.3g|%.10s|%8s]\n",
+                (char)i, (short)i, (unsigned short)u, (long)ll,
+                (unsigned long)ll, (size_t)ll, (unsigned long)ll, d, d, s,
+                "ab");
+  n += snprintf(want + n, sizeof(want) - (size_t)n, "p=%p null=%p\n",
+                (void *)s, (void *)0);
+  capture_init(&c);
+  ck_assert_int_eq(launch_print(k, 1, 1, params, psz, 1, &c), PTX_OK);
+  ck_assert_uint_eq(c.calls, 5);
+  ck_assert_str_eq(c.buf, want);
+  /* Without a print callback the output is dropped. */
+  ck_assert_int_eq(launch(k, 1, 1, 1, 1, 0, params, psz, 1), PTX_OK);
+  capture_free(&c);
+}
+END_TEST
+
+START_TEST(test_ptx_nvcc_printf_many_threads) {
+  const struct ptx_kernel *k = kern("printfMany");
+  int tag = 77;
+  const void *vals[] = {&tag};
+  uint8_t params[256];
+  size_t psz = pack(k, params, vals, 1);
+  enum { BLOCKS = 5, THREADS = 100 };
+  static bool seen[BLOCKS][THREADS];
+  unsigned done = 0;
+  struct capture c;
+
+  capture_init(&c);
+  memset(seen, 0, sizeof(seen));
+  ck_assert_int_eq(launch_print(k, BLOCKS, THREADS, params, psz, 2, &c),
+                   PTX_OK);
+  ck_assert_uint_eq(c.calls, BLOCKS * THREADS + BLOCKS);
+  for (char *line = c.buf, *nl; *line; line = nl + 1) {
+    int t, b, g;
+    nl = strchr(line, '\n');
+    ck_assert_ptr_nonnull(nl);
+    if (strncmp(line, "block done\n", 11) == 0) {
+      done++;
+      continue;
+    }
+    ck_assert_int_eq(sscanf(line, "thread %d of block %d tag %d", &t, &b, &g),
+                     3);
+    ck_assert(t >= 0 && t < THREADS && b >= 0 && b < BLOCKS && g == 77);
+    ck_assert_msg(!seen[b][t], "line twice: %.*s", (int)(nl - line), line);
+    seen[b][t] = true;
+  }
+  ck_assert_uint_eq(done, BLOCKS);
+  capture_free(&c);
+}
+END_TEST
+
+START_TEST(test_ptx_nvcc_printf_return_and_bad_string) {
+  const struct ptx_kernel *k = kern("printfRet");
+  int *out = dev_alloc(8);
+  uint64_t po = dptr(out), bad = 0x1000;
+  const void *vals[] = {&po, &bad};
+  uint8_t params[256];
+  size_t psz = pack(k, params, vals, 2);
+  struct capture c;
+
+  capture_init(&c);
+  ck_assert_int_eq(launch_print(k, 1, 1, params, psz, 1, &c), PTX_OK);
+  ck_assert_str_eq(c.buf, "12345\n<bad address>|\n");
+  ck_assert_int_eq(out[0], 6);   /* the bytes printed */
+  ck_assert_int_eq(out[1], 15);
+  capture_free(&c);
+}
+END_TEST
+
+START_TEST(test_ptx_nvcc_assert_fails_launch) {
+  const struct ptx_kernel *k = kern("assertKernel");
+  int *x = dev_alloc(32 * 4);
+  uint64_t px = dptr(x);
+  const void *vals[] = {&px};
+  uint8_t params[256];
+  size_t psz = pack(k, params, vals, 1);
+  struct capture c;
+
+  capture_init(&c);
+  ck_assert_int_eq(launch_print(k, 1, 32, params, psz, 1, &c), PTX_OK);
+  ck_assert_uint_eq(c.calls, 0);
+  x[5] = 12;
+  ck_assert_int_eq(launch_print(k, 1, 32, params, psz, 1, &c), PTX_E_ASSERT);
+  ck_assert_uint_eq(c.calls, 1);
+  ck_assert_msg(strstr(c.buf, "ptx_kernels.cu:") &&
+                    strstr(c.buf, "assertKernel") &&
+                    strstr(c.buf, "block: [0,0,0], thread: [5,0,0] Assertion "
+                                  "`x[threadIdx.x] < 10` failed.\n"),
+                "%s", c.buf);
+  ck_assert_msg(strstr(errbuf, "kernel 'assertKernel'") &&
+                    strstr(errbuf, "thread (5,0,0)") &&
+                    strstr(errbuf, "assertion"),
+                "%s", errbuf);
+  capture_free(&c);
+}
+END_TEST
+
+START_TEST(test_ptx_nvcc_barrier_reductions_and_named) {
+  const struct ptx_kernel *k = kern("syncReduce"), *kn = kern("namedBarrier");
+  enum { B = 3, T = 96 };
+  int *in = dev_alloc(B * T * 4), *out = dev_alloc(B * 3 * 4);
+  int *nout = dev_alloc(64 * 4);
+  uint64_t pi = dptr(in), po = dptr(out), pn = dptr(nout);
+  const void *vals[] = {&pi, &po}, *vn[] = {&pn};
+  uint8_t params[256];
+  size_t psz = pack(k, params, vals, 2);
+
+  for (int i = 0; i < B * T; i++)
+    in[i] = (i * 37) % 11 - 5;
+  in[T + 7] = 42;          /* block 1: or true */
+  in[2 * T + 9] = -200;    /* block 2: and false */
+  ck_assert_int_eq(launch(k, B, 1, T, 1, 0, params, psz, 2), PTX_OK);
+  for (int b = 0; b < B; b++) {
+    int cnt = 0, all = 1, any = 0;
+    for (int t = 0; t < T; t++) {
+      int v = in[b * T + t];
+      cnt += v > 0;
+      all &= v > -100;
+      any |= v == 42;
+    }
+    ck_assert_int_eq(out[b * 3], cnt);
+    ck_assert_int_eq(out[b * 3 + 1], all);
+    ck_assert_int_eq(out[b * 3 + 2], any);
+  }
+  psz = pack(kn, params, vn, 1);
+  ck_assert_int_eq(launch(kn, 1, 1, 96, 1, 0, params, psz, 1), PTX_OK);
+  for (int t = 32; t < 96; t++)
+    ck_assert_int_eq(nout[t - 32], (t & 31) * 3 + (t >> 5));
+}
+END_TEST
+
+START_TEST(test_ptx_nvcc_warp_intrinsics) {
+  const struct ptx_kernel *k = kern("warpIntrinsics");
+  int *in = dev_alloc(32 * 4);
+  unsigned *out = dev_alloc(32 * 8 * 4);
+  uint64_t pi = dptr(in), po = dptr(out);
+  const void *vals[] = {&pi, &po};
+  uint8_t params[256];
+  size_t psz = pack(k, params, vals, 2);
+
+  for (int t = 0; t < 32; t++)
+    in[t] = t < 31 ? t * 37 + 5 : 0x12345;
+  ck_assert_int_eq(launch(k, 1, 1, 32, 1, 0, params, psz, 1), PTX_OK);
+  for (int t = 0; t < 32; t++) {
+    const unsigned *o = out + t * 8;
+    int v = in[t];
+    unsigned any = 0, ffs = (unsigned)__builtin_ffs(v);
+    unsigned clz = v ? (unsigned)__builtin_clz((unsigned)v) : 32;
+    uint64_t cat = (uint64_t)(unsigned)t << 32 | (unsigned)v;
+    unsigned fl = (unsigned)((cat << (t & 31)) >> 32);
+    unsigned fr = (unsigned)(cat >> (t + 20 > 32 ? 32 : t + 20));
+    int dp = 5;
+    for (int j = 0; j < 32; j++)
+      if ((in[j] & 3) == (v & 3))
+        any |= 1u << j;
+    for (int j = 0; j < 4; j++)
+      dp += (int8_t)(v >> (8 * j)) * (int8_t)((t * 0x01020304) >> (8 * j));
+    ck_assert_uint_eq(o[0], any);
+    ck_assert_uint_eq(o[1], 0);        /* in[31] >> 8 differs */
+    ck_assert_uint_eq(o[2], 0);
+    ck_assert_uint_eq(o[3], ffs + clz * 100);
+    ck_assert_uint_eq(o[4], fl ^ fr);
+    ck_assert_uint_eq(o[5], (unsigned)(abs(v - t * 1000) + 7) +
+                                ((unsigned)v > (unsigned)t
+                                     ? (unsigned)v - (unsigned)t
+                                     : (unsigned)t - (unsigned)v) + 1);
+    ck_assert_uint_eq(o[6], (unsigned)dp);
+    {
+      int64_t s24 = (int64_t)((int32_t)((unsigned)v << 8) >> 8) * t;
+      uint64_t u24 = (uint64_t)((unsigned)v & 0xffffff) * (unsigned)t;
+      int32_t hi = (int32_t)(((int64_t)v * t) >> 32);
+      ck_assert_uint_eq(o[7], (unsigned)s24 + (unsigned)u24 + (unsigned)hi);
+    }
+  }
+}
+END_TEST
+
+START_TEST(test_ptx_nvcc_half_math) {
+  const struct ptx_kernel *k = kern("halfMath");
+  float *in = dev_alloc(192 * 4), *out = dev_alloc(64 * 4 * 4);
+  uint16_t *hout = dev_alloc(64 * 8 * 2);
+  uint32_t *h2out = dev_alloc(64 * 4 * 4);
+  uint64_t pi = dptr(in), po = dptr(out), ph = dptr(hout), p2 = dptr(h2out);
+  const void *vals[] = {&pi, &po, &ph, &p2};
+  uint8_t params[256];
+  size_t psz = pack(k, params, vals, 4);
+  static const float special[] = {
+    1.0f + 0x1p-11f, 2049.0f, 2051.0f, 65504.0f, 0.5f, -0.25f, 1e-5f,
+    -3e-6f, 40000.0f, 0x1p-20f, 7.0f, -7.0f, 0.1f, 300.0f, 1.0f, -1.0f,
+  };
+  unsigned s = 5;
+
+  for (int i = 0; i < 192; i++) {
+    s = s * 1103515245u + 12345u;
+    if (i % 64 < 40)
+      in[i] = frand(&s) * 16.0f;
+    else if (i % 64 < 48)
+      in[i] = frand(&s) * 1e-5f;
+    else
+      in[i] = special[i % 16] * ((i & 64) ? -1.0f : 1.0f);
+  }
+  ck_assert_int_eq(launch(k, 1, 1, 64, 1, 0, params, psz, 1), PTX_OK);
+  for (int i = 0; i < 64; i++) {
+    float x = in[i], y = in[i + 64], z = in[i + 128];
+    uint16_t a = ref_d2h(x, 0), b = ref_d2h(y, 0), c = ref_d2h(z, 0);
+    double va = ref_h2d(a), vb = ref_h2d(b), vc = ref_h2d(c);
+    const uint16_t *h = hout + i * 8;
+    const uint32_t *h2 = h2out + i * 4;
+    uint16_t p[2] = {a, b}, q[2] = {c, a}, r[2], sm[2];
+    for (int j = 0; j < 2; j++) {
+      double vp = ref_h2d(p[j]), vq = ref_h2d(q[j]);
+      uint16_t sum = ref_d2h(vp + vq, 0);
+      r[j] = ref_d2h(fma(vp, vq, ref_h2d(sum)), 0);
+      sm[j] = ref_d2h(vp * vq, 0);
+    }
+    ck_assert_uint_eq(h[0], ref_d2h(va + vb, 0));
+    ck_assert_uint_eq(h[1], ref_d2h(va - vb, 0));
+    ck_assert_uint_eq(h[2], ref_d2h(va * vb, 0));
+    ck_assert_msg(h[3] == ref_d2h(fma(va, vb, vc), 0), "fma %d: %04x %04x",
+                  i, h[3], ref_d2h(fma(va, vb, vc), 0));
+    ck_assert_uint_eq(h[4], ref_d2h(va > vb ? va : vb, 0));
+    ck_assert_uint_eq(h[5], (a & 0x7fff) | 0x8000);
+    ck_assert_uint_eq(h[6], ref_d2h(x, 1));
+    ck_assert_uint_eq(h[7], (unsigned)(va < vb) | (unsigned)(va > vb) << 1 |
+                                (unsigned)(va == vb) << 2);
+    ck_assert_uint_eq(h2[0], r[0] | (uint32_t)r[1] << 16);
+    ck_assert_uint_eq(h2[1], sm[0] | (uint32_t)sm[1] << 16);
+    ck_assert_uint_eq(h2[2], sm[0] | (uint32_t)r[1] << 16);
+    ck_assert_uint_eq(h2[3], va <= vc && vb <= va);
+    ck_assert(out[i * 4] == (float)va + (float)va * 0.5f);
+    ck_assert(out[i * 4 + 1] ==
+              (float)(int)trunc(vb) + (float)(vc <= 0 ? 0 : (int)floor(vc)));
+    ck_assert(out[i * 4 + 2] == (float)ref_h2d(ref_d2h(i * 1001 - 30000, 0)));
+    if (fabs(va) < 8)
+      near(out[i * 4 + 3], exp(va), 2e-3, "h2exp", i);
+  }
+}
+END_TEST
+
+START_TEST(test_ptx_nvcc_lock_then_wait_completes) {
+  /* Lanes of one warp (and two warps of the block) take turns through a
+   * lock, then wait for each other: needs the starved lock holder to run,
+   * and the warps to take turns. */
+  const struct ptx_kernel *k = kern("lockThenWait"), *kf = kern("warpFlag");
+  int *lock = dev_alloc(4), *counter = dev_alloc(4), *done = dev_alloc(4);
+  int *flag = dev_alloc(4), *out = dev_alloc(32 * 4);
+  uint64_t pl = dptr(lock), pc = dptr(counter), pd = dptr(done);
+  uint64_t pf = dptr(flag), po = dptr(out);
+  const void *vals[] = {&pl, &pc, &pd}, *vf[] = {&pf, &po};
+  uint8_t params[256];
+  size_t ps = pack(k, params, vals, 3);
+
+  ck_assert_int_eq(launch(k, 1, 1, 64, 1, 0, params, ps, 1), PTX_OK);
+  ck_assert_int_eq(*counter, 64);
+  ck_assert_int_eq(*done, 64);
+  ck_assert_int_eq(*lock, 0);
+  ps = pack(kf, params, vf, 2);
+  ck_assert_int_eq(launch(kf, 1, 1, 64, 1, 0, params, ps, 1), PTX_OK);
+  for (int t = 0; t < 32; t++)
+    ck_assert_int_eq(out[t], 7);
+}
+END_TEST
+
+START_TEST(test_ptx_nvcc_intra_warp_deadlock_is_reported) {
+  const struct ptx_kernel *k = kern("lockDeadlock");
+  int *lock = dev_alloc(4), *out = dev_alloc(32 * 4);
+  uint64_t pl = dptr(lock), po = dptr(out);
+  const void *vals[] = {&pl, &po};
+  uint8_t params[256];
+  size_t ps = pack(k, params, vals, 2);
+  struct timespec t0, t1;
+
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  ck_assert_int_eq(launch(k, 1, 1, 32, 1, 0, params, ps, 1), PTX_E_DEADLOCK);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  ck_assert_msg(strstr(errbuf, "kernel 'lockDeadlock'") &&
+                    strstr(errbuf, "block (0,0,0)") &&
+                    strstr(errbuf, "warp 0") &&
+                    strstr(errbuf, "vote.sync.ballot") &&
+                    strstr(errbuf, "a lock between lanes of one warp cannot "
+                                   "make progress on the emulated device"),
+                "%s", errbuf);
+  printf("intra-warp deadlock reported after %.2f s: %s\n",
+         (double)(t1.tv_sec - t0.tv_sec) +
+             (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9,
+         errbuf);
+}
+END_TEST
+
+START_TEST(test_ptx_nvcc_module_queries) {
+  ck_assert_int_eq(ptx_module_ptx_version(kmod), 90);
+  ck_assert_int_eq(ptx_module_target(kmod), 75);
+  ck_assert_uint_gt(ptx_kernel_num_regs(kern("mathf")), 10);
+  ck_assert_uint_le(ptx_kernel_num_regs(kern("mathf")), 255);
+}
+END_TEST
+
 START_TEST(test_ptx_nvcc_text_survives_mutations) {
   mutate_and_load(kernels_text, kernels_len, 300);
 }
@@ -1588,6 +2566,7 @@ static Suite *ptx_suite(bool with_kernels) {
   tcase_add_test(ti, test_ptx_setp_boolop_and_predicates);
   tcase_add_test(ti, test_ptx_divergence_reconverges);
   tcase_add_test(ti, test_ptx_shfl_and_vote);
+  tcase_add_test(ti, test_ptx_vote_per_lane_member_masks);
   tcase_add_test(ti, test_ptx_shfl_waits_for_member_lanes);
   tcase_add_test(ti, test_ptx_atomics);
   tcase_add_test(ti, test_ptx_generic_shared_local);
@@ -1596,6 +2575,14 @@ static Suite *ptx_suite(bool with_kernels) {
   tcase_add_test(ti, test_ptx_carry_chains);
   tcase_add_test(ti, test_ptx_spin_loop_is_cancelled);
   tcase_add_test(ti, test_ptx_func_calls);
+  tcase_add_test(ti, test_ptx_half_conversions_round_once);
+  tcase_add_test(ti, test_ptx_half_conversions_ints_and_f64);
+  tcase_add_test(ti, test_ptx_half_arithmetic_edges);
+  tcase_add_test(ti, test_ptx_bf16_fma_rounds_once);
+  tcase_add_test(ti, test_ptx_more_integer_instructions);
+  tcase_add_test(ti, test_ptx_match_and_warp_sync);
+  tcase_add_test(ti, test_ptx_barriers_named_and_deadlocked);
+  tcase_add_test(ti, test_ptx_module_queries);
   suite_add_tcase(s, ti);
 
   if (with_kernels) {
@@ -1611,6 +2598,16 @@ static Suite *ptx_suite(bool with_kernels) {
     tcase_add_test(tk, test_ptx_nvcc_math_library);
     tcase_add_test(tk, test_ptx_nvcc_noinline_call_and_cg);
     tcase_add_test(tk, test_ptx_nvcc_spin_lock_completes);
+    tcase_add_test(tk, test_ptx_nvcc_printf_conversions);
+    tcase_add_test(tk, test_ptx_nvcc_printf_many_threads);
+    tcase_add_test(tk, test_ptx_nvcc_printf_return_and_bad_string);
+    tcase_add_test(tk, test_ptx_nvcc_assert_fails_launch);
+    tcase_add_test(tk, test_ptx_nvcc_barrier_reductions_and_named);
+    tcase_add_test(tk, test_ptx_nvcc_warp_intrinsics);
+    tcase_add_test(tk, test_ptx_nvcc_half_math);
+    tcase_add_test(tk, test_ptx_nvcc_lock_then_wait_completes);
+    tcase_add_test(tk, test_ptx_nvcc_intra_warp_deadlock_is_reported);
+    tcase_add_test(tk, test_ptx_nvcc_module_queries);
     tcase_add_test(tk, test_ptx_nvcc_text_survives_mutations);
     tcase_add_test(tk, test_ptx_nvcc_speed);
     tcase_set_timeout(tk, 60);

@@ -24,6 +24,7 @@ struct emu_block {
   uint64_t span;            /* live: bytes reserved; free: == size */
   uint64_t max;             /* free tree: largest size in the subtree */
   uint32_t prio;
+  unsigned flags;           /* live: EMU_ALLOC_* */
   struct emu_block *l, *r;
   struct emu_owner *owner;  /* live only */
   struct emu_block *oprev, *onext;
@@ -265,6 +266,11 @@ void emu_arena_free(struct emu_arena *a) {
 
 int emu_arena_alloc(struct emu_arena *a, struct emu_owner *owner,
                     uint64_t size, uint64_t *addr) {
+  return emu_arena_alloc_flags(a, owner, size, 0, addr);
+}
+
+int emu_arena_alloc_flags(struct emu_arena *a, struct emu_owner *owner,
+                          uint64_t size, unsigned flags, uint64_t *addr) {
   struct emu_block *n, *gone = NULL;
   uint64_t span, at = 0;
 
@@ -288,6 +294,7 @@ int emu_arena_alloc(struct emu_arena *a, struct emu_owner *owner,
   n->addr = at;
   n->size = size;
   n->span = span;
+  n->flags = flags;
   n->owner = owner;
   n->oprev = NULL;
   n->onext = owner->head;
@@ -343,13 +350,25 @@ static void give_back(uint64_t addr, uint64_t len) {
     memset((void *)(uintptr_t)lo, 0, hi - lo); /* keep the contract */
 }
 
+/* The live allocation that starts exactly at |addr|, or NULL. */
+static struct emu_block *live_at(const struct emu_arena *a, uint64_t addr) {
+  struct emu_block *n = floor_node(a->live, addr);
+  return n && n->addr == addr ? n : NULL;
+}
+
 int emu_arena_release(struct emu_arena *a, uint64_t addr) {
+  return emu_arena_release_flags(a, addr, 0);
+}
+
+int emu_arena_release_flags(struct emu_arena *a, uint64_t addr,
+                            unsigned flags) {
   struct emu_block *n, *prev, *next;
   uint64_t lo, hi;
 
-  n = remove_at(&a->live, addr);
-  if (!n)
+  n = live_at(a, addr);
+  if (!n || n->flags != flags)
     return CUDA_ERROR_INVALID_VALUE;
+  remove_at(&a->live, addr);
 
   if (n->oprev)
     n->oprev->onext = n->onext;
@@ -391,7 +410,7 @@ int emu_arena_release(struct emu_arena *a, uint64_t addr) {
 
 void emu_arena_release_owner(struct emu_arena *a, struct emu_owner *owner) {
   while (owner->head)
-    emu_arena_release(a, owner->head->addr);
+    emu_arena_release_flags(a, owner->head->addr, owner->head->flags);
 }
 
 int emu_arena_lookup(const struct emu_arena *a, uint64_t addr,
@@ -404,6 +423,7 @@ int emu_arena_lookup(const struct emu_arena *a, uint64_t addr,
     out->base = n->addr;
     out->size = n->size;
     out->span = n->span;
+    out->flags = n->flags;
     out->owner = n->owner;
   }
   return CUDA_SUCCESS;

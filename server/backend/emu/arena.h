@@ -14,7 +14,8 @@
  * contains an address are all O(log n).
  *
  * Every function returns a CUresult (0 is CUDA_SUCCESS). An arena is not
- * thread-safe: one thread (the session's worker) uses it.
+ * thread-safe: one thread (the session's worker) changes it; lookups may
+ * run from many threads while it does not (a kernel launch).
  */
 #ifndef GP_SERVER_EMU_ARENA_H
 #define GP_SERVER_EMU_ARENA_H
@@ -41,6 +42,14 @@
 #define EMU_ARENA_RELEASE_MIN (64u << 10)
 
 struct emu_block; /* a treap node, private to arena.c */
+
+/* Allocation flags (emu_arena_alloc_flags()). EMU_ALLOC_MODULE marks the
+ * storage of a module's .global/.const variable: it is addressable like any
+ * allocation, but emu_arena_release() refuses it (cuMemFree of a module
+ * global is CUDA_ERROR_INVALID_VALUE); only emu_arena_release_flags() with
+ * the same flags (module unload) or emu_arena_release_owner() (context
+ * destroy) frees it. */
+#define EMU_ALLOC_MODULE 0x1u
 
 /* Who owns an allocation (a context). Embed one zeroed struct per owner;
  * the arena links the owner's allocations through it so that
@@ -77,6 +86,7 @@ struct emu_alloc_info {
   uint64_t base;            /* device (= host) address */
   uint64_t size;            /* bytes requested */
   uint64_t span;            /* bytes reserved: size rounded up */
+  unsigned flags;           /* EMU_ALLOC_* */
   struct emu_owner *owner;
 };
 
@@ -98,6 +108,11 @@ void emu_arena_free(struct emu_arena *a);
 int emu_arena_alloc(struct emu_arena *a, struct emu_owner *owner,
                     uint64_t size, uint64_t *addr);
 
+/* As emu_arena_alloc(), marking the allocation with |flags| (EMU_ALLOC_*,
+ * 0 for none). */
+int emu_arena_alloc_flags(struct emu_arena *a, struct emu_owner *owner,
+                          uint64_t size, unsigned flags, uint64_t *addr);
+
 /* cuMemAllocPitch: rows of |width| bytes, |height| rows, each row starting
  * at a multiple of EMU_ARENA_ALIGN. Sets |*addr| and |*pitch|. Returns
  * CUDA_ERROR_INVALID_VALUE for a zero width or height or an element size
@@ -107,16 +122,25 @@ int emu_arena_alloc_pitch(struct emu_arena *a, struct emu_owner *owner,
                           unsigned element_size, uint64_t *addr,
                           uint64_t *pitch);
 
-/* Frees the allocation that starts at |addr|. Returns
+/* Frees the allocation that starts at |addr| (cuMemFree). Returns
  * CUDA_ERROR_INVALID_VALUE when no allocation starts there (unknown or
- * interior pointer). Never allocates, so it cannot fail otherwise. */
+ * interior pointer) or it has flags (a module's variable). Never
+ * allocates, so it cannot fail otherwise. */
 int emu_arena_release(struct emu_arena *a, uint64_t addr);
 
-/* Frees every allocation of |owner|. */
+/* Frees the allocation that starts at |addr| if its flags are exactly
+ * |flags|. Returns CUDA_SUCCESS or CUDA_ERROR_INVALID_VALUE (none starts
+ * there, or other flags). */
+int emu_arena_release_flags(struct emu_arena *a, uint64_t addr,
+                            unsigned flags);
+
+/* Frees every allocation of |owner|, whatever its flags. */
 void emu_arena_release_owner(struct emu_arena *a, struct emu_owner *owner);
 
 /* Finds the live allocation that contains |addr|. Returns CUDA_SUCCESS and
- * fills |*out| (may be NULL), or CUDA_ERROR_NOT_FOUND. */
+ * fills |*out| (may be NULL), or CUDA_ERROR_NOT_FOUND. Only reads the
+ * arena: any number of threads may call it (and emu_arena_check()) at once
+ * while no thread changes the arena. */
 int emu_arena_lookup(const struct emu_arena *a, uint64_t addr,
                      struct emu_alloc_info *out);
 

@@ -1,9 +1,19 @@
 /* The emu backend: an emulated device on the CPU (see
  * docs/emulated-device.md).
  *
- * Device memory is the session's arena (arena.h). Contexts, streams and
- * events are objects in id maps (idmap.h); each context links its streams
- * and events and owns its allocations, so destroying it frees them all.
+ * Device memory is the session's arena (arena.h). Contexts, streams,
+ * events, modules and functions are objects in id maps (idmap.h); each
+ * context links its streams, events and modules and owns its allocations,
+ * so destroying it frees them all. Modules and launches are in module.c
+ * and launch.c.
+ *
+ * A kernel fault makes its context "sticky-failed" (emu_ctx.sticky), as on
+ * a GPU: every later operation that touches the context returns that
+ * error until it is destroyed. An operation finds the context through the
+ * id it names (a context), the object it names (a stream's, an event's, a
+ * module's context) or the allocation an address lies in (its owner).
+ * Other contexts are unaffected: a kernel reaches only its own context's
+ * allocations (launch.c).
  *
  * Work executes synchronously, in arrival order, when its request is
  * dispatched: a copy or memset is complete when its operation returns, so
@@ -11,6 +21,7 @@
  * records the time at which its record request was executed.
  */
 #include <cuda.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -20,11 +31,6 @@
 #include "emu.h"
 #include "idmap.h"
 
-/* Bounds on live objects per session, each beyond: out of memory. */
-#define EMU_MAX_CTXS 65536u
-#define EMU_MAX_STREAMS 65536u
-#define EMU_MAX_EVENTS 65536u
-
 /* What cuCtxGetStreamPriorityRange reports on CC 7.5 hardware; a priority
  * outside it is clamped, as the driver does. */
 #define EMU_PRIORITY_GREATEST (-1)
@@ -33,45 +39,20 @@
 #define EMU_EVENT_FLAGS \
   (CU_EVENT_BLOCKING_SYNC | CU_EVENT_DISABLE_TIMING | CU_EVENT_INTERPROCESS)
 
-struct emu_stream;
-struct emu_event;
-
-struct emu_ctx {
-  uint64_t id;
-  int device;
-  unsigned flags;
-  bool primary;
-  struct emu_owner mem;           /* its allocations */
-  struct emu_stream *streams;     /* list through prev/next */
-  struct emu_event *events;
-};
-
-struct emu_stream {
-  uint64_t id;
-  struct emu_ctx *ctx;
-  unsigned flags;
-  int priority;
-  struct emu_stream *prev, *next;
-};
-
-struct emu_event {
-  uint64_t id;
-  struct emu_ctx *ctx;
-  unsigned flags;
-  bool recorded;
-  struct timespec when;           /* CLOCK_MONOTONIC at the last record */
-  struct emu_event *prev, *next;
-};
-
-struct gp_backend {
-  struct gp_backend_config cfg;
-  int sm_count;
-  struct emu_arena arena;
-  struct emu_idmap ctxs, streams, events;
-  struct emu_ctx *primary[EMU_DEVICE_COUNT];
-};
-
 /* ---- session -------------------------------------------------------------- */
+
+/* The value of device attribute |attr| (0 if the table lacks it), as
+ * device.c defines it for clients. */
+static int device_attr(int sm_count, int attr) {
+  struct gp_device_desc d; /* about 2 KiB */
+  int i;
+
+  emu_device_describe(sm_count, 0, &d);
+  for (i = 0; i < d.nattrs; i++)
+    if (d.attrs[i].attr == attr)
+      return d.attrs[i].value;
+  return 0;
+}
 
 static int emu_open(const struct gp_backend_config *cfg,
                     struct gp_backend **out) {
@@ -89,19 +70,32 @@ static int emu_open(const struct gp_backend_config *cfg,
     cores = sysconf(_SC_NPROCESSORS_ONLN);
     b->sm_count = cores > 0 && cores < 65536 ? (int)cores : 1;
   }
+  b->max_shared_optin = device_attr(
+      b->sm_count, CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN);
+  r = emu_output_init(&b->out);
+  if (r != CUDA_SUCCESS) {
+    free(b);
+    return r;
+  }
   r = emu_arena_init(&b->arena, cfg->emu_memory, NULL);
   if (r != CUDA_SUCCESS) {
+    emu_output_free(&b->out);
     free(b);
     return r;
   }
   emu_idmap_init(&b->ctxs, EMU_MAX_CTXS);
   emu_idmap_init(&b->streams, EMU_MAX_STREAMS);
   emu_idmap_init(&b->events, EMU_MAX_EVENTS);
+  emu_idmap_init(&b->modules, EMU_MAX_MODULES);
+  emu_idmap_init(&b->funcs, EMU_MAX_FUNCS);
   *out = b;
   return CUDA_SUCCESS;
 }
 
 static void ctx_free_objects(struct gp_backend *b, struct emu_ctx *c) {
+  /* Modules first: unloading gives their variables back to the arena by
+   * address, which must happen before the owner's release below. */
+  emu_ctx_unload_modules(b, c);
   while (c->streams) {
     struct emu_stream *s = c->streams;
     c->streams = s->next;
@@ -135,7 +129,10 @@ static void emu_close(struct gp_backend *b) {
   emu_idmap_free(&b->ctxs);
   emu_idmap_free(&b->streams);
   emu_idmap_free(&b->events);
+  emu_idmap_free(&b->modules);
+  emu_idmap_free(&b->funcs);
   emu_arena_free(&b->arena);
+  emu_output_free(&b->out);
   free(b);
 }
 
@@ -161,6 +158,21 @@ static int emu_device_describe_op(struct gp_backend *b, int ordinal,
 
 static struct emu_ctx *ctx_get(struct gp_backend *b, uint64_t id) {
   return emu_idmap_get(&b->ctxs, id);
+}
+
+int emu_ctx_state(const struct emu_ctx *c) {
+  if (!c)
+    return CUDA_ERROR_INVALID_CONTEXT;
+  return c->sticky;
+}
+
+struct emu_ctx *emu_owner_ctx(struct emu_owner *o) {
+  return (struct emu_ctx *)(void *)((char *)o - offsetof(struct emu_ctx, mem));
+}
+
+/* The state (emu_ctx_state()) of the context named |id|. */
+static int ctx_state_id(struct gp_backend *b, uint64_t id) {
+  return emu_ctx_state(ctx_get(b, id));
 }
 
 static int ctx_flags_valid(unsigned flags) {
@@ -214,7 +226,7 @@ static int emu_ctx_destroy(struct gp_backend *b, uint64_t ctx) {
 }
 
 static int emu_ctx_synchronize(struct gp_backend *b, uint64_t ctx) {
-  return ctx_get(b, ctx) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_CONTEXT;
+  return ctx_state_id(b, ctx);
 }
 
 static int emu_primary_ctx_retain(struct gp_backend *b, uint64_t ctx,
@@ -243,19 +255,45 @@ static int emu_primary_ctx_release(struct gp_backend *b, uint64_t ctx) {
 
 /* ---- memory --------------------------------------------------------------- */
 
-/* Stream 0 (the default stream) or a live stream. */
+/* Stream 0 (the default stream) or a live stream whose context has not
+ * failed. Stream 0 names no context: the addresses of the operation do
+ * (addr_state()). */
 static int stream_check(struct gp_backend *b, uint64_t stream) {
-  if (stream == 0 || emu_idmap_get(&b->streams, stream))
+  struct emu_stream *s;
+
+  if (stream == 0)
     return CUDA_SUCCESS;
-  return CUDA_ERROR_INVALID_HANDLE;
+  s = emu_idmap_get(&b->streams, stream);
+  if (!s)
+    return CUDA_ERROR_INVALID_HANDLE;
+  return s->ctx->sticky;
+}
+
+/* The sticky error of the context that owns the allocation containing
+ * |addr|, or CUDA_SUCCESS (also when no allocation contains it: the range
+ * check that follows reports that). */
+static int addr_state(struct gp_backend *b, uint64_t addr) {
+  struct emu_alloc_info info;
+
+  if (emu_arena_lookup(&b->arena, addr, &info) != CUDA_SUCCESS)
+    return CUDA_SUCCESS;
+  return emu_owner_ctx(info.owner)->sticky;
+}
+
+/* stream_check() and addr_state() of one address. */
+static int access_check(struct gp_backend *b, uint64_t addr,
+                        uint64_t stream) {
+  int r = stream_check(b, stream);
+  return r != CUDA_SUCCESS ? r : addr_state(b, addr);
 }
 
 static int emu_mem_alloc(struct gp_backend *b, uint64_t ctx, uint64_t size,
                          uint64_t *dptr) {
   struct emu_ctx *c = ctx_get(b, ctx);
+  int r = emu_ctx_state(c);
 
-  if (!c)
-    return CUDA_ERROR_INVALID_CONTEXT;
+  if (r != CUDA_SUCCESS)
+    return r;
   return emu_arena_alloc(&b->arena, &c->mem, size, dptr);
 }
 
@@ -264,21 +302,27 @@ static int emu_mem_alloc_pitch(struct gp_backend *b, uint64_t ctx,
                                unsigned element_size, uint64_t *dptr,
                                uint64_t *pitch) {
   struct emu_ctx *c = ctx_get(b, ctx);
+  int r = emu_ctx_state(c);
 
-  if (!c)
-    return CUDA_ERROR_INVALID_CONTEXT;
+  if (r != CUDA_SUCCESS)
+    return r;
   return emu_arena_alloc_pitch(&b->arena, &c->mem, width, height,
                                element_size, dptr, pitch);
 }
 
+/* A module variable's address is refused (the arena knows it by its flag),
+ * as the driver refuses cuMemFree of a cuModuleGetGlobal address. */
 static int emu_mem_free(struct gp_backend *b, uint64_t dptr) {
-  return emu_arena_release(&b->arena, dptr);
+  int r = addr_state(b, dptr);
+  return r != CUDA_SUCCESS ? r : emu_arena_release(&b->arena, dptr);
 }
 
 static int emu_mem_get_info(struct gp_backend *b, uint64_t ctx,
                             uint64_t *free_b, uint64_t *total) {
-  if (!ctx_get(b, ctx))
-    return CUDA_ERROR_INVALID_CONTEXT;
+  int r = ctx_state_id(b, ctx);
+
+  if (r != CUDA_SUCCESS)
+    return r;
   emu_arena_info(&b->arena, free_b, total);
   return CUDA_SUCCESS;
 }
@@ -288,6 +332,8 @@ static int emu_mem_get_address_range(struct gp_backend *b, uint64_t dptr,
   struct emu_alloc_info info;
   int r = emu_arena_lookup(&b->arena, dptr, &info);
 
+  if (r == CUDA_SUCCESS)
+    r = emu_owner_ctx(info.owner)->sticky;
   if (r == CUDA_SUCCESS) {
     *base = info.base;
     *size = info.size;
@@ -297,7 +343,7 @@ static int emu_mem_get_address_range(struct gp_backend *b, uint64_t dptr,
 
 static int emu_mem_host_view(struct gp_backend *b, uint64_t dptr,
                              uint64_t size, uint64_t stream, void **host) {
-  int r = stream_check(b, stream);
+  int r = access_check(b, dptr, stream);
 
   if (r != CUDA_SUCCESS)
     return r;
@@ -311,7 +357,9 @@ static int emu_memcpy_htod(struct gp_backend *b, uint64_t dst,
 
   if (r != CUDA_SUCCESS || size == 0)
     return r;
-  r = emu_arena_check(&b->arena, dst, size, &d);
+  r = addr_state(b, dst);
+  if (r == CUDA_SUCCESS)
+    r = emu_arena_check(&b->arena, dst, size, &d);
   if (r == CUDA_SUCCESS)
     memcpy(d, src, size);
   return r;
@@ -324,7 +372,9 @@ static int emu_memcpy_dtoh(struct gp_backend *b, void *dst, uint64_t src,
 
   if (r != CUDA_SUCCESS || size == 0)
     return r;
-  r = emu_arena_check(&b->arena, src, size, &s);
+  r = addr_state(b, src);
+  if (r == CUDA_SUCCESS)
+    r = emu_arena_check(&b->arena, src, size, &s);
   if (r == CUDA_SUCCESS)
     memcpy(dst, s, size);
   return r;
@@ -337,7 +387,11 @@ static int emu_memcpy_dtod(struct gp_backend *b, uint64_t dst, uint64_t src,
 
   if (r != CUDA_SUCCESS || size == 0)
     return r;
-  r = emu_arena_check(&b->arena, dst, size, &d);
+  r = addr_state(b, dst);
+  if (r == CUDA_SUCCESS)
+    r = addr_state(b, src);
+  if (r == CUDA_SUCCESS)
+    r = emu_arena_check(&b->arena, dst, size, &d);
   if (r == CUDA_SUCCESS)
     r = emu_arena_check(&b->arena, src, size, &s);
   if (r == CUDA_SUCCESS)
@@ -362,6 +416,9 @@ static int emu_memset(struct gp_backend *b, uint64_t dst, uint32_t value,
     return r;
   if (count > UINT64_MAX / element_size)
     return CUDA_ERROR_INVALID_VALUE;
+  r = addr_state(b, dst);
+  if (r != CUDA_SUCCESS)
+    return r;
   r = emu_arena_check(&b->arena, dst, count * element_size, &d);
   if (r != CUDA_SUCCESS)
     return r;
@@ -385,10 +442,10 @@ static int emu_stream_create(struct gp_backend *b, uint64_t ctx,
                              uint64_t stream, unsigned flags, int priority) {
   struct emu_ctx *c = ctx_get(b, ctx);
   struct emu_stream *s;
-  int r;
+  int r = emu_ctx_state(c);
 
-  if (!c)
-    return CUDA_ERROR_INVALID_CONTEXT;
+  if (r != CUDA_SUCCESS)
+    return r;
   if (stream == 0 || emu_idmap_get(&b->streams, stream) ||
       (flags & ~(unsigned)CU_STREAM_NON_BLOCKING))
     return CUDA_ERROR_INVALID_VALUE;
@@ -414,10 +471,13 @@ static int emu_stream_create(struct gp_backend *b, uint64_t ctx,
 }
 
 static int emu_stream_destroy(struct gp_backend *b, uint64_t stream) {
-  struct emu_stream *s = emu_idmap_remove(&b->streams, stream);
+  struct emu_stream *s = emu_idmap_get(&b->streams, stream);
 
   if (!s)
     return CUDA_ERROR_INVALID_HANDLE;
+  if (s->ctx->sticky)
+    return s->ctx->sticky;
+  emu_idmap_remove(&b->streams, stream);
   if (s->prev)
     s->prev->next = s->next;
   else
@@ -432,18 +492,30 @@ static int emu_stream_synchronize(struct gp_backend *b, uint64_t stream) {
   return stream_check(b, stream);
 }
 
-static int emu_stream_query(struct gp_backend *b, uint64_t stream) {
-  return stream_check(b, stream);
+static int emu_stream_query(struct gp_backend *b, uint64_t ctx,
+                            uint64_t stream) {
+  struct emu_ctx *c;
+
+  if (stream != 0)
+    return stream_check(b, stream);
+  c = emu_idmap_get(&b->ctxs, ctx);
+  if (!c)
+    return CUDA_ERROR_INVALID_CONTEXT;
+  return c->sticky;
 }
 
 static int emu_stream_wait_event(struct gp_backend *b, uint64_t stream,
                                  uint64_t event, unsigned flags) {
+  struct emu_event *e;
   int r = stream_check(b, stream);
 
   if (r != CUDA_SUCCESS)
     return r;
-  if (!emu_idmap_get(&b->events, event))
+  e = emu_idmap_get(&b->events, event);
+  if (!e)
     return CUDA_ERROR_INVALID_HANDLE;
+  if (e->ctx->sticky)
+    return e->ctx->sticky;
   if (flags & ~(unsigned)CU_EVENT_WAIT_EXTERNAL)
     return CUDA_ERROR_INVALID_VALUE;
   /* Work is already complete when it is reached: nothing to wait for. */
@@ -456,10 +528,10 @@ static int emu_event_create(struct gp_backend *b, uint64_t ctx,
                             uint64_t event, unsigned flags) {
   struct emu_ctx *c = ctx_get(b, ctx);
   struct emu_event *e;
-  int r;
+  int r = emu_ctx_state(c);
 
-  if (!c)
-    return CUDA_ERROR_INVALID_CONTEXT;
+  if (r != CUDA_SUCCESS)
+    return r;
   if (event == 0 || emu_idmap_get(&b->events, event) ||
       (flags & ~(unsigned)EMU_EVENT_FLAGS))
     return CUDA_ERROR_INVALID_VALUE;
@@ -497,14 +569,19 @@ static int emu_event_record(struct gp_backend *b, uint64_t event,
     if (!s || s->ctx != e->ctx)
       return CUDA_ERROR_INVALID_HANDLE;
   }
+  if (e->ctx->sticky)
+    return e->ctx->sticky;
   clock_gettime(CLOCK_MONOTONIC, &e->when);
   e->recorded = true;
   return CUDA_SUCCESS;
 }
 
 static int emu_event_query(struct gp_backend *b, uint64_t event) {
-  return emu_idmap_get(&b->events, event) ? CUDA_SUCCESS
-                                          : CUDA_ERROR_INVALID_HANDLE;
+  struct emu_event *e = emu_idmap_get(&b->events, event);
+
+  if (!e)
+    return CUDA_ERROR_INVALID_HANDLE;
+  return e->ctx->sticky;
 }
 
 static int emu_event_synchronize(struct gp_backend *b, uint64_t event) {
@@ -517,7 +594,11 @@ static int emu_event_elapsed_time(struct gp_backend *b, uint64_t start,
   struct emu_event *e = emu_idmap_get(&b->events, end);
   double d;
 
-  if (!s || !e || !s->recorded || !e->recorded)
+  if (!s || !e)
+    return CUDA_ERROR_INVALID_HANDLE;
+  if (s->ctx->sticky || e->ctx->sticky)
+    return s->ctx->sticky ? s->ctx->sticky : e->ctx->sticky;
+  if (!s->recorded || !e->recorded)
     return CUDA_ERROR_INVALID_HANDLE;
   if ((s->flags | e->flags) & CU_EVENT_DISABLE_TIMING)
     return CUDA_ERROR_INVALID_HANDLE;
@@ -528,10 +609,13 @@ static int emu_event_elapsed_time(struct gp_backend *b, uint64_t start,
 }
 
 static int emu_event_destroy(struct gp_backend *b, uint64_t event) {
-  struct emu_event *e = emu_idmap_remove(&b->events, event);
+  struct emu_event *e = emu_idmap_get(&b->events, event);
 
   if (!e)
     return CUDA_ERROR_INVALID_HANDLE;
+  if (e->ctx->sticky)
+    return e->ctx->sticky;
+  emu_idmap_remove(&b->events, event);
   if (e->prev)
     e->prev->next = e->next;
   else
@@ -575,4 +659,11 @@ const struct gp_backend_ops gp__backend_emu = {
   .event_synchronize = emu_event_synchronize,
   .event_elapsed_time = emu_event_elapsed_time,
   .event_destroy = emu_event_destroy,
+  .module_load = emu_module_load,
+  .module_unload = emu_module_unload,
+  .module_get_function = emu_module_get_function,
+  .module_get_global = emu_module_get_global,
+  .launch = emu_launch,
+  .output_peek = emu_output_peek,
+  .output_consumed = emu_output_consumed,
 };

@@ -33,11 +33,27 @@
  * module is read-only, so the queries and any number of launches may run
  * from any threads at once; only ptx_module_free() needs it to be idle.
  *
- * Not implemented yet (refused at load with PTX_E_UNSUPPORTED): f16/bf16,
- * textures and surfaces, mma/wgmma, cp.async, indirect and recursive
- * calls, device printf (vprintf), .shared variables inside a .func, named
- * barriers and bar.sync with a thread count, match/redux, mul24/mad24,
- * set (setp is implemented), .sat on integer add/sub.
+ * Device printf: nvcc lowers printf() to a call of the external function
+ * vprintf(format, arguments); the engine formats it on the host (C's
+ * conversions, as CUDA's printf does) and hands each call's text to
+ * ptx_launch.print. vprintf returns the number of bytes of its text, as
+ * C's printf (CUDA documents the number of arguments). __assertfail
+ * (assert()) prints CUDA's message the same way and stops the launch with
+ * PTX_E_ASSERT. Limits and formats: docs/emulated-device.md.
+ *
+ * Lanes of a warp that wait for each other through a lock cannot all run
+ * in lock-step: after a while the engine lets the lanes that have waited
+ * longest run alone (as independent thread scheduling would), and a warp
+ * whose lanes still cannot progress (some have not run for 2^24 steps of
+ * the warp while the others spin in an unchanging state) fails with
+ * PTX_E_DEADLOCK.
+ *
+ * Not implemented (refused at load with PTX_E_UNSUPPORTED and the line):
+ * textures and surfaces, mma/wgmma, cp.async and the other sm_80+ memory
+ * instructions, redux.sync, the SIMD video instructions (vadd4,
+ * vabsdiff4, ...), indirect and recursive calls, device malloc/free,
+ * cluster and grid-wide synchronisation (%envreg), min/max.xorsign.abs,
+ * cvt .relu/.satfinite.
  */
 #ifndef GP_SERVER_EMU_PTX_H
 #define GP_SERVER_EMU_PTX_H
@@ -61,6 +77,8 @@ enum {
                                  range: CUDA_ERROR_INVALID_VALUE */
   PTX_E_CANCELLED = -11,      /* ptx_launch.cancel was set:
                                  CUDA_ERROR_LAUNCH_TIMEOUT */
+  PTX_E_ASSERT = -12,         /* a device assert() failed:
+                                 CUDA_ERROR_ASSERT */
 };
 
 /* Generic-address windows of the non-global spaces (each 2^48 bytes). */
@@ -117,6 +135,11 @@ struct ptx_launch {
                                  within about a thousand instructions per
                                  warp: PTX_E_CANCELLED. A kernel that never
                                  ends (a spin loop) runs until then. */
+  /* Device printf: each vprintf call's formatted text is handed to |print|
+   * (called from any launch thread at once; the callee serialises).
+   * NULL: the output is dropped. */
+  void (*print)(void *opaque, const char *text, size_t len);
+  void *print_opaque;
 };
 
 /* Where a module's .global and .const variables live, when the backend
@@ -156,6 +179,15 @@ int ptx_module_load_with(const char *text, size_t len,
  * running. */
 void ptx_module_free(struct ptx_module *m);
 
+/* The module's PTX ISA version times 10 (".version 9.0" -> 90) and its
+ * target SM (".target sm_75" -> 75); 0 where the text has none. */
+int ptx_module_ptx_version(const struct ptx_module *m);
+int ptx_module_target(const struct ptx_module *m);
+
+/* Bytes of the module's .const variables, laid out one after the other
+ * with their alignments (CU_FUNC_ATTRIBUTE_CONST_SIZE_BYTES). */
+uint32_t ptx_module_const_size(const struct ptx_module *m);
+
 /* The .entry named |name|, or NULL. */
 const struct ptx_kernel *ptx_module_kernel(const struct ptx_module *m,
                                            const char *name);
@@ -187,10 +219,17 @@ uint32_t ptx_kernel_max_threads(const struct ptx_kernel *k);
 uint32_t ptx_kernel_shared_size(const struct ptx_kernel *k);
 uint32_t ptx_kernel_local_size(const struct ptx_kernel *k);
 
+/* Registers per thread as declared by the kernel's .reg directives
+ * (every name of a %r<N> range counts; predicates too), capped at 255
+ * (CU_FUNC_ATTRIBUTE_NUM_REGS). */
+uint32_t ptx_kernel_num_regs(const struct ptx_kernel *k);
+
 /* Runs kernel |k| to completion with the configuration |l|. Returns
  * PTX_OK, PTX_E_INVALID / PTX_E_CONFIG (bad configuration, nothing run),
  * PTX_E_NOMEM, or the first fault of the grid: PTX_E_ILLEGAL_ADDRESS,
- * PTX_E_MISALIGNED, PTX_E_TRAP, PTX_E_DEADLOCK, PTX_E_CANCELLED, with
+ * PTX_E_MISALIGNED, PTX_E_TRAP, PTX_E_ASSERT, PTX_E_DEADLOCK (a barrier
+ * that can never complete, or lanes of a warp that wait for each other
+ * for ever), PTX_E_CANCELLED, with
  * |err| naming the kernel, the block and thread, the PTX line and its
  * text, and the address. After a fault
  * the other blocks stop at their next instruction; memory they wrote stays

@@ -27,10 +27,16 @@
 
 #define MAX_HOST_THREADS 64u
 
-/* After this many steps of a diverged warp, the highest-PC lanes run for
- * STARVE_BOOST steps (see run_warp). */
+/* Starvation (see starve_check): every STARVE_STEPS steps of a diverged
+ * warp the lanes that have waited longest run for STARVE_BOOST steps; lanes
+ * that have not run for STARVE_LIMIT steps while the others spin fail the
+ * launch. */
 #define STARVE_STEPS (1u << 16)
 #define STARVE_BOOST 256u
+#define STARVE_LIMIT (1u << 24)
+
+/* Steps a warp runs before the other warps of its block get a turn. */
+#define SLICE_STEPS (1u << 16)
 
 static uint64_t stat_thread_insns;
 
@@ -50,6 +56,15 @@ static bool is_int16up(int t) {
 
 static bool is_f(int t) {
   return t == PTX_T_F32 || t == PTX_T_F64;
+}
+
+/* The 16-bit float types, scalar and paired. */
+static inline bool is_half(int t) {
+  return (unsigned)(t - PTX_T_F16) <= PTX_T_BF16X2 - PTX_T_F16;
+}
+
+static bool is_half2(int t) {
+  return t == PTX_T_F16X2 || t == PTX_T_BF16X2;
 }
 
 /* A value operand; a symbol becomes an immediate at link time. */
@@ -80,9 +95,117 @@ static bool rnd_float(int r) {
     return PTX_E_UNSUPPORTED;                                            \
   } while (0)
 
+/* The checks of the half-precision forms (is_half(t) or is_half(t2)). */
+static int half_supported(const struct ptx_insn *in, char *why,
+                          size_t whylen) {
+  int t = in->type, t2 = in->type2;
+  unsigned n = in->nops;
+
+  if (in->flags & ~(PTX_F_FTZ | PTX_F_SAT | PTX_F_NAN | PTX_F_BOOLOP |
+                    PTX_F_DUAL | PTX_F_GUARD | PTX_F_GUARDNEG))
+    NO("modifier");
+  if (in->mode && in->op != PTX_OP_SETP && in->op != PTX_OP_SET &&
+      in->op != PTX_OP_ATOM && in->op != PTX_OP_RED)
+    NO("modifier");
+  switch (in->op) {
+  case PTX_OP_ADD:
+  case PTX_OP_SUB:
+  case PTX_OP_MUL:
+  case PTX_OP_FMA:
+  case PTX_OP_MIN:
+  case PTX_OP_MAX:
+    if (n != (in->op == PTX_OP_FMA ? 4u : 3u) || !dst_ok(&in->ops[0]) ||
+        !srcs_ok(in, 1) || t2 != PTX_T_NONE)
+      NO("operands");
+    if (in->rnd != PTX_RND_NONE && in->rnd != PTX_RND_RN)
+      NO("rounding (only .rn)");
+    if ((in->flags & PTX_F_SAT) &&
+        (in->op == PTX_OP_MIN || in->op == PTX_OP_MAX))
+      NO(".sat");
+    return 0;
+  case PTX_OP_NEG:
+  case PTX_OP_ABS:
+    if (n != 2 || !dst_ok(&in->ops[0]) || !srcs_ok(in, 1) ||
+        t2 != PTX_T_NONE || (in->flags & PTX_F_SAT))
+      NO("operands");
+    return 0;
+  case PTX_OP_SETP:
+    if (n != ((in->flags & PTX_F_BOOLOP) ? 5u : 4u) ||
+        !dst_ok(&in->ops[0]) ||
+        !(in->ops[1].kind == PTX_OPD_NONE || dst_ok(&in->ops[1])) ||
+        !srcs_ok(in, 2) || in->cmp == PTX_CMP_NONE || in->cmp == PTX_CMP_LO ||
+        in->cmp == PTX_CMP_LS || in->cmp == PTX_CMP_HI ||
+        in->cmp == PTX_CMP_HS || t2 != PTX_T_NONE)
+      NO("operands or comparison");
+    if (is_half2(t) && in->ops[1].kind == PTX_OPD_NONE)
+      NO("setp of a pair needs two predicates");
+    return 0;
+  case PTX_OP_SET:
+    if (n != ((in->flags & PTX_F_BOOLOP) ? 4u : 3u) ||
+        !dst_ok(&in->ops[0]) || !srcs_ok(in, 1) ||
+        in->cmp == PTX_CMP_NONE || in->cmp == PTX_CMP_LO ||
+        in->cmp == PTX_CMP_LS || in->cmp == PTX_CMP_HI ||
+        in->cmp == PTX_CMP_HS)
+      NO("operands or comparison");
+    if (is_half2(t2) ? !(t == t2 || t == PTX_T_U32 || t == PTX_T_S32)
+                     : !(t == t2 || t == PTX_T_U16 || t == PTX_T_S16 ||
+                         t == PTX_T_U32 || t == PTX_T_S32 ||
+                         t == PTX_T_F32))
+      NO("types");
+    return 0;
+  case PTX_OP_CVT:
+    if (is_half2(t) && t2 == PTX_T_F32 && n == 3) {
+      /* cvt.rn.f16x2.f32 d, a, b: a to the upper half, b to the lower */
+      if (!dst_ok(&in->ops[0]) || !srcs_ok(in, 1) || in->rnd != PTX_RND_RN)
+        NO("operands");
+      return 0;
+    }
+    if (is_half2(t) || is_half2(t2))
+      NO("types");
+    if (n != 2 || !dst_ok(&in->ops[0]) || !srcs_ok(in, 1))
+      NO("operands");
+    if (!(is_int(t) || is_f(t) || is_half(t)) ||
+        !(is_int(t2) || is_f(t2) || is_half(t2)))
+      NO("types");
+    if (is_int(t)) { /* half to integer */
+      if (in->rnd < PTX_RND_RNI)
+        NO("float to integer needs .rni/.rzi/.rmi/.rpi");
+    } else if (t == t2) {
+      if (in->rnd && in->rnd < PTX_RND_RNI)
+        NO("rounding");
+    } else if (is_half(t)) { /* to half: a rounding step */
+      if (in->rnd < PTX_RND_RN || in->rnd > PTX_RND_RP)
+        NO("conversion to a 16-bit float needs .rn/.rz/.rm/.rp");
+    } else if (in->rnd) { /* half to f32/f64: exact */
+      NO("rounding of an exact conversion");
+    }
+    return 0;
+  case PTX_OP_ATOM:
+  case PTX_OP_RED: {
+    unsigned m0 = in->op == PTX_OP_ATOM ? 1 : 0;
+    if (in->mode != PTX_MODE_ADD)
+      NO("only add on 16-bit floats");
+    if (n != m0 + 2u || in->ops[m0].kind != PTX_OPD_MEM ||
+        (m0 && !dst_ok(&in->ops[0])) || !srcs_ok(in, m0 + 1))
+      NO("operands");
+    if (in->space != PTX_SP_GLOBAL && in->space != PTX_SP_SHARED &&
+        in->space != PTX_SP_GENERIC)
+      NO("state space");
+    return 0;
+  }
+  case PTX_OP_MOV:
+  case PTX_OP_LD:
+  case PTX_OP_ST:
+    return 1; /* the general checks apply */
+  default:
+    NO("not implemented for 16-bit floats");
+  }
+}
+
 int ptx_exec_supported(const struct ptx_insn *in, char *why, size_t whylen) {
   int t = in->type, t2 = in->type2;
   unsigned n = in->nops;
+  int rc;
 
   if ((in->flags & (PTX_F_CC | PTX_F_CARRYIN)) &&
       (!(in->op == PTX_OP_ADD || in->op == PTX_OP_SUB ||
@@ -90,34 +213,52 @@ int ptx_exec_supported(const struct ptx_insn *in, char *why, size_t whylen) {
        !is_int(t) || ptx_type_size(t) < 4 || in->mode == PTX_MODE_WIDE ||
        (in->flags & PTX_F_SAT)))
     NO("carry (.cc, addc, subc, madc) on this instruction");
-  if (t == PTX_T_F16 || t == PTX_T_F16X2 || t == PTX_T_BF16 ||
-      t2 == PTX_T_F16 || t2 == PTX_T_F16X2 || t2 == PTX_T_BF16)
-    NO("half-precision types are not implemented");
   if (in->vec != 1 && in->op != PTX_OP_LD && in->op != PTX_OP_ST)
     NO("vector modifier");
-  if (t2 != PTX_T_NONE && in->op != PTX_OP_CVT)
+  if ((in->flags & PTX_F_NAN) && !(is_half(t) || t == PTX_T_F32))
+    NO(".NaN");
+  if (is_half(t) || is_half(t2)) {
+    if ((rc = half_supported(in, why, whylen)) <= 0)
+      return rc;
+    /* mov, ld, st: they move bits */
+    t = ptx_type_size(t) == 4 ? PTX_T_B32 : PTX_T_B16;
+    t2 = PTX_T_NONE;
+  }
+  if (t2 != PTX_T_NONE && in->op != PTX_OP_CVT && in->op != PTX_OP_SET &&
+      in->op != PTX_OP_DP4A && in->op != PTX_OP_DP2A)
     NO("second type");
-  if ((in->flags & PTX_F_SAT) && !(in->op == PTX_OP_CVT ||
-                                   ((in->op == PTX_OP_ADD ||
-                                     in->op == PTX_OP_SUB ||
-                                     in->op == PTX_OP_MUL ||
-                                     in->op == PTX_OP_FMA ||
-                                     in->op == PTX_OP_MAD) &&
-                                    t == PTX_T_F32)))
+  if ((in->flags & PTX_F_SAT) &&
+      !(in->op == PTX_OP_CVT ||
+        ((in->op == PTX_OP_ADD || in->op == PTX_OP_SUB ||
+          in->op == PTX_OP_MUL || in->op == PTX_OP_FMA ||
+          in->op == PTX_OP_MAD) && t == PTX_T_F32) ||
+        ((in->op == PTX_OP_ADD || in->op == PTX_OP_SUB) &&
+         t == PTX_T_S32) ||
+        ((in->op == PTX_OP_MAD || in->op == PTX_OP_MAD24) &&
+         t == PTX_T_S32 && in->mode == PTX_MODE_HI) ||
+        is_half(in->type)))
     NO(".sat");
   if ((in->flags & PTX_F_FTZ) && !(t == PTX_T_F32 || t2 == PTX_T_F32) &&
       !(t == PTX_T_F64 && (in->flags & PTX_F_APPROX) &&
-        (in->op == PTX_OP_RCP || in->op == PTX_OP_RSQRT)))
+        (in->op == PTX_OP_RCP || in->op == PTX_OP_RSQRT)) &&
+      !is_half(in->type) && !is_half(in->type2))
     NO(".ftz");
   if (in->mode && in->op != PTX_OP_MUL && in->op != PTX_OP_MAD &&
       in->op != PTX_OP_SHFL && in->op != PTX_OP_VOTE &&
       in->op != PTX_OP_ATOM && in->op != PTX_OP_RED &&
-      in->op != PTX_OP_TESTP && in->op != PTX_OP_SETP)
+      in->op != PTX_OP_TESTP && in->op != PTX_OP_SETP &&
+      in->op != PTX_OP_SET && in->op != PTX_OP_MUL24 &&
+      in->op != PTX_OP_MAD24 && in->op != PTX_OP_BAR &&
+      in->op != PTX_OP_SHF && in->op != PTX_OP_BFIND &&
+      in->op != PTX_OP_MATCH && in->op != PTX_OP_DP2A)
     NO("modifier");
-  if (in->rnd && !(is_f(t) || in->op == PTX_OP_CVT))
+  if (in->rnd && !(is_f(t) || is_half(in->type) || in->op == PTX_OP_CVT))
     NO("rounding modifier");
+  if (is_half(in->type) || is_half(in->type2))
+    return 0;
 
   switch (in->op) {
+
   case PTX_OP_MOV:
     if (n != 2 || t == PTX_T_NONE)
       NO("operands");
@@ -366,11 +507,94 @@ int ptx_exec_supported(const struct ptx_insn *in, char *why, size_t whylen) {
       NO("operation");
     }
   }
-  case PTX_OP_BAR:
-    if (!(in->flags & PTX_F_SYNC))
-      NO("only bar.sync / barrier.sync");
-    if (n != 1 || in->ops[0].kind != PTX_OPD_IMM || in->ops[0].imm != 0)
-      NO("only barrier 0 without a thread count");
+  case PTX_OP_BAR: {
+    /* bar.sync / barrier.sync a{, b}; bar.arrive a, b;
+     * bar.red.popc.u32 d, a{, b}, {!}c; bar.red.{and,or}.pred p, a{, b},
+     * {!}c */
+    bool red = in->flags & PTX_F_RED, arrive = in->flags & PTX_F_ARRIVE;
+    unsigned first = red ? 1 : 0, nsrc = n - first - (red ? 1 : 0);
+    if (((in->flags & PTX_F_SYNC) != 0) + red + arrive != 1)
+      NO("barrier form");
+    if (red ? (n < 3 || n > 4 || !dst_ok(&in->ops[0]) || !srcs_ok(in, 1) ||
+               (in->mode == PTX_MODE_POPC ? t != PTX_T_U32
+                                          : t != PTX_T_PRED ||
+                                                (in->mode != PTX_MODE_AND &&
+                                                 in->mode != PTX_MODE_OR)))
+            : (n < 1 || n > 2 || !srcs_ok(in, 0) || t != PTX_T_NONE))
+      NO("operands");
+    if (arrive && nsrc != 2)
+      NO("bar.arrive needs a thread count");
+    for (unsigned i = first; i < first + nsrc; i++)
+      if (in->ops[i].kind == PTX_OPD_IMM &&
+          (i == first ? (uint64_t)in->ops[i].imm > 15
+                      : in->ops[i].imm <= 0 || in->ops[i].imm % 32 ||
+                            in->ops[i].imm > PTX_MAX_BLOCK_THREADS))
+        NO(i == first ? "barrier number above 15"
+                      : "thread count not a multiple of 32 in 32..1024");
+    return 0;
+  }
+  case PTX_OP_WARPSYNC:
+    if (n != 1 || !srcs_ok(in, 0) || !(in->flags & PTX_F_SYNC))
+      NO("operands");
+    return 0;
+  case PTX_OP_SET:
+    if (n != ((in->flags & PTX_F_BOOLOP) ? 4u : 3u) ||
+        !dst_ok(&in->ops[0]) || !srcs_ok(in, 1))
+      NO("operands");
+    if (t != PTX_T_U32 && t != PTX_T_S32 && t != PTX_T_F32)
+      NO("destination type");
+    if (!(is_int16up(t2) || is_f(t2)) || in->cmp == PTX_CMP_NONE)
+      NO("source type or comparison");
+    if (!is_f(t2) && in->cmp >= PTX_CMP_EQU)
+      NO("unordered comparison of integers");
+    if (!ptx_type_signed(t2) && !is_f(t2) && t2 >= PTX_T_B8 &&
+        t2 <= PTX_T_B64 && in->cmp != PTX_CMP_EQ && in->cmp != PTX_CMP_NE)
+      NO("ordered comparison of .b types");
+    if (is_f(t2) && in->cmp >= PTX_CMP_LO && in->cmp <= PTX_CMP_HS)
+      NO("unsigned comparison of floats");
+    return 0;
+  case PTX_OP_MUL24:
+  case PTX_OP_MAD24:
+    if (n != (in->op == PTX_OP_MUL24 ? 3u : 4u) || !dst_ok(&in->ops[0]) ||
+        !srcs_ok(in, 1))
+      NO("operands");
+    if ((t != PTX_T_U32 && t != PTX_T_S32) ||
+        (in->mode != PTX_MODE_LO && in->mode != PTX_MODE_HI))
+      NO("type or mode");
+    return 0;
+  case PTX_OP_SAD:
+    if (n != 4 || !dst_ok(&in->ops[0]) || !srcs_ok(in, 1) ||
+        !is_int16up(t) || t == PTX_T_B16 || t == PTX_T_B32 ||
+        t == PTX_T_B64)
+      NO("operands or type");
+    return 0;
+  case PTX_OP_BFIND:
+    if (n != 2 || !dst_ok(&in->ops[0]) || !srcs_ok(in, 1) ||
+        (t != PTX_T_U32 && t != PTX_T_S32 && t != PTX_T_U64 &&
+         t != PTX_T_S64))
+      NO("operands or type");
+    return 0;
+  case PTX_OP_SHF:
+    if (n != 4 || !dst_ok(&in->ops[0]) || !srcs_ok(in, 1) ||
+        t != PTX_T_B32 || !in->mode)
+      NO("operands, type or direction");
+    return 0;
+  case PTX_OP_DP4A:
+  case PTX_OP_DP2A:
+    if (n != 4 || !dst_ok(&in->ops[0]) || !srcs_ok(in, 1) ||
+        (t != PTX_T_U32 && t != PTX_T_S32) ||
+        (t2 != PTX_T_U32 && t2 != PTX_T_S32) ||
+        (in->op == PTX_OP_DP2A) != (in->mode == PTX_MODE_LO ||
+                                    in->mode == PTX_MODE_HI))
+      NO("operands or types");
+    return 0;
+  case PTX_OP_MATCH:
+    if (!(in->flags & PTX_F_SYNC) || n != 4 || !dst_ok(&in->ops[0]) ||
+        !(in->ops[1].kind == PTX_OPD_NONE ||
+          (dst_ok(&in->ops[1]) && in->mode == PTX_MODE_ALL)) ||
+        !srcs_ok(in, 2) || (t != PTX_T_B32 && t != PTX_T_B64) ||
+        (in->mode != PTX_MODE_ANY && in->mode != PTX_MODE_ALL))
+      NO("operands or type");
     return 0;
   case PTX_OP_POPC:
   case PTX_OP_CLZ:
@@ -447,17 +671,38 @@ struct warp {
   uint8_t *local;               /* 32 x local_size */
   uint32_t pc[32];
   uint32_t live;                /* lanes that exist and have not exited */
-  uint32_t wait;                /* lanes waiting at the barrier */
+  uint32_t wait;                /* lanes waiting at a barrier (bar_id) */
   int64_t upc;                  /* PC of every runnable lane, or -1 */
   uint32_t cc;                  /* carry flag of each lane */
-  uint32_t park;                /* lanes at a shfl/vote.sync waiting for
-                                   the rest of its member mask */
-  uint32_t diverged;            /* steps since the warp was last uniform */
-  uint32_t boost;               /* steps left of highest-PC-first */
+  uint32_t park;                /* lanes at a warp collective (shfl, vote,
+                                   match, bar.warp.sync) waiting for the
+                                   rest of its member mask */
+  /* starvation (see starve_check) */
+  uint32_t diverged;            /* diverged steps since the last check */
+  uint32_t ran;                 /* lanes scheduled since the last check */
+  uint32_t boost;               /* steps left of running boost_mask */
+  uint32_t boost_mask;          /* lanes that have waited longest */
+  uint32_t stuck;               /* lanes starved for STARVE_LIMIT steps */
+  uint32_t sample_pc;           /* where the warp's state is compared */
+  bool sampling;                /* compare it when pc comes back there */
+  bool have_base;               /* state_hash holds a state at sample_pc */
+  uint64_t state_hash;
+  uint16_t starved[32];         /* checks in a row a lane did not run */
   uint32_t *rstack;             /* 32 x call_depth: PCs of the calls */
   uint8_t depth[32];            /* calls in progress per lane */
+  uint8_t bar_id[32];           /* the barrier a waiting lane waits at */
   uint32_t id;
   uint16_t tid[3][32];
+};
+
+/* A named barrier of a block (bar.sync/bar.arrive/bar.red a{, b}). */
+struct barrier {
+  uint32_t arrived;             /* threads since it last completed */
+  uint32_t count;               /* threads it waits for; 0: every thread
+                                   of the block that has not exited */
+  uint32_t popc;                /* bar.red: threads whose predicate held */
+  uint32_t nfalse;              /* bar.red: threads whose predicate did
+                                   not */
 };
 
 struct block {
@@ -466,6 +711,8 @@ struct block {
   uint8_t *shared;
   struct warp *warps;
   uint64_t insns;
+  struct barrier bars[16];
+  uint32_t bar_pending;         /* barriers with arrivals */
   /* the last global allocation found */
   uint64_t c_base, c_size;
   uint8_t *c_host;
@@ -507,7 +754,7 @@ static int fault(struct block *b, const struct warp *w, unsigned lane,
   if (__atomic_compare_exchange_n(&L->err_code, &expected, code, false,
                                   __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST) &&
       L->errlen) {
-    char what[200];
+    char what[320];
     const char *src = "";
     int srclen = 0;
     va_list ap;
@@ -688,15 +935,267 @@ static inline bool predv(const struct block *b, const struct warp *w,
        m_##l && ((l = (uint32_t)__builtin_ctz(m_##l)), 1);               \
        m_##l &= m_##l - 1)
 
+/* ---- 16-bit floats -------------------------------------------------- */
+
+/* IEEE binary16 (f16: 5 exponent bits, 10 fraction bits) and bfloat16
+ * (bf16: 8 and 7). Values are computed in double, which holds every
+ * 16-bit float, sum and product exactly enough that one rounding to the
+ * 16-bit format gives the correctly rounded result (bf16 fma excepted:
+ * see fma_odd). */
+enum { HALF_F16, HALF_BF16 };
+
+/* The NaN the GPU produces for both formats. */
+#define HALF_NAN 0x7fffu
+
+static int half_fmt(int t) {
+  return t == PTX_T_BF16 || t == PTX_T_BF16X2 ? HALF_BF16 : HALF_F16;
+}
+
+static unsigned half_mbits(int fmt) {
+  return fmt == HALF_F16 ? 10 : 7;
+}
+
+static double half_to_double(uint32_t h, int fmt) {
+  unsigned mb = half_mbits(fmt), eb = 15 - mb;
+  int bias = (1 << (eb - 1)) - 1;
+  uint32_t e = (h >> mb) & ((1u << eb) - 1), f = h & ((1u << mb) - 1);
+  double v;
+
+  if (e == (1u << eb) - 1)
+    v = f ? NAN : INFINITY;
+  else if (e == 0)
+    v = ldexp((double)f, 1 - bias - (int)mb);
+  else
+    v = ldexp((double)(f | 1u << mb), (int)e - bias - (int)mb);
+  return (h & 0x8000u) ? -v : v;
+}
+
+/* |x| rounded to |fmt| with |rnd| (PTX_RND_RZ/RM/RP, else to nearest,
+ * ties to even) in one step: subnormals kept, overflow to infinity or to
+ * the largest finite value as the direction says, NaN to HALF_NAN. */
+static uint32_t double_to_half(double x, int fmt, int rnd) {
+  unsigned mb = half_mbits(fmt), eb = 15 - mb;
+  int bias = (1 << (eb - 1)) - 1, e;
+  uint32_t sign = signbit(x) ? 0x8000u : 0, efull = (1u << eb) - 1;
+  double a = fabs(x), q, fl;
+  uint64_t n;
+
+  if (isnan(x))
+    return HALF_NAN;
+  if (isinf(x))
+    return sign | efull << mb;
+  if (a == 0)
+    return sign;
+  frexp(a, &e);
+  e -= 1;                      /* a is in [2^e, 2^(e+1)) */
+  if (e < 1 - bias)
+    e = 1 - bias;              /* subnormal: the smallest exponent's step */
+  if (e > bias)
+    goto overflow;
+  q = ldexp(a, (int)mb - e);   /* |x| in units of the last place: exact */
+  fl = floor(q);
+  n = (uint64_t)fl;
+  if (q != fl) {
+    double frac = q - fl;      /* exact */
+    bool up;
+    switch (rnd) {
+    case PTX_RND_RZ: up = false; break;
+    case PTX_RND_RM: up = sign != 0; break;
+    case PTX_RND_RP: up = sign == 0; break;
+    default: up = frac > 0.5 || (frac == 0.5 && (n & 1)); break;
+    }
+    n += up;
+  }
+  if (n >> (mb + 1)) {         /* rounded up into the next binade */
+    n >>= 1;
+    e++;
+    if (e > bias)
+      goto overflow;
+  }
+  if (n < (1u << mb))          /* subnormal (or zero) */
+    return sign | (uint32_t)n;
+  return sign | (uint32_t)(e + bias) << mb | ((uint32_t)n & ((1u << mb) - 1));
+overflow:
+  if (rnd == PTX_RND_RZ || (rnd == PTX_RND_RM && !sign) ||
+      (rnd == PTX_RND_RP && sign))
+    return sign | (efull - 1) << mb | ((1u << mb) - 1);
+  return sign | efull << mb;
+}
+
+/* Integer |v| (signed when |sg|) rounded to |fmt| in one step: values
+ * beyond double's 53 bits are first rounded to odd, which keeps the final
+ * rounding correct. */
+static uint32_t int_to_half(uint64_t v, bool sg, int fmt, int rnd) {
+  bool neg = sg && (int64_t)v < 0;
+  uint64_t mag = neg ? 0 - v : v;
+  double d;
+
+  if (mag >> 53) {
+    int top = 63 - __builtin_clzll(mag), sh = top - 52;
+    uint64_t m = mag >> sh;
+    if (mag & ((1ull << sh) - 1))
+      m |= 1;
+    d = ldexp((double)m, sh);
+  } else {
+    d = (double)mag;
+  }
+  return double_to_half(neg ? -d : d, fmt, rnd);
+}
+
+/* a * b + c rounded to odd (truncated, the last bit set when inexact):
+ * rounding that to bf16 is correct, where rounding fma() to nearest and
+ * then to bf16 could round twice. Only the calling thread's rounding mode
+ * changes, and is restored. */
+static double fma_odd(double a, double b, double c) {
+  int old = fegetround();
+  double r;
+  bool inexact;
+
+  fesetround(FE_TOWARDZERO);
+  feclearexcept(FE_INEXACT);
+  r = fma(a, b, c);
+  inexact = fetestexcept(FE_INEXACT) != 0;
+  fesetround(old);
+  if (inexact && isfinite(r)) {
+    uint64_t u;
+    memcpy(&u, &r, 8);
+    u |= 1;
+    memcpy(&r, &u, 8);
+  }
+  return r;
+}
+
+/* A subnormal 16-bit float to a zero of its sign (.ftz). */
+static uint32_t half_ftz(uint32_t h, int fmt) {
+  unsigned mb = half_mbits(fmt);
+  return (h & (0x7fffu >> mb << mb)) == 0 ? h & 0x8000u : h;
+}
+
+static bool half_isnan(uint32_t h, int fmt) {
+  unsigned mb = half_mbits(fmt);
+  return (h & 0x7fffu) > (0x7fffu >> mb << mb);
+}
+
+/* One half of add/sub/mul/fma/min/max/neg/abs.f16 and friends. */
+static uint32_t half_arith1(const struct ptx_insn *in, int fmt, uint32_t a,
+                            uint32_t b, uint32_t c) {
+  bool ftz = in->flags & PTX_F_FTZ;
+  double x, y, r;
+  uint32_t h;
+
+  if (ftz) {
+    a = half_ftz(a, fmt);
+    b = half_ftz(b, fmt);
+    c = half_ftz(c, fmt);
+  }
+  switch (in->op) {
+  case PTX_OP_NEG:
+    return a ^ 0x8000u;
+  case PTX_OP_ABS:
+    return a & 0x7fffu;
+  case PTX_OP_MIN:
+  case PTX_OP_MAX:
+    if (half_isnan(a, fmt) || half_isnan(b, fmt)) {
+      if ((in->flags & PTX_F_NAN) ||
+          (half_isnan(a, fmt) && half_isnan(b, fmt)))
+        return HALF_NAN;
+      return half_isnan(a, fmt) ? b : a;
+    }
+    x = half_to_double(a, fmt);
+    y = half_to_double(b, fmt);
+    if (x == y) /* -0 is below +0 */
+      return in->op == PTX_OP_MIN ? (a | b) : (a & b);
+    return (in->op == PTX_OP_MIN) == (x < y) ? a : b;
+  default:
+    break;
+  }
+  x = half_to_double(a, fmt);
+  y = half_to_double(b, fmt);
+  switch (in->op) {
+  case PTX_OP_ADD: r = x + y; break;
+  case PTX_OP_SUB: r = x - y; break;
+  case PTX_OP_MUL: r = x * y; break;
+  default: /* fma */
+    r = fmt == HALF_F16 ? fma(x, y, half_to_double(c, fmt))
+                        : fma_odd(x, y, half_to_double(c, fmt));
+    break;
+  }
+  if (isnan(r))
+    return (in->flags & PTX_F_SAT) ? 0 : HALF_NAN;
+  if ((in->flags & PTX_F_SAT) && !(r > 0))
+    r = 0;
+  else if ((in->flags & PTX_F_SAT) && r > 1)
+    r = 1;
+  h = double_to_half(r, fmt, PTX_RND_RN);
+  return ftz ? half_ftz(h, fmt) : h;
+}
+
+/* add/sub/mul/fma/min/max/neg/abs of 16-bit floats, each half of a pair
+ * on its own. */
+static uint64_t half_arith(const struct ptx_insn *in, uint64_t a, uint64_t b,
+                           uint64_t c) {
+  int fmt = half_fmt(in->type);
+  uint64_t r = half_arith1(in, fmt, a & 0xffff, b & 0xffff, c & 0xffff);
+
+  if (is_half2(in->type))
+    r |= (uint64_t)half_arith1(in, fmt, (a >> 16) & 0xffff,
+                               (b >> 16) & 0xffff, (c >> 16) & 0xffff)
+         << 16;
+  return r;
+}
+
+/* The value of one half for a comparison (.ftz flushes it). */
+static double half_cmp_val(const struct ptx_insn *in, int fmt, uint32_t h) {
+  if (in->flags & PTX_F_FTZ)
+    h = half_ftz(h, fmt);
+  return half_to_double(h, fmt);
+}
+
+/* atom.add of a 16-bit float or a pair at |p|: returns the old bits. */
+static uint64_t atom_half(uint8_t *p, int t, uint64_t v) {
+  int fmt = half_fmt(t);
+
+  if (is_half2(t)) {
+    uint32_t *q = (uint32_t *)(void *)p, old, nv;
+    old = __atomic_load_n(q, __ATOMIC_RELAXED);
+    do {
+      nv = double_to_half(half_to_double(old & 0xffff, fmt) +
+                              half_to_double(v & 0xffff, fmt),
+                          fmt, PTX_RND_RN) |
+           double_to_half(half_to_double(old >> 16, fmt) +
+                              half_to_double((v >> 16) & 0xffff, fmt),
+                          fmt, PTX_RND_RN)
+               << 16;
+    } while (!__atomic_compare_exchange_n(q, &old, nv, true,
+                                          __ATOMIC_SEQ_CST,
+                                          __ATOMIC_RELAXED));
+    return old;
+  } else {
+    uint16_t *q = (uint16_t *)(void *)p, old, nv;
+    old = __atomic_load_n(q, __ATOMIC_RELAXED);
+    do {
+      nv = (uint16_t)double_to_half(half_to_double(old, fmt) +
+                                        half_to_double(v & 0xffff, fmt),
+                                    fmt, PTX_RND_RN);
+    } while (!__atomic_compare_exchange_n(q, &old, nv, true,
+                                          __ATOMIC_SEQ_CST,
+                                          __ATOMIC_RELAXED));
+    return old;
+  }
+}
+
 /* ---- memory --------------------------------------------------------- */
 
-/* Finds the host address of [addr, addr+n) in |space| for |lane|, or
- * records a fault and returns NULL. */
-static uint8_t *xlat(struct block *b, struct warp *w, unsigned lane,
-                     const struct ptx_insn *in, int space, uint64_t addr,
-                     uint64_t n, bool write) {
+/* Finds the host address of [addr, addr+n) in |*spacep| for |lane|, or
+ * returns NULL with |*spacep| and |*addrp| set to the space and address a
+ * generic address resolved to. */
+static uint8_t *xlat_quiet(struct block *b, struct warp *w, unsigned lane,
+                           int *spacep, uint64_t *addrp, uint64_t n,
+                           bool write) {
   struct launch *L = b->L;
   const struct ptx_module *m = L->m;
+  int space = *spacep;
+  uint64_t addr = *addrp;
 
   if (space == PTX_SP_GENERIC) {
     if (addr - PTX_GENERIC_SHARED < PTX_GENERIC_WINDOW) {
@@ -755,12 +1254,27 @@ static uint8_t *xlat(struct block *b, struct warp *w, unsigned lane,
   default:
     break;
   }
+  *spacep = space;
+  *addrp = addr;
+  return NULL;
+}
+
+/* xlat_quiet() that records a fault when the address is bad. */
+static uint8_t *xlat(struct block *b, struct warp *w, unsigned lane,
+                     const struct ptx_insn *in, int space, uint64_t addr,
+                     uint64_t n, bool write) {
   static const char *const names[] = {"generic", "global", "shared",
                                       "local", "param", "const"};
+  int sp = space;
+  uint64_t a = addr;
+  uint8_t *p = xlat_quiet(b, w, lane, &sp, &a, n, write);
+
+  if (p)
+    return p;
   fault(b, w, lane, in, PTX_E_ILLEGAL_ADDRESS,
         "illegal %s %s of %llu bytes at address 0x%llx",
-        names[space < 6 ? space : 0], write ? "write" : "read",
-        (unsigned long long)n, (unsigned long long)addr);
+        names[sp < 6 ? sp : 0], write ? "write" : "read",
+        (unsigned long long)n, (unsigned long long)a);
   return NULL;
 }
 
@@ -833,6 +1347,464 @@ static int exec_ldst(struct block *b, struct warp *w,
     }
   }
   return 0;
+}
+
+/* ---- device printf -------------------------------------------------- */
+
+/* nvcc turns printf(fmt, ...) into vprintf(fmt, args): |fmt| is a generic
+ * address of the format string, |args| of a buffer (the caller's local
+ * stack) holding the arguments one after the other, each aligned to its
+ * own size: int, char and short as 4 bytes, long, long long, size_t and
+ * pointers (%s, %p) as 8, float promoted to double. The text is made here
+ * with C's rules, as CUDA's driver makes it on the host. */
+
+/* The longest format string and %s argument read from the device, the
+ * most arguments one call formats (CUDA's limit: the rest of the format is
+ * printed as it stands), and the longest text one call produces. */
+#define PRINTF_MAX_STR 4096u
+#define PRINTF_MAX_ARGS 32u
+#define PRINTF_MAX_OUT 65536u
+
+/* Growing output text, cut at PRINTF_MAX_OUT. */
+struct pbuf {
+  char *s;
+  size_t len, cap;
+  bool nomem;
+};
+
+static void pb_put(struct pbuf *o, const char *s, size_t n) {
+  if (n > PRINTF_MAX_OUT - o->len)
+    n = PRINTF_MAX_OUT - o->len;
+  if (!n || o->nomem)
+    return;
+  if (o->len + n + 1 > o->cap) {
+    size_t cap = o->cap ? o->cap : 256;
+    char *p;
+    while (cap < o->len + n + 1)
+      cap *= 2;
+    if (!(p = realloc(o->s, cap))) {
+      o->nomem = true;
+      return;
+    }
+    o->s = p;
+    o->cap = cap;
+  }
+  memcpy(o->s + o->len, s, n);
+  o->len += n;
+}
+
+static void pb_pad(struct pbuf *o, char c, size_t n) {
+  char chunk[64];
+
+  memset(chunk, c, sizeof(chunk));
+  if (n > PRINTF_MAX_OUT)
+    n = PRINTF_MAX_OUT;
+  while (n > 0 && o->len < PRINTF_MAX_OUT && !o->nomem) {
+    size_t k = n < sizeof(chunk) ? n : sizeof(chunk);
+    pb_put(o, chunk, k);
+    n -= k;
+  }
+}
+
+/* Where vprintf reads the device: the lane's view of memory. */
+struct preader {
+  struct block *b;
+  struct warp *w;
+  unsigned lane;
+};
+
+/* Reads |n| (1, 4 or 8) bytes at generic address |addr|; returns 0, or -1
+ * when they are not all readable. Never faults the launch. */
+static int pread_n(const struct preader *r, uint64_t addr, unsigned n,
+                   uint64_t *v) {
+  int space = PTX_SP_GENERIC;
+  uint8_t *p = xlat_quiet(r->b, r->w, r->lane, &space, &addr, n, false);
+
+  if (!p)
+    return -1;
+  *v = load_n(p, n);
+  return 0;
+}
+
+/* Reads a NUL-terminated string of at most |max| bytes at generic address
+ * |addr| into |out| (|max| + 1 bytes). Returns its length, or -1 when its
+ * first byte is not readable; a string that runs into unreadable memory
+ * or past |max| ends there. */
+static long pread_str(const struct preader *r, uint64_t addr, char *out,
+                      size_t max) {
+  size_t n = 0;
+
+  while (n < max) {
+    /* whole chunks while they are readable, then byte by byte */
+    uint64_t a = addr + n;
+    int space = PTX_SP_GENERIC;
+    size_t k = max - n < 64 ? max - n : 64;
+    uint8_t *p = xlat_quiet(r->b, r->w, r->lane, &space, &a, k, false);
+    const uint8_t *z;
+    if (!p) {
+      uint64_t c;
+      if (pread_n(r, addr + n, 1, &c) < 0)
+        break;
+      if (!c)
+        break;
+      out[n++] = (char)c;
+      continue;
+    }
+    if ((z = memchr(p, 0, k))) {
+      memcpy(out + n, p, (size_t)(z - p));
+      n += (size_t)(z - p);
+      break;
+    }
+    memcpy(out + n, p, k);
+    n += k;
+  }
+  out[n] = 0;
+  if (n == 0) {
+    uint64_t c;
+    if (pread_n(r, addr, 1, &c) < 0)
+      return -1;
+  }
+  return (long)n;
+}
+
+/* One conversion specification. */
+struct pspec {
+  bool minus, plus, space, alt, zero;
+  long width;                   /* -1: none */
+  long prec;                    /* -1: none */
+  int len;                      /* 'H' hh, 'h', 'l' (l ll z j t q L), 0 */
+  char conv;
+};
+
+/* Pads |body| (|n| bytes, after |prefix|: a sign and/or 0x) to the
+ * width: spaces before or after, or zeros between prefix and body. */
+static void put_field(struct pbuf *o, const struct pspec *sp,
+                      const char *prefix, const char *body, size_t n,
+                      bool zero_ok) {
+  size_t pn = strlen(prefix), total = pn + n;
+  size_t pad = sp->width > 0 && (size_t)sp->width > total
+                   ? (size_t)sp->width - total : 0;
+
+  if (sp->minus) {
+    pb_put(o, prefix, pn);
+    pb_put(o, body, n);
+    pb_pad(o, ' ', pad);
+  } else if (sp->zero && zero_ok) {
+    pb_put(o, prefix, pn);
+    pb_pad(o, '0', pad);
+    pb_put(o, body, n);
+  } else {
+    pb_pad(o, ' ', pad);
+    pb_put(o, prefix, pn);
+    pb_put(o, body, n);
+  }
+}
+
+static void put_int(struct pbuf *o, const struct pspec *sp, uint64_t raw) {
+  char digits[64], prefix[4] = "";
+  const char *xd = sp->conv == 'X' ? "0123456789ABCDEF" : "0123456789abcdef";
+  bool sg = sp->conv == 'd' || sp->conv == 'i', neg = false;
+  unsigned base = sp->conv == 'o' ? 8 : (sp->conv == 'x' || sp->conv == 'X')
+                                             ? 16 : 10;
+  uint64_t v;
+  size_t n = 0, zeros = 0;
+  char *body;
+
+  switch (sp->len) { /* the argument's C type */
+  case 'H': v = sg ? (uint64_t)(int64_t)(int8_t)raw : (uint8_t)raw; break;
+  case 'h': v = sg ? (uint64_t)(int64_t)(int16_t)raw : (uint16_t)raw; break;
+  case 'l': v = raw; break;
+  default: v = sg ? (uint64_t)(int64_t)(int32_t)raw : (uint32_t)raw; break;
+  }
+  if (sg && (int64_t)v < 0) {
+    neg = true;
+    v = 0 - v;
+  }
+  if (v && sp->alt && base == 16)
+    strcpy(prefix, sp->conv == 'X' ? "0X" : "0x");
+  if (v && sp->alt && base == 8)
+    zeros = 1; /* a leading 0, unless the precision gives one */
+  for (uint64_t x = v; x; x /= base)
+    digits[sizeof(digits) - 1 - n++] = xd[x % base];
+  if (sp->prec < 0 && n == 0)
+    digits[sizeof(digits) - 1 - n++] = '0';
+  if (sp->prec == 0 && n == 0 && sp->alt && base == 8)
+    zeros = 1;
+  if (sp->prec > 0 && (size_t)sp->prec > n)
+    zeros = (size_t)sp->prec - n;
+  if (neg)
+    memmove(prefix + 1, prefix, 3), prefix[0] = '-';
+  else if (sg && sp->plus)
+    prefix[0] = '+';
+  else if (sg && sp->space)
+    prefix[0] = ' ';
+  if (zeros > PRINTF_MAX_OUT)
+    zeros = PRINTF_MAX_OUT;
+  if (!(body = malloc(zeros + n + 1))) {
+    o->nomem = true;
+    return;
+  }
+  memset(body, '0', zeros);
+  memcpy(body + zeros, digits + sizeof(digits) - n, n);
+  put_field(o, sp, prefix, body, zeros + n, sp->prec < 0);
+  free(body);
+}
+
+/* C's %e %f %g %a of |m| >= 0 (or NaN) into |buf|, as snprintf. */
+static int fmt_double(char *buf, size_t size, char conv, bool alt, int prec,
+                      double m) {
+  switch (conv) {
+  case 'e': return alt ? snprintf(buf, size, "%#.*e", prec, m)
+                       : snprintf(buf, size, "%.*e", prec, m);
+  case 'E': return alt ? snprintf(buf, size, "%#.*E", prec, m)
+                       : snprintf(buf, size, "%.*E", prec, m);
+  case 'f': return alt ? snprintf(buf, size, "%#.*f", prec, m)
+                       : snprintf(buf, size, "%.*f", prec, m);
+  case 'F': return alt ? snprintf(buf, size, "%#.*F", prec, m)
+                       : snprintf(buf, size, "%.*F", prec, m);
+  case 'g': return alt ? snprintf(buf, size, "%#.*g", prec, m)
+                       : snprintf(buf, size, "%.*g", prec, m);
+  case 'G': return alt ? snprintf(buf, size, "%#.*G", prec, m)
+                       : snprintf(buf, size, "%.*G", prec, m);
+  case 'a': return alt ? snprintf(buf, size, "%#.*a", prec, m)
+                       : snprintf(buf, size, "%.*a", prec, m);
+  default: return alt ? snprintf(buf, size, "%#.*A", prec, m)
+                      : snprintf(buf, size, "%.*A", prec, m);
+  }
+}
+
+/* The digits come from the C library (correctly rounded decimal and hex
+ * conversion); the sign, width and padding are applied here. */
+static void put_double(struct pbuf *o, const struct pspec *sp, double v) {
+  char prefix[4] = "", small[128], *body = small;
+  int prec = sp->prec > 4096 ? 4096 : (int)sp->prec, n;
+  bool fin = isfinite(v);
+  double m = fabs(v);
+  size_t skip = 0;
+
+  if (signbit(v))
+    strcpy(prefix, "-");
+  else if (sp->plus)
+    strcpy(prefix, "+");
+  else if (sp->space)
+    strcpy(prefix, " ");
+  n = fmt_double(small, sizeof(small), sp->conv, sp->alt, prec, m);
+  if (n < 0)
+    return;
+  if ((size_t)n >= sizeof(small)) {
+    if (!(body = malloc((size_t)n + 1))) {
+      o->nomem = true;
+      return;
+    }
+    fmt_double(body, (size_t)n + 1, sp->conv, sp->alt, prec, m);
+  }
+  if (fin && (sp->conv == 'a' || sp->conv == 'A') && n >= 2) {
+    size_t k = strlen(prefix); /* 0x: zeros go after it */
+    prefix[k] = body[0];
+    prefix[k + 1] = body[1];
+    prefix[k + 2] = 0;
+    skip = 2;
+  }
+  put_field(o, sp, prefix, body + skip, (size_t)n - skip, fin);
+  if (body != small)
+    free(body);
+}
+
+/* Parses the specification after '%' at |*pp|; returns false when it is
+ * incomplete or its conversion unknown. Widths and precisions from '*'
+ * are taken by the caller (marked -2). */
+static bool parse_spec(const char **pp, struct pspec *sp) {
+  const char *p = *pp;
+
+  memset(sp, 0, sizeof(*sp));
+  sp->width = sp->prec = -1;
+  for (;; p++) {
+    if (*p == '-') sp->minus = true;
+    else if (*p == '+') sp->plus = true;
+    else if (*p == ' ') sp->space = true;
+    else if (*p == '#') sp->alt = true;
+    else if (*p == '0') sp->zero = true;
+    else break;
+  }
+  if (*p == '*') {
+    sp->width = -2;
+    p++;
+  } else {
+    for (; *p >= '0' && *p <= '9'; p++)
+      sp->width = (sp->width < 0 ? 0 : sp->width) * 10 + (*p - '0') > 10000000
+                      ? 10000000
+                      : (sp->width < 0 ? 0 : sp->width) * 10 + (*p - '0');
+  }
+  if (*p == '.') {
+    p++;
+    sp->prec = 0;
+    if (*p == '*') {
+      sp->prec = -2;
+      p++;
+    } else {
+      for (; *p >= '0' && *p <= '9'; p++)
+        sp->prec = sp->prec * 10 + (*p - '0') > 10000000
+                       ? 10000000 : sp->prec * 10 + (*p - '0');
+    }
+  }
+  if (p[0] == 'h' && p[1] == 'h') {
+    sp->len = 'H';
+    p += 2;
+  } else if (p[0] == 'l' && p[1] == 'l') {
+    sp->len = 'l';
+    p += 2;
+  } else if (*p == 'h') {
+    sp->len = 'h';
+    p++;
+  } else if (*p && strchr("lLqjzt", *p)) {
+    sp->len = 'l';
+    p++;
+  }
+  if (!*p || !strchr("diuxXocspeEfFgGaAn%", *p))
+    return false;
+  sp->conv = *p++;
+  *pp = p;
+  return true;
+}
+
+/* vprintf(|fmt|, |args|) for one lane into |o|. Returns the number of
+ * bytes of the text, or -1 when the format string cannot be read. */
+static int format_printf(const struct preader *r, uint64_t fmt,
+                         uint64_t args, struct pbuf *o) {
+  char *f = malloc(PRINTF_MAX_STR + 1), *sbuf = NULL;
+  const char *p;
+  uint64_t off = 0;
+  unsigned nargs = 0;
+
+  if (!f) {
+    o->nomem = true;
+    return -1;
+  }
+  if (pread_str(r, fmt, f, PRINTF_MAX_STR) < 0) {
+    free(f);
+    return -1;
+  }
+  for (p = f; *p;) {
+    const char *spec = p, *q;
+    struct pspec sp;
+    uint64_t v = 0;
+    unsigned size;
+    bool bad = false;
+    if (*p != '%') {
+      q = strchr(p, '%');
+      if (!q)
+        q = p + strlen(p);
+      pb_put(o, p, (size_t)(q - p));
+      p = q;
+      continue;
+    }
+    p++;
+    if (!parse_spec(&p, &sp)) {
+      pb_put(o, spec, 1); /* "%" of an unknown conversion, as it stands */
+      continue;
+    }
+    if (sp.conv == '%') {
+      pb_put(o, "%", 1);
+      continue;
+    }
+    /* '*' arguments first, in order, then the value */
+    for (int k = 0; k < 2; k++) {
+      long *field = k == 0 ? &sp.width : &sp.prec;
+      uint64_t iv;
+      if (*field != -2)
+        continue;
+      if (nargs >= PRINTF_MAX_ARGS)
+        goto as_is;
+      off = (off + 3) & ~3ull;
+      if (pread_n(r, args + off, 4, &iv) < 0) {
+        bad = true;
+        iv = 0;
+      }
+      off += 4;
+      nargs++;
+      if (k == 0) {
+        int32_t wv = (int32_t)iv;
+        sp.minus |= wv < 0;
+        sp.width = wv < 0 ? -(long)wv : wv;
+        if (sp.width > 10000000)
+          sp.width = 10000000;
+      } else {
+        sp.prec = (int32_t)iv < 0 ? -1 : (int32_t)iv;
+      }
+    }
+    if (nargs >= PRINTF_MAX_ARGS)
+      goto as_is;
+    size = sp.conv == 'c' || (strchr("diuxXo", sp.conv) && sp.len != 'l')
+               ? 4 : 8;
+    off = (off + size - 1) & ~(uint64_t)(size - 1);
+    if (pread_n(r, args + off, size, &v) < 0)
+      bad = true;
+    off += size;
+    nargs++;
+    if (bad) {
+      pb_put(o, "<bad address>", 13);
+      continue;
+    }
+    switch (sp.conv) {
+    case 'c': {
+      char c = (char)v;
+      sp.zero = false;
+      put_field(o, &sp, "", &c, 1, false);
+      break;
+    }
+    case 's': {
+      long n;
+      size_t max = sp.prec >= 0 && (size_t)sp.prec < PRINTF_MAX_STR
+                       ? (size_t)sp.prec : PRINTF_MAX_STR;
+      sp.zero = false;
+      if (v == 0) {
+        const char *nul = sp.prec < 0 || sp.prec >= 6 ? "(null)" : "";
+        put_field(o, &sp, "", nul, strlen(nul), false);
+        break;
+      }
+      if (!sbuf && !(sbuf = malloc(PRINTF_MAX_STR + 1))) {
+        o->nomem = true;
+        break;
+      }
+      if ((n = pread_str(r, v, sbuf, max)) < 0)
+        pb_put(o, "<bad address>", 13);
+      else
+        put_field(o, &sp, "", sbuf, (size_t)n, false);
+      break;
+    }
+    case 'p': {
+      struct pspec hx = sp;
+      if (v == 0) {
+        sp.zero = false;
+        put_field(o, &sp, "", "(nil)", 5, false);
+        break;
+      }
+      hx.conv = 'x';
+      hx.alt = true;
+      hx.len = 'l';
+      put_int(o, &hx, v);
+      break;
+    }
+    case 'n':
+      break; /* writes nothing back, as CUDA's printf */
+    case 'e': case 'E': case 'f': case 'F':
+    case 'g': case 'G': case 'a': case 'A': {
+      double d;
+      memcpy(&d, &v, 8);
+      put_double(o, &sp, d);
+      break;
+    }
+    default:
+      put_int(o, &sp, v);
+      break;
+    }
+    continue;
+  as_is:
+    pb_put(o, spec, (size_t)(p - spec));
+  }
+  free(sbuf);
+  free(f);
+  return (int)o->len;
 }
 
 /* ---- atomics -------------------------------------------------------- */
@@ -957,7 +1929,9 @@ static int exec_atom(struct block *b, struct warp *w,
                    (unsigned long long)a);
     if (!(p = xlat(b, w, l, in, in->space, a, sz, true)))
       return PTX_E_ILLEGAL_ADDRESS;
-    if (sz == 4)
+    if (is_half(in->type))
+      old = atom_half(p, in->type, v);
+    else if (sz == 4)
       old = atom32((uint32_t *)(void *)p, in->mode, in->type, (uint32_t)v,
                    (uint32_t)c);
     else
@@ -1064,8 +2038,13 @@ static float f32_op(const struct ptx_insn *in, float a, float b, float c) {
   case PTX_OP_MAD:
   case PTX_OP_FMA: r = fmaf(a, b, c); break;
   case PTX_OP_DIV: r = a / b; break;
-  case PTX_OP_MIN: r = fminf(a, b); break;
-  case PTX_OP_MAX: r = fmaxf(a, b); break;
+  case PTX_OP_MIN:
+  case PTX_OP_MAX:
+    if ((in->flags & PTX_F_NAN) && (isnan(a) || isnan(b)))
+      r = f32v(0x7fffffffu);
+    else
+      r = in->op == PTX_OP_MIN ? fminf(a, b) : fmaxf(a, b);
+    break;
   case PTX_OP_RCP: r = 1.0f / a; break;
   case PTX_OP_SQRT: r = sqrtf(a); break;
   case PTX_OP_RSQRT: r = 1.0f / sqrtf(a); break;
@@ -1358,6 +2337,546 @@ static inline void advance(struct warp *w, uint32_t mask, uint32_t pc) {
     w->pc[l] = pc;
 }
 
+/* ---- fast paths ----------------------------------------------------- */
+
+/* The common instructions with register or immediate sources, with every
+ * decision taken once per instruction rather than once per lane: a
+ * source is a row of 32 lane values, or an immediate read through a
+ * lane mask of 0. They return false for anything else, which the general
+ * code below them handles. */
+
+static inline bool src_rows_ok(const struct ptx_insn *in, unsigned from,
+                               unsigned to) {
+  for (unsigned i = from; i < to; i++)
+    if (in->ops[i].kind != PTX_OPD_REG && in->ops[i].kind != PTX_OPD_IMM)
+      return false;
+  return true;
+}
+
+static inline const uint64_t *src_row(const struct warp *w,
+                                      const struct ptx_operand *o,
+                                      uint32_t *lm) {
+  if (o->kind == PTX_OPD_REG) {
+    *lm = 31;
+    return &w->r[(size_t)o->reg * 32];
+  }
+  *lm = 0;
+  return (const uint64_t *)(const void *)&o->imm;
+}
+
+/* add, sub, mul.lo, mad.lo, mul.wide/mad.wide of 32-bit types, and, or,
+ * xor, shl, shr on integers. */
+static bool int_fast(struct warp *w, const struct ptx_insn *in,
+                     uint32_t ex) {
+  static const uint64_t zero = 0;
+  unsigned sz = ptx_type_size(in->type), bits = sz * 8;
+  bool sg = ptx_type_signed(in->type);
+  uint64_t m = mask_of(sz), *d = &w->r[(size_t)in->ops[0].reg * 32];
+  uint32_t la, lb, lc = 0;
+  const uint64_t *a, *b, *c = NULL;
+  bool wide = in->mode == PTX_MODE_WIDE;
+
+  if (!src_rows_ok(in, 1, in->nops) || in->nops < 3 ||
+      (in->mode && in->mode != PTX_MODE_LO && !wide))
+    return false;
+  a = src_row(w, &in->ops[1], &la);
+  b = src_row(w, &in->ops[2], &lb);
+  if (in->nops > 3)
+    c = src_row(w, &in->ops[3], &lc);
+  switch (in->op) {
+  case PTX_OP_ADD:
+    FOR_LANES(ex, l)
+      d[l] = (a[l & la] + b[l & lb]) & m;
+    return true;
+  case PTX_OP_SUB:
+    FOR_LANES(ex, l)
+      d[l] = (a[l & la] - b[l & lb]) & m;
+    return true;
+  case PTX_OP_AND:
+    FOR_LANES(ex, l)
+      d[l] = a[l & la] & b[l & lb] & m;
+    return true;
+  case PTX_OP_OR:
+    FOR_LANES(ex, l)
+      d[l] = (a[l & la] | b[l & lb]) & m;
+    return true;
+  case PTX_OP_XOR:
+    FOR_LANES(ex, l)
+      d[l] = (a[l & la] ^ b[l & lb]) & m;
+    return true;
+  case PTX_OP_SHL:
+    FOR_LANES(ex, l) {
+      uint32_t n = (uint32_t)b[l & lb];
+      d[l] = n >= bits ? 0 : (a[l & la] << n) & m;
+    }
+    return true;
+  case PTX_OP_SHR:
+    if (sg)
+      FOR_LANES(ex, l) {
+        uint32_t n = (uint32_t)b[l & lb];
+        d[l] = (uint64_t)(sext(a[l & la], sz) >> (n >= bits ? bits - 1 : n)) &
+               m;
+      }
+    else
+      FOR_LANES(ex, l) {
+        uint32_t n = (uint32_t)b[l & lb];
+        d[l] = n >= bits ? 0 : (a[l & la] & m) >> n;
+      }
+    return true;
+  case PTX_OP_MUL:
+  case PTX_OP_MAD:
+    if (wide && sz != 4)
+      return false;
+    if (in->op == PTX_OP_MUL) { /* mad with nothing to add */
+      c = &zero;
+      lc = 0;
+    }
+    if (!wide)
+      FOR_LANES(ex, l)
+        d[l] = (a[l & la] * b[l & lb] + c[l & lc]) & m;
+    else if (sg)
+      FOR_LANES(ex, l)
+        d[l] = (uint64_t)((int64_t)(int32_t)a[l & la] *
+                          (int32_t)b[l & lb]) + c[l & lc];
+    else
+      FOR_LANES(ex, l)
+        d[l] = (uint64_t)(uint32_t)a[l & la] * (uint32_t)b[l & lb] +
+               c[l & lc];
+    return true;
+  default:
+    return false;
+  }
+}
+
+/* setp on integers without a boolean operation: signed comparisons become
+ * unsigned ones of the values with their sign bit flipped (lo, ls, hi, hs
+ * compare unsigned whatever the type). */
+static bool setp_int_fast(struct warp *w, const struct ptx_insn *in,
+                          uint32_t ex) {
+  unsigned sz = ptx_type_size(in->type);
+  uint64_t m = mask_of(sz), *p = &w->r[(size_t)in->ops[0].reg * 32];
+  uint64_t flip = ptx_type_signed(in->type) ? 1ull << (sz * 8 - 1) : 0;
+  uint64_t *q = in->ops[1].kind == PTX_OPD_REG
+                    ? &w->r[(size_t)in->ops[1].reg * 32] : NULL;
+  uint32_t la, lb;
+  const uint64_t *a, *b;
+
+  if ((in->flags & PTX_F_BOOLOP) || !src_rows_ok(in, 2, 4))
+    return false;
+  if (in->cmp >= PTX_CMP_LO && in->cmp <= PTX_CMP_HS)
+    flip = 0;
+  a = src_row(w, &in->ops[2], &la);
+  b = src_row(w, &in->ops[3], &lb);
+#define SETP_LOOP(expr)                                                  \
+  FOR_LANES(ex, l) {                                                     \
+    uint64_t x = (a[l & la] & m) ^ flip, y = (b[l & lb] & m) ^ flip;     \
+    bool r = (expr);                                                     \
+    p[l] = r;                                                            \
+    if (q)                                                               \
+      q[l] = !r;                                                         \
+  }
+  switch (in->cmp) {
+  case PTX_CMP_EQ: SETP_LOOP(x == y); return true;
+  case PTX_CMP_NE: SETP_LOOP(x != y); return true;
+  case PTX_CMP_LT: case PTX_CMP_LO: SETP_LOOP(x < y); return true;
+  case PTX_CMP_LE: case PTX_CMP_LS: SETP_LOOP(x <= y); return true;
+  case PTX_CMP_GT: case PTX_CMP_HI: SETP_LOOP(x > y); return true;
+  case PTX_CMP_GE: case PTX_CMP_HS: SETP_LOOP(x >= y); return true;
+  default: return false;
+  }
+#undef SETP_LOOP
+}
+
+/* add, sub, mul, fma/mad of f32 in the default rounding, without .ftz or
+ * .sat. */
+static bool f32_fast(struct warp *w, const struct ptx_insn *in,
+                     uint32_t ex) {
+  uint64_t *d = &w->r[(size_t)in->ops[0].reg * 32];
+  uint32_t la, lb, lc = 0;
+  const uint64_t *a, *b, *c = NULL;
+
+  if ((in->flags & (PTX_F_FTZ | PTX_F_SAT)) ||
+      (in->rnd != PTX_RND_NONE && in->rnd != PTX_RND_RN) ||
+      in->nops < 3 || !src_rows_ok(in, 1, in->nops))
+    return false;
+  a = src_row(w, &in->ops[1], &la);
+  b = src_row(w, &in->ops[2], &lb);
+  if (in->nops > 3)
+    c = src_row(w, &in->ops[3], &lc);
+  switch (in->op) {
+  case PTX_OP_ADD:
+    FOR_LANES(ex, l)
+      d[l] = f32b(f32v(a[l & la]) + f32v(b[l & lb]));
+    return true;
+  case PTX_OP_SUB:
+    FOR_LANES(ex, l)
+      d[l] = f32b(f32v(a[l & la]) - f32v(b[l & lb]));
+    return true;
+  case PTX_OP_MUL:
+    FOR_LANES(ex, l)
+      d[l] = f32b(f32v(a[l & la]) * f32v(b[l & lb]));
+    return true;
+  case PTX_OP_FMA:
+  case PTX_OP_MAD:
+    FOR_LANES(ex, l)
+      d[l] = f32b(fmaf(f32v(a[l & la]), f32v(b[l & lb]), f32v(c[l & lc])));
+    return true;
+  default:
+    return false;
+  }
+}
+
+/* ---- more instructions ---------------------------------------------- */
+
+/* add.sat.s32, sub.sat.s32, mad.hi.sat.s32: the result clamped to the
+ * s32 range. */
+static uint64_t int_sat(const struct ptx_insn *in, uint64_t a, uint64_t b,
+                        uint64_t c) {
+  int64_t x = (int32_t)a, y = (int32_t)b, r;
+
+  if (in->op == PTX_OP_ADD)
+    r = x + y;
+  else if (in->op == PTX_OP_SUB)
+    r = x - y;
+  else
+    r = ((x * y) >> 32) + (int32_t)c;
+  r = r < INT32_MIN ? INT32_MIN : r > INT32_MAX ? INT32_MAX : r;
+  return (uint32_t)r;
+}
+
+/* mul24 / mad24: the 48-bit product of the low 24 bits of a and b; .lo
+ * keeps its bits 0..31, .hi its bits 16..47. */
+static uint64_t mul24(const struct ptx_insn *in, uint64_t a, uint64_t b,
+                      uint64_t c) {
+  bool s = in->type == PTX_T_S32;
+  int64_t x = s ? sext(a, 3) : (int64_t)(a & 0xffffff);
+  int64_t y = s ? sext(b, 3) : (int64_t)(b & 0xffffff);
+  int64_t p = x * y;
+  uint32_t r = (uint32_t)(in->mode == PTX_MODE_HI ? p >> 16 : p);
+
+  if (in->op == PTX_OP_MUL24)
+    return r;
+  if (in->flags & PTX_F_SAT) { /* mad24.hi.sat.s32 */
+    int64_t v = (int64_t)(int32_t)r + (int32_t)c;
+    return (uint32_t)(v < INT32_MIN ? INT32_MIN : v > INT32_MAX ? INT32_MAX
+                                                                : v);
+  }
+  return (uint32_t)(r + (uint32_t)c);
+}
+
+/* sad: c + |a - b|. */
+static uint64_t sad(int t, uint64_t a, uint64_t b, uint64_t c) {
+  unsigned sz = ptx_type_size(t);
+  uint64_t m = mask_of(sz), d;
+
+  if (ptx_type_signed(t)) {
+    int64_t x = sext(a, sz), y = sext(b, sz);
+    d = x > y ? (uint64_t)x - (uint64_t)y : (uint64_t)y - (uint64_t)x;
+  } else {
+    d = (a & m) > (b & m) ? (a & m) - (b & m) : (b & m) - (a & m);
+  }
+  return (c + d) & m;
+}
+
+/* bfind: the position of the most significant bit that differs from the
+ * sign (signed) or is set (unsigned); .shiftamt: the left shift that
+ * brings it to the top. 0xffffffff when there is none. */
+static uint64_t bfind(const struct ptx_insn *in, uint64_t a) {
+  unsigned bits = ptx_type_size(in->type) * 8;
+  uint64_t v = a & mask_of(bits / 8);
+  unsigned pos;
+
+  if (ptx_type_signed(in->type) && (v >> (bits - 1)))
+    v = ~v & mask_of(bits / 8);
+  if (!v)
+    return 0xffffffffu;
+  pos = 63 - (unsigned)__builtin_clzll(v);
+  return in->mode == PTX_MODE_SHIFTAMT ? bits - 1 - pos : pos;
+}
+
+/* shf.l / shf.r: the funnel shift of b:a by c (.wrap: c mod 32, .clamp:
+ * at most 32). */
+static uint64_t shf(const struct ptx_insn *in, uint64_t a, uint64_t b,
+                    uint64_t c) {
+  uint32_t lo = (uint32_t)a, hi = (uint32_t)b, n = (uint32_t)c;
+
+  n = (in->flags & PTX_F_CLAMP) ? (n > 32 ? 32 : n) : n & 31;
+  if (in->mode == PTX_MODE_SHFL_L)
+    return n == 0 ? hi : n == 32 ? lo : (hi << n) | (lo >> (32 - n));
+  return n == 0 ? lo : n == 32 ? hi : (lo >> n) | (hi << (32 - n));
+}
+
+/* dp4a: c + the dot product of the four bytes of a and of b; dp2a: of the
+ * two 16-bit halves of a and two bytes of b (.lo: bytes 0-1, .hi: 2-3). */
+static uint64_t dot(const struct ptx_insn *in, uint64_t a, uint64_t b,
+                    uint64_t c) {
+  bool sa = in->type == PTX_T_S32, sb = in->type2 == PTX_T_S32;
+  uint32_t r = (uint32_t)c;
+
+  if (in->op == PTX_OP_DP4A) {
+    for (unsigned i = 0; i < 4; i++) {
+      int32_t x = sa ? (int8_t)(a >> (8 * i)) : (int32_t)(uint8_t)(a >> (8 * i));
+      int32_t y = sb ? (int8_t)(b >> (8 * i)) : (int32_t)(uint8_t)(b >> (8 * i));
+      r += (uint32_t)(x * y);
+    }
+  } else {
+    unsigned first = in->mode == PTX_MODE_HI ? 2 : 0;
+    for (unsigned i = 0; i < 2; i++) {
+      int32_t x = sa ? (int16_t)(a >> (16 * i))
+                     : (int32_t)(uint16_t)(a >> (16 * i));
+      uint64_t by = b >> (8 * (first + i));
+      int32_t y = sb ? (int8_t)by : (int32_t)(uint8_t)by;
+      r += (uint32_t)(x * y);
+    }
+  }
+  return r;
+}
+
+/* setp on 16-bit floats: a pair sets p from the low halves and q from the
+ * high ones. */
+static void exec_setp_half(struct block *b, struct warp *w,
+                           const struct ptx_insn *in, uint32_t ex) {
+  const struct ptx_operand *d = &in->ops[0], *q = &in->ops[1],
+                           *a = &in->ops[2], *bo = &in->ops[3],
+                           *c = &in->ops[4];
+  bool boolop = in->flags & PTX_F_BOOLOP, two = is_half2(in->type);
+  int fmt = half_fmt(in->type);
+
+  FOR_LANES(ex, l) {
+    uint64_t va = opv(b, w, a, l), vb = opv(b, w, bo, l);
+    bool cv = boolop ? predv(b, w, c, l) : false;
+    bool r0 = cmp_f(in->cmp, half_cmp_val(in, fmt, va & 0xffff),
+                    half_cmp_val(in, fmt, vb & 0xffff));
+    bool r1 = two ? cmp_f(in->cmp, half_cmp_val(in, fmt, (va >> 16) & 0xffff),
+                          half_cmp_val(in, fmt, (vb >> 16) & 0xffff))
+                  : !r0;
+    REG(w, d, l) = boolop ? bool_op(in->mode, r0, cv) : r0;
+    if (q->kind == PTX_OPD_REG)
+      REG(w, q, l) = boolop ? bool_op(in->mode, r1, cv) : r1;
+  }
+}
+
+/* set: like setp, the result as a value: all ones (integer types), 1.0
+ * (float types) or 0, per half for a pair. */
+static void exec_set(struct block *b, struct warp *w,
+                     const struct ptx_insn *in, uint32_t ex) {
+  const struct ptx_operand *d = &in->ops[0], *a = &in->ops[1],
+                           *bo = &in->ops[2], *c = &in->ops[3];
+  bool boolop = in->flags & PTX_F_BOOLOP;
+  int dt = in->type, st = in->type2;
+  unsigned ssz = ptx_type_size(st);
+  bool sg = ptx_type_signed(st);
+
+  FOR_LANES(ex, l) {
+    uint64_t va = opv(b, w, a, l), vb = opv(b, w, bo, l), r = 0;
+    bool cv = boolop ? predv(b, w, c, l) : false;
+    if (is_half(st)) {
+      int fmt = half_fmt(st);
+      unsigned nh = is_half2(st) ? 2 : 1;
+      /* per half: 1.0 of the destination format, or all ones */
+      uint64_t one = dt == PTX_T_F16 || dt == PTX_T_F16X2 ? 0x3c00u
+                     : dt == PTX_T_BF16 || dt == PTX_T_BF16X2 ? 0x3f80u
+                     : dt == PTX_T_F32 ? 0x3f800000u
+                     : mask_of(nh == 2 ? 2 : ptx_type_size(dt));
+      for (unsigned i = 0; i < nh; i++) {
+        bool t = cmp_f(in->cmp,
+                       half_cmp_val(in, fmt, (va >> (16 * i)) & 0xffff),
+                       half_cmp_val(in, fmt, (vb >> (16 * i)) & 0xffff));
+        if (boolop)
+          t = bool_op(in->mode, t, cv);
+        if (t)
+          r |= one << (16 * i);
+      }
+    } else {
+      bool t;
+      if (st == PTX_T_F32) {
+        float x = f32v(va), y = f32v(vb);
+        if (in->flags & PTX_F_FTZ) {
+          x = ftz32(x);
+          y = ftz32(y);
+        }
+        t = cmp_f(in->cmp, (double)x, (double)y);
+      } else if (st == PTX_T_F64) {
+        t = cmp_f(in->cmp, f64v(va), f64v(vb));
+      } else {
+        t = cmp_i(in->cmp, ssz, sg, va, vb);
+      }
+      if (boolop)
+        t = bool_op(in->mode, t, cv);
+      r = !t ? 0 : dt == PTX_T_F32 ? 0x3f800000u : 0xffffffffu;
+    }
+    REG(w, d, l) = r;
+  }
+}
+
+/* cvt where either type is a 16-bit float. .ftz flushes f32 subnormals
+ * only (of the source, or the f32 result, which a 16-bit float never
+ * makes): 16-bit subnormals are kept. */
+static uint64_t cvt_half(const struct ptx_insn *in, uint64_t a) {
+  int dt = in->type, st = in->type2;
+  bool ftz = in->flags & PTX_F_FTZ, sat = in->flags & PTX_F_SAT;
+  unsigned ssz = ptx_type_size(st);
+  uint32_t h;
+  double x;
+
+  if (is_int(st)) {
+    bool sg = ptx_type_signed(st);
+    uint64_t v = sg ? (uint64_t)sext(a, ssz) : a & mask_of(ssz);
+    if (sat) /* to [0, 1] */
+      return double_to_half(sg ? ((int64_t)v <= 0 ? 0.0 : 1.0)
+                               : (v == 0 ? 0.0 : 1.0),
+                            half_fmt(dt), PTX_RND_RN);
+    return int_to_half(v, sg, half_fmt(dt), in->rnd);
+  }
+  if (is_half(st))
+    x = half_to_double((uint32_t)a & 0xffff, half_fmt(st));
+  else if (st == PTX_T_F32)
+    x = (double)(ftz ? ftz32(f32v(a)) : f32v(a));
+  else
+    x = f64v(a);
+  if (is_int(dt))
+    return f2i(x, dt, in->rnd);
+  switch (in->rnd) { /* to an integral value, same type */
+  case PTX_RND_RNI: x = nearbyint(x); break;
+  case PTX_RND_RZI: x = trunc(x); break;
+  case PTX_RND_RMI: x = floor(x); break;
+  case PTX_RND_RPI: x = ceil(x); break;
+  default: break;
+  }
+  if (sat)
+    x = isnan(x) ? 0.0 : !(x > 0) ? 0.0 : x > 1 ? 1.0 : x;
+  if (dt == PTX_T_F32)
+    return f32b((float)x); /* exact: the source is a 16-bit float */
+  if (dt == PTX_T_F64)
+    return f64b(x);
+  h = double_to_half(x, half_fmt(dt),
+                     in->rnd >= PTX_RND_RNI ? PTX_RND_RN : in->rnd);
+  return h;
+}
+
+/* match.any / match.all among the lanes |ex| (the member lanes, gathered
+ * by run_warp). */
+static void exec_match(struct block *b, struct warp *w,
+                       const struct ptx_insn *in, uint32_t ex) {
+  const struct ptx_operand *d = &in->ops[0], *p = &in->ops[1];
+  uint64_t vals[32], tm = mask_of(ptx_type_size(in->type));
+
+  FOR_LANES(ex, l)
+    vals[l] = opv(b, w, &in->ops[2], l) & tm;
+  FOR_LANES(ex, l) {
+    uint32_t mm = (uint32_t)opv(b, w, &in->ops[3], l) & ex, same = 0;
+    FOR_LANES(mm, j)
+      if (vals[j] == vals[l])
+        same |= 1u << j;
+    if (in->mode == PTX_MODE_ANY) {
+      REG(w, d, l) = same;
+    } else {
+      REG(w, d, l) = same == mm ? mm : 0;
+      if (p->kind == PTX_OPD_REG)
+        REG(w, p, l) = same == mm;
+    }
+  }
+}
+
+/* bar.sync / bar.arrive / bar.red for lanes |ex| of |mask| (the guard
+ * false for the others). Returns 0 when |ex| now waits (PCs set), 1 when
+ * the lanes move on as after any instruction, or a fault code. */
+static int exec_bar(struct block *b, struct warp *w,
+                    const struct ptx_insn *in, uint32_t pc, uint32_t mask,
+                    uint32_t ex) {
+  bool red = in->flags & PTX_F_RED, arrive = in->flags & PTX_F_ARRIVE;
+  unsigned first = red ? 1 : 0, nsrc = in->nops - first - (red ? 1u : 0u);
+  unsigned lane;
+  uint64_t id, cnt = 0;
+  struct barrier *B;
+
+  if (!ex)
+    return 1;
+  lane = (unsigned)__builtin_ctz(ex);
+  id = opv(b, w, &in->ops[first], lane);
+  if (nsrc == 2)
+    cnt = opv(b, w, &in->ops[first + 1], lane);
+  if (id > 15)
+    return fault(b, w, lane, in, PTX_E_TRAP,
+                 "barrier %llu does not exist (0 to 15)",
+                 (unsigned long long)id);
+  if (nsrc == 2 && (cnt == 0 || cnt > PTX_MAX_BLOCK_THREADS))
+    return fault(b, w, lane, in, PTX_E_TRAP, "barrier thread count %llu",
+                 (unsigned long long)cnt);
+  B = &b->bars[id];
+  if (B->arrived == 0) {
+    B->count = (uint32_t)cnt;
+    B->popc = B->nfalse = 0;
+  } else if (B->count != cnt) {
+    return fault(b, w, lane, in, PTX_E_TRAP,
+                 "barrier %u used with thread counts %u and %u",
+                 (unsigned)id, B->count, (unsigned)cnt);
+  }
+  B->arrived += popc32(ex);
+  if (red)
+    FOR_LANES(ex, l) {
+      if (predv(b, w, &in->ops[in->nops - 1], l))
+        B->popc++;
+      else
+        B->nfalse++;
+    }
+  b->bar_pending |= 1u << id;
+  if (arrive)
+    return 1;
+  w->wait |= ex;
+  FOR_LANES(ex, l)
+    w->bar_id[l] = (uint8_t)id;
+  advance(w, ex, pc); /* completing the barrier moves them on */
+  advance(w, mask & ~ex, pc + 1);
+  w->upc = -1;
+  return 0;
+}
+
+/* Completes every barrier that the threads it waits for have all reached
+ * (a thread count, or every thread of the block that has not exited): its
+ * waiting lanes move on, bar.red's get the result. Returns whether one
+ * completed. */
+static bool check_bars(struct block *b) {
+  struct launch *L = b->L;
+  const struct ptx_module *m = L->m;
+  uint32_t live = 0;
+  bool done = false;
+
+  if (!b->bar_pending)
+    return false;
+  for (uint32_t wi = 0; wi < L->nwarps; wi++)
+    live += popc32(b->warps[wi].live);
+  FOR_LANES(b->bar_pending, id) {
+    struct barrier *B = &b->bars[id];
+    if (B->arrived < (B->count ? B->count : live))
+      continue;
+    for (uint32_t wi = 0; wi < L->nwarps; wi++) {
+      struct warp *w = &b->warps[wi];
+      uint32_t rel = 0;
+      FOR_LANES(w->wait, l)
+        if (w->bar_id[l] == id)
+          rel |= 1u << l;
+      FOR_LANES(rel, l) {
+        const struct ptx_insn *in = &m->code[w->pc[l]];
+        if (in->flags & PTX_F_RED)
+          REG(w, &in->ops[0], l) = in->mode == PTX_MODE_POPC ? B->popc
+                                   : in->mode == PTX_MODE_AND
+                                       ? B->nfalse == 0 : B->popc != 0;
+        w->pc[l]++;
+      }
+      if (rel) {
+        w->wait &= ~rel;
+        w->upc = -1;
+      }
+    }
+    memset(B, 0, sizeof(*B));
+    b->bar_pending &= ~(1u << id);
+    done = true;
+  }
+  return done;
+}
+
+
 /* add/sub/mad with .cc (carry out to the lane's flag) and/or addc/subc/
  * madc (carry in from it). sub's carry is the borrow: subc computes
  * a - (b + CF). */
@@ -1414,8 +2933,108 @@ static int local_copy(struct block *b, struct warp *w, unsigned lane,
   return 0;
 }
 
+/* Argument |i| (8 or 4 bytes) of a call of a builtin, from |lane|'s
+ * copy of the caller's .param variable. */
+static uint64_t builtin_arg(struct block *b, struct warp *w, unsigned lane,
+                            const struct ptx_insn *in, unsigned i,
+                            unsigned size) {
+  const struct ptx_module *m = b->L->m;
+  const struct ptx_operand *args = &in->ops[2];
+  const struct ptx_symbol *y;
+  int space = PTX_SP_LOCAL;
+  uint64_t addr;
+  uint8_t *p;
+
+  if (args->kind != PTX_OPD_VEC || i >= args->count)
+    return 0;
+  y = &m->syms[m->vec[args->reg + i].reg];
+  addr = y->addr;
+  if (y->size < size ||
+      !(p = xlat_quiet(b, w, lane, &space, &addr, size, false)))
+    return 0;
+  return load_n(p, size);
+}
+
+/* vprintf and __assertfail for the lanes |ex|. */
+static int exec_builtin(struct block *b, struct warp *w,
+                        const struct ptx_insn *in, const struct ptx_func *g,
+                        uint32_t ex) {
+  const struct ptx_launch *l = b->L->l;
+  const struct ptx_module *m = b->L->m;
+  int rc = 0;
+
+  FOR_LANES(ex, lane) {
+    struct preader rd = {b, w, lane};
+    struct pbuf o = {NULL, 0, 0, false};
+    int n;
+    if (g->builtin == PTX_BUILTIN_VPRINTF) {
+      n = format_printf(&rd, builtin_arg(b, w, lane, in, 0, 8),
+                        builtin_arg(b, w, lane, in, 1, 8), &o);
+      if (in->ops[0].kind == PTX_OPD_VEC && in->ops[0].count == 1) {
+        const struct ptx_symbol *y = &m->syms[m->vec[in->ops[0].reg].reg];
+        int space = PTX_SP_LOCAL;
+        uint64_t addr = y->addr;
+        uint8_t *p = y->size >= 4 ? xlat_quiet(b, w, lane, &space, &addr, 4,
+                                               true)
+                                  : NULL;
+        if (p)
+          store_n(p, (uint64_t)(uint32_t)n, 4);
+      }
+    } else { /* __assertfail(message, file, line, function, charsize) */
+      char *msg = malloc(3 * (PRINTF_MAX_STR + 1)), *file, *func;
+      if (!msg) {
+        o.nomem = true;
+      } else {
+        file = msg + PRINTF_MAX_STR + 1;
+        func = file + PRINTF_MAX_STR + 1;
+        if (pread_str(&rd, builtin_arg(b, w, lane, in, 0, 8), msg,
+                      PRINTF_MAX_STR) < 0)
+          strcpy(msg, "?");
+        if (pread_str(&rd, builtin_arg(b, w, lane, in, 1, 8), file,
+                      PRINTF_MAX_STR) < 0)
+          strcpy(file, "?");
+        if (pread_str(&rd, builtin_arg(b, w, lane, in, 3, 8), func,
+                      PRINTF_MAX_STR) < 0)
+          strcpy(func, "?");
+        {
+          /* CUDA's own wording */
+          char line[16], where[96];
+          int n1 = snprintf(line, sizeof(line), ":%u: ",
+                            (unsigned)builtin_arg(b, w, lane, in, 2, 4));
+          int n2 = snprintf(where, sizeof(where),
+                            ": block: [%u,%u,%u], thread: [%u,%u,%u] "
+                            "Assertion `",
+                            b->ctaid[0], b->ctaid[1], b->ctaid[2],
+                            w->tid[0][lane], w->tid[1][lane],
+                            w->tid[2][lane]);
+          pb_put(&o, file, strlen(file));
+          pb_put(&o, line, n1 > 0 ? (size_t)n1 : 0);
+          pb_put(&o, func, strlen(func));
+          pb_put(&o, where, n2 > 0 ? (size_t)n2 : 0);
+          pb_put(&o, msg, strlen(msg));
+          pb_put(&o, "` failed.\n", 10);
+        }
+        if (!rc)
+          rc = fault(b, w, lane, in, PTX_E_ASSERT,
+                     "device assertion `%.80s` failed (%.60s:%u)", msg, file,
+                     (unsigned)builtin_arg(b, w, lane, in, 2, 4));
+        free(msg);
+      }
+    }
+    if (o.nomem) {
+      free(o.s);
+      return fault(b, w, lane, in, PTX_E_NOMEM, "out of host memory");
+    }
+    if (l->print && o.len)
+      l->print(l->print_opaque, o.s, o.len);
+    free(o.s);
+  }
+  return rc;
+}
+
 /* call: copies the arguments into the callee's parameters (all in local
- * memory, see link_module()), pushes the call's PC and jumps. */
+ * memory, see link_module()), pushes the call's PC and jumps; a builtin
+ * runs here and the lanes move on. */
 static int exec_call(struct block *b, struct warp *w,
                      const struct ptx_insn *in, uint32_t pc, uint32_t mask,
                      uint32_t ex, bool whole) {
@@ -1424,6 +3043,18 @@ static int exec_call(struct block *b, struct warp *w,
   const struct ptx_operand *args = &in->ops[2];
   uint32_t maxd = b->L->f->call_depth;
   int rc;
+
+  if (g->builtin) {
+    if ((rc = exec_builtin(b, w, in, g, ex)) < 0)
+      return rc;
+    if (whole) {
+      w->upc = (int64_t)pc + 1;
+    } else {
+      advance(w, mask, pc + 1);
+      w->upc = -1;
+    }
+    return 0;
+  }
 
   FOR_LANES(ex, l) {
     if (w->depth[l] >= maxd)
@@ -1515,11 +3146,44 @@ static int step(struct block *b, struct warp *w, const struct ptx_insn *in,
     w->upc = ex == 0 && whole ? (int64_t)pc + 1 : -1;
     return 0;
   case PTX_OP_BAR:
-    w->wait |= ex;
-    advance(w, ex, pc); /* opening the barrier moves them on */
-    advance(w, mask & ~ex, pc + 1);
-    w->upc = -1;
-    return 0;
+    if ((rc = exec_bar(b, w, in, pc, mask, ex)) != 1)
+      return rc;
+    rc = 0;
+    break;
+  case PTX_OP_WARPSYNC: /* run_warp gathered the member lanes */
+    break;
+  case PTX_OP_MATCH:
+    exec_match(b, w, in, ex);
+    break;
+  case PTX_OP_SET:
+    exec_set(b, w, in, ex);
+    break;
+  case PTX_OP_MUL24:
+  case PTX_OP_MAD24:
+    FOR_LANES(ex, l)
+      REG(w, d, l) = mul24(in, opv(b, w, o1, l), opv(b, w, o2, l),
+                           in->nops > 3 ? opv(b, w, o3, l) : 0);
+    break;
+  case PTX_OP_SAD:
+    FOR_LANES(ex, l)
+      REG(w, d, l) = sad(t, opv(b, w, o1, l), opv(b, w, o2, l),
+                         opv(b, w, o3, l));
+    break;
+  case PTX_OP_BFIND:
+    FOR_LANES(ex, l)
+      REG(w, d, l) = bfind(in, opv(b, w, o1, l));
+    break;
+  case PTX_OP_SHF:
+    FOR_LANES(ex, l)
+      REG(w, d, l) = shf(in, opv(b, w, o1, l), opv(b, w, o2, l),
+                         opv(b, w, o3, l));
+    break;
+  case PTX_OP_DP4A:
+  case PTX_OP_DP2A:
+    FOR_LANES(ex, l)
+      REG(w, d, l) = dot(in, opv(b, w, o1, l), opv(b, w, o2, l),
+                         opv(b, w, o3, l));
+    break;
   case PTX_OP_TRAP:
     if (ex)
       return fault(b, w, (unsigned)__builtin_ctz(ex), in, PTX_E_TRAP,
@@ -1605,7 +3269,12 @@ static int step(struct block *b, struct warp *w, const struct ptx_insn *in,
   case PTX_OP_COPYSIGN: {
     bool three = in->op == PTX_OP_MAD || in->op == PTX_OP_FMA;
     bool one = in->nops == 2;
+    if (is_int(t) && !(in->flags & (PTX_F_CC | PTX_F_CARRYIN | PTX_F_SAT)) &&
+        int_fast(w, in, ex))
+      break;
     if (t == PTX_T_F32) {
+      if (f32_fast(w, in, ex))
+        break;
       oldr = rnd_push(in);
       FOR_LANES(ex, l) {
         float a = f32v(opv(b, w, o1, l));
@@ -1627,8 +3296,18 @@ static int step(struct block *b, struct warp *w, const struct ptx_insn *in,
       FOR_LANES(ex, l)
         REG(w, d, l) = int_op(in, 1, false, opv(b, w, o1, l),
                               opv(b, w, o2, l), 0) & 1;
-    } else if (in->flags & (PTX_F_CC | PTX_F_CARRYIN)) {
-      exec_carry(b, w, in, ex);
+    } else if ((in->flags & (PTX_F_CC | PTX_F_CARRYIN | PTX_F_SAT)) ||
+               is_half(t)) {
+      if (is_half(t))
+        FOR_LANES(ex, l)
+          REG(w, d, l) = half_arith(in, opv(b, w, o1, l), opv(b, w, o2, l),
+                                    three ? opv(b, w, o3, l) : 0);
+      else if (in->flags & PTX_F_SAT)
+        FOR_LANES(ex, l)
+          REG(w, d, l) = int_sat(in, opv(b, w, o1, l), opv(b, w, o2, l),
+                                 three ? opv(b, w, o3, l) : 0);
+      else
+        exec_carry(b, w, in, ex);
     } else {
       unsigned sz = ptx_type_size(t);
       bool sg = ptx_type_signed(t);
@@ -1649,6 +3328,11 @@ static int step(struct block *b, struct warp *w, const struct ptx_insn *in,
   case PTX_OP_CNOT: {
     unsigned sz = ptx_type_size(t);
     uint64_t tm = mask_of(sz), sign = 1ull << (sz * 8 - 1);
+    if (is_half(t)) {
+      FOR_LANES(ex, l)
+        REG(w, d, l) = half_arith(in, opv(b, w, o1, l), 0, 0);
+      break;
+    }
     FOR_LANES(ex, l) {
       uint64_t a = opv(b, w, o1, l) & tm, r;
       if (in->op == PTX_OP_NOT)
@@ -1673,6 +3357,12 @@ static int step(struct block *b, struct warp *w, const struct ptx_insn *in,
     bool boolop = in->flags & PTX_F_BOOLOP;
     unsigned sz = ptx_type_size(t);
     bool sg = ptx_type_signed(t);
+    if (is_int(t) && setp_int_fast(w, in, ex))
+      break;
+    if (is_half(t)) {
+      exec_setp_half(b, w, in, ex);
+      break;
+    }
     FOR_LANES(ex, l) {
       bool r, cv = boolop ? predv(b, w, c, l) : false;
       uint64_t va = opv(b, w, a, l), vb = opv(b, w, bo, l);
@@ -1694,6 +3384,16 @@ static int step(struct block *b, struct warp *w, const struct ptx_insn *in,
                                         : opv(b, w, o2, l);
     break;
   case PTX_OP_CVT:
+    if (is_half(t) || is_half(in->type2)) {
+      if (in->nops == 3) /* cvt.rn.f16x2.f32 d, hi, lo */
+        FOR_LANES(ex, l)
+          REG(w, d, l) = cvt_half(in, opv(b, w, o1, l)) << 16 |
+                         cvt_half(in, opv(b, w, o2, l));
+      else
+        FOR_LANES(ex, l)
+          REG(w, d, l) = cvt_half(in, opv(b, w, o1, l));
+      break;
+    }
     oldr = is_int(in->type2) || (t == PTX_T_F32 && in->type2 == PTX_T_F64)
                ? rnd_push(in) : -1;
     FOR_LANES(ex, l)
@@ -1747,16 +3447,16 @@ static int step(struct block *b, struct warp *w, const struct ptx_insn *in,
     break;
   }
   case PTX_OP_VOTE: {
-    uint32_t ballot = 0, act = 0;
-    FOR_LANES(ex, l) {
-      uint32_t mm = (uint32_t)opv(b, w, o2, l);
-      if (!(mm & (1u << l)))
-        continue;
-      act |= 1u << l;
+    /* Each lane votes among the lanes of its own member mask: lanes of a
+     * warp split into tiles (cooperative groups) pass different masks to
+     * one instruction. */
+    uint32_t votes = 0;
+    FOR_LANES(ex, l)
       if (predv(b, w, o1, l))
-        ballot |= 1u << l;
-    }
+        votes |= 1u << l;
     FOR_LANES(ex, l) {
+      uint32_t act = (uint32_t)opv(b, w, o2, l) & ex;
+      uint32_t ballot = votes & act;
       uint64_t r;
       switch (in->mode) {
       case PTX_MODE_BALLOT: r = ballot; break;
@@ -1832,8 +3532,96 @@ static int step(struct block *b, struct warp *w, const struct ptx_insn *in,
   return 0;
 }
 
+/* A hash of the warp's whole state (PCs, masks, registers): equal hashes
+ * a check apart mean that the warp went round in a loop that changed
+ * nothing, which a spin-wait does and a computation does not. */
+static uint64_t warp_hash(const struct block *b, const struct warp *w) {
+  uint64_t h = 0x9e3779b97f4a7c15ull, n = (uint64_t)b->L->f->nregs * 32;
+
+  for (unsigned l = 0; l < 32; l++)
+    h = (h ^ w->pc[l]) * 0x100000001b3ull;
+  h = (h ^ w->live ^ (uint64_t)w->wait << 32) * 0x100000001b3ull;
+  h = (h ^ w->park ^ (uint64_t)w->cc << 32) * 0x100000001b3ull;
+  for (uint64_t i = 0; i < n; i++)
+    h = (h ^ w->r[i]) * 0x100000001b3ull;
+  return h;
+}
+
+/* Called every STARVE_STEPS steps of a diverged warp, about to run |pc|.
+ * Lowest-PC-first runs one group of lanes while the others wait, which
+ * starves a lane that holds a lock the lower-PC lanes spin on. A GPU with
+ * independent thread scheduling lets every lane progress, so here the
+ * lanes that have gone longest without running (not those waiting at a
+ * barrier or for the members of a warp collective) run alone for
+ * STARVE_BOOST steps.
+ *
+ * Lanes that have still not run for STARVE_LIMIT steps are "stuck". Then
+ * the warp's state is compared each time the running lanes come back to
+ * the same PC (sample_pc): unchanged, they spin in a loop that changes
+ * nothing, and the stuck lanes will never run (typically lanes parked at
+ * a shuffle or vote while the lanes they wait for spin on a lock one of
+ * them holds, which hangs a GPU too): starve_sample() fails the launch. */
+static void starve_check(struct block *b, struct warp *w, uint32_t run,
+                         uint32_t pc) {
+  uint32_t cand = w->live & ~w->wait, best = 32;
+
+  w->diverged = 0;
+  w->stuck = 0;
+  FOR_LANES(cand, l) {
+    if (w->ran & (1u << l))
+      w->starved[l] = 0;
+    else if (w->starved[l] < UINT16_MAX)
+      w->starved[l]++;
+    if (w->starved[l] >= STARVE_LIMIT / STARVE_STEPS)
+      w->stuck |= 1u << l;
+    if ((run & (1u << l)) && w->starved[l] &&
+        (best == 32 || w->starved[l] > w->starved[best]))
+      best = l;
+  }
+  w->ran = 0;
+  if (!w->stuck) {
+    w->have_base = w->sampling = false;
+  } else if (!w->have_base || w->sampling) {
+    /* a first state, or the PC did not come back there since the last
+     * check (not a tight loop): start again from here */
+    w->sample_pc = pc;
+    w->state_hash = warp_hash(b, w);
+    w->have_base = w->sampling = true;
+  } else {
+    w->sampling = true; /* compare on the next visit */
+  }
+  if (best < 32) {
+    w->boost = STARVE_BOOST;
+    w->boost_mask = 0;
+    FOR_LANES(run, l)
+      if (w->pc[l] == w->pc[best])
+        w->boost_mask |= 1u << l;
+  }
+}
+
+/* The warp is back at sample_pc: fails the launch if nothing changed
+ * since the last time (see starve_check). Returns 0 or PTX_E_DEADLOCK. */
+static int starve_sample(struct block *b, struct warp *w) {
+  uint64_t h = warp_hash(b, w);
+  unsigned l;
+
+  if (h != w->state_hash) {
+    w->state_hash = h;
+    w->sampling = false; /* the next check arms it again */
+    return 0;
+  }
+  l = (unsigned)__builtin_ctz(w->stuck);
+  return fault(b, w, l, &b->L->m->code[w->pc[l]], PTX_E_DEADLOCK,
+               "warp %u lanes 0x%08x wait here for %u steps while the "
+               "others spin unchanged: a lock between lanes of one warp "
+               "cannot make progress on the emulated device",
+               w->id, w->stuck, STARVE_LIMIT);
+}
+
 /* Runs warp |w| until none of its lanes can run (all exited or waiting at
- * the barrier). Returns 0, a fault code, or 1 when another block faulted. */
+ * a barrier) or it has had SLICE_STEPS steps, so that the other warps of
+ * the block get their turn (one of them may be what it waits for).
+ * Returns 0, a fault code, or 1 when another block faulted. */
 static int run_warp(struct block *b, struct warp *w) {
   const struct ptx_module *m = b->L->m;
   uint64_t n = 0;
@@ -1865,30 +3653,29 @@ static int run_warp(struct block *b, struct warp *w) {
                    PTX_E_CANCELLED, "cancelled");
         break;
       }
+      if (n >= SLICE_STEPS && b->L->nwarps > 1)
+        break;
     }
     if (w->upc >= 0) {
       pc = (uint32_t)w->upc;
       mask = run;
-      w->diverged = 0;
-    } else if (w->boost) {
-      /* Lanes that lowest-PC-first has starved (a spin lock whose holder
-       * sits at a higher PC than the waiters) get to run for a while, as
-       * independent thread scheduling allows. */
-      w->boost--;
-      pc = 0;
-      mask = 0;
-      FOR_LANES(run, l) {
-        if (w->pc[l] > pc || !mask) {
-          pc = w->pc[l];
-          mask = 1u << l;
-        } else if (w->pc[l] == pc) {
-          mask |= 1u << l;
-        }
+      if (w->diverged) { /* uniform again: nobody starves */
+        w->diverged = w->ran = w->boost = w->stuck = 0;
+        w->sampling = w->have_base = false;
+        memset(w->starved, 0, sizeof(w->starved));
       }
     } else {
+      /* lowest PC first; while boosting, among the boosted lanes */
+      uint32_t cand = run;
+      if (w->boost) {
+        if ((cand = run & w->boost_mask) != 0)
+          w->boost--;
+        else
+          cand = run, w->boost = 0;
+      }
       pc = UINT32_MAX;
       mask = 0;
-      FOR_LANES(run, l) {
+      FOR_LANES(cand, l) {
         if (w->pc[l] < pc) {
           pc = w->pc[l];
           mask = 1u << l;
@@ -1896,9 +3683,12 @@ static int run_warp(struct block *b, struct warp *w) {
           mask |= 1u << l;
         }
       }
-      if (++w->diverged >= STARVE_STEPS) {
-        w->diverged = 0;
-        w->boost = STARVE_BOOST;
+      w->ran |= mask;
+      if (++w->diverged >= STARVE_STEPS)
+        starve_check(b, w, run & ~w->park, pc);
+      else if (w->sampling && pc == w->sample_pc &&
+                 (rc = starve_sample(b, w)) < 0) {
+        break;
       }
     }
     if (pc >= m->ncode) { /* cannot happen: every body ends in ret */
@@ -1909,10 +3699,13 @@ static int run_warp(struct block *b, struct warp *w) {
     in = &m->code[pc];
     if (force)
       w->park &= ~mask;
-    if ((in->op == PTX_OP_SHFL || in->op == PTX_OP_VOTE) && !force) {
+    if ((unsigned)(in->op - PTX_OP_SHFL) <= PTX_OP_WARPSYNC - PTX_OP_SHFL &&
+        !force) {
       /* A warp-synchronous collective runs once every lane of its member
        * mask has reached it: lanes that come first park here. */
-      const struct ptx_operand *mo = &in->ops[in->op == PTX_OP_SHFL ? 5 : 2];
+      const struct ptx_operand *mo =
+          &in->ops[in->op == PTX_OP_SHFL ? 5 : in->op == PTX_OP_VOTE ? 2
+                   : in->op == PTX_OP_MATCH ? 3 : 0];
       uint32_t need = (uint32_t)opv(b, w, mo, (unsigned)__builtin_ctz(mask)) &
                       w->live & ~w->wait;
       uint32_t here = mask;
@@ -1943,6 +3736,27 @@ static int run_warp(struct block *b, struct warp *w) {
   return rc;
 }
 
+/* The message of a block whose barriers can never complete. */
+static int barrier_deadlock(struct block *b) {
+  struct launch *L = b->L;
+  uint32_t live = 0;
+
+  for (uint32_t wi = 0; wi < L->nwarps; wi++)
+    live += popc32(b->warps[wi].live);
+  for (uint32_t wi = 0; wi < L->nwarps; wi++) {
+    struct warp *w = &b->warps[wi];
+    if (w->wait) {
+      unsigned l = (unsigned)__builtin_ctz(w->wait);
+      const struct barrier *B = &b->bars[w->bar_id[l]];
+      return fault(b, w, l, NULL, PTX_E_DEADLOCK,
+                   "barrier %u never completes: %u of %u threads arrived "
+                   "(the others exited or wait elsewhere)",
+                   w->bar_id[l], B->arrived, B->count ? B->count : live);
+    }
+  }
+  return fault(b, NULL, 0, NULL, PTX_E_DEADLOCK, "no progress");
+}
+
 /* Runs block |idx| of the grid with the block state |b| (buffers already
  * allocated). Returns 0, a fault code or 1 (another block faulted). */
 static int run_block(struct block *b, uint64_t idx) {
@@ -1956,6 +3770,8 @@ static int run_block(struct block *b, uint64_t idx) {
   b->ctaid[1] = (uint32_t)(idx / l->grid[0] % l->grid[1]);
   b->ctaid[2] = (uint32_t)(idx / l->grid[0] / l->grid[1]);
   memset(b->shared, 0, L->shared_size);
+  memset(b->bars, 0, sizeof(b->bars));
+  b->bar_pending = 0;
   for (uint32_t wi = 0; wi < L->nwarps; wi++) {
     struct warp *w = &b->warps[wi];
     memset(w->r, 0, (size_t)f->nregs * 32 * sizeof(uint64_t));
@@ -1963,8 +3779,11 @@ static int run_block(struct block *b, uint64_t idx) {
     for (unsigned ln = 0; ln < 32; ln++)
       w->pc[ln] = f->code_base;
     memset(w->depth, 0, sizeof(w->depth));
+    memset(w->starved, 0, sizeof(w->starved));
     w->live = w->wait = w->cc = w->park = 0;
-    w->diverged = w->boost = 0;
+    w->diverged = w->ran = w->boost = w->boost_mask = w->stuck = 0;
+    w->sampling = w->have_base = false;
+    w->state_hash = 0;
     w->upc = f->code_base;
     w->id = wi;
     for (unsigned ln = 0; ln < 32; ln++) {
@@ -1977,26 +3796,22 @@ static int run_block(struct block *b, uint64_t idx) {
     }
   }
   for (;;) {
-    bool any_live = false, any_wait = false;
+    bool any_live = false, progress = false;
     for (uint32_t wi = 0; wi < L->nwarps; wi++) {
       struct warp *w = &b->warps[wi];
-      if ((rc = run_warp(b, w)) != 0)
-        return rc;
-      any_live |= w->live != 0;
-      any_wait |= w->wait != 0;
+      if (w->live & ~w->wait) {
+        if ((rc = run_warp(b, w)) != 0)
+          return rc;
+        progress = true;
+      }
+      progress |= check_bars(b);
     }
+    for (uint32_t wi = 0; wi < L->nwarps; wi++)
+      any_live |= b->warps[wi].live != 0;
     if (!any_live)
       return 0;
-    if (!any_wait)
-      return fault(b, NULL, 0, NULL, PTX_E_DEADLOCK, "no progress");
-    /* Every live lane waits at the barrier: open it. */
-    for (uint32_t wi = 0; wi < L->nwarps; wi++) {
-      struct warp *w = &b->warps[wi];
-      FOR_LANES(w->wait, ln)
-        w->pc[ln]++;
-      w->wait = 0;
-      w->upc = -1;
-    }
+    if (!progress)
+      return barrier_deadlock(b);
   }
 }
 

@@ -53,7 +53,8 @@ enum ptx_type {
   PTX_T_B8, PTX_T_B16, PTX_T_B32, PTX_T_B64,
   PTX_T_U8, PTX_T_U16, PTX_T_U32, PTX_T_U64,
   PTX_T_S8, PTX_T_S16, PTX_T_S32, PTX_T_S64,
-  PTX_T_F16, PTX_T_F16X2, PTX_T_BF16, PTX_T_F32, PTX_T_F64,
+  PTX_T_F16, PTX_T_F16X2, PTX_T_BF16, PTX_T_BF16X2, /* together */
+  PTX_T_F32, PTX_T_F64,
   PTX_T_PRED,
   PTX_T_COUNT
 };
@@ -61,7 +62,7 @@ enum ptx_type {
 /* Bytes of a value of type |t| (pred: 1, none: 0). */
 unsigned ptx_type_size(int t);
 bool ptx_type_signed(int t);
-bool ptx_type_float(int t);   /* f16, f16x2, bf16, f32, f64 */
+bool ptx_type_float(int t);   /* f16, f16x2, bf16, bf16x2, f32, f64 */
 const char *ptx_type_name(int t);
 
 enum ptx_space {
@@ -79,10 +80,14 @@ enum ptx_op {
   PTX_OP_SETP, PTX_OP_SELP, PTX_OP_BRA, PTX_OP_RET, PTX_OP_EXIT,
   PTX_OP_CVT, PTX_OP_RCP, PTX_OP_SQRT, PTX_OP_RSQRT, PTX_OP_EX2,
   PTX_OP_LG2, PTX_OP_SIN, PTX_OP_COS, PTX_OP_TANH,
-  PTX_OP_SHFL, PTX_OP_VOTE, PTX_OP_ATOM, PTX_OP_RED, PTX_OP_BAR,
+  /* the warp collectives, together (run_warp tests the range) */
+  PTX_OP_SHFL, PTX_OP_VOTE, PTX_OP_MATCH, PTX_OP_WARPSYNC,
+  PTX_OP_ATOM, PTX_OP_RED, PTX_OP_BAR,
   PTX_OP_MEMBAR, PTX_OP_POPC, PTX_OP_CLZ, PTX_OP_BFE, PTX_OP_BFI,
   PTX_OP_BREV, PTX_OP_PRMT, PTX_OP_LOP3, PTX_OP_COPYSIGN, PTX_OP_TESTP,
   PTX_OP_TRAP, PTX_OP_NOP, PTX_OP_ACTIVEMASK, PTX_OP_CALL,
+  PTX_OP_SET, PTX_OP_MUL24, PTX_OP_MAD24, PTX_OP_SAD, PTX_OP_BFIND,
+  PTX_OP_SHF, PTX_OP_DP4A, PTX_OP_DP2A,
   PTX_OP_COUNT
 };
 
@@ -115,6 +120,12 @@ enum {
   /* testp */
   PTX_MODE_FINITE, PTX_MODE_INFINITE, PTX_MODE_NUMBER, PTX_MODE_NOTANUMBER,
   PTX_MODE_NORMAL, PTX_MODE_SUBNORMAL,
+  /* bar.red */
+  PTX_MODE_POPC,
+  /* shf */
+  PTX_MODE_SHFL_L, PTX_MODE_SHFL_R,
+  /* bfind */
+  PTX_MODE_SHIFTAMT,
 };
 
 /* ptx_insn.flags */
@@ -130,6 +141,10 @@ enum {
 #define PTX_F_BOOLOP   0x0200u  /* setp with .and/.or/.xor: mode holds it */
 #define PTX_F_SYNC     0x0400u  /* shfl.sync, vote.sync */
 #define PTX_F_CARRYIN  0x0800u  /* addc, subc, madc */
+#define PTX_F_NAN      0x1000u  /* min/max.NaN: a NaN operand wins */
+#define PTX_F_CLAMP    0x2000u  /* shf.clamp (else .wrap) */
+#define PTX_F_ARRIVE   0x4000u  /* bar.arrive / barrier.arrive */
+#define PTX_F_RED      0x8000u  /* bar.red: mode holds popc/and/or */
 
 /* Operand kinds. */
 enum {
@@ -221,12 +236,22 @@ struct ptx_param {
 
 struct ptx_module;
 
+/* Functions the engine provides itself: declared .extern in the PTX,
+ * called like any .func (ptx_func.builtin). */
+enum {
+  PTX_BUILTIN_NONE,
+  PTX_BUILTIN_VPRINTF,     /* (.b32) vprintf(.b64 fmt, .b64 args) */
+  PTX_BUILTIN_ASSERTFAIL,  /* __assertfail(.b64 msg, .b64 file, .b32
+                              line, .b64 func, .b64 charsize) */
+};
+
 /* A function; kernels (is_entry) are handed out as struct ptx_kernel. */
 struct ptx_func {
   struct ptx_module *mod;     /* the module that owns it */
   char *name;       /* owned */
   bool is_entry;
   bool defined;     /* has a body */
+  uint8_t builtin;  /* PTX_BUILTIN_*: no body, the engine runs it */
   uint32_t line;
   struct ptx_param *params;   /* owned, nparams */
   uint32_t nparams;
@@ -246,6 +271,7 @@ struct ptx_func {
    * variables sit in the module-wide arrays and the thread's frame */
   uint32_t code_base, vec_base, reg_base, local_base;
   uint32_t own_regs, own_local;
+  uint32_t decl_regs;         /* registers its .reg directives declare */
   uint32_t call_depth;        /* deepest call chain below it */
   uint32_t maxntid;           /* .maxntid/.reqntid product, 0: none */
   uint32_t reqntid[3];        /* .reqntid, 0: none */
@@ -266,6 +292,9 @@ struct ptx_module {
   char *text;                 /* owned: a copy of the PTX, for messages */
   struct ptx_global_ops gops; /* alloc NULL: host buffers */
   size_t text_len;
+  int ptx_version;            /* .version x.y as x * 10 + y, 0: none */
+  int target;                 /* .target sm_NN as NN, 0: none */
+  uint32_t const_size;        /* bytes of module .const variables */
 };
 
 /* The deepest call chain the engine accepts. */

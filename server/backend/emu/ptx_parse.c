@@ -49,6 +49,7 @@ static const struct {
   [PTX_T_F16] = {"f16", 2, false, true},
   [PTX_T_F16X2] = {"f16x2", 4, false, true},
   [PTX_T_BF16] = {"bf16", 2, false, true},
+  [PTX_T_BF16X2] = {"bf16x2", 4, false, true},
   [PTX_T_F32] = {"f32", 4, false, true},
   [PTX_T_F64] = {"f64", 8, false, true},
   [PTX_T_PRED] = {"pred", 1, false, false},
@@ -655,11 +656,12 @@ static uint32_t find_reg(const struct parser *P, const char *s, size_t n) {
   return PTX_NOREG;
 }
 
-/* .reg .type name, name<N>, ... ; (".reg" consumed) */
-static int parse_reg_decl(struct parser *P) {
+/* .reg .type name, name<N>, ... ; (".reg" consumed; |type| is the type
+ * when it came in one word with it, ".reg.b32", else PTX_T_NONE) */
+static int parse_reg_decl(struct parser *P, int type) {
   struct ptx_func *f = &P->m->funcs[P->fidx];
   uint32_t line = P->tok.line;
-  int type = PTX_T_NONE, rc;
+  int rc;
 
   while (P->tok.kind == PTX_TOK_WORD && P->tok.s[0] == '.') {
     type = type_from(P->tok.s + 1, P->tok.len - 1);
@@ -704,6 +706,7 @@ static int parse_reg_decl(struct parser *P) {
     r->base = f->nregs;
     r->depth = P->depth;
     f->nregs += (uint32_t)count;
+    f->decl_regs += (uint32_t)count;
     P->nregdecl++;
     if (!is_punct(P, ','))
       break;
@@ -714,6 +717,36 @@ static int parse_reg_decl(struct parser *P) {
 }
 
 /* ---- instructions --------------------------------------------------- */
+
+/* Every instruction name of the PTX ISA (up to 9.0), implemented or not:
+ * tells an instruction the engine lacks from text that is not PTX. */
+static const char *const isa_opcodes[] = {
+  "abs", "activemask", "add", "addc", "alloca", "and", "applypriority",
+  "atom", "bar", "barrier", "bfe", "bfi", "bfind", "bmsk", "bra", "brev",
+  "brkpt", "brx", "call", "clusterlaunchcontrol", "clz", "cnot", "copysign",
+  "cos", "cp", "createpolicy", "cvt", "cvta", "discard", "div", "dp2a",
+  "dp4a", "elect", "ex2", "exit", "fence", "fma", "fns", "getctarank",
+  "griddepcontrol", "isspacep", "istypeof", "ld", "ldmatrix", "ldu", "lg2",
+  "lop3", "mad", "mad24", "madc", "mapa", "match", "max", "mbarrier",
+  "membar", "min", "mma", "mov", "movmatrix", "mul", "mul24", "multimem",
+  "nanosleep", "neg", "not", "or", "pmevent", "popc", "prefetch",
+  "prefetchu", "prmt", "rcp", "red", "redux", "rem", "ret", "rsqrt", "sad",
+  "selp", "set", "setmaxnreg", "setp", "shf", "shfl", "shl", "shr", "sin",
+  "slct", "sqrt", "st", "stackrestore", "stacksave", "stmatrix", "sub",
+  "subc", "suld", "suq", "sured", "sust", "szext", "tanh", "tcgen05",
+  "tensormap", "testp", "tex", "tld4", "trap", "txq", "vabsdiff",
+  "vabsdiff2", "vabsdiff4", "vadd", "vadd2", "vadd4", "vavrg2", "vavrg4",
+  "vmad", "vmax", "vmax2", "vmax4", "vmin", "vmin2", "vmin4", "vote", "vset",
+  "vset2", "vset4", "vshl", "vshr", "vsub", "vsub2", "vsub4", "wgmma",
+  "wmma", "xor",
+};
+
+static bool ptx_isa_opcode(const char *s, size_t n) {
+  for (size_t i = 0; i < sizeof(isa_opcodes) / sizeof(isa_opcodes[0]); i++)
+    if (strlen(isa_opcodes[i]) == n && memcmp(isa_opcodes[i], s, n) == 0)
+      return true;
+  return false;
+}
 
 static const struct {
   const char *name;
@@ -741,6 +774,9 @@ static const struct {
   {"trap", PTX_OP_TRAP}, {"nanosleep", PTX_OP_NOP},
   {"activemask", PTX_OP_ACTIVEMASK}, {"call", PTX_OP_CALL},
   {"addc", PTX_OP_ADD}, {"subc", PTX_OP_SUB}, {"madc", PTX_OP_MAD},
+  {"set", PTX_OP_SET}, {"mul24", PTX_OP_MUL24}, {"mad24", PTX_OP_MAD24},
+  {"sad", PTX_OP_SAD}, {"bfind", PTX_OP_BFIND}, {"shf", PTX_OP_SHF},
+  {"dp4a", PTX_OP_DP4A}, {"dp2a", PTX_OP_DP2A}, {"match", PTX_OP_MATCH},
 };
 
 static const char *const cmp_names[] = {
@@ -773,6 +809,9 @@ static const struct {
   {"ballot", PTX_OP_VOTE, PTX_MODE_BALLOT},
   {"any", PTX_OP_VOTE, PTX_MODE_ANY}, {"all", PTX_OP_VOTE, PTX_MODE_ALL},
   {"uni", PTX_OP_VOTE, PTX_MODE_UNI},
+  {"any", PTX_OP_MATCH, PTX_MODE_ANY}, {"all", PTX_OP_MATCH, PTX_MODE_ALL},
+  {"l", PTX_OP_SHF, PTX_MODE_SHFL_L}, {"r", PTX_OP_SHF, PTX_MODE_SHFL_R},
+  {"shiftamt", PTX_OP_BFIND, PTX_MODE_SHIFTAMT},
   {"finite", PTX_OP_TESTP, PTX_MODE_FINITE},
   {"infinite", PTX_OP_TESTP, PTX_MODE_INFINITE},
   {"number", PTX_OP_TESTP, PTX_MODE_NUMBER},
@@ -844,21 +883,42 @@ static int decode_mod(struct ptx_insn *in, const char *s, size_t n) {
     in->flags |= PTX_F_CC;
   } else if (mod_is(s, n, "sync") &&
              (in->op == PTX_OP_SHFL || in->op == PTX_OP_VOTE ||
-              in->op == PTX_OP_BAR)) {
+              in->op == PTX_OP_BAR || in->op == PTX_OP_MATCH ||
+              in->op == PTX_OP_WARPSYNC)) {
     in->flags |= PTX_F_SYNC;
+  } else if (in->op == PTX_OP_BAR && mod_is(s, n, "arrive")) {
+    in->flags |= PTX_F_ARRIVE;
+  } else if (in->op == PTX_OP_BAR && mod_is(s, n, "red")) {
+    in->flags |= PTX_F_RED;
+  } else if (in->op == PTX_OP_BAR && (in->flags & PTX_F_RED) && !in->mode &&
+             (mod_is(s, n, "popc") || mod_is(s, n, "and") ||
+              mod_is(s, n, "or"))) {
+    in->mode = s[0] == 'p' ? PTX_MODE_POPC
+               : s[0] == 'a' ? PTX_MODE_AND : PTX_MODE_OR;
+  } else if ((in->op == PTX_OP_MIN || in->op == PTX_OP_MAX) &&
+             mod_is(s, n, "NaN")) {
+    in->flags |= PTX_F_NAN;
+  } else if (in->op == PTX_OP_SHF && mod_is(s, n, "clamp")) {
+    in->flags |= PTX_F_CLAMP;
+  } else if (in->op == PTX_OP_SHF && mod_is(s, n, "wrap")) {
+    /* the default */
+  } else if ((in->op == PTX_OP_ATOM || in->op == PTX_OP_RED) &&
+             mod_is(s, n, "noftz")) {
+    /* atom.add.noftz.f16: half-precision atomics never flush */
   } else if (n > 4 && (memcmp(s, "L1::", 4) == 0 ||
                        memcmp(s, "L2::", 4) == 0) &&
              in->op != PTX_OP_BAR) {
     /* cache hints: no effect */
   } else {
-    if (in->op == PTX_OP_SETP && in->cmp == PTX_CMP_NONE) {
+    bool cmp_op = in->op == PTX_OP_SETP || in->op == PTX_OP_SET;
+    if (cmp_op && in->cmp == PTX_CMP_NONE) {
       for (int c = PTX_CMP_EQ; c <= PTX_CMP_NAN; c++)
         if (mod_is(s, n, cmp_names[c])) {
           in->cmp = (uint8_t)c;
           return 0;
         }
     }
-    if (in->op == PTX_OP_SETP && in->cmp != PTX_CMP_NONE) {
+    if (cmp_op && in->cmp != PTX_CMP_NONE) {
       if (mod_is(s, n, "and") || mod_is(s, n, "or") || mod_is(s, n, "xor")) {
         in->flags |= PTX_F_BOOLOP;
         in->mode = s[0] == 'a' ? PTX_MODE_AND
@@ -890,8 +950,8 @@ static int decode_mod(struct ptx_insn *in, const char *s, size_t n) {
          i++)
       if (mod_is(s, n, ignored_mods[i]))
         return 0;
-    if (in->op == PTX_OP_BAR && mod_is(s, n, "warp")) {
-      in->op = PTX_OP_NOP; /* bar.warp.sync: lanes run in lock-step */
+    if (in->op == PTX_OP_BAR && mod_is(s, n, "warp") && !in->flags) {
+      in->op = PTX_OP_WARPSYNC; /* bar.warp.sync membermask */
       return 0;
     }
     return -1;
@@ -1031,11 +1091,12 @@ static int parse_operand(struct parser *P, struct ptx_insn *in,
     if ((rc = next(P)) < 0)
       return rc;
     if (P->tok.kind == PTX_TOK_WORD) {
-      if (P->tok.s[0] == '%') {
-        if ((o->reg = find_reg(P, P->tok.s, P->tok.len)) == PTX_NOREG)
-          return perr(P, PTX_E_PARSE, P->tok.line,
-                      "undeclared register '%.*s'", (int)P->tok.len,
-                      P->tok.s);
+      /* registers need not start with '%' (inline assembly's "r", "h") */
+      if ((o->reg = find_reg(P, P->tok.s, P->tok.len)) != PTX_NOREG) {
+        /* a register */
+      } else if (P->tok.s[0] == '%') {
+        return perr(P, PTX_E_PARSE, P->tok.line,
+                    "undeclared register '%.*s'", (int)P->tok.len, P->tok.s);
       } else {
         int32_t y = psym(P, P->fidx, P->tok.s, P->tok.len);
         if (y < 0)
@@ -1073,13 +1134,13 @@ static int parse_operand(struct parser *P, struct ptx_insn *in,
   if (P->tok.kind == PTX_TOK_WORD) {
     const char *s = P->tok.s;
     uint32_t n = P->tok.len;
+    uint32_t r = find_reg(P, s, n);
+    if (r != PTX_NOREG) { /* with or without '%' */
+      o->kind = PTX_OPD_REG;
+      o->reg = r;
+      return next(P);
+    }
     if (s[0] == '%') {
-      uint32_t r = find_reg(P, s, n);
-      if (r != PTX_NOREG) {
-        o->kind = PTX_OPD_REG;
-        o->reg = r;
-        return next(P);
-      }
       for (size_t i = 0; i < sizeof(sreg_tab) / sizeof(sreg_tab[0]); i++)
         if (mod_is(s, n, sreg_tab[i].name)) {
           o->kind = PTX_OPD_SREG;
@@ -1292,8 +1353,15 @@ static int parse_insn(struct parser *P) {
       if (mod_is(s, bn, op_tab[i].name))
         in->op = op_tab[i].op;
   }
-  if (in->op == PTX_OP_INVALID)
+  if (in->op == PTX_OP_INVALID) {
+    /* An instruction of the PTX ISA that the engine lacks is refused as
+     * unsupported; a word that is no PTX instruction at all is malformed
+     * PTX, as ptxas would say. */
+    if (!ptx_isa_opcode(s, dot ? (size_t)(dot - s) : n))
+      return perr(P, PTX_E_PARSE, line, "'%.*s' is not a PTX instruction",
+                  (int)(n > 60 ? 60 : n), s);
     goto unsupported_text;
+  }
   if (mod_is(s, dot ? (size_t)(dot - s) : n, "addc") ||
       mod_is(s, dot ? (size_t)(dot - s) : n, "subc") ||
       mod_is(s, dot ? (size_t)(dot - s) : n, "madc"))
@@ -1341,8 +1409,9 @@ static int parse_insn(struct parser *P) {
   if ((rc = next(P)) < 0)
     return rc;
 decoded:
-  /* setp and shfl always have the second destination in ops[1]. */
-  if ((in->op == PTX_OP_SETP || in->op == PTX_OP_SHFL) &&
+  /* setp, shfl and match always have the second destination in ops[1]. */
+  if ((in->op == PTX_OP_SETP || in->op == PTX_OP_SHFL ||
+       in->op == PTX_OP_MATCH) &&
       !(in->flags & PTX_F_DUAL) && in->nops >= 1) {
     if (in->nops >= PTX_MAX_OPS)
       return perr(P, PTX_E_UNSUPPORTED, line, "too many operands");
@@ -1353,12 +1422,14 @@ decoded:
     memset(&in->ops[1], 0, sizeof(in->ops[1]));
     in->nops++;
   } else if ((in->flags & PTX_F_DUAL) && in->op != PTX_OP_SETP &&
-             in->op != PTX_OP_SHFL) {
+             in->op != PTX_OP_SHFL && in->op != PTX_OP_MATCH) {
     goto unsupported_text;
   }
   for (unsigned i = 0; i < in->nops; i++) {
     int t = in->type;
-    if (in->op == PTX_OP_CVT && i == 1)
+    /* the sources of cvt (two for cvt.f16x2.f32) and set have the second
+     * type */
+    if ((in->op == PTX_OP_CVT || in->op == PTX_OP_SET) && i >= 1 && i <= 2)
       t = in->type2;
     if ((rc = fix_imm(P, &in->ops[i], lits[i], fvals[i], t, line)) < 0)
       return rc;
@@ -1559,7 +1630,17 @@ static int parse_body(struct parser *P, struct ptx_func *f) {
       if ((rc = next(P)) < 0)
         return rc;
     } else if (tok_is(t, ".reg")) {
-      if ((rc = next(P)) < 0 || (rc = parse_reg_decl(P)) < 0)
+      if ((rc = next(P)) < 0 || (rc = parse_reg_decl(P, PTX_T_NONE)) < 0)
+        return rc;
+    } else if (t->kind == PTX_TOK_WORD && t->len > 5 &&
+               memcmp(t->s, ".reg.", 5) == 0) {
+      /* ".reg.b16 hl, hu;" as cuda_fp16.hpp's inline assembly writes it */
+      int type = type_from(t->s + 5, t->len - 5);
+      if (type == PTX_T_NONE)
+        return perr(P, PTX_E_UNSUPPORTED, t->line,
+                    "unsupported register declaration '%.*s'", (int)t->len,
+                    t->s);
+      if ((rc = next(P)) < 0 || (rc = parse_reg_decl(P, type)) < 0)
         return rc;
     } else if (tok_is(t, ".local") || tok_is(t, ".shared") ||
                tok_is(t, ".global") || tok_is(t, ".const") ||
@@ -1779,6 +1860,26 @@ static bool is_kernel_param(const struct ptx_func *f, uint32_t y) {
   return false;
 }
 
+/* The PTX_BUILTIN_* that the body-less function |g| is, by its name and
+ * parameters, or PTX_BUILTIN_NONE. */
+static uint8_t builtin_of(const struct ptx_module *m,
+                          const struct ptx_func *g) {
+  static const uint32_t assert_sizes[] = {8, 8, 4, 8, 8};
+
+  if (strcmp(g->name, "vprintf") == 0 && g->nparams == 2 &&
+      g->params[0].info.size == 8 && g->params[1].info.size == 8 &&
+      (g->ret_sym < 0 || m->syms[g->ret_sym].size == 4))
+    return PTX_BUILTIN_VPRINTF;
+  if (strcmp(g->name, "__assertfail") == 0 && g->nparams == 5 &&
+      g->ret_sym < 0) {
+    for (unsigned i = 0; i < 5; i++)
+      if (g->params[i].info.size != assert_sizes[i])
+        return PTX_BUILTIN_NONE;
+    return PTX_BUILTIN_ASSERTFAIL;
+  }
+  return PTX_BUILTIN_NONE;
+}
+
 /* Walks the call graph below |f|: refuses recursion, calls to functions
  * without a body and chains deeper than PTX_MAX_CALL_DEPTH; sets
  * call_depth, and grows nregs / local_size to cover every callee. */
@@ -1801,11 +1902,14 @@ static int walk_calls(struct parser *P, uint32_t fi, uint32_t level) {
     if (in->op != PTX_OP_CALL)
       continue;
     g = &m->funcs[in->ops[1].reg];
-    if (!g->defined)
+    if (!g->defined && !g->builtin && !(g->builtin = builtin_of(m, g)))
       return perr(P, PTX_E_UNSUPPORTED, in->line,
                   "call of '%s', which has no body here%s", g->name,
-                  strcmp(g->name, "vprintf") == 0
-                      ? " (device printf is not implemented)" : "");
+                  strcmp(g->name, "malloc") == 0 ||
+                          strcmp(g->name, "free") == 0
+                      ? " (device malloc/free are not implemented)" : "");
+    if (g->builtin)
+      continue;
     if (g->is_entry)
       return perr(P, PTX_E_UNSUPPORTED, in->line, "call of a kernel");
     if ((rc = walk_calls(P, in->ops[1].reg, level + 1)) < 0)
@@ -1842,7 +1946,7 @@ static uint64_t sym_addr(const struct ptx_module *m, const struct ptx_func *f,
 static int link_module(struct parser *P) {
   struct ptx_module *m = P->m;
   uint64_t off = 0, kshared = 0, klocal = 0, kregs = 0, lbase, rbase;
-  uint64_t ncode = 0, nvec = 0;
+  uint64_t ncode = 0, nvec = 0, csize = 0;
   uint32_t dalign = 16, dyn_base;
 
   for (uint32_t i = 0; i < m->nsyms; i++) {
@@ -1850,6 +1954,8 @@ static int link_module(struct parser *P) {
     if (y->func == -2)
       continue; /* a prototype's parameters */
     if (y->space == PTX_SP_GLOBAL || y->space == PTX_SP_CONST) {
+      if (y->space == PTX_SP_CONST && y->func == -1)
+        csize = align_up(csize, y->align ? y->align : 1) + y->size;
       if (!y->data && !(y->data = calloc(1, y->size ? y->size : 1)))
         return nomem(P);
       y->addr = (uint64_t)(uintptr_t)y->data;
@@ -1870,7 +1976,12 @@ static int link_module(struct parser *P) {
     } else if (y->space == PTX_SP_SHARED && y->is_extern) {
       if (y->align > dalign)
         dalign = y->align;
-    } else if (y->space == PTX_SP_SHARED && y->func == -1) {
+    } else if (y->space == PTX_SP_SHARED &&
+               (y->func == -1 || !m->funcs[y->func].is_entry)) {
+      /* A .func's .shared variable is one per block, like a module's: it
+       * sits with them, so every kernel that calls the .func finds it. */
+      if (off + y->align + y->size > PTX_MAX_SHARED)
+        return perr(P, PTX_E_UNSUPPORTED, 0, "too much shared memory");
       off = align_up(off, y->align);
       y->addr = off;
       off += y->size;
@@ -1879,6 +1990,7 @@ static int link_module(struct parser *P) {
   if (off > PTX_MAX_SHARED)
     return perr(P, PTX_E_UNSUPPORTED, 0, "too much shared memory");
   m->module_shared = (uint32_t)off;
+  m->const_size = csize > UINT32_MAX ? UINT32_MAX : (uint32_t)csize;
   kshared = off;
   /* One pass over the symbols, each function's running offsets kept in
    * its shared_size and own_local. */
@@ -1895,8 +2007,7 @@ static int link_module(struct parser *P) {
     f = &m->funcs[y->func];
     if (y->space == PTX_SP_SHARED && !y->is_extern) {
       if (!f->is_entry)
-        return perr(P, PTX_E_UNSUPPORTED, f->line,
-                    "shared variable '%s' declared in a .func", y->name);
+        continue; /* placed with the module's, above */
       at = align_up(f->shared_size, y->align);
       if (at + y->size > PTX_MAX_SHARED)
         return perr(P, PTX_E_UNSUPPORTED, f->line,
@@ -2046,6 +2157,35 @@ static int link_module(struct parser *P) {
 
 /* ---- module --------------------------------------------------------- */
 
+/* ".version 9.0": the number token's text as major * 10 + minor, or 0. */
+static int parse_version(const struct ptx_token *t) {
+  const char *p = t->s, *e = t->s + t->len;
+  int major = 0, minor = 0;
+
+  if (t->kind != PTX_TOK_FLOAT && t->kind != PTX_TOK_INT)
+    return 0;
+  while (p < e && *p >= '0' && *p <= '9' && major < 1000)
+    major = major * 10 + (*p++ - '0');
+  if (p < e && *p == '.')
+    for (p++; p < e && *p >= '0' && *p <= '9' && minor < 1000; p++)
+      minor = minor * 10 + (*p - '0');
+  return major * 10 + minor;
+}
+
+/* ".target sm_75" (or sm_90a, compute_75): the number, or 0. */
+static int parse_target(const struct ptx_token *t) {
+  const char *p = t->s, *e = t->s + t->len;
+  int v = 0;
+
+  if (t->kind != PTX_TOK_WORD)
+    return 0;
+  while (p < e && *p != '_')
+    p++;
+  for (p++; p < e && *p >= '0' && *p <= '9' && v < 100000; p++)
+    v = v * 10 + (*p - '0');
+  return v;
+}
+
 static int parse_module(struct parser *P) {
   bool is_extern = false;
   int rc;
@@ -2058,6 +2198,15 @@ static int parse_module(struct parser *P) {
     if (tok_is(t, ".version") || tok_is(t, ".target") ||
         tok_is(t, ".address_size") || tok_is(t, ".file") ||
         tok_is(t, ".loc")) {
+      if (tok_is(t, ".version") || tok_is(t, ".target")) {
+        bool ver = tok_is(t, ".version");
+        if ((rc = next(P)) < 0)
+          return rc;
+        if (ver)
+          P->m->ptx_version = parse_version(&P->tok);
+        else
+          P->m->target = parse_target(&P->tok);
+      }
       if (tok_is(t, ".address_size")) {
         if ((rc = next(P)) < 0)
           return rc;
@@ -2107,6 +2256,10 @@ static int parse_module(struct parser *P) {
     } else if (tok_is(t, ".pragma")) {
       if ((rc = skip_statement(P)) < 0)
         return rc;
+    } else if (t->kind != PTX_TOK_WORD || t->len == 0 || t->s[0] != '.') {
+      /* Not a directive at all: malformed PTX. */
+      return perr(P, PTX_E_PARSE, line, "expected a directive, found '%.*s'",
+                  (int)(t->len > 40 ? 40 : t->len), t->s);
     } else {
       return perr(P, PTX_E_UNSUPPORTED, line,
                   "unsupported directive '%.*s'",
@@ -2267,4 +2420,20 @@ uint32_t ptx_kernel_shared_size(const struct ptx_kernel *k) {
 
 uint32_t ptx_kernel_local_size(const struct ptx_kernel *k) {
   return kfunc(k)->local_size;
+}
+
+uint32_t ptx_kernel_num_regs(const struct ptx_kernel *k) {
+  return kfunc(k)->decl_regs > 255 ? 255 : kfunc(k)->decl_regs;
+}
+
+int ptx_module_ptx_version(const struct ptx_module *m) {
+  return m ? m->ptx_version : 0;
+}
+
+int ptx_module_target(const struct ptx_module *m) {
+  return m ? m->target : 0;
+}
+
+uint32_t ptx_module_const_size(const struct ptx_module *m) {
+  return m ? m->const_size : 0;
 }
