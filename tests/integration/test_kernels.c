@@ -10,8 +10,9 @@
  *
  * Without nvcc (GPT_KERNELS_NVCC=0) every scenario prints why and exits 77.
  *
- * The emulated device is about a hundred times slower than a GPU and CI has
- * two cores, so each scenario's work is sized to run in a few seconds.
+ * The emulated device interprets PTX on the server's CPU and CI has two
+ * cores, so each scenario's work is sized to run in well under a few
+ * seconds (big_launch, the largest, takes about half a second).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -1410,7 +1411,7 @@ static uint16_t h_mul(uint16_t a, uint16_t b) {
 static uint16_t h_fma(uint16_t a, uint16_t b, uint16_t c) {
   if (h_special(a, b) || h_special(c, 0)) return f2h(fmaf(h2f(a), h2f(b), h2f(c)), RN);
   __int128 p = (__int128)h_units(a) * h_units(b); /* units of 2^-48 */
-  __int128 s = p + ((__int128)h_units(c) << 24);
+  __int128 s = p + (__int128)h_units(c) * ((__int128)1 << 24);
   if (s == 0) {
     /* exact zero: -0 only when the product and c are both -0 ... or both
      * zeros of negative sign; a cancellation gives +0. */

@@ -711,7 +711,7 @@ START_TEST(test_emu_module_nvcc_ptx) {
   ck_assert_int_eq(ops->module_get_function(be, 10, "useGlobals", 12, &fd),
                    CUDA_SUCCESS);
   ck_assert_int_eq(fd.const_size_bytes, 16);
-  ck_assert_int_eq(fd.ptx_version, 90);
+  ck_assert_int_eq(fd.ptx_version, 75); /* .target sm_75, not .version */
   ck_assert_int_eq(fd.binary_version, 75);
   ck_assert_int_eq(ops->mem_alloc(be, 1, sizeof(out), &d), CUDA_SUCCESS);
   p.out = d;

@@ -413,7 +413,9 @@ static int describe(const struct ptx_module *m, const struct ptx_kernel *k,
   out->local_size_bytes = (int)ptx_kernel_local_size(k);
   out->const_size_bytes = (int)ptx_module_const_size(m);
   out->num_regs = (int)ptx_kernel_num_regs(k);
-  out->ptx_version = ptx_module_ptx_version(m);
+  /* What drivers report as the "PTX version" is the virtual architecture
+   * the PTX was written for (75 for compute_75), not the ISA version. */
+  out->ptx_version = ptx_module_target(m);
   /* The device JIT-compiles PTX for itself, as a CC 7.5 driver would for
    * PTX of an older target: the binary is sm_75. */
   out->binary_version = (int)EMU_DEVICE_SM;
