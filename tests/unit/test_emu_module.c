@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blob.h"
 #include "backend.h"
 #include "backend/emu/emu.h"
 #include "log.h"
@@ -579,37 +580,9 @@ END_TEST
 
 /* ---- images nvcc built -------------------------------------------------- */
 
-struct blob {
-  uint8_t *data;
-  size_t len;
-};
-
-/* Reads the file named by environment variable |var|; the caller frees
- * b.data. */
-static struct blob load_file(const char *var) {
-  const char *path = getenv(var);
-  struct blob b = {NULL, 0};
-  FILE *f;
-  long n;
-
-  ck_assert_msg(path != NULL && path[0] != '\0', "%s is not set", var);
-  f = fopen(path, "rb");
-  ck_assert_msg(f != NULL, "cannot open %s", path);
-  ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
-  n = ftell(f);
-  ck_assert_int_gt(n, 0);
-  rewind(f);
-  b.data = malloc((size_t)n);
-  ck_assert_ptr_nonnull(b.data);
-  ck_assert_uint_eq(fread(b.data, 1, (size_t)n, f), (size_t)n);
-  b.len = (size_t)n;
-  fclose(f);
-  return b;
-}
-
 /* Loads the image in |var| into |ctx| as |mod|; returns the CUresult. */
 static int load_var(uint64_t ctx, uint64_t mod, const char *var) {
-  struct blob b = load_file(var);
+  struct blob b = blob_from_env(var);
   int r = ops->module_load(be, ctx, mod, b.data, b.len, msg, sizeof(msg));
   free(b.data);
   return r;

@@ -33,6 +33,7 @@
 #include <string.h>
 #include <zstd.h>
 
+#include "blob.h"
 #include "backend/emu/fatbin.h"
 
 /* ---- helpers ------------------------------------------------------------- */
@@ -665,38 +666,9 @@ END_TEST
 
 /* ---- images nvcc built --------------------------------------------------- */
 
-struct blob {
-  uint8_t *data;
-  size_t len;
-};
-
-/* Reads the file named by the environment variable |var|: the caller
- * frees b.data. */
-static struct blob load(const char *var) {
-  const char *path = getenv(var);
-  struct blob b = {NULL, 0};
-  FILE *f;
-  long n;
-
-  ck_assert_msg(path != NULL && path[0] != '\0', "%s is not set", var);
-  f = fopen(path, "rb");
-  ck_assert_msg(f != NULL, "cannot open %s", path);
-  ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
-  n = ftell(f);
-  ck_assert_int_gt(n, 0);
-  rewind(f);
-  b.data = malloc((size_t)n + 1);
-  ck_assert_ptr_nonnull(b.data);
-  ck_assert_uint_eq(fread(b.data, 1, (size_t)n, f), (size_t)n);
-  b.data[n] = 0;
-  b.len = (size_t)n;
-  fclose(f);
-  return b;
-}
-
 /* The minified text of the -ptx file in |var|: the caller frees it. */
 static char *load_minified_ptx(const char *var) {
-  struct blob b = load(var);
+  struct blob b = blob_from_env(var);
   char *m = minify((const char *)b.data);
 
   free(b.data);
@@ -745,7 +717,7 @@ static void check_nvcc_entries(struct blob b, uint64_t elf_comp,
 
 static void check_nvcc_image(const char *var, uint64_t elf_comp,
                              uint64_t ptx_comp) {
-  struct blob b = load(var);
+  struct blob b = blob_from_env(var);
   char *want = load_minified_ptx("GP_TEST_PTX75");
 
   check_nvcc_entries(b, elf_comp, ptx_comp, strlen(want));
@@ -775,8 +747,8 @@ START_TEST(test_fatbin_nvcc_size_matches_ptx) {
 END_TEST
 
 START_TEST(test_fatbin_nvcc_ptx_differs_only_by_minifying) {
-  struct blob p = load("GP_TEST_PTX75");
-  struct blob z = load("GP_TEST_ZSTD");
+  struct blob p = blob_from_env("GP_TEST_PTX75");
+  struct blob z = blob_from_env("GP_TEST_ZSTD");
   char msg[EMU_FATBIN_MSG_SIZE];
   char *ptx = NULL, *m = minify((const char *)p.data);
   int lines_p = 0, lines_x = 0;
@@ -803,7 +775,7 @@ START_TEST(test_fatbin_nvcc_ptx_differs_only_by_minifying) {
 END_TEST
 
 START_TEST(test_fatbin_nvcc_multi_picks_sm90) {
-  struct blob b = load("GP_TEST_MULTI");
+  struct blob b = blob_from_env("GP_TEST_MULTI");
   char *want90 = load_minified_ptx("GP_TEST_PTX90");
   char *want75 = load_minified_ptx("GP_TEST_PTX75");
   struct emu_fatbin_entry e[4];
@@ -830,7 +802,7 @@ START_TEST(test_fatbin_nvcc_multi_picks_sm90) {
 END_TEST
 
 START_TEST(test_fatbin_nvcc_sm_only_needs_ptx) {
-  struct blob b = load("GP_TEST_SMONLY");
+  struct blob b = blob_from_env("GP_TEST_SMONLY");
   struct emu_fatbin_entry e[4];
 
   ck_assert_int_eq(entries(b, e, 4), 1);
@@ -845,8 +817,8 @@ START_TEST(test_fatbin_nvcc_sm_only_needs_ptx) {
 END_TEST
 
 START_TEST(test_fatbin_nvcc_concatenated) {
-  struct blob a = load("GP_TEST_MULTI"), z = load("GP_TEST_ZSTD"),
-              s = load("GP_TEST_SMONLY");
+  struct blob a = blob_from_env("GP_TEST_MULTI"), z = blob_from_env("GP_TEST_ZSTD"),
+              s = blob_from_env("GP_TEST_SMONLY");
   char *want90 = load_minified_ptx("GP_TEST_PTX90");
   char *want75 = load_minified_ptx("GP_TEST_PTX75");
   size_t len = a.len + z.len + s.len;
@@ -879,7 +851,7 @@ START_TEST(test_fatbin_nvcc_truncated_every_byte) {
   char msg[EMU_FATBIN_MSG_SIZE];
 
   for (size_t v = 0; v < sizeof(vars) / sizeof(vars[0]); v++) {
-    struct blob b = load(vars[v]);
+    struct blob b = blob_from_env(vars[v]);
     for (size_t k = 0; k < b.len; k++) {
       char *ptx = NULL;
       int rc = get_ptx(b.data, k, &ptx, msg);
@@ -893,7 +865,7 @@ START_TEST(test_fatbin_nvcc_truncated_every_byte) {
 END_TEST
 
 START_TEST(test_fatbin_nvcc_entry_past_end) {
-  struct blob b = load("GP_TEST_ZSTD");
+  struct blob b = blob_from_env("GP_TEST_ZSTD");
   struct emu_fatbin_entry e[4];
 
   ck_assert_int_eq(entries(b, e, 4), 2);
@@ -910,7 +882,7 @@ START_TEST(test_fatbin_nvcc_huge_uncompressed_size) {
   const char *vars[] = {"GP_TEST_ZSTD", "GP_TEST_LZ4"};
 
   for (int v = 0; v < 2; v++) {
-    struct blob b = load(vars[v]);
+    struct blob b = blob_from_env(vars[v]);
     struct emu_fatbin_entry e[4];
     ck_assert_int_eq(entries(b, e, 4), 2);
     wr64(b.data + e[1].header_offset + 56, 1ull << 62);
@@ -927,7 +899,7 @@ START_TEST(test_fatbin_nvcc_corrupt_compressed) {
   char msg[EMU_FATBIN_MSG_SIZE];
 
   for (int v = 0; v < 3; v++) {
-    struct blob b = load(vars[v]);
+    struct blob b = blob_from_env(vars[v]);
     struct emu_fatbin_entry e[4];
     uint8_t *p;
 
@@ -952,7 +924,7 @@ START_TEST(test_fatbin_nvcc_corrupt_compressed) {
 END_TEST
 
 START_TEST(test_fatbin_nvcc_wrapper) {
-  struct blob b = load("GP_TEST_ZSTD");
+  struct blob b = blob_from_env("GP_TEST_ZSTD");
   uint8_t *w = malloc(24 + b.len);
 
   /* A version-2 wrapper followed by the fatbin: still refused. */
