@@ -1,0 +1,58 @@
+// Runtime API built with --default-stream per-thread: two host threads
+// both use "the default stream" (launches without a stream, copies on
+// stream 0, cudaStreamPerThread) at the same time; each thread's default
+// stream is its own, so each sees only its own work, in order.
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include "rt_check.h"
+
+__global__ void step(int *x, int n, int mul, int add) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) x[i] = x[i] * mul + add;
+}
+
+static std::atomic<int> ready;
+static std::atomic<int> failures;
+
+static void worker(int id) {
+  const int n = 25000, rounds = 5;
+  int *d;
+  CK(cudaMalloc(&d, n * sizeof(int)));
+  std::vector<int> h(n), want(n);
+  for (int i = 0; i < n; i++) want[i] = h[i] = i - 1000 * id;
+
+  ready++;
+  while (ready.load() < 2) std::this_thread::yield();
+
+  // Stream 0 means this thread's default stream in this build.
+  CK(cudaMemcpyAsync(d, h.data(), n * sizeof(int), cudaMemcpyHostToDevice, 0));
+  for (int r = 0; r < rounds; r++) {
+    int mul = r % 2 ? -1 : 3, add = 7 * id + r;
+    if (r % 2)
+      step<<<(n + 127) / 128, 128>>>(d, n, mul, add);
+    else
+      step<<<(n + 255) / 256, 256, 0, cudaStreamPerThread>>>(d, n, mul, add);
+    CK_LAUNCH();
+    for (int i = 0; i < n; i++) want[i] = want[i] * mul + add;
+  }
+  CK(cudaMemcpyAsync(h.data(), d, n * sizeof(int), cudaMemcpyDeviceToHost,
+                     cudaStreamPerThread));
+  CK(cudaStreamSynchronize(0));
+  char what[32];
+  snprintf(what, sizeof what, "thread %d", id);
+  if (!rt_compare(what, h.data(), want.data(), n)) failures++;
+  CK(cudaStreamQuery(cudaStreamPerThread));
+  CK(cudaFree(d));
+  printf("thread %d: %d launches on its default stream checked\n", id, rounds);
+}
+
+int main() {
+  CK(cudaFree(nullptr));
+  std::thread t0(worker, 0), t1(worker, 1);
+  t0.join();
+  t1.join();
+  EXPECT_EQ(failures.load(), 0);
+  return rt_finish("rt_ptds");
+}
