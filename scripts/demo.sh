@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # The gpupool demo: builds if needed, starts a pool server on the emulated
-# device on an ephemeral loopback port, runs real CUDA driver-API programs
-# through `gpupool attach` (examples/kernel_demo.c, whose kernels are an
-# nvcc-built fatbin, then examples/vector_demo.c, streams and copies), then
-# measures the remote path (examples/measure.c), prints a summary and stops
-# the server, whatever happens.
+# device on an ephemeral loopback port, compiles a plain CUDA runtime
+# program (examples/rt_demo.cu) with `nvcc rt_demo.cu -o rt_demo` and runs
+# it unmodified through `gpupool attach`; then real CUDA driver-API
+# programs (examples/kernel_demo.c, whose kernels are an nvcc-built fatbin,
+# then examples/vector_demo.c, streams and copies); then measures the
+# remote path (examples/measure.c), prints a summary and stops the server,
+# whatever happens.
 #
 # usage: scripts/demo.sh [--no-measure]
 # env:   GPUPOOL_BUILD_DIR  build folder (default build)
+#        NVCC               the nvcc to use (default: nvcc on PATH, else
+#                           /usr/local/cuda/bin/nvcc)
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -79,6 +83,26 @@ server="127.0.0.1:$port"
 echo "   listening on $server (pid $server_pid)"
 echo
 
+# The runtime program, built as anyone builds one: nvcc's defaults (cudart
+# linked statically), nothing gpupool-specific.
+nvcc_bin=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
+rt_status=0
+if [ -x "$nvcc_bin" ]; then
+  echo "== nvcc examples/rt_demo.cu -o rt_demo"
+  if "$nvcc_bin" examples/rt_demo.cu -o "$work/rt_demo"; then
+    echo "== gpupool attach --server $server -- ./rt_demo"
+    "$cli_bin" attach --server "$server" -- "$work/rt_demo"
+    rt_status=$?
+  else
+    echo "demo: nvcc could not build examples/rt_demo.cu" >&2
+    rt_status=1
+  fi
+else
+  echo "== rt_demo was not built: nvcc (the CUDA toolkit) is missing"
+  rt_status=1
+fi
+echo
+
 kernel_status=0
 if [ -x "$kernel_bin" ]; then
   echo "== gpupool attach --server $server -- kernel_demo"
@@ -104,6 +128,11 @@ if [ "$measure" -eq 1 ]; then
 fi
 
 echo "== summary"
+if [ "$rt_status" -eq 0 ]; then
+  echo "   rt_demo: a plain nvcc-built CUDA runtime program ran unmodified, results checked: OK"
+else
+  echo "   rt_demo: FAILED (exit status $rt_status)"
+fi
 if [ "$kernel_status" -eq 0 ]; then
   echo "   kernel_demo: nvcc-built kernels ran on the emulated device, results checked: OK"
 else
@@ -122,5 +151,6 @@ if [ -s "$work/server.log" ]; then
   echo "   server warnings:"
   sed 's/^/     /' "$work/server.log"
 fi
-[ "$kernel_status" -eq 0 ] && [ "$demo_status" -eq 0 ] &&
+[ "$rt_status" -eq 0 ] && [ "$kernel_status" -eq 0 ] &&
+  [ "$demo_status" -eq 0 ] &&
   [ "$measure_status" -eq 0 ]
