@@ -456,4 +456,31 @@ CUresult gp__note_fault_locked(struct gp__client *c, CUresult r);
 #define GP__MAX_KERNEL_PARAMS 4096
 #define GP__MAX_PARAM_BYTES 32764
 
+/* ---- cudart binding (api_init.c, api_proc.c, api_export.c) ---------------- */
+
+/* What cuDriverGetVersion reports: before a successful cuInit, the
+ * CUDA_VERSION this library was built with; after, the server's driver
+ * version, but never below the major version of that toolkit
+ * ((CUDA_VERSION / 1000) * 1000): cudart refuses a driver older than
+ * itself. Any thread; no lock. */
+int gp__driver_version(void);
+
+/* Context-local storage (api_export.c): values that cudart keeps per
+ * context through the CONTEXT_LOCAL_STORAGE export table, each with an
+ * optional destructor dtor(ctx, key, value). */
+struct gp__cls_entry;
+
+/* Detaches the storage of |ctx|, which the caller has just destroyed
+ * (cuCtxDestroy) or deactivated (a primary context released to 0 or
+ * reset), and returns it for gp__cls_run(); NULL when it had none. Needs
+ * the lock. */
+struct gp__cls_entry *gp__cls_detach_locked(struct gp__client *c,
+                                            struct gp__ctx *ctx);
+
+/* Runs the destructors of |list| (from gp__cls_detach_locked(); NULL:
+ * nothing), in the order the values were stored, and frees it. The
+ * destructors are application code, which may call the driver: call this
+ * WITHOUT the lock. */
+void gp__cls_run(struct gp__cls_entry *list);
+
 #endif
