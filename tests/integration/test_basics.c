@@ -321,6 +321,8 @@ static const char *const implemented[] = {
     "cuFuncSetAttribute", "cuFuncSetCacheConfig", "cuFuncGetModule",
     "cuFuncGetName", "cuFuncGetParamInfo", "cuFuncIsLoaded", "cuFuncLoad",
     "cuLaunchKernel", "cuLaunchKernelEx",
+    /* cudart's binding: test_binding.c, tests/unit/test_proc.c. */
+    "cuGetProcAddress",
     NULL};
 
 /* Entry points that the next issues implement (cudart's loader): they must
