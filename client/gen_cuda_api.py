@@ -380,9 +380,9 @@ def proc_table(declared, text):
             if name not in declared:
                 if name not in MISSING_VARIANT_OK:
                     problems.append(
-                        "cudaTypedefs.h lists version %d of %s (its %s "
-                        "version), so it should be %s, which cuda.h does not "
-                        "declare" % (ver, base, k + 1, name))
+                        "cudaTypedefs.h lists version %d of %s as the "
+                        "variant number %d, which would be %s, and cuda.h "
+                        "does not declare it" % (ver, base, k + 1, name))
                 continue
             pts = [name + s for s in PT_SUFFIXES if name + s in declared]
             if len(pts) > 1:
