@@ -34,6 +34,7 @@ enum miss {
   MISS_UNKNOWN,         /* no such base name */
   MISS_VERSION,         /* the name is newer than the version asked for */
   MISS_NOT_IMPLEMENTED, /* the variant is still the generated stub */
+  MISS_NO_VARIANT,      /* cuda.h has no entry point for that version */
 };
 
 struct lookup {
@@ -112,6 +113,10 @@ static CUresult get_proc(const char *symbol, void **pfn, int version,
   }
   /* Both stream flags set: the per-thread form wins. No per-thread form:
    * the plain variant, as the driver documents. */
+  if (v->fn == GP__PROC_NONE) {
+    lk->miss = MISS_NO_VARIANT;
+    goto out;
+  }
   lk->fn = v->fn;
   if ((flags & CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM) &&
       v->pt != GP__PROC_NONE)
@@ -149,6 +154,9 @@ static const char *describe(const struct lookup *lk, char *buf, size_t len) {
     break;
   case MISS_NOT_IMPLEMENTED:
     snprintf(buf, len, " (not implemented: %s)", gp__api_names[lk->fn]);
+    break;
+  case MISS_NO_VARIANT:
+    snprintf(buf, len, " (cuda.h has no variant for this version)");
     break;
   }
   return buf;

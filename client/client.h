@@ -480,7 +480,8 @@ struct gp__cls_entry *gp__cls_detach_locked(struct gp__client *c,
 /* Runs the destructors of |list| (from gp__cls_detach_locked(); NULL:
  * nothing), in the order the values were stored, and frees it. The
  * destructors are application code, which may call the driver: call this
- * WITHOUT the lock. */
+ * WITHOUT the lock. (They are the one call back into the application; see
+ * "Locking" at the top.) */
 void gp__cls_run(struct gp__cls_entry *list);
 
 #endif

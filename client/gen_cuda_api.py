@@ -335,10 +335,12 @@ def write_stubs(path, names):
         f.write("\n".join(lines))
 
 
-# Names that cudaTypedefs.h gives a version for but whose derived variant
-# cuda.h does not declare, each with the reason it is accepted. The build
-# stops on any other such name. Empty for CUDA 13.0.
+# Variants that cudaTypedefs.h implies but cuda.h does not declare, each
+# with the reason it is accepted; a look-up at that version answers "not
+# found" (no entry point has that ABI). The build stops on any other such
+# name. Empty for CUDA 13.0.
 MISSING_VARIANT_OK = {
+    # "cuFoo_v3": "why cuda.h may lack it",
 }
 
 PT_SUFFIXES = ("_ptds", "_ptsz")
@@ -363,8 +365,9 @@ def variant_name(base, k):
 
 
 def proc_table(declared, text):
-    """[(base, [(version, variant, pt_variant or None)])], sorted by base,
-    checked against the functions cuda.h declares."""
+    """[(base, [(version, variant or None, pt_variant or None)])], sorted by
+    base, checked against the functions cuda.h declares. A variant of None
+    is one that MISSING_VARIANT_OK accepts as absent."""
     versions, pt_versions = typedef_versions(text)
     if len(versions) < 100:
         sys.exit("gen_cuda_api.py: only %d PFN_ typedefs found in "
@@ -378,7 +381,10 @@ def proc_table(declared, text):
         for k, ver in enumerate(vers):
             name = variant_name(base, k)
             if name not in declared:
-                if name not in MISSING_VARIANT_OK:
+                if name in MISSING_VARIANT_OK:
+                    # Kept, so that later versions keep their variants.
+                    entries.append((ver, None, None))
+                else:
                     problems.append(
                         "cudaTypedefs.h lists version %d of %s as the "
                         "variant number %d, which would be %s, and cuda.h "
@@ -393,7 +399,7 @@ def proc_table(declared, text):
         if entries:
             table[base] = entries
     for base, vers in pt_versions.items():
-        if base not in table or not any(e[2] for e in table[base]):
+        if base not in table or not any(e[2] for e in table[base] if e[1]):
             problems.append("cudaTypedefs.h has a per-thread typedef of %s "
                             "(version %s) but cuda.h declares no _ptds/_ptsz "
                             "form of any of its variants" % (base, vers))
@@ -401,6 +407,8 @@ def proc_table(declared, text):
     # under their own name, at any version: unless the name reads as the
     # variant of a base that cudaTypedefs.h describes differently.
     for name in sorted(declared - accounted):
+        if name in accounted:  # the per-thread form of a name just added
+            continue
         m = re.fullmatch(r"(cu[A-Za-z0-9]+?)(_v\d+)?(_ptds|_ptsz)?", name)
         base = m.group(1) if m else name
         if (m and (m.group(2) or m.group(3))) and base in versions:
@@ -462,10 +470,14 @@ def write_procs(path, names, table):
     for base, entries in table:
         first.append(nvariants)
         for ver, name, pt in entries:
-            lines.append("  {%d, %d, %s}, /* %s%s */"
-                         % (ver, index[name],
-                            index[pt] if pt else none, name,
-                            ", " + pt if pt else ""))
+            if name is None:
+                lines.append("  {%d, %s, %s}, /* %s: no such variant */"
+                             % (ver, none, none, base))
+            else:
+                lines.append("  {%d, %d, %s}, /* %s%s */"
+                             % (ver, index[name],
+                                index[pt] if pt else none, name,
+                                ", " + pt if pt else ""))
             nvariants += 1
     lines += ["};", "",
               "/* Sorted by name (strcmp order), for a binary search. */",

@@ -40,8 +40,9 @@ extern const gp__api_fn gp__api_stubs[];
 
 /* One ABI variant of a base name: the CUDA version it appeared in (0 for a
  * name that cudaTypedefs.h does not describe: any version gets it), the
- * index of its entry point, and that of its _ptds/_ptsz form or
- * GP__PROC_NONE. */
+ * index of its entry point (GP__PROC_NONE for a variant the generator was
+ * told cuda.h lacks: a look-up at that version finds nothing), and that of
+ * its _ptds/_ptsz form or GP__PROC_NONE. */
 struct gp__proc_variant {
   uint32_t version;
   uint16_t fn;

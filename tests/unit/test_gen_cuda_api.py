@@ -7,6 +7,7 @@ its cudaTypedefs.h, unchanged or altered to simulate a toolkit that breaks the v
 
 Usage: test_gen_cuda_api.py GENERATOR INCLUDE_DIR -- CC [ARGS...]
 """
+import importlib.util
 import os
 import re
 import shutil
@@ -72,6 +73,48 @@ def main():
             if not ok:
                 print(res.stdout + res.stderr)
                 failures += 1
+
+    # A function cuda.h declares without any typedef, with a per-thread
+    # form: looked up under its own name, the form only through the flag.
+    with tempfile.TemporaryDirectory() as tmp:
+        inc2 = os.path.join(tmp, "include")
+        out = os.path.join(tmp, "out")
+        os.mkdir(inc2)
+        os.mkdir(out)
+        shutil.copy(os.path.join(inc, "cudaTypedefs.h"), inc2)
+        with open(os.path.join(inc, "cuda.h")) as f:
+            cuda_h = f.read()
+        with open(os.path.join(inc2, "cuda.h"), "w") as f:
+            f.write(cuda_h + "\nCUresult CUDAAPI cuGpTestPlain(int x);\n"
+                    "CUresult CUDAAPI cuGpTestPlain_ptsz(int x);\n")
+        res = run(gen, inc2, cc, out)
+        procs = open(os.path.join(out, "procs.c")).read() \
+            if res.returncode == 0 else ""
+        ok = ('{"cuGpTestPlain", ' in procs and
+              '{"cuGpTestPlain_ptsz", ' not in procs and
+              "/* cuGpTestPlain, cuGpTestPlain_ptsz */" in procs)
+        print("%s: a name without typedefs" % ("ok" if ok else "FAILED"))
+        if not ok:
+            print(res.stdout + res.stderr)
+            failures += 1
+
+    # A variant the script is told cuda.h lacks keeps its place: later
+    # versions keep their variants and that version finds nothing.
+    spec = importlib.util.spec_from_file_location("gen_cuda_api", gen)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.MISSING_VARIANT_OK = {"cuCtxCreate_v4": "test"}
+    names = [n for n in mod.functions(mod.preprocess(cc, inc))
+             if n != "cuCtxCreate_v4"]
+    table = dict(mod.proc_table(names, mod.preprocess(cc, inc,
+                                                      "cudaTypedefs.h")))
+    got = table.get("cuCtxCreate")
+    ok = got == [(2000, "cuCtxCreate", None), (3020, "cuCtxCreate_v2", None),
+                 (11040, "cuCtxCreate_v3", None), (12050, None, None)]
+    print("%s: an accepted missing variant (%r)" % ("ok" if ok else "FAILED",
+                                                    got))
+    if not ok:
+        failures += 1
     return 1 if failures else 0
 
 
