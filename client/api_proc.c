@@ -111,12 +111,12 @@ static CUresult get_proc(const char *symbol, void **pfn, int version,
     st = CU_GET_PROC_ADDRESS_VERSION_NOT_SUFFICIENT;
     goto out;
   }
-  /* Both stream flags set: the per-thread form wins. No per-thread form:
-   * the plain variant, as the driver documents. */
   if (v->fn == GP__PROC_NONE) {
     lk->miss = MISS_NO_VARIANT;
     goto out;
   }
+  /* Both stream flags set: the per-thread form wins. No per-thread form:
+   * the plain variant, as the driver documents. */
   lk->fn = v->fn;
   if ((flags & CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM) &&
       v->pt != GP__PROC_NONE)
