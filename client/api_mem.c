@@ -121,7 +121,7 @@ GP_API CUresult cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pPitch,
   return r;
 }
 
-/* Only the start of an allocation may be freed. The free is sent without a
+/* Only the start of an allocation (or 0) may be freed. The free is sent without a
  * reply; the server completes the work that uses the memory first. */
 static CUresult mem_free(CUdeviceptr dptr) {
   struct gp__client *c = gp__client();
@@ -131,6 +131,10 @@ static CUresult mem_free(CUdeviceptr dptr) {
     return r;
   gp__lock();
   if ((r = gp__current_ctx(&ctx)) != CUDA_SUCCESS)
+    goto out;
+  /* Freeing 0 does nothing and succeeds, as in the driver: cudart's
+   * cudaFree(0), the idiom that creates the context, comes here. */
+  if (dptr == 0)
     goto out;
   /* A module's variable is not an allocation: it lives as long as its
    * module. */
