@@ -39,7 +39,7 @@
 
 #define GP__DTOH_WINDOW 64
 
-/* ---- Describing a copy --------------------------------------------------------- */
+/* ---- Describing a copy --------------------------------------------------- */
 
 /* One side of a copy as the program gives it (CUDA_MEMCPY2D/3D fields). */
 struct side_desc {
@@ -179,7 +179,7 @@ static void merge(struct box *b) {
   }
 }
 
-/* ---- Walking a box in chunks -------------------------------------------------- */
+/* ---- Walking a box in chunks --------------------------------------------- */
 
 /* A run of |rows| rows of |width| bytes, at these offsets from each side's
  * start (the sides' pitches apply), at most GP_COPY_CHUNK bytes. */
@@ -240,7 +240,7 @@ static uint64_t piece_max(const struct box *b) {
   return (b->height < fit ? b->height : fit) * b->width;
 }
 
-/* ---- The transfers ------------------------------------------------------------- */
+/* ---- The transfers ------------------------------------------------------- */
 
 static CUresult htod_locked(struct gp__client *c, const struct box *b,
                             uint64_t sid, bool async) {
@@ -386,7 +386,7 @@ static void htoh(const struct box *b) {
               (size_t)b->width);
 }
 
-/* ---- The entry points ---------------------------------------------------------- */
+/* ---- The entry points ---------------------------------------------------- */
 
 /* Every 2D and 3D copy: checks, then the transfer. */
 static CUresult copy_any(const struct copy_desc *d, CUstream hs, bool async) {
@@ -541,7 +541,7 @@ GP_ALIAS(cuMemcpy2DAsync_v2_ptsz, cuMemcpy2DAsync_v2);
 GP_ALIAS(cuMemcpy3D_v2_ptds, cuMemcpy3D_v2);
 GP_ALIAS(cuMemcpy3DAsync_v2_ptsz, cuMemcpy3DAsync_v2);
 
-/* ---- 2D memsets ------------------------------------------------------------------ */
+/* ---- 2D memsets ---------------------------------------------------------- */
 
 /* |height| rows of |width| elements of |elem| bytes from |dst|, |pitch|
  * bytes apart. The pointer, and the pitch when there are several rows, must

@@ -71,7 +71,7 @@ static struct {
   struct gp__pool *all;      /* every pool, destroyed ones included */
 } pools;
 
-/* ---- Pools ---------------------------------------------------------------------- */
+/* ---- Pools --------------------------------------------------------------- */
 
 static void pool_init(struct gp__pool *p, int device) {
   p->hdr.kind = GP__KIND_POOL;
@@ -147,7 +147,7 @@ static CUresult pools_supported(const struct gp__client *c, int dev) {
              : CUDA_ERROR_NOT_SUPPORTED;
 }
 
-/* ---- Blocks ------------------------------------------------------------------------ */
+/* ---- Blocks -------------------------------------------------------------- */
 
 /* True while the server still holds |b|'s memory: its context's
  * incarnation is alive. */
@@ -364,7 +364,7 @@ CUmemoryPool gp__pool_handle_locked(const struct gp__range *rg) {
   return rg->pool_block != NULL ? (CUmemoryPool)rg->pool_block->pool : NULL;
 }
 
-/* ---- Devices' pools ----------------------------------------------------------------- */
+/* ---- Devices' pools ------------------------------------------------------ */
 
 static CUresult device_pool(CUmemoryPool *out, CUdevice dev, bool current) {
   struct gp__client *c = gp__client();
@@ -426,7 +426,7 @@ GP_API CUresult cuDeviceSetMemPool(CUdevice dev, CUmemoryPool pool) {
   return r;
 }
 
-/* ---- Creating and destroying pools ------------------------------------------------- */
+/* ---- Creating and destroying pools --------------------------------------- */
 
 /* Device-located pinned pools without IPC handles: what a pool device
  * offers (its MEMPOOL_SUPPORTED_HANDLE_TYPES is 0, and host pools are not
@@ -517,7 +517,7 @@ GP_API CUresult cuMemPoolDestroy(CUmemoryPool pool) {
   return r;
 }
 
-/* ---- Attributes, trimming, access ----------------------------------------------------- */
+/* ---- Attributes, trimming, access ---------------------------------------- */
 
 static CUresult pool_trim(CUmemoryPool h, size_t keep) {
   struct gp__client *c = gp__client();
@@ -738,7 +738,7 @@ GP_API CUresult cuMemPoolGetAccess(CUmemAccess_flags *flags,
   return r;
 }
 
-/* ---- Stream-ordered allocation and free ------------------------------------------- */
+/* ---- Stream-ordered allocation and free ---------------------------------- */
 
 /* The context and wire stream id of a stream-ordered call on |hs|: the
  * current context, and a stream of it (a stream of another context is

@@ -30,7 +30,7 @@ static CUcontext start(void) {
   return gpt_init_context(NULL);
 }
 
-/* ---- Buffers on either side ------------------------------------------------------------------ */
+/* ---- Buffers on either side ---------------------------------------------- */
 
 enum where {
   W_HOST,    /* CU_MEMORYTYPE_HOST, malloc'd */
@@ -104,7 +104,7 @@ static CUmemorytype mem_type(enum where w) {
   }
 }
 
-/* ---- The model of a 3D copy ------------------------------------------------------------------ */
+/* ---- The model of a 3D copy ---------------------------------------------- */
 
 struct box3 {
   size_t w, h, d;
@@ -234,7 +234,7 @@ static void run_3d(const struct box3 *k, enum where sw, enum where dw,
   buf_free(&dst);
 }
 
-/* ---- 2D copies ------------------------------------------------------------------------------- */
+/* ---- 2D copies ----------------------------------------------------------- */
 
 static const struct box3 cases_2d[] = {
     /* w, h, d, spitch, sheight, sx, sy, sz, dpitch, dheight, dx, dy, dz */
@@ -242,9 +242,9 @@ static const struct box3 cases_2d[] = {
     {37, 13, 1, 53, 0, 3, 2, 0, 41, 0, 1, 5, 0},      /* odd everything */
     {100, 7, 1, 100, 0, 0, 0, 0, 100, 0, 0, 0, 0},    /* contiguous */
     {100, 7, 1, 100, 0, 0, 1, 0, 256, 0, 17, 0, 0},   /* source contiguous */
-    {255, 9, 1, 1000, 0, 7, 1, 0, 255, 0, 0, 2, 0},   /* destination contiguous */
+    {255, 9, 1, 1000, 0, 7, 1, 0, 255, 0, 0, 2, 0},   /* dst contiguous */
     {1, 31, 1, 3, 0, 2, 0, 0, 7, 0, 6, 3, 0},         /* one byte a row */
-    {64, 1, 1, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0},         /* one row: pitch unused */
+    {64, 1, 1, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0},         /* one row, pitch 0 */
     {4096, 5, 1, 4099, 0, 1, 1, 0, 4101, 0, 3, 0, 0},
 };
 
@@ -292,7 +292,7 @@ static void test_memory2_copy2d_big(int argc, char **argv) {
   (void)argv;
 }
 
-/* ---- 3D copies ------------------------------------------------------------------------------- */
+/* ---- 3D copies ----------------------------------------------------------- */
 
 static void test_memory2_copy3d(int argc, char **argv) {
   start();
@@ -325,7 +325,7 @@ static void test_memory2_copy3d(int argc, char **argv) {
   (void)argv;
 }
 
-/* ---- 2D memsets ------------------------------------------------------------------------------- */
+/* ---- 2D memsets ---------------------------------------------------------- */
 
 static void model_memset2d(unsigned char *m, size_t off, size_t pitch,
                            unsigned value, unsigned elem, size_t w, size_t h) {
@@ -393,7 +393,7 @@ static void test_memory2_memset2d(int argc, char **argv) {
   (void)argv;
 }
 
-/* ---- Every refusal ----------------------------------------------------------------------------- */
+/* ---- Every refusal ------------------------------------------------------- */
 
 /* A 1 MiB round trip: the session is still in step after an error. */
 static void check_in_step(CUdeviceptr d, uint64_t seed) {
@@ -604,7 +604,7 @@ static void test_memory2_errors(int argc, char **argv) {
   (void)argv;
 }
 
-/* ---- Pointer attributes ------------------------------------------------------------------------ */
+/* ---- Pointer attributes -------------------------------------------------- */
 
 /* A module with one variable, to see a module global's attributes. */
 static const char ptx[] =
@@ -916,7 +916,7 @@ static void test_memory2_pointer_attrs(int argc, char **argv) {
   (void)argv;
 }
 
-/* ---- Memory pools ----------------------------------------------------------------------------- */
+/* ---- Memory pools -------------------------------------------------------- */
 
 static cuuint64_t pool_attr(CUmemoryPool p, CUmemPool_attribute a) {
   cuuint64_t v = 0xdeadbeef;
@@ -945,8 +945,8 @@ static void test_memory2_pools(int argc, char **argv) {
   if (gpt_server_start(&server, NULL) != 0) gpt__abort_scenario();
   ctx = gpt_init_context(&dev);
   int supported = 0;
-  CHECK_OK(cuDeviceGetAttribute(&supported,
-                                CU_DEVICE_ATTRIBUTE_MEMORY_POOLS_SUPPORTED, dev));
+  CHECK_OK(cuDeviceGetAttribute(
+      &supported, CU_DEVICE_ATTRIBUTE_MEMORY_POOLS_SUPPORTED, dev));
   CHECK_EQ_I(supported, 1);
 
   CUmemoryPool dflt = NULL, cur = NULL;
@@ -962,8 +962,8 @@ static void test_memory2_pools(int argc, char **argv) {
   CHECK_OK(cuMemPoolGetAttribute(
       dflt, CU_MEMPOOL_ATTR_REUSE_FOLLOW_EVENT_DEPENDENCIES, &flag));
   CHECK_EQ_I(flag, 1);
-  CHECK_OK(cuMemPoolGetAttribute(dflt, CU_MEMPOOL_ATTR_REUSE_ALLOW_OPPORTUNISTIC,
-                                 &flag));
+  CHECK_OK(cuMemPoolGetAttribute(
+      dflt, CU_MEMPOOL_ATTR_REUSE_ALLOW_OPPORTUNISTIC, &flag));
   CHECK_EQ_I(flag, 1);
   CHECK_OK(cuMemPoolGetAttribute(
       dflt, CU_MEMPOOL_ATTR_REUSE_ALLOW_INTERNAL_DEPENDENCIES, &flag));
@@ -1294,7 +1294,7 @@ static void test_memory2_pools(int argc, char **argv) {
   (void)argv;
 }
 
-/* ---- Asynchronous copies and page-locked memory ------------------------------------------------- */
+/* ---- Asynchronous copies and page-locked memory -------------------------- */
 
 /* cuMemcpyHtoDAsync takes the source's bytes at the call: overwriting the
  * buffer as soon as it returns does not change what the device gets. And a
@@ -1367,7 +1367,7 @@ static void test_memory2_async_host(int argc, char **argv) {
   (void)argv;
 }
 
-/* ---- The server's own checks ----------------------------------------------------------------------- */
+/* ---- The server's own checks --------------------------------------------- */
 
 /* A raw protocol connection: what a broken or hostile client could send. */
 struct raw {
