@@ -237,6 +237,7 @@ static CUresult ctx_destroy(CUcontext h) {
     return r;
   if (h == NULL)
     return CUDA_ERROR_INVALID_VALUE;
+  struct gp__cls_entry *dtors = NULL;
   gp__lock();
   struct gp__ctx *ctx = find_ctx_locked(c, h);
   /* A primary context is released, never destroyed. */
@@ -252,10 +253,14 @@ static CUresult ctx_destroy(CUcontext h) {
     goto out;
   atomic_store(&ctx->state, GP__CTX_DESTROYED);
   gp__drop_ctx_objects_locked(c, ctx);
+  dtors = gp__cls_detach_locked(c, ctx);
 out:
   gp__unlock();
   if (r == CUDA_SUCCESS && stack.n > 0 && stack.v[stack.n - 1] == ctx)
     stack.n--;
+  /* Context-local storage destructors: application code, so after the
+   * lock is released. */
+  gp__cls_run(dtors);
   return r;
 }
 
@@ -547,15 +552,19 @@ static CUresult primary_deactivate_locked(struct gp__client *c,
 /* Does not pop the context from any stack, unlike cuCtxDestroy. */
 static CUresult primary_release(CUdevice dev) {
   struct gp__ctx *p;
+  struct gp__cls_entry *dtors = NULL;
   CUresult r = primary_of(dev, &p);
   if (r != CUDA_SUCCESS)
     return r;
   gp__lock();
-  if (p->retains == 0)
+  if (p->retains == 0) {
     r = CUDA_ERROR_INVALID_CONTEXT;
-  else if (--p->retains == 0 && atomic_load(&p->state) == GP__CTX_LIVE)
+  } else if (--p->retains == 0 && atomic_load(&p->state) == GP__CTX_LIVE) {
     r = primary_deactivate_locked(gp__client(), p);
+    dtors = gp__cls_detach_locked(gp__client(), p);
+  }
   gp__unlock();
+  gp__cls_run(dtors); /* without the lock: application code */
   return r;
 }
 
@@ -572,13 +581,17 @@ GP_ALIAS(cuDevicePrimaryCtxRelease_v2, cuDevicePrimaryCtxRelease);
  * Resetting an inactive primary context is a no-op. */
 static CUresult primary_reset(CUdevice dev) {
   struct gp__ctx *p;
+  struct gp__cls_entry *dtors = NULL;
   CUresult r = primary_of(dev, &p);
   if (r != CUDA_SUCCESS)
     return r;
   gp__lock();
-  if (atomic_load(&p->state) == GP__CTX_LIVE)
+  if (atomic_load(&p->state) == GP__CTX_LIVE) {
     r = primary_deactivate_locked(gp__client(), p);
+    dtors = gp__cls_detach_locked(gp__client(), p);
+  }
   gp__unlock();
+  gp__cls_run(dtors); /* without the lock: application code */
   return r;
 }
 

@@ -34,13 +34,28 @@ GP_API CUresult cuInit(unsigned int Flags) {
   return r;
 }
 
-/* Before cuInit: the CUDA version this library was built against. After:
- * what the server says its driver is. Never needs the connection. */
-static CUresult do_driver_version(int *v) {
+/* The lowest driver version reported after cuInit: cudart refuses a
+ * driver older than its own major version (cudaErrorInsufficientDriver),
+ * so a server whose driver (or emulation) says less would make every
+ * runtime-API program built with this toolkit fail. The server's own
+ * version still shows through when it is newer. */
+#define GP__MIN_DRIVER_VERSION ((CUDA_VERSION / 1000) * 1000)
+
+int gp__driver_version(void) {
   struct gp__client *c = gp__client();
+  if (atomic_load(&c->init) != GP__INIT_OK)
+    return CUDA_VERSION;
+  return c->driver_version > GP__MIN_DRIVER_VERSION ? c->driver_version
+                                                    : GP__MIN_DRIVER_VERSION;
+}
+
+/* Before cuInit: the CUDA version this library was built against. After:
+ * what the server says its driver is, raised to GP__MIN_DRIVER_VERSION.
+ * Never needs the connection. */
+static CUresult do_driver_version(int *v) {
   if (v == NULL)
     return CUDA_ERROR_INVALID_VALUE;
-  *v = atomic_load(&c->init) == GP__INIT_OK ? c->driver_version : CUDA_VERSION;
+  *v = gp__driver_version();
   return CUDA_SUCCESS;
 }
 

@@ -121,7 +121,7 @@ GP_API CUresult cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pPitch,
   return r;
 }
 
-/* Only the start of an allocation may be freed. The free is sent without a
+/* Only the start of an allocation (or 0) may be freed. The free is sent without a
  * reply; the server completes the work that uses the memory first. */
 static CUresult mem_free(CUdeviceptr dptr) {
   struct gp__client *c = gp__client();
@@ -132,15 +132,25 @@ static CUresult mem_free(CUdeviceptr dptr) {
   gp__lock();
   if ((r = gp__current_ctx(&ctx)) != CUDA_SUCCESS)
     goto out;
+  /* Freeing 0 does nothing and succeeds, as in the driver: cudart's
+   * cudaFree(0), the idiom that creates the context, comes here. */
+  if (dptr == 0)
+    goto out;
   /* A module's variable is not an allocation: it lives as long as its
    * module. */
-  const struct gp__range *rg = gp__ranges_find(&c->dev_mem, (uint64_t)dptr);
+  struct gp__range *rg = gp__ranges_find(&c->dev_mem, (uint64_t)dptr);
   if (rg == NULL || rg->base != (uint64_t)dptr ||
-      (rg->flags & GP__RANGE_MODULE_GLOBAL) ||
-      !gp__ranges_remove(&c->dev_mem, (uint64_t)dptr)) {
+      (rg->flags & GP__RANGE_MODULE_GLOBAL)) {
     r = CUDA_ERROR_INVALID_VALUE;
     goto out;
   }
+  /* A stream-ordered allocation goes back to its pool (the driver lets
+   * cuMemFree free it), as a free on the default stream. */
+  if (rg->pool_block != NULL) {
+    r = gp__pool_free_locked(c, rg, 0);
+    goto out;
+  }
+  gp__ranges_remove(&c->dev_mem, (uint64_t)dptr);
   Gpupool__MemFree m = GPUPOOL__MEM_FREE__INIT;
   m.dptr = dptr;
   r = gp__send_locked(c, GP_MSG_MEM_FREE, &m.base, NULL, 0, true, NULL);
@@ -248,7 +258,7 @@ static CUresult mem_host_alloc(void **pp, size_t size, unsigned flags) {
   if (p == MAP_FAILED)
     return CUDA_ERROR_OUT_OF_MEMORY;
   struct gp__range rg = {.base = (uint64_t)(uintptr_t)p, .size = len,
-                         .flags = flags};
+                         .flags = flags, .host_ctx = ctx};
   gp__lock();
   int rc = gp__ranges_add(&c->host_mem, &rg);
   gp__unlock();

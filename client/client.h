@@ -181,6 +181,15 @@ struct gp__range {
   const struct gp__ctx *ctx; /* device: owning context; host: NULL */
   unsigned flags;            /* host: CU_MEMHOSTALLOC_*; device:
                               * GP__RANGE_* */
+  /* Pointer attributes (memory part). */
+  uint64_t buffer_id;        /* CU_POINTER_ATTRIBUTE_BUFFER_ID: set by
+                              * gp__ranges_add() when 0, unique in the
+                              * process */
+  bool sync_memops;          /* CU_POINTER_ATTRIBUTE_SYNC_MEMOPS */
+  const struct gp__ctx *host_ctx;   /* host: the context current when it
+                                     * was allocated */
+  struct gp__pool_block *pool_block; /* device: the pool block of a
+                                      * stream-ordered allocation, or NULL */
 };
 
 /* A device range that is a module's global (cuModuleGetGlobal), not an
@@ -192,8 +201,9 @@ struct gp__ranges {
   size_t n, cap;
 };
 
-/* Adds a range. Returns 0, GP_ENOMEM, or GP_EINVAL when it overlaps one
- * already present (a server handing out the same address twice). */
+/* Adds a range (giving it a fresh buffer_id when it has none). Returns 0,
+ * GP_ENOMEM, or GP_EINVAL when it overlaps one already present (a server
+ * handing out the same address twice). */
 int gp__ranges_add(struct gp__ranges *t, const struct gp__range *r);
 /* The range that contains |addr|, or NULL. */
 struct gp__range *gp__ranges_find(const struct gp__ranges *t, uint64_t addr);
@@ -455,5 +465,69 @@ CUresult gp__note_fault_locked(struct gp__client *c, CUresult r);
  * server enforces too. */
 #define GP__MAX_KERNEL_PARAMS 4096
 #define GP__MAX_PARAM_BYTES 32764
+
+/* ---- cudart binding (api_init.c, api_proc.c, api_export.c) ---------------- */
+
+/* What cuDriverGetVersion reports: before a successful cuInit, the
+ * CUDA_VERSION this library was built with; after, the server's driver
+ * version, but never below the major version of that toolkit
+ * ((CUDA_VERSION / 1000) * 1000): cudart refuses a driver older than
+ * itself. Any thread; no lock. */
+int gp__driver_version(void);
+
+/* Context-local storage (api_export.c): values that cudart keeps per
+ * context through the CONTEXT_LOCAL_STORAGE export table, each with an
+ * optional destructor dtor(ctx, key, value). */
+struct gp__cls_entry;
+
+/* Detaches the storage of |ctx|, which the caller has just destroyed
+ * (cuCtxDestroy) or deactivated (a primary context released to 0 or
+ * reset), and returns it for gp__cls_run(); NULL when it had none. Needs
+ * the lock. */
+struct gp__cls_entry *gp__cls_detach_locked(struct gp__client *c,
+                                            struct gp__ctx *ctx);
+
+/* Runs the destructors of |list| (from gp__cls_detach_locked(); NULL:
+ * nothing), in the order the values were stored, and frees it. The
+ * destructors are application code, which may call the driver: call this
+ * WITHOUT the lock. (They are the one call back into the application; see
+ * "Locking" at the top.) */
+void gp__cls_run(struct gp__cls_entry *list);
+
+/* ---- Memory: pointer attributes, 2D copies, pools (memory part) ------------ */
+
+/* A memory pool (CUmemoryPool): api_pool.c. Kept in the handle set under
+ * this kind, so that a stale or invented pool handle is refused. */
+#define GP__KIND_POOL ((enum gp__kind)0x4C4F5067) /* "gPOL" */
+
+struct gp__pool;
+
+/* One allocation a pool holds on the server: handed to the program (in
+ * use, with a range in c->dev_mem pointing back here) or kept for reuse
+ * after a stream-ordered free. */
+struct gp__pool_block {
+  struct gp__pool_block *prev, *next; /* in its pool's list */
+  struct gp__pool *pool;
+  uint64_t base;            /* the server's allocation */
+  uint64_t size;            /* its size (the request rounded up) */
+  struct gp__ctx *ctx;      /* whose memory it is on the server ... */
+  uint64_t ctx_id;          /* ... in this incarnation */
+  uint64_t block_id;        /* CU_POINTER_ATTRIBUTE_MEMORY_BLOCK_ID */
+  bool in_use;
+  uint64_t free_stream;     /* cached: the wire id of the stream it was
+                             * freed on */
+};
+
+/* The pool a device pointer's allocation came from (its range's block's
+ * pool), as a CUmemoryPool, or NULL. Needs the lock. */
+CUmemoryPool gp__pool_handle_locked(const struct gp__range *rg);
+
+/* Frees the stream-ordered allocation of range |rg| (rg->pool_block set),
+ * as on stream |sid| (a wire id in the current context): removes the range
+ * from c->dev_mem, then keeps the block for reuse or gives it back to the
+ * server, as the pool's release threshold says. Returns CUDA_SUCCESS or
+ * CUDA_ERROR_DEVICE_UNAVAILABLE. Needs the lock. */
+CUresult gp__pool_free_locked(struct gp__client *c, struct gp__range *rg,
+                              uint64_t sid);
 
 #endif

@@ -1,12 +1,29 @@
 #!/usr/bin/env python3
-"""Generates, from the toolkit's cuda.h, the two tables libcuda.so.1 needs.
+"""Generates, from the toolkit's cuda.h and cudaTypedefs.h, the tables
+libcuda.so.1 needs.
 
   stubs.c    a weak definition of every function cuda.h declares, so that the
              library exports every name the real driver exports; each stub
              says once on stderr that the call is not supported yet and
              returns CUDA_ERROR_NOT_SUPPORTED. Implemented functions are
              strong definitions in client/api_*.c and win at link time.
+             Each stub is a static function with the exported name as a weak
+             alias, and the stubs' own addresses are listed, so that the
+             library can tell at run time which names still resolve to a
+             stub (cuGetProcAddress answers those as not found).
   cuerrors.c the name and the short description of every CUresult.
+  procs.c    cuGetProcAddress's table: for every base name, the CUDA version
+             of each of its ABI variants and the variant's _ptds/_ptsz form,
+             from the PFN_<name>_v<version> typedefs of cudaTypedefs.h.
+
+The version rule: the k-th version that cudaTypedefs.h lists for a base name
+(in increasing order, the legacy ones of its __CUDA_API_VERSION_INTERNAL
+block included) is the entry point `name` for k = 1 and `name_v<k>` after
+that; a look-up at version V gets the variant of the highest listed version
+<= V. Every variant so derived must be declared in cuda.h, and every
+function cuda.h declares must be accounted for (a variant, the per-thread
+form of one, or a name without typedefs, answered as itself): anything else
+stops the build, so a new toolkit that breaks the rule is caught here.
 
 The stubs are defined as `int name(void)`, whatever the real prototype: on
 x86-64 (System V) and AArch64 (AAPCS64) the caller places the arguments in
@@ -20,10 +37,12 @@ cuda.h is preprocessed by the C compiler given after "--" with
 off the macros that rename calls to their newest version and declares the
 legacy, versioned and per-thread-stream (_ptds/_ptsz) names as well.
 
-Usage: gen_cuda_api.py --include DIR --stubs OUT --errors OUT -- CC [ARGS...]
+Usage: gen_cuda_api.py --include DIR --stubs OUT --errors OUT --procs OUT
+                      -- CC [ARGS...]
 """
 
 import argparse
+import collections
 import re
 import subprocess
 import sys
@@ -196,14 +215,14 @@ DESCRIPTIONS = {
 }
 
 
-def preprocess(cc, include):
+def preprocess(cc, include, header="cuda.h"):
     cmd = list(cc) + ["-E", "-P", "-D__CUDA_API_VERSION_INTERNAL",
                       "-I", include, "-x", "c", "-"]
-    res = subprocess.run(cmd, input="#include <cuda.h>\n", text=True,
+    res = subprocess.run(cmd, input="#include <%s>\n" % header, text=True,
                          stdout=subprocess.PIPE)
     if res.returncode != 0:
-        sys.exit("gen_cuda_api.py: preprocessing cuda.h failed: "
-                 + " ".join(cmd))
+        sys.exit("gen_cuda_api.py: preprocessing %s failed: %s"
+                 % (header, " ".join(cmd)))
     return res.stdout
 
 
@@ -264,6 +283,13 @@ def write_stubs(path, names):
         " * that gpupool implements is a strong definition in client/api_*.c,",
         " * which the linker prefers to the weak one here.",
         " *",
+        " * Each stub is a static function, exported through a weak alias, and",
+        " * gp__api_stubs[] lists the static functions' addresses in the order",
+        " * of gp__api_names[] (procs.c). Where the exported name still resolves",
+        " * to the address listed here, the function is not implemented:",
+        " * cuGetProcAddress answers it as not found. A new strong definition",
+        " * anywhere in the library changes that by itself.",
+        " *",
         " * ABI: the stubs declare no parameters and return an int, the",
         " * CUresult's type. That is safe on every ABI this library targets",
         " * (x86-64 System V and AArch64 AAPCS64): arguments travel in",
@@ -286,16 +312,181 @@ def write_stubs(path, names):
         "/* The number of functions cuda.h declares (all exported). */",
         "const int gp__cuda_api_count = GP__NSTUBS;",
         "",
-        "#define GP__STUB(i, name)                                        \\",
-        "  __attribute__((weak, visibility(\"default\"))) int name(void);  \\",
-        "  __attribute__((weak, visibility(\"default\"))) int name(void) { \\",
-        "    return gp__unsupported(#name, &said[i]);                     \\",
-        "  }",
+        "/* The stub of entry |i|, and |name| as its exported, weak alias. */",
+        "#define GP__STUB(i, name)                                             \\",
+        "  static int gp__stub_##name(void) {                                  \\",
+        "    return gp__unsupported(#name, &said[i]);                          \\",
+        "  }                                                                   \\",
+        "  extern __typeof__(gp__stub_##name) name                             \\",
+        "      __attribute__((weak, visibility(\"default\"),                    \\",
+        "                     alias(\"gp__stub_\" #name)));",
         "",
     ]
     for i, n in enumerate(names):
         lines.append("GP__STUB(%d, %s)" % (i, n))
-    lines.append("")
+    lines += [
+        "",
+        "const gp__api_fn gp__api_stubs[GP__NSTUBS] = {",
+    ]
+    for n in names:
+        lines.append("  gp__stub_%s," % n)
+    lines += ["};", ""]
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
+
+
+# Variants that cudaTypedefs.h implies but cuda.h does not declare, each
+# with the reason it is accepted; a look-up at that version answers "not
+# found" (no entry point has that ABI). The build stops on any other such
+# name. Empty for CUDA 13.0.
+MISSING_VARIANT_OK = {
+    # "cuFoo_v3": "why cuda.h may lack it",
+}
+
+PT_SUFFIXES = ("_ptds", "_ptsz")
+
+
+def typedef_versions(text):
+    """{base: sorted versions} and {base: set of per-thread versions} from
+    the PFN_<base>_v<version>[_ptds|_ptsz] typedefs."""
+    versions = collections.defaultdict(set)
+    pt_versions = collections.defaultdict(set)
+    for m in re.finditer(r"\bPFN_(cu[A-Za-z0-9_]+?)_v(\d+)(_ptds|_ptsz)?\)",
+                         text):
+        base, ver, pt = m.group(1), int(m.group(2)), m.group(3)
+        (pt_versions if pt else versions)[base].add(ver)
+    return ({b: sorted(v) for b, v in versions.items()},
+            {b: sorted(v) for b, v in pt_versions.items()})
+
+
+def variant_name(base, k):
+    """The entry point of the k-th (0-based) version of |base|."""
+    return base if k == 0 else "%s_v%d" % (base, k + 1)
+
+
+def proc_table(declared, text):
+    """[(base, [(version, variant or None, pt_variant or None)])], sorted by
+    base, checked against the functions cuda.h declares. A variant of None
+    is one that MISSING_VARIANT_OK accepts as absent."""
+    versions, pt_versions = typedef_versions(text)
+    if len(versions) < 100:
+        sys.exit("gen_cuda_api.py: only %d PFN_ typedefs found in "
+                 "cudaTypedefs.h" % len(versions))
+    declared = set(declared)
+    problems = []
+    accounted = set()
+    table = {}
+    for base, vers in versions.items():
+        entries = []
+        for k, ver in enumerate(vers):
+            name = variant_name(base, k)
+            if name not in declared:
+                if name in MISSING_VARIANT_OK:
+                    # Kept, so that later versions keep their variants.
+                    entries.append((ver, None, None))
+                else:
+                    problems.append(
+                        "cudaTypedefs.h lists version %d of %s as the "
+                        "variant number %d, which would be %s, and cuda.h "
+                        "does not declare it" % (ver, base, k + 1, name))
+                continue
+            pts = [name + s for s in PT_SUFFIXES if name + s in declared]
+            if len(pts) > 1:
+                problems.append("cuda.h declares both %s" % " and ".join(pts))
+            accounted.add(name)
+            accounted.update(pts)
+            entries.append((ver, name, pts[0] if pts else None))
+        if entries:
+            table[base] = entries
+    for base, vers in pt_versions.items():
+        if base not in table or not any(e[2] for e in table[base] if e[1]):
+            problems.append("cudaTypedefs.h has a per-thread typedef of %s "
+                            "(version %s) but cuda.h declares no _ptds/_ptsz "
+                            "form of any of its variants" % (base, vers))
+    # Functions cuda.h declares that no typedef describes are looked up
+    # under their own name, at any version: unless the name reads as the
+    # variant of a base that cudaTypedefs.h describes differently.
+    for name in sorted(declared - accounted):
+        if name in accounted:  # the per-thread form of a name just added
+            continue
+        m = re.fullmatch(r"(cu[A-Za-z0-9]+?)(_v\d+)?(_ptds|_ptsz)?", name)
+        base = m.group(1) if m else name
+        if (m and (m.group(2) or m.group(3))) and base in versions:
+            problems.append("cuda.h declares %s, which no version of %s in "
+                            "cudaTypedefs.h accounts for" % (name, base))
+            continue
+        if name in table:
+            problems.append("%s is both a typedef'd base and a plain name"
+                            % name)
+            continue
+        pt = None
+        for s in PT_SUFFIXES:
+            if name + s in declared:
+                pt = name + s
+        table[name] = [(0, name, pt)]
+        accounted.add(name)
+        if pt:
+            accounted.add(pt)
+    left = declared - accounted
+    if left:
+        problems.append("cuda.h functions left out of the table: %s"
+                        % ", ".join(sorted(left)))
+    if problems:
+        sys.exit("gen_cuda_api.py: cuda.h and cudaTypedefs.h disagree:\n  "
+                 + "\n  ".join(problems))
+    return sorted(table.items())
+
+
+def write_procs(path, names, table):
+    index = {n: i for i, n in enumerate(names)}
+    none = "GP__PROC_NONE"
+    lines = [
+        "/* Generated by client/gen_cuda_api.py from cuda.h and",
+        " * cudaTypedefs.h: do not edit. */",
+        "",
+        "/* cuGetProcAddress's table (see stubs.h). This file must not include",
+        " * cuda.h: the entry points are declared here without parameters,",
+        " * only their addresses are taken. They are declared with default",
+        " * visibility, as they are defined: a hidden reference would make the",
+        " * linker hide the definition too. */",
+        "",
+        "#include \"stubs.h\"",
+        "",
+    ]
+    for n in names:
+        lines.append("__attribute__((visibility(\"default\"))) int %s(void);"
+                     % n)
+    lines += ["", "const char *const gp__api_names[%d] = {" % len(names)]
+    for n in names:
+        lines.append("  \"%s\"," % n)
+    lines += ["};", "", "const gp__api_fn gp__api_fns[%d] = {" % len(names)]
+    for n in names:
+        lines.append("  %s," % n)
+    lines += ["};", "",
+              "/* Each base name's variants, oldest first. */",
+              "const struct gp__proc_variant gp__proc_variants[] = {"]
+    first = []
+    nvariants = 0
+    for base, entries in table:
+        first.append(nvariants)
+        for ver, name, pt in entries:
+            if name is None:
+                lines.append("  {%d, %s, %s}, /* %s: no such variant */"
+                             % (ver, none, none, base))
+            else:
+                lines.append("  {%d, %d, %s}, /* %s%s */"
+                             % (ver, index[name],
+                                index[pt] if pt else none, name,
+                                ", " + pt if pt else ""))
+            nvariants += 1
+    lines += ["};", "",
+              "/* Sorted by name (strcmp order), for a binary search. */",
+              "const struct gp__proc gp__procs[] = {"]
+    for (base, entries), f in zip(table, first):
+        lines.append("  {\"%s\", %d, %d}," % (base, f, len(entries)))
+    lines += ["};", "",
+              "const int gp__nprocs = %d;" % len(table),
+              "const int gp__napi = %d;" % len(names), ""]
     with open(path, "w") as f:
         f.write("\n".join(lines))
 
@@ -332,6 +523,7 @@ def main():
     ap.add_argument("--include", required=True)
     ap.add_argument("--stubs", required=True)
     ap.add_argument("--errors", required=True)
+    ap.add_argument("--procs", required=True)
     args = ap.parse_args(argv[:cut])
     cc = argv[cut + 1:]
     if not cc:
@@ -341,8 +533,13 @@ def main():
     if len(names) < 100:
         sys.exit("gen_cuda_api.py: only %d functions found in cuda.h"
                  % len(names))
+    if len(names) >= 0xFFFF:
+        sys.exit("gen_cuda_api.py: %d functions: the proc table's 16-bit "
+                 "indices are too small" % len(names))
+    table = proc_table(names, preprocess(cc, args.include, "cudaTypedefs.h"))
     write_stubs(args.stubs, names)
     write_errors(args.errors, errors(text))
+    write_procs(args.procs, names, table)
 
 
 if __name__ == "__main__":

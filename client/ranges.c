@@ -38,6 +38,9 @@ int gp__ranges_add(struct gp__ranges *t, const struct gp__range *r) {
   }
   memmove(&t->v[i + 1], &t->v[i], (t->n - i) * sizeof(*t->v));
   t->v[i] = *r;
+  /* Ids come from the process's handle counter: never 0, never reused. */
+  if (t->v[i].buffer_id == 0)
+    t->v[i].buffer_id = gp__new_id();
   t->n++;
   return 0;
 }

@@ -90,6 +90,14 @@ static const struct msg_kind kinds[] = {
    &gpupool__module_get_global_reply__descriptor},
   {GP_MSG_LAUNCH_KERNEL, "LAUNCH_KERNEL", &gpupool__launch_kernel__descriptor,
    STATUS},
+
+  {GP_MSG_MEMCPY_2D_HTOD, "MEMCPY_2D_HTOD",
+   &gpupool__memcpy2_dhto_d__descriptor, STATUS},
+  {GP_MSG_MEMCPY_2D_DTOH, "MEMCPY_2D_DTOH",
+   &gpupool__memcpy2_ddto_h__descriptor, STATUS},
+  {GP_MSG_MEMCPY_2D_DTOD, "MEMCPY_2D_DTOD",
+   &gpupool__memcpy2_ddto_d__descriptor, STATUS},
+  {GP_MSG_MEMSET_2D, "MEMSET_2D", &gpupool__memset2_d__descriptor, STATUS},
 };
 
 static const struct msg_kind *find(uint16_t type) {

@@ -56,6 +56,12 @@ enum gp_msg_type {
   GP_MSG_MODULE_GET_FUNCTION = 52,  /* ModuleGetFunction -> ...Reply */
   GP_MSG_MODULE_GET_GLOBAL = 53,    /* ModuleGetGlobal -> ...Reply */
   GP_MSG_LAUNCH_KERNEL = 54,        /* LaunchKernel + params -> Status */
+
+  /* 2D copies and memsets (the memory part's block: 60-69). */
+  GP_MSG_MEMCPY_2D_HTOD = 60,  /* Memcpy2DHtoD + packed rows -> Status */
+  GP_MSG_MEMCPY_2D_DTOH = 61,  /* Memcpy2DDtoH -> Status + packed rows */
+  GP_MSG_MEMCPY_2D_DTOD = 62,  /* Memcpy2DDtoD -> Status */
+  GP_MSG_MEMSET_2D = 63,       /* Memset2D -> Status */
 };
 
 /* The descriptor of the message a frame of |type| carries: the request's

@@ -487,6 +487,229 @@ static int handle_dtoh(struct gp_worker *w, const struct gp_frame_header *h,
   return r;
 }
 
+/* ---- 2D copies and memsets (memory part) ---------------------------------
+ *
+ * cuMemcpy2D/3D and cuMemsetD2D* arrive as 2D regions: |height| rows of
+ * |width| bytes, row i at base + i * pitch (see gpupool.proto). The whole
+ * region, from its first byte to the end of its last row, must lie inside
+ * one allocation; that is checked before anything is read or written, so a
+ * bad request changes nothing. Contiguous regions are done in one
+ * operation, others row by row with the backend's ordinary operations. */
+
+/* The bytes from the start of a 2D region to the end of its last row,
+ * (height - 1) * pitch + width, in |*span| (0 for an empty region). False
+ * when a region of several rows has a pitch narrower than a row, or when
+ * the span or its end does not fit in 64 bits. */
+static bool span_2d(uint64_t base, uint64_t pitch, uint64_t width,
+                    uint64_t height, uint64_t *span) {
+  uint64_t s;
+
+  *span = 0;
+  if (width == 0 || height == 0)
+    return true;
+  if (height > 1 && pitch < width)
+    return false;
+  /* pitch >= width > 0 whenever height > 1. */
+  if (height > 1 && height - 1 > (UINT64_MAX - width) / pitch)
+    return false;
+  s = (height - 1) * pitch + width;
+  if (base > UINT64_MAX - s)
+    return false;
+  *span = s;
+  return true;
+}
+
+/* CUDA_SUCCESS when [base, base + span) lies inside one allocation (span >
+ * 0); CUDA_ERROR_INVALID_VALUE when not, or the sticky error of the
+ * allocation's context. */
+static int region_check(struct gp_worker *w, uint64_t base, uint64_t span) {
+  uint64_t abase = 0, asize = 0;
+  int res = w->ops->mem_get_address_range(w->be, base, &abase, &asize);
+
+  if (res == CUDA_ERROR_NOT_FOUND)
+    return CUDA_ERROR_INVALID_VALUE;
+  if (res != CUDA_SUCCESS)
+    return res;
+  if (base < abase || base - abase >= asize ||
+      span > asize - (base - abase))
+    return CUDA_ERROR_INVALID_VALUE;
+  return CUDA_SUCCESS;
+}
+
+static bool stage_ready(struct gp_worker *w) {
+  if (!w->stage)
+    w->stage = malloc(GP_WORKER_STAGE_SIZE);
+  return w->stage != NULL;
+}
+
+/* MEMCPY_2D_HTOD: the payload's packed rows are scattered to |dst|,
+ * straight from the socket when the backend's memory is host-addressable,
+ * else through the staging buffer. A rejected request's payload is read
+ * and dropped, so the stream stays in step. */
+static int handle_2d_htod(struct gp_worker *w, const struct gp_frame_header *h,
+                          const Gpupool__Memcpy2DHtoD *m) {
+  const struct gp_backend_ops *ops = w->ops;
+  uint8_t *host = NULL;
+  uint64_t span, i, off, n;
+  int res, r;
+
+  if ((m->height != 0 && m->width > UINT64_MAX / m->height) ||
+      m->width * m->height != h->payload_len)
+    return protocol_error(w, GP_EPROTO, h,
+                          "MEMCPY_2D_HTOD of %llu rows of %llu bytes carries "
+                          "a payload of %u bytes",
+                          (unsigned long long)m->height,
+                          (unsigned long long)m->width, h->payload_len);
+  if (h->payload_len == 0)
+    return reply_status(w, h, ops->memcpy_htod(w->be, m->dst, NULL, 0,
+                                               m->stream), NULL, 0);
+  if (!span_2d(m->dst, m->dst_pitch, m->width, m->height, &span)) {
+    res = CUDA_ERROR_INVALID_VALUE;
+  } else {
+    void *view = NULL;
+    res = ops->mem_host_view
+              ? ops->mem_host_view(w->be, m->dst, span, m->stream, &view)
+              : CUDA_ERROR_NOT_SUPPORTED;
+    host = view;
+  }
+  if (res == CUDA_SUCCESS) {
+    for (i = 0; i < m->height; i++) {
+      r = gp_wire_recv_payload(&w->wire, host + i * m->dst_pitch, m->width);
+      if (r != 0)
+        return r;
+    }
+    return reply_status(w, h, CUDA_SUCCESS, NULL, 0);
+  }
+  if (res == CUDA_ERROR_NOT_SUPPORTED)
+    res = region_check(w, m->dst, span);
+  if (res == CUDA_SUCCESS && !stage_ready(w))
+    res = CUDA_ERROR_OUT_OF_MEMORY;
+  if (res != CUDA_SUCCESS) {
+    r = gp_wire_discard(&w->wire, h->payload_len);
+    return r ? r : reply_status(w, h, res, NULL, 0);
+  }
+  for (i = 0; i < m->height; i++) {
+    for (off = 0; off < m->width; off += n) {
+      n = m->width - off < GP_WORKER_STAGE_SIZE ? m->width - off
+                                                : GP_WORKER_STAGE_SIZE;
+      if (res != CUDA_SUCCESS) {
+        r = gp_wire_discard(&w->wire, n);
+      } else {
+        r = gp_wire_recv_payload(&w->wire, w->stage, n);
+        if (r == 0)
+          res = ops->memcpy_htod(w->be, m->dst + i * m->dst_pitch + off,
+                                 w->stage, n, m->stream);
+      }
+      if (r != 0)
+        return r;
+    }
+  }
+  return reply_status(w, h, res, NULL, 0);
+}
+
+/* MEMCPY_2D_DTOH: the rows are gathered into the reply's payload (sent
+ * straight from device memory when they are contiguous and the memory is
+ * host-addressable). */
+static int handle_2d_dtoh(struct gp_worker *w, const struct gp_frame_header *h,
+                          const Gpupool__Memcpy2DDtoH *m) {
+  const struct gp_backend_ops *ops = w->ops;
+  uint8_t *host = NULL, *buf;
+  uint64_t span, n, i;
+  int res, r;
+
+  if (h->flags & GP_FRAME_F_NOREPLY)
+    return protocol_error(w, GP_EPROTO, h,
+                          "MEMCPY_2D_DTOH flagged NOREPLY: its data has "
+                          "nowhere to go");
+  if (m->height != 0 && m->width > GP_COPY_CHUNK / m->height)
+    return reply_status(w, h, CUDA_ERROR_INVALID_VALUE, NULL, 0);
+  n = m->width * m->height;
+  if (n == 0)
+    return reply_status(w, h, ops->memcpy_dtoh(w->be, NULL, m->src, 0,
+                                               m->stream), NULL, 0);
+  if (!span_2d(m->src, m->src_pitch, m->width, m->height, &span))
+    return reply_status(w, h, CUDA_ERROR_INVALID_VALUE, NULL, 0);
+  {
+    void *view = NULL;
+    res = ops->mem_host_view
+              ? ops->mem_host_view(w->be, m->src, span, m->stream, &view)
+              : CUDA_ERROR_NOT_SUPPORTED;
+    host = view;
+  }
+  if (res == CUDA_SUCCESS && span == n)
+    return reply_status(w, h, CUDA_SUCCESS, host, n);
+  if (res == CUDA_ERROR_NOT_SUPPORTED)
+    res = region_check(w, m->src, span);
+  if (res != CUDA_SUCCESS)
+    return reply_status(w, h, res, NULL, 0);
+  buf = malloc(n);
+  if (!buf)
+    return reply_status(w, h, CUDA_ERROR_OUT_OF_MEMORY, NULL, 0);
+  for (i = 0; i < m->height && res == CUDA_SUCCESS; i++) {
+    if (host)
+      memcpy(buf + i * m->width, host + i * m->src_pitch, m->width);
+    else
+      res = ops->memcpy_dtoh(w->be, buf + i * m->width,
+                             m->src + i * m->src_pitch, m->width, m->stream);
+  }
+  r = reply_status(w, h, res, res == CUDA_SUCCESS ? buf : NULL,
+                   res == CUDA_SUCCESS ? n : 0);
+  free(buf);
+  return r;
+}
+
+static int handle_2d_dtod(struct gp_worker *w, const Gpupool__Memcpy2DDtoD *m) {
+  const struct gp_backend_ops *ops = w->ops;
+  uint64_t dspan, sspan, i;
+  int res;
+
+  if (m->width == 0 || m->height == 0)
+    return ops->memcpy_dtod(w->be, m->dst, m->src, 0, m->stream);
+  if (!span_2d(m->dst, m->dst_pitch, m->width, m->height, &dspan) ||
+      !span_2d(m->src, m->src_pitch, m->width, m->height, &sspan))
+    return CUDA_ERROR_INVALID_VALUE;
+  res = region_check(w, m->dst, dspan);
+  if (res == CUDA_SUCCESS)
+    res = region_check(w, m->src, sspan);
+  if (res != CUDA_SUCCESS)
+    return res;
+  /* Both spans are then width * height. */
+  if (dspan == sspan && dspan == m->width * m->height)
+    return ops->memcpy_dtod(w->be, m->dst, m->src, dspan, m->stream);
+  for (i = 0; i < m->height && res == CUDA_SUCCESS; i++)
+    res = ops->memcpy_dtod(w->be, m->dst + i * m->dst_pitch,
+                           m->src + i * m->src_pitch, m->width, m->stream);
+  return res;
+}
+
+static int handle_memset_2d(struct gp_worker *w, const Gpupool__Memset2D *m) {
+  const struct gp_backend_ops *ops = w->ops;
+  uint64_t row, span, i;
+  unsigned elem = m->element_size;
+  int res;
+
+  if (elem != 1 && elem != 2 && elem != 4)
+    return CUDA_ERROR_INVALID_VALUE;
+  if (m->width == 0 || m->height == 0)
+    return ops->memset(w->be, m->dst, m->value, elem, 0, m->stream);
+  if (m->dst % elem != 0 || (m->height > 1 && m->pitch % elem != 0) ||
+      m->width > UINT64_MAX / elem)
+    return CUDA_ERROR_INVALID_VALUE;
+  row = m->width * elem;
+  if (!span_2d(m->dst, m->pitch, row, m->height, &span))
+    return CUDA_ERROR_INVALID_VALUE;
+  res = region_check(w, m->dst, span);
+  if (res != CUDA_SUCCESS)
+    return res;
+  if (span == row * m->height)
+    return ops->memset(w->be, m->dst, m->value, elem, m->width * m->height,
+                       m->stream);
+  for (i = 0; i < m->height && res == CUDA_SUCCESS; i++)
+    res = ops->memset(w->be, m->dst + i * m->pitch, m->value, elem, m->width,
+                      m->stream);
+  return res;
+}
+
 /* ---- modules and launches ------------------------------------------------ */
 
 /* Copies a client-supplied symbol name, refusing one that is empty, too
@@ -882,6 +1105,16 @@ static int dispatch(struct gp_worker *w, const struct gp_frame_header *h,
     return handle_get_global(w, h, (const void *)msg);
   case GP_MSG_LAUNCH_KERNEL:
     return handle_launch(w, h, (const void *)msg);
+  case GP_MSG_MEMCPY_2D_HTOD:
+    return handle_2d_htod(w, h, (const void *)msg);
+  case GP_MSG_MEMCPY_2D_DTOH:
+    return handle_2d_dtoh(w, h, (const void *)msg);
+  case GP_MSG_MEMCPY_2D_DTOD:
+    res = handle_2d_dtod(w, (const void *)msg);
+    break;
+  case GP_MSG_MEMSET_2D:
+    res = handle_memset_2d(w, (const void *)msg);
+    break;
   default:
     /* A type the codec knows but this server does not serve. */
     return protocol_error(w, GP_EPROTO, h, "unsupported request type %u (%s)",
@@ -931,7 +1164,8 @@ static int serve_one(struct gp_worker *w) {
     return protocol_error(w, GP_EPROTO, &h, "unknown message type %u",
                           h.type);
   if (h.payload_len != 0 && h.type != GP_MSG_MEMCPY_HTOD &&
-      h.type != GP_MSG_MODULE_LOAD && h.type != GP_MSG_LAUNCH_KERNEL)
+      h.type != GP_MSG_MODULE_LOAD && h.type != GP_MSG_LAUNCH_KERNEL &&
+      h.type != GP_MSG_MEMCPY_2D_HTOD)
     return protocol_error(w, GP_EPROTO, &h, "%s carries a payload of %u "
                           "bytes", gp_msg_type_name(h.type), h.payload_len);
 

@@ -321,6 +321,20 @@ static const char *const implemented[] = {
     "cuFuncSetAttribute", "cuFuncSetCacheConfig", "cuFuncGetModule",
     "cuFuncGetName", "cuFuncGetParamInfo", "cuFuncIsLoaded", "cuFuncLoad",
     "cuLaunchKernel", "cuLaunchKernelEx",
+    /* cudart's binding: test_binding.c, tests/unit/test_proc.c. */
+    "cuGetProcAddress",
+    /* Pointer attributes, 2D/3D copies and memsets, memory pools:
+     * test_memory2.c. */
+    "cuPointerGetAttribute", "cuPointerGetAttributes", "cuPointerSetAttribute",
+    "cuMemcpy2D_v2", "cuMemcpy2DUnaligned_v2", "cuMemcpy2DAsync_v2",
+    "cuMemcpy3D_v2", "cuMemcpy3DAsync_v2", "cuMemsetD2D8_v2",
+    "cuMemsetD2D16_v2", "cuMemsetD2D32_v2", "cuMemsetD2D8Async",
+    "cuMemsetD2D16Async", "cuMemsetD2D32Async",
+    "cuDeviceGetDefaultMemPool", "cuDeviceGetMemPool", "cuDeviceSetMemPool",
+    "cuMemPoolCreate", "cuMemPoolDestroy", "cuMemPoolTrimTo",
+    "cuMemPoolSetAttribute", "cuMemPoolGetAttribute", "cuMemPoolSetAccess",
+    "cuMemPoolGetAccess", "cuMemAllocAsync", "cuMemAllocFromPoolAsync",
+    "cuMemFreeAsync",
     NULL};
 
 /* Entry points that the next issues implement (cudart's loader): they must

@@ -473,6 +473,8 @@ static void test_memory_errors(int argc, char **argv) {
   CHECK_CU(cuMemFree(d + 16), CUDA_ERROR_INVALID_VALUE);     /* interior */
   CHECK_CU(cuMemFree((CUdeviceptr)0xdead0000ull), CUDA_ERROR_INVALID_VALUE);
   CHECK_CU(cuMemFree((CUdeviceptr)(uintptr_t)h), CUDA_ERROR_INVALID_VALUE);
+  /* 0 is no allocation, and freeing it succeeds (cudaFree(0)). */
+  CHECK_OK(cuMemFree(0));
   check_in_step(d, 1);
 
   /* Copies that run past the end of an allocation. */
