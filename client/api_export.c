@@ -181,15 +181,86 @@ static const struct tools_hooks tools_hooks = {
     .slot6 = hooks_slot6,
 };
 
-/* ---- TOOLS_TLS: fetched (cudart fails without it), never called ---------- */
+static CUresult cls_ctx_locked(struct gp__client *c, CUcontext h,
+                               struct gp__ctx **out);
+
+/* ---- TOOLS_TLS ----------------------------------------------------------------
+ *
+ * cudart only fetches this table (and fails without it). cuBLASLt 13.0
+ * calls slot 2 as int (void **out), then passes *out to slot 4 of the
+ * CONTEXT_ID table below, and keys its per-context state (its GEMM
+ * heuristics among it) by the 64-bit value that returns: with slot 2 NULL
+ * cublasSgemm crashes on a NULL call; with slot 2 failing,
+ * cublasLtMatmulAlgoGetHeuristic reports "Failed to query heuristics" and
+ * cublasSgemm returns CUBLAS_STATUS_NOT_SUPPORTED. Slot 2 gives the
+ * calling thread's current context, slot 4 that context's id; both are
+ * named for what cuBLASLt does with them, observed, not documented. */
+
+/* Slot 2: the current context, or its CUresult when there is none. */
+static int tools_tls_current_ctx(void **out) {
+  struct gp__ctx *ctx = NULL;
+  CUresult r = gp__ready();
+  if (r == CUDA_SUCCESS && out == NULL)
+    r = CUDA_ERROR_INVALID_VALUE;
+  if (r == CUDA_SUCCESS)
+    r = gp__current_ctx(&ctx);
+  if (out != NULL)
+    *out = r == CUDA_SUCCESS ? (void *)ctx : NULL;
+  SLOT_TRACE("TOOLS_TLS[2]", r, "ctx=%p", (void *)ctx);
+  return (int)r;
+}
 
 struct tools_tls {
   size_t size;
-  void *unused[3];
+  void *unused1;
+  int (*current_ctx)(void **);
+  void *unused3;
 };
 _Static_assert(sizeof(struct tools_tls) == 4 * 8, "TOOLS_TLS has 4 slots");
 
-static const struct tools_tls tools_tls = {.size = sizeof(struct tools_tls)};
+static const struct tools_tls tools_tls = {
+    .size = sizeof(struct tools_tls),
+    .current_ctx = tools_tls_current_ctx,
+};
+
+/* ---- CONTEXT_ID (21318C60-9714-3248-8CA6-41FF7324C8F2) ------------------------
+ *
+ * Fetched by cuBLASLt 13.0, which calls only slot 4, int (CUcontext ctx,
+ * unsigned long long *id), with the context TOOLS_TLS slot 2 gave. The id
+ * must be unique for the life of the process (a context created later at
+ * the same address must not find the state of an earlier one): the
+ * context's incarnation id, never reused. Slot 0 holds the size, as in the
+ * other tables; the unknown slots are NULL. */
+
+static int context_id(CUcontext h, unsigned long long *id) {
+  struct gp__client *c = gp__client();
+  struct gp__ctx *ctx = NULL;
+  CUresult r = gp__ready();
+  if (r == CUDA_SUCCESS && (h == NULL || id == NULL))
+    r = CUDA_ERROR_INVALID_VALUE;
+  if (r == CUDA_SUCCESS) {
+    gp__lock();
+    r = cls_ctx_locked(c, h, &ctx);
+    if (r == CUDA_SUCCESS)
+      *id = ctx->id;
+    gp__unlock();
+  }
+  SLOT_TRACE("CONTEXT_ID[4]", r, "ctx=%p, id=%llu", (void *)h,
+             (unsigned long long)GP_OUT(r, id));
+  return (int)r;
+}
+
+struct context_id_table {
+  size_t size;
+  void *unused[3];
+  int (*context_id)(CUcontext, unsigned long long *);
+  void *unused5[3];
+};
+
+static const struct context_id_table context_id_table = {
+    .size = sizeof(struct context_id_table),
+    .context_id = context_id,
+};
 
 /* ---- CONTEXT_LOCAL_STORAGE --------------------------------------------------- */
 
@@ -575,6 +646,10 @@ static const struct export_table {
      {0xF8, 0xCF, 0xF9, 0x51, 0x21, 0x46, 0x8B, 0x4E, 0xB9, 0xE2, 0xFB, 0x46,
       0x9E, 0x7C, 0x0D, 0xD9},
      &logger},
+    {"CONTEXT_ID",
+     {0x21, 0x31, 0x8C, 0x60, 0x97, 0x14, 0x32, 0x48, 0x8C, 0xA6, 0x41, 0xFF,
+      0x73, 0x24, 0xC8, 0xF2},
+     &context_id_table},
 };
 
 /* |uuid| as the facts doc writes it: the bytes in memory order, grouped

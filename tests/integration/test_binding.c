@@ -157,6 +157,10 @@ static const CUuuid INTEGRITY_CHECK = {{(char)0xD4, (char)0x08, (char)0x20,
     (char)0x55, (char)0xBD, (char)0xE6, (char)0x70, (char)0x4B, (char)0x8D,
     (char)0x34, (char)0xBA, (char)0x12, (char)0x3C, (char)0x66, (char)0xE1,
     (char)0xF2}};
+static const CUuuid CONTEXT_ID = {{(char)0x21, (char)0x31, (char)0x8C,
+    (char)0x60, (char)0x97, (char)0x14, (char)0x32, (char)0x48, (char)0x8C,
+    (char)0xA6, (char)0x41, (char)0xFF, (char)0x73, (char)0x24, (char)0xC8,
+    (char)0xF2}};
 static const CUuuid LOGGER = {{(char)0xF8, (char)0xCF, (char)0xF9,
     (char)0x51, (char)0x21, (char)0x46, (char)0x8B, (char)0x4E, (char)0xB9,
     (char)0xE2, (char)0xFB, (char)0x46, (char)0x9E, (char)0x7C, (char)0x0D,
@@ -389,9 +393,48 @@ static void test_binding_tables(int argc, char **argv) {
   if (buf != NULL) CHECK_MEM_ALL(buf, 0, 14 * sizeof(uint32_t));
   th->slot2(NULL, NULL); /* no crash */
 
-  /* TOOLS_TLS: 4 slots, only its size. */
-  const size_t *tls = table(&TOOLS_TLS);
-  CHECK_EQ_U(tls[0], 4 * 8);
+  /* TOOLS_TLS: 4 slots; slot 2 the current context (cuBLASLt), which
+   * CONTEXT_ID's slot 4 turns into an id never reused. */
+  const struct tools_tls {
+    size_t size;
+    void *unused1;
+    int (*current_ctx)(void **);
+    void *unused3;
+  } *tls = table(&TOOLS_TLS);
+  CHECK_EQ_U(tls->size, 4 * 8);
+  const struct context_id_table {
+    size_t size;
+    void *unused[3];
+    int (*context_id)(CUcontext, unsigned long long *);
+  } *cid = table(&CONTEXT_ID);
+  CHECK_EQ_U(cid->size, 8 * 8);
+  REQUIRE_TRUE(tls->current_ctx != NULL && cid->context_id != NULL);
+  void *cur = (void *)0x1;
+  CHECK_CU(tls->current_ctx(&cur), CUDA_ERROR_INVALID_CONTEXT); /* none */
+  CHECK_TRUE(cur == NULL);
+  CHECK_CU(tls->current_ctx(NULL), CUDA_ERROR_INVALID_VALUE);
+  CUcontext c1 = NULL, c2 = NULL;
+  unsigned long long id1 = 0, id2 = 0, id1b = 0;
+  REQUIRE_OK(drv.ctx_create(&c1, NULL, 0, dev));
+  CHECK_OK(tls->current_ctx(&cur));
+  CHECK_EQ_PTR(cur, c1);
+  CHECK_OK(cid->context_id(c1, &id1));
+  CHECK_OK(cid->context_id(c1, &id1b));
+  CHECK_EQ_U(id1b, id1);
+  REQUIRE_OK(drv.ctx_create(&c2, NULL, 0, dev));
+  CHECK_OK(cid->context_id(c2, &id2));
+  CHECK_NE_U(id2, id1);
+  CHECK_OK(drv.ctx_destroy(c2));
+  CHECK_CU(cid->context_id(c2, &id2), CUDA_ERROR_INVALID_CONTEXT);
+  CHECK_CU(cid->context_id(c1, NULL), CUDA_ERROR_INVALID_VALUE);
+  CHECK_CU(cid->context_id(NULL, &id2), CUDA_ERROR_INVALID_VALUE);
+  /* A context made after one is destroyed, maybe at its address, gets
+   * an id of its own. */
+  CHECK_OK(drv.ctx_destroy(c1));
+  REQUIRE_OK(drv.ctx_create(&c2, NULL, 0, dev));
+  CHECK_OK(cid->context_id(c2, &id2));
+  CHECK_NE_U(id2, id1);
+  CHECK_OK(drv.ctx_destroy(c2));
 
   /* CONTEXT_LOCAL_STORAGE: three functions, no size (scenario cls). */
   const struct cls_table *cls = table(&CONTEXT_LOCAL_STORAGE);
