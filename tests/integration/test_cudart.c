@@ -186,17 +186,22 @@ static const char *program(const char *name) {
   return path;
 }
 
+/* Starts a server and runs the build |name| through attach. */
+static void start_and_run(struct run *r, const char *name, int timeout_s) {
+  const char *prog = program(name);
+  if (gpt_server_start(&server, NULL) != 0) gpt__abort_scenario();
+  unsetenv("GPUPOOL_SERVER"); /* attach passes it */
+  unsetenv("LD_PRELOAD");
+  run(r, prog, timeout_s);
+}
+
 /* Starts a server, runs the build |name| through attach, and checks what
  * every program must do: exit with status 0, end stdout with the line
  * |verdict|, and hit no function gpupool lacks (its stubs say "is not
  * supported yet" on stderr). The caller checks the rest and frees |r|. */
 static void run_program(struct run *r, const char *name, const char *verdict,
                         int timeout_s) {
-  const char *prog = program(name);
-  if (gpt_server_start(&server, NULL) != 0) gpt__abort_scenario();
-  unsetenv("GPUPOOL_SERVER"); /* attach passes it */
-  unsetenv("LD_PRELOAD");
-  run(r, prog, timeout_s);
+  start_and_run(r, name, timeout_s);
   CHECK_EQ_I(r->status, 0);
   char got[512];
   CHECK_STR_EQ(last_line(r->out, got, sizeof got), verdict);
@@ -356,6 +361,54 @@ static void test_cudart_no_ptx(int argc, char **argv) {
   (void)argv;
 }
 
+/* ---- cublas_sgemm ------------------------------------------------------------- */
+
+/* cuBLAS 13 binds to gpupool's library and initialises (three copies of
+ * cudart: the program's, libcublas's and libcublasLt's), allocates and
+ * copies, and chooses its SGEMM kernels for a compute capability 7.5
+ * device: volta_sgemm_*_nn from libcublasLt.so.13. They are in a fatbin
+ * that holds sm_75 machine code only, no PTX (cuBLAS 13 ships PTX only for
+ * compute_120, and one compute_75 entry in libcublasLt that is not these),
+ * and the emulated device runs PTX only: cuLibraryGetKernel answers
+ * CUDA_ERROR_NO_BINARY_FOR_GPU for each, and cublasSgemm returns
+ * CUBLAS_STATUS_EXECUTION_FAILED. This scenario asserts exactly that, so
+ * that it fails when the behaviour changes (a toolkit with other kernels,
+ * or a device that runs them: then rt_cublas_sgemm prints its PASS and
+ * this becomes an ordinary test). See docs/testing.md. */
+static void test_cudart_cublas_sgemm(int argc, char **argv) {
+  struct run r;
+  setenv("GPUPOOL_TRACE", "1", 1); /* the kernels' names are in the trace */
+  start_and_run(&r, "cublas_sgemm", PROGRAM_LIMIT_S);
+  CHECK_EQ_I(r.status, 1); /* the program's own failure, no crash */
+  CHECK_CONTAINS(r.out, "cuBLAS version ");
+  /* cublasCreate, cudaMalloc and cublasSetMatrix worked. */
+  CHECK_CONTAINS(r.err, "cuMemcpyHtoD_v2(");
+  CHECK_CONTAINS(r.err, "cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, m, n, k, "
+                        "&alpha, dA, m, dB, k, &beta, dC, m) failed: the "
+                        "function failed to launch on the GPU (13)");
+  CHECK_CONTAINS(r.err, "gpupool: cuLibraryGetKernel: the server could not "
+                        "load the library's fatbin image (");
+  CHECK_CONTAINS(r.err, "the fatbin has machine code only (sm_75, built with "
+                        "code=sm_XX), no PTX: the emulated device needs PTX");
+  static const char *const kernels[] = {
+      "volta_sgemm_128x128_nn", "volta_sgemm_128x64_nn",
+      "volta_sgemm_128x32_nn", "volta_sgemm_32x128_nn",
+      "volta_sgemm_64x64_nn"};
+  for (size_t i = 0; i < sizeof kernels / sizeof kernels[0]; i++) {
+    char line[128];
+    snprintf(line, sizeof line, "name=\"%s\") = CUDA_ERROR_NO_BINARY_FOR_GPU",
+             kernels[i]);
+    CHECK_CONTAINS(r.err, line);
+  }
+  /* No kernel was launched, and nothing gpupool lacks was reached. */
+  CHECK_TRUE(strstr(r.err, "cuLaunchKernel(") == NULL);
+  CHECK_TRUE(strstr(r.err, "is not supported yet") == NULL);
+  CHECK_TRUE(gpt_server_alive(&server));
+  run_free(&r);
+  (void)argc;
+  (void)argv;
+}
+
 int main(int argc, char **argv) {
   static const struct gpt_scenario table[] = {
       {"vector_add", test_cudart_vector_add, 60},
@@ -380,6 +433,7 @@ int main(int argc, char **argv) {
       {"ptds", test_cudart_ptds, 60},
       {"pointer_2d", test_cudart_pointer_2d, 60},
       {"demo", test_cudart_demo, 60},
+      {"cublas_sgemm", test_cudart_cublas_sgemm, 60},
       {NULL, NULL, 0},
   };
   return gpt_main(argc, argv, table);
