@@ -19,7 +19,9 @@
  *
  * The toolkit's lib64 (for libcudart.so.13 and libcublas.so.13) is on
  * LD_LIBRARY_PATH, set by meson; `gpupool attach` puts gpupool's own
- * library directory in front of it. */
+ * library directory in front of it. In a build with AddressSanitizer, meson
+ * also sets LD_PRELOAD to its runtime: the programs are not instrumented,
+ * and the runtime must be loaded before the library that is. */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -191,7 +193,6 @@ static void start_and_run(struct run *r, const char *name, int timeout_s) {
   const char *prog = program(name);
   if (gpt_server_start(&server, NULL) != 0) gpt__abort_scenario();
   unsetenv("GPUPOOL_SERVER"); /* attach passes it */
-  unsetenv("LD_PRELOAD");
   run(r, prog, timeout_s);
 }
 
