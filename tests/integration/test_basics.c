@@ -321,6 +321,20 @@ static const char *const implemented[] = {
     "cuFuncSetAttribute", "cuFuncSetCacheConfig", "cuFuncGetModule",
     "cuFuncGetName", "cuFuncGetParamInfo", "cuFuncIsLoaded", "cuFuncLoad",
     "cuLaunchKernel", "cuLaunchKernelEx",
+    /* Streams and contexts: test_streams2.c. */
+    "cuCtxGetLimit", "cuCtxSetLimit", "cuCtxGetCacheConfig",
+    "cuCtxSetCacheConfig", "cuCtxGetSharedMemConfig",
+    "cuCtxSetSharedMemConfig", "cuCtxSetFlags", "cuCtxGetId",
+    "cuCtxResetPersistingL2Cache", "cuEventRecordWithFlags",
+    "cuLaunchHostFunc", "cuStreamAddCallback", "cuStreamAttachMemAsync",
+    "cuStreamCopyAttributes", "cuStreamGetAttribute", "cuStreamSetAttribute",
+    "cuStreamGetCtx_v2", "cuStreamGetDevice", "cuStreamGetId",
+    "cuOccupancyAvailableDynamicSMemPerBlock",
+    "cuOccupancyMaxActiveBlocksPerMultiprocessor",
+    "cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags",
+    "cuOccupancyMaxActiveClusters", "cuOccupancyMaxPotentialBlockSize",
+    "cuOccupancyMaxPotentialBlockSizeWithFlags",
+    "cuOccupancyMaxPotentialClusterSize",
     NULL};
 
 /* Entry points that the next issues implement (cudart's loader): they must
