@@ -22,8 +22,8 @@
  * them the same way; cuStreamQuery answers CUDA_ERROR_NOT_READY instead.
  *
  * The thread is started with the first host function and runs for the
- * life of the process; it blocks every signal. Process exit does not wait
- * for it. A host function that calls the driver gets
+ * life of the process; it blocks the signals that are not faults. Process
+ * exit does not wait for it. A host function that calls the driver gets
  * CUDA_ERROR_NOT_PERMITTED (gp__ready()), as CUDA allows.
  *
  * Everything here is guarded by the client lock; the condition variables
@@ -282,9 +282,16 @@ static CUresult start_locked(struct gp__client *c) {
     return CUDA_ERROR_OUT_OF_MEMORY;
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
   /* No application signal handler should run on this thread: it inherits
-   * a mask that blocks them all. */
+   * a mask that blocks every signal but those a fault raises (blocking
+   * those would only hide a crash in a host function from the
+   * application's handlers). */
   sigset_t all, old;
   sigfillset(&all);
+  sigdelset(&all, SIGSEGV);
+  sigdelset(&all, SIGBUS);
+  sigdelset(&all, SIGFPE);
+  sigdelset(&all, SIGILL);
+  sigdelset(&all, SIGTRAP);
   pthread_sigmask(SIG_SETMASK, &all, &old);
   pthread_t t;
   int rc = pthread_create(&t, &attr, thread_main, c);

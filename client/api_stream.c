@@ -109,6 +109,14 @@ static void ptds_key_init(void) {
   ptds_key_ok = pthread_key_create(&ptds_key, ptds_thread_exit) == 0;
 }
 
+/* When the library is unloaded (dlclose) no thread that exits later may
+ * call into it. At process exit this changes nothing: the server frees
+ * what the session held. */
+__attribute__((destructor)) static void ptds_fini(void) {
+  if (ptds_key_ok)
+    pthread_key_delete(ptds_key);
+}
+
 /* The calling thread's per-thread default stream of |ctx|, created (on the
  * server too, without waiting) if it has none yet. Returns CUDA_SUCCESS,
  * CUDA_ERROR_OUT_OF_MEMORY or the send's error. Needs the lock. */
@@ -766,7 +774,7 @@ static CUresult attach_mem(CUstream h, CUdeviceptr dptr, size_t length,
   if (r != CUDA_SUCCESS)
     return r;
   gp__lock();
-  r = gp__stream_use_locked(c, h, &ref);
+  r = gp__stream_ref_locked(c, h, &ref);
   gp__unlock();
   if (r != CUDA_SUCCESS)
     return r;

@@ -9,8 +9,9 @@
  *
  * Locking: everything in struct gp__client except the atomics is guarded by
  * |lock|. Functions named *_locked expect the caller to hold it; the others
- * take it themselves. Nothing here calls back into the application, so the
- * lock is never held across foreign code.
+ * take it themselves. The lock is never held across application code (host
+ * functions, stream callbacks, the occupancy calculator's block-size
+ * function).
  */
 #ifndef GP_CLIENT_CLIENT_H
 #define GP_CLIENT_CLIENT_H
