@@ -81,6 +81,9 @@ static struct {
 #define GP__HOSTFN_NAP_MS 250
 
 static _Thread_local bool on_thread;
+/* Set by the library's destructor: the process is exiting (or the library
+ * being unloaded), and no more application code runs on the thread. */
+static atomic_bool closing;
 /* Set once the thread exists: gp__hostfn_thread_self() is on every call's
  * path, and a relaxed load is cheaper than a thread-local one. */
 static atomic_bool any_thread;
@@ -235,6 +238,10 @@ static CUresult reach(struct gp__client *c, const struct hostfn *h) {
   return r == CUDA_SUCCESS ? r : failure_status(c, h, r);
 }
 
+__attribute__((destructor)) static void hostfn_fini(void) {
+  atomic_store(&closing, true);
+}
+
 static void *thread_main(void *arg) {
   struct gp__client *c = arg;
   on_thread = true;
@@ -245,6 +252,13 @@ static void *thread_main(void *arg) {
     struct hostfn *h = q.head;
     CUresult status = reach(c, h);
     gp__unlock();
+    /* At exit the connection closes under a waiting thread, which would
+     * then run the pending functions, with an error, while the process
+     * tears down around them: they do not run at all. The thread parks
+     * (every signal that could wake it is blocked) until the process is
+     * gone. */
+    while (atomic_load(&closing))
+      pause();
 
     /* A host function runs only when all went well (CUDA: "the function
      * will not be called in the event of an error in the CUDA context"); a

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -1173,6 +1174,23 @@ static void test_streams2_hostfn_async(int argc, char **argv) {
   for (int i = 0; i < 500 && !atomic_load(&g.entered); i++) gpt_sleep_ms(10);
   CHECK_EQ_I(atomic_load(&g.entered), 1);
   CHECK_EQ_I(log_count(&log), 0);
+  /* fork() meanwhile: the child may not use the parent's session (as
+   * ever), has no host-function thread, and exits normally. */
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) {
+    int bad = 0;
+    bad += cuStreamQuery(s) != CUDA_ERROR_NOT_INITIALIZED;
+    bad += cuLaunchHostFunc(s, log_host, &e) != CUDA_ERROR_NOT_INITIALIZED;
+    bad += cuStreamSynchronize(s) != CUDA_ERROR_NOT_INITIALIZED;
+    exit(bad);
+  }
+  REQUIRE_TRUE(pid > 0);
+  int wst = -1;
+  REQUIRE_TRUE(waitpid(pid, &wst, 0) == pid);
+  CHECK_TRUE(WIFEXITED(wst));
+  CHECK_EQ_I(WEXITSTATUS(wst), 0);
+  CHECK_EQ_I(atomic_load(&g.done), 0);
   sem_post(&g.open);
   CHECK_OK(cuStreamSynchronize(s));
   CHECK_EQ_I(atomic_load(&g.done), 1);
@@ -1299,28 +1317,39 @@ static void CUDA_CB never_returns(void *arg) {
   for (;;) pause();
 }
 
-/* Queues a host function that never returns and more behind it, then
- * exits the normal way (exit(): atexit handlers, library destructors),
- * which must not wait for them. With "spin", the library's thread is also
- * waiting on the server for a long kernel when the process exits. */
+/* Tells the parent that it ran (it must not, during or after exit). */
+static void CUDA_CB say_ran_host(void *arg) {
+  (void)arg;
+  gpt_child_say("ran host");
+}
+
+static void CUDA_CB say_ran_callback(CUstream s, CUresult st, void *arg) {
+  (void)s;
+  (void)arg;
+  gpt_child_say("ran callback %d", (int)st);
+}
+
+/* Queues host functions, then exits the normal way (exit(): atexit
+ * handlers, library destructors), which must neither wait for them nor
+ * run them. "plain": the first one never returns. "spin": they wait behind
+ * a long kernel, so the library's thread is waiting on the server when the
+ * connection closes at exit. */
 static void child_exit_pending(int argc, char **argv) {
   bool spin_first = argc > 0 && strcmp(argv[0], "spin") == 0;
   gpt_init_context(NULL);
   CUmodule m = load();
   CUstream s;
   REQUIRE_OK(cuStreamCreate(&s, 0));
-  static struct log log;
-  log_init(&log);
-  static struct entry e = {&log, 1};
   if (spin_first) {
     uint64_t ns = 30ull * 1000000000ull;
     void *args[] = {&ns};
     REQUIRE_OK(cuLaunchKernel(get(m, "spin"), 1, 1, 1, 1, 1, 1, 0, s, args,
                               NULL));
+  } else {
+    REQUIRE_OK(cuLaunchHostFunc(s, never_returns, NULL));
   }
-  REQUIRE_OK(cuLaunchHostFunc(s, never_returns, NULL));
-  REQUIRE_OK(cuLaunchHostFunc(s, log_host, &e));
-  REQUIRE_OK(cuStreamAddCallback(s, log_callback, &e, 0));
+  REQUIRE_OK(cuLaunchHostFunc(s, say_ran_host, NULL));
+  REQUIRE_OK(cuStreamAddCallback(s, say_ran_callback, NULL, 0));
   gpt_sleep_ms(200); /* the library's thread is at work by now */
   gpt_child_say("queued");
   fflush(stdout);
@@ -1337,6 +1366,10 @@ static void test_streams2_hostfn_exit(int argc, char **argv) {
     CHECK_GT_I(gpt_child_recv(&c, line, sizeof line, 20000), 0);
     CHECK_STR_EQ(line, "queued");
     double t0 = gpt_now();
+    /* Nothing more until the end of its output: no function ran. */
+    line[0] = '\0';
+    CHECK_LT_I(gpt_child_recv(&c, line, sizeof line, 10000), 0);
+    CHECK_STR_EQ(line, "");
     CHECK_EQ_I(gpt_child_wait(&c, 10000), 0);
     double took = gpt_now() - t0;
     CHECK_LE_D(took, 5.0);
