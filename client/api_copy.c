@@ -203,7 +203,6 @@ GP_API CUresult cuMemcpyHtoD_v2(CUdeviceptr dstDevice, const void *srcHost,
   return r;
 }
 
-
 GP_API CUresult cuMemcpyDtoH_v2(void *dstHost, CUdeviceptr srcDevice,
                                 size_t ByteCount) {
   CUresult r = copy(DTOH, HOST(dstHost), srcDevice, ByteCount, NULL, false);
@@ -211,7 +210,6 @@ GP_API CUresult cuMemcpyDtoH_v2(void *dstHost, CUdeviceptr srcDevice,
            (unsigned long long)srcDevice, ByteCount);
   return r;
 }
-
 
 GP_API CUresult cuMemcpyDtoD_v2(CUdeviceptr dstDevice, CUdeviceptr srcDevice,
                                 size_t ByteCount) {
@@ -222,14 +220,12 @@ GP_API CUresult cuMemcpyDtoD_v2(CUdeviceptr dstDevice, CUdeviceptr srcDevice,
   return r;
 }
 
-
 GP_API CUresult cuMemcpy(CUdeviceptr dst, CUdeviceptr src, size_t ByteCount) {
   CUresult r = copy(UNIFIED, dst, src, ByteCount, NULL, false);
   GP_TRACE(r, "dst=0x%llx, src=0x%llx, size=%zu", (unsigned long long)dst,
            (unsigned long long)src, ByteCount);
   return r;
 }
-
 
 GP_API CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dstDevice,
                                      const void *srcHost, size_t ByteCount,
@@ -241,7 +237,6 @@ GP_API CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dstDevice,
   return r;
 }
 
-
 GP_API CUresult cuMemcpyDtoHAsync_v2(void *dstHost, CUdeviceptr srcDevice,
                                      size_t ByteCount, CUstream hStream) {
   CUresult r = copy(DTOH, HOST(dstHost), srcDevice, ByteCount, hStream, true);
@@ -249,7 +244,6 @@ GP_API CUresult cuMemcpyDtoHAsync_v2(void *dstHost, CUdeviceptr srcDevice,
            (unsigned long long)srcDevice, ByteCount, (void *)hStream);
   return r;
 }
-
 
 GP_API CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dstDevice,
                                      CUdeviceptr srcDevice, size_t ByteCount,
@@ -261,7 +255,6 @@ GP_API CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dstDevice,
   return r;
 }
 
-
 GP_API CUresult cuMemcpyAsync(CUdeviceptr dst, CUdeviceptr src,
                               size_t ByteCount, CUstream hStream) {
   CUresult r = copy(UNIFIED, dst, src, ByteCount, hStream, true);
@@ -270,7 +263,6 @@ GP_API CUresult cuMemcpyAsync(CUdeviceptr dst, CUdeviceptr src,
            (void *)hStream);
   return r;
 }
-
 
 /* ---- Memsets ------------------------------------------------------------------ */
 
