@@ -563,8 +563,10 @@ GP_API CUresult cuStreamGetDevice(CUstream hStream, CUdevice *device) {
 
 /* ---- Attributes -------------------------------------------------------------- */
 
-void gp__stream_attrs_get(const struct gp__stream_attrs *a, int dev,
-                          struct gp__stream_attrs *out) {
+/* The attributes |a| stands for on device |dev|: the defaults for a
+ * stream whose attributes were never set. */
+static void attrs_get(const struct gp__stream_attrs *a, int dev,
+                      struct gp__stream_attrs *out) {
   if (a->set) {
     *out = *a;
     return;
@@ -656,7 +658,7 @@ static CUresult stream_attr(CUstream h, CUstreamAttrID attr,
   struct gp__stream_attrs *a =
       ref.s != NULL ? &ref.s->attrs : &ref.ctx->legacy_attrs;
   struct gp__stream_attrs cur;
-  gp__stream_attrs_get(a, dev, &cur);
+  attrs_get(a, dev, &cur);
   if (set != NULL) {
     if ((r = check_attr(c, dev, attr, set)) != CUDA_SUCCESS)
       goto out;

@@ -47,7 +47,7 @@ struct gp__obj {
 /* ---- Streams and contexts: per-context and per-stream settings ---------- */
 
 /* The hint attributes a stream carries (cuStreamSetAttribute). With |set|
- * false every one has its default (gp__stream_attrs_get()). */
+ * false every one has its default (api_stream.c). */
 struct gp__stream_attrs {
   bool set;
   CUaccessPolicyWindow window;
@@ -545,11 +545,6 @@ void gp__ptds_drop_ctx_locked(struct gp__client *c, struct gp__ctx *ctx);
  * legacy stream id and attributes) back to the driver's defaults. Needs
  * the lock. */
 void gp__ctx_misc_reset_locked(struct gp__ctx *ctx);
-
-/* The attributes of a stream, defaults filled in for an untouched one, on
- * device |dev|. */
-void gp__stream_attrs_get(const struct gp__stream_attrs *a, int dev,
-                          struct gp__stream_attrs *out);
 
 /* What must have run before a call may go ahead (api_hostfn.c). */
 enum gp__hostfn_scope {
