@@ -63,10 +63,6 @@ CUresult gp__note_fault_locked(struct gp__client *c, CUresult r) {
   return r;
 }
 
-static bool is_default_stream(CUstream h) {
-  return h == NULL || h == CU_STREAM_LEGACY || h == CU_STREAM_PER_THREAD;
-}
-
 /* A device limit, or |def| when the server did not report it (0: do not
  * check here; the server checks). */
 static unsigned limit(struct gp__client *c, const struct gp__ctx *ctx,
@@ -168,6 +164,19 @@ static CUresult launch(CUfunction h, const unsigned grid[3],
   /* A faulted context refuses all work, as on a GPU. */
   if ((r = ctx->fault) != CUDA_SUCCESS)
     goto out;
+  /* The stream before anything else is looked up: the launch must follow
+   * the host functions queued before it, and waiting for them lets go of
+   * the lock. A stream of another context is refused. */
+  struct gp__stream_ref sref;
+  if ((r = gp__stream_use_locked(c, hs, &sref)) != CUDA_SUCCESS)
+    goto out;
+  if ((r = gp__current_ctx(&ctx)) != CUDA_SUCCESS)
+    goto out;
+  if (sref.ctx != ctx) {
+    r = CUDA_ERROR_INVALID_HANDLE;
+    goto out;
+  }
+  sid = sref.id;
   struct gp__func *f = gp__func_find_locked(c, h);
   /* A function belongs to the context its module was loaded in; the
    * driver does not launch it in another. */
@@ -192,16 +201,6 @@ static CUresult launch(CUfunction h, const unsigned grid[3],
       f->attr[CU_FUNC_ATTRIBUTE_REQUIRED_CLUSTER_DEPTH] > 1) {
     r = CUDA_ERROR_NOT_SUPPORTED;
     goto out;
-  }
-  if (!is_default_stream(hs)) {
-    struct gp__stream *s =
-        (struct gp__stream *)gp__handles_find(&c->handles, hs,
-                                              GP__KIND_STREAM);
-    if (s == NULL || s->ctx != ctx) {
-      r = CUDA_ERROR_INVALID_HANDLE;
-      goto out;
-    }
-    sid = s->id;
   }
   struct gp__event *ev[2];
   for (int i = 0; i < opts->nevents; i++) {
@@ -267,8 +266,6 @@ GP_API CUresult cuLaunchKernel(CUfunction f, unsigned int gridDimX,
            (void *)extra);
   return r;
 }
-
-GP_ALIAS(cuLaunchKernel_ptsz, cuLaunchKernel);
 
 /* A cluster dimension that is no cluster: unset (all 0) or one block. */
 static bool trivial_cluster(unsigned x, unsigned y, unsigned z) {
@@ -370,5 +367,3 @@ GP_API CUresult cuLaunchKernelEx(const CUlaunchConfig *config, CUfunction f,
              (void *)kernelParams, (void *)extra);
   return r;
 }
-
-GP_ALIAS(cuLaunchKernelEx_ptsz, cuLaunchKernelEx);
