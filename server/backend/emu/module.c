@@ -222,14 +222,149 @@ static int load_pick(struct emu_module *em, const uint8_t *img,
   return r;
 }
 
+/* ---- images of several fatbins: linking -------------------------------------- */
+
+/* What one fatbin of an image holds: its PTX picks (as pick_ptx() makes
+ * them) and whether it has machine code that defines something. */
+struct fatbin_info {
+  struct ptx_pick lo, hi;
+  bool elf;                 /* has machine code entries */
+  bool code;                /* ... one of which defines something */
+  uint32_t elf_sm;
+};
+
+/* Fills |*out| (|*n| entries, the caller frees) with what each fatbin of
+ * |img| holds. Returns 0 or a reader's error code. */
+static int survey(const uint8_t *img, size_t len, struct fatbin_info **out,
+                  unsigned *n, char *msg, size_t msglen) {
+  struct emu_fatbin_iter it;
+  struct emu_fatbin_entry e;
+  struct fatbin_info *v = NULL;
+  unsigned cap = 0;
+  int r;
+
+  *n = 0;
+  emu_fatbin_iter_init(&it, img, len);
+  while ((r = emu_fatbin_next(&it, &e, msg, msglen)) == 1) {
+    struct fatbin_info *fi;
+    struct ptx_pick *p;
+    if (e.fatbin >= cap) {
+      unsigned nc = cap ? cap * 2 : 4;
+      struct fatbin_info *nv;
+      while (nc <= e.fatbin)
+        nc *= 2;
+      if (!(nv = realloc(v, nc * sizeof(*nv)))) {
+        free(v);
+        msgf(msg, msglen, "out of memory");
+        return GP_ENOMEM;
+      }
+      memset(nv + cap, 0, (nc - cap) * sizeof(*nv));
+      v = nv;
+      cap = nc;
+    }
+    if (e.fatbin + 1 > *n)
+      *n = e.fatbin + 1;
+    fi = &v[e.fatbin];
+    if (e.kind == EMU_FATBIN_KIND_ELF) {
+      fi->elf = true;
+      if (e.sm > fi->elf_sm)
+        fi->elf_sm = e.sm;
+      /* Only a fatbin without PTX needs to know (see load_image()); the
+       * machine code entries come before the PTX, so every cubin is
+       * looked at until one defines something (the first symbols do). */
+      /* A cubin that cannot be read is taken to define something: the
+       * device ignores machine code anyway. */
+      if (!fi->code)
+        fi->code = emu_fatbin_elf_is_empty(img, len, &e, NULL, 0) != 1;
+      continue;
+    }
+    if (e.kind != EMU_FATBIN_KIND_PTX)
+      continue;
+    p = e.sm <= EMU_DEVICE_SM ? &fi->lo : &fi->hi;
+    if (p->found && (p == &fi->lo ? e.sm < p->sm : e.sm > p->sm))
+      continue;
+    p->found = true;
+    p->sm = e.sm;
+    p->start = e.header_offset;
+    p->end = e.payload_offset + e.payload_size;
+  }
+  if (r < 0) {
+    free(v);
+    return r;
+  }
+  *out = v;
+  return 0;
+}
+
+/* The PTX of a module that has nothing in it. */
+static const char empty_ptx[] =
+    ".version 7.0\n.target sm_75\n.address_size 64\n";
+
+/* Links the PTX of every fatbin of |img| that has some (|units| of them,
+ * described by |fi|, |nfi| entries) into |em|: the units of a program
+ * built with -rdc=true (a version-2 wrapper's prelinked fatbins). */
+static int link_fatbins(struct emu_module *em, const uint8_t *img,
+                        const struct fatbin_info *fi, unsigned nfi,
+                        unsigned units, size_t *ptx_len, char *why,
+                        size_t whylen) {
+  char **texts = calloc(units, sizeof(*texts));
+  size_t *lens = calloc(units, sizeof(*lens));
+  struct ptx_global_ops gops = {var_alloc, var_release, em};
+  unsigned k = 0;
+  int r = CUDA_SUCCESS, st;
+
+  if (!texts || !lens) {
+    msgf(why, whylen, "out of memory");
+    r = CUDA_ERROR_OUT_OF_MEMORY;
+    goto out;
+  }
+  *ptx_len = 0;
+  for (unsigned i = 0; i < nfi; i++) {
+    const struct ptx_pick *p = fi[i].lo.found ? &fi[i].lo : &fi[i].hi;
+    if (!p->found)
+      continue;
+    st = pick_text(img, p, &texts[k], &lens[k], why, whylen);
+    if (st != 0) {
+      r = image_result(st);
+      goto out;
+    }
+    *ptx_len += lens[k];
+    k++;
+  }
+  st = ptx_module_link_with((const char *const *)texts, lens, units, &gops,
+                            &em->ptx, why, whylen);
+  r = emu_ptx_result(st);
+  if (r == CUDA_SUCCESS)
+    for (k = 0; k < units; k++)
+      em->nkernels += count_entries(texts[k]);
+  else
+    gp__debug("module %#" PRIx64 ": linking %u PTX units failed: %s",
+              em->id, units, why);
+out:
+  for (k = 0; texts && k < units; k++)
+    free(texts[k]);
+  free(texts);
+  free(lens);
+  return r;
+}
+
 /* Loads the PTX to run from |image| into |em|: the text of a PTX image; of
- * a fatbin, the PTX entry pick_ptx() calls |lo|, else (it is missing or
- * does not load) |hi|. Sets |*ptx_len|. Returns a CUresult; |why| says why
- * not. */
+ * a fatbin whose PTX is in one of its fatbins, the PTX entry pick_ptx()
+ * calls |lo|, else (it is missing or does not load) |hi|; of fatbins that
+ * each bring PTX (a -rdc=true program's prelinked fatbins after the
+ * device-link output), every fatbin's pick, linked. A fatbin after the
+ * first with machine code but no PTX is an object the device cannot run
+ * (the first is the device linker's output, which never has PTX); one
+ * whose only machine code defines nothing (what nvcc's device-link step
+ * makes for a program without -rdc) loads as an empty module. Sets
+ * |*ptx_len|. Returns a CUresult; |why| says why not. */
 static int load_image(struct emu_module *em, const void *image, size_t size,
                       size_t *ptx_len, char *why, size_t whylen) {
   enum emu_image_kind kind;
   struct ptx_pick lo, hi;
+  struct fatbin_info *fi = NULL;
+  unsigned nfi = 0, units = 0;
+  bool code = false;
   char *text = NULL, why2[EMU_MSG_MAX];
   int r;
 
@@ -237,6 +372,38 @@ static int load_image(struct emu_module *em, const void *image, size_t size,
   if (r != 0)
     return image_result(r);
   if (kind == EMU_IMAGE_FATBIN) {
+    r = survey(image, size, &fi, &nfi, why, whylen);
+    if (r != 0)
+      return image_result(r);
+    for (unsigned i = 0; i < nfi; i++) {
+      if (fi[i].lo.found || fi[i].hi.found) {
+        units++;
+      } else if (fi[i].code) {
+        code = true;
+        if (i > 0) {
+          msgf(why, whylen, "fatbin %u of the image (a relocatable object's) "
+               "has machine code only (sm_%" PRIu32 "), no PTX: the "
+               "emulated device needs PTX; rebuild it with nvcc's default "
+               "or -gencode arch=compute_75,code=compute_75", i + 1,
+               fi[i].elf_sm);
+          free(fi);
+          return CUDA_ERROR_NO_BINARY_FOR_GPU;
+        }
+      }
+    }
+    if (units == 0 && !code && nfi > 0) {
+      free(fi);
+      *ptx_len = 0;
+      gp__debug("module %#" PRIx64 ": the image's machine code defines "
+                "nothing and it has no PTX: an empty module", em->id);
+      return load_text(em, empty_ptx, sizeof(empty_ptx) - 1, why, whylen);
+    }
+    if (units > 1) {
+      r = link_fatbins(em, image, fi, nfi, units, ptx_len, why, whylen);
+      free(fi);
+      return r;
+    }
+    free(fi);
     r = pick_ptx(image, size, &lo, &hi, why, whylen);
     if (r != 0)
       return image_result(r);
