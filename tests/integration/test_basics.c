@@ -321,6 +321,13 @@ static const char *const implemented[] = {
     "cuFuncSetAttribute", "cuFuncSetCacheConfig", "cuFuncGetModule",
     "cuFuncGetName", "cuFuncGetParamInfo", "cuFuncIsLoaded", "cuFuncLoad",
     "cuLaunchKernel", "cuLaunchKernelEx",
+    /* Libraries and kernels: test_libraries.c. */
+    "cuLibraryLoadData", "cuLibraryLoadFromFile", "cuLibraryUnload",
+    "cuLibraryGetKernel", "cuLibraryGetModule", "cuLibraryGetGlobal",
+    "cuLibraryGetManaged", "cuLibraryGetUnifiedFunction",
+    "cuKernelGetFunction", "cuKernelGetAttribute", "cuKernelSetAttribute",
+    "cuKernelGetName", "cuKernelGetParamInfo", "cuKernelGetLibrary",
+    "cuKernelSetCacheConfig",
     NULL};
 
 /* Entry points that the next issues implement (cudart's loader): they must

@@ -696,6 +696,13 @@ static void img_cubin(struct img *b, bool func) {
   free(e.p);
 }
 
+/* Starts the image of a -rdc=true program over: the device linker's
+ * output (a cubin, no PTX) comes first, then each object's fatbin. */
+static void img_rdc(struct img *b) {
+  b->n = 0;
+  img_cubin(b, true);
+}
+
 #define UNIT_HDR ".version 7.5\n.target sm_75\n.address_size 64\n"
 
 /* Unit 1 of a two-unit program: kA(out) writes twice(21), its own helper(0)
@@ -813,7 +820,7 @@ START_TEST(test_emu_module_link_units) {
   ck_assert_int_eq(ops->ctx_create(be, 1, 0, 0), CUDA_SUCCESS);
   /* The device-link output (a cubin that defines things) comes first and
    * is passed over; each unit's fatbin brings PTX. */
-  img_cubin(&b, true);
+  img_rdc(&b);
   img_ptx(&b, unit_a);
   img_ptx(&b, unit_b);
   ck_assert_msg(load_img(1, 10, &b) == CUDA_SUCCESS, "%s", msg);
@@ -841,8 +848,19 @@ START_TEST(test_emu_module_link_units) {
   ck_assert_int_eq(ops->module_unload(be, 10), CUDA_SUCCESS);
   ck_assert_uint_eq(used(1), 0);
 
-  /* The order of the units does not matter. */
+  /* A first fatbin with PTX is the whole program: the fatbins after it
+   * (here the same unit again, which linked would define everything
+   * twice) are not linked in. */
   b.n = 0;
+  img_ptx(&b, unit_b);
+  img_ptx(&b, unit_b);
+  ck_assert_msg(load_img(1, 30, &b) == CUDA_SUCCESS, "%s", msg);
+  run_out(1, 30, "kB", 31, res, 3);
+  ck_assert_uint_eq(res[2], 10);
+  ck_assert_int_eq(ops->module_unload(be, 30), CUDA_SUCCESS);
+
+  /* The order of the units does not matter. */
+  img_rdc(&b);
   img_ptx(&b, unit_b);
   img_ptx(&b, unit_a);
   ck_assert_msg(load_img(1, 20, &b) == CUDA_SUCCESS, "%s", msg);
@@ -899,6 +917,7 @@ START_TEST(test_emu_module_link_weak) {
 
   ck_assert_int_eq(ops->ctx_create(be, 1, 0, 0), CUDA_SUCCESS);
   /* Two .weak definitions: the first is kept, for both units; one wv. */
+  img_rdc(&b);
   img_ptx(&b, u1);
   img_ptx(&b, u2);
   ck_assert_msg(load_img(1, 10, &b) == CUDA_SUCCESS, "%s", msg);
@@ -909,7 +928,7 @@ START_TEST(test_emu_module_link_weak) {
   ck_assert_uint_eq(res[0], 1);
   ck_assert_uint_eq(res[1], 7);
   /* A .visible definition wins over .weak ones, wherever it is. */
-  b.n = 0;
+  img_rdc(&b);
   img_ptx(&b, u1);
   img_ptx(&b, u3);
   img_ptx(&b, u2);
@@ -950,25 +969,27 @@ START_TEST(test_emu_module_link_errors) {
                     strstr(msg, "unresolved external function 'twice'"),
                 "%s", msg);
   /* Nor with a unit that does not define it either. */
+  img_rdc(&b);
+  img_ptx(&b, unit_a);
   img_ptx(&b, declares_only);
   ck_assert_int_eq(load_img(1, 10, &b), CUDA_ERROR_NOT_FOUND);
   ck_assert_msg(strstr(msg, "unresolved external") && strstr(msg, "unit 1"),
                 "%s", msg);
   /* A variable used and defined nowhere. */
-  b.n = 0;
+  img_rdc(&b);
   img_ptx(&b, uses_var);
   img_ptx(&b, unit_b);
   ck_assert_int_eq(load_img(1, 10, &b), CUDA_ERROR_NOT_FOUND);
   ck_assert_msg(strstr(msg, "unresolved external variable 'nowhere'"), "%s",
                 msg);
   /* Declared and never used: nothing to resolve. */
-  b.n = 0;
+  img_rdc(&b);
   img_ptx(&b, declares_only);
   img_ptx(&b, unit_b);
   ck_assert_msg(load_img(1, 10, &b) == CUDA_SUCCESS, "%s", msg);
   ck_assert_int_eq(ops->module_unload(be, 10), CUDA_SUCCESS);
   /* Two .visible definitions of twice(). */
-  b.n = 0;
+  img_rdc(&b);
   img_ptx(&b, unit_a);
   img_ptx(&b, unit_b);
   img_ptx(&b, unit_b);
@@ -986,7 +1007,7 @@ START_TEST(test_emu_module_link_errors) {
     p = strstr(bad_sig, "ld.param.u32 %r1, [t_x]");
     ck_assert_ptr_nonnull(p);
   }
-  b.n = 0;
+  img_rdc(&b);
   img_ptx(&b, unit_a);
   img_ptx(&b, bad_sig);
   ck_assert_int_eq(load_img(1, 10, &b), CUDA_ERROR_INVALID_PTX);
@@ -994,13 +1015,13 @@ START_TEST(test_emu_module_link_errors) {
                             "parameters than its definition in unit 2"),
                 "%s", msg);
   /* A function in one unit, a variable in another. */
-  b.n = 0;
+  img_rdc(&b);
   img_ptx(&b, unit_a);
   img_ptx(&b, var_twice);
   ck_assert_int_eq(load_img(1, 10, &b), CUDA_ERROR_INVALID_PTX);
   ck_assert_msg(strstr(msg, "'twice' is a variable"), "%s", msg);
   /* A parse error names the unit and its own line. */
-  b.n = 0;
+  img_rdc(&b);
   img_ptx(&b, unit_b);
   img_ptx(&b, bad_line);
   ck_assert_int_ne(load_img(1, 10, &b), CUDA_SUCCESS);
@@ -1030,14 +1051,14 @@ START_TEST(test_emu_module_link_machine_code) {
   ck_assert_msg(strstr(msg, "needs PTX"), "%s", msg);
   /* An object (a fatbin after the first) with machine code only, beside
    * one with PTX. */
-  b.n = 0;
+  img_rdc(&b);
   img_ptx(&b, unit_b);
   img_cubin(&b, true);
   ck_assert_int_eq(load_img(1, 10, &b), CUDA_ERROR_NO_BINARY_FOR_GPU);
-  ck_assert_msg(strstr(msg, "fatbin 2") && strstr(msg, "needs PTX"), "%s",
+  ck_assert_msg(strstr(msg, "fatbin 3") && strstr(msg, "needs PTX"), "%s",
                 msg);
   /* An empty cubin after a unit is nothing to run either way. */
-  b.n = 0;
+  img_rdc(&b);
   img_ptx(&b, unit_b);
   img_cubin(&b, false);
   ck_assert_msg(load_img(1, 10, &b) == CUDA_SUCCESS, "%s", msg);

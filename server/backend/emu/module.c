@@ -110,35 +110,6 @@ struct ptx_pick {
   size_t start, end;
 };
 
-/* Walks every entry of fatbin image |img| (which checks all of them) and
- * picks two PTX entries: |lo|, the highest SM at or below the device's
- * (what a CC 7.5 driver would JIT), and |hi|, the lowest above it (the
- * engine may still run it); the latest of equals in both. Returns 0 or
- * GP_EINVAL (malformed, |msg| says why). */
-static int pick_ptx(const void *img, size_t len, struct ptx_pick *lo,
-                    struct ptx_pick *hi, char *msg, size_t msglen) {
-  struct emu_fatbin_iter it;
-  struct emu_fatbin_entry e;
-  struct ptx_pick *p;
-  int r;
-
-  memset(lo, 0, sizeof(*lo));
-  memset(hi, 0, sizeof(*hi));
-  emu_fatbin_iter_init(&it, img, len);
-  while ((r = emu_fatbin_next(&it, &e, msg, msglen)) == 1) {
-    if (e.kind != EMU_FATBIN_KIND_PTX)
-      continue;
-    p = e.sm <= EMU_DEVICE_SM ? lo : hi;
-    if (p->found && (p == lo ? e.sm < p->sm : e.sm > p->sm))
-      continue;
-    p->found = true;
-    p->sm = e.sm;
-    p->start = e.header_offset;
-    p->end = e.payload_offset + e.payload_size;
-  }
-  return r;
-}
-
 static void put_le(uint8_t *p, uint64_t v, unsigned n) {
   for (unsigned i = 0; i < n; i++)
     p[i] = (uint8_t)(v >> (8 * i));
@@ -224,8 +195,11 @@ static int load_pick(struct emu_module *em, const uint8_t *img,
 
 /* ---- images of several fatbins: linking -------------------------------------- */
 
-/* What one fatbin of an image holds: its PTX picks (as pick_ptx() makes
- * them) and whether it has machine code that defines something. */
+/* What one fatbin of an image holds: two picks among its PTX entries,
+ * |lo|, the highest SM at or below the device's (what a CC 7.5 driver
+ * would JIT), and |hi|, the lowest above it (the engine may still run it),
+ * the latest of equals in both; and whether it has machine code that
+ * defines something. */
 struct fatbin_info {
   struct ptx_pick lo, hi;
   bool elf;                 /* has machine code entries */
@@ -348,22 +322,26 @@ out:
   return r;
 }
 
-/* Loads the PTX to run from |image| into |em|: the text of a PTX image; of
- * a fatbin whose PTX is in one of its fatbins, the PTX entry pick_ptx()
- * calls |lo|, else (it is missing or does not load) |hi|; of fatbins that
- * each bring PTX (a -rdc=true program's prelinked fatbins after the
- * device-link output), every fatbin's pick, linked. A fatbin after the
- * first with machine code but no PTX is an object the device cannot run
- * (the first is the device linker's output, which never has PTX); one
- * whose only machine code defines nothing (what nvcc's device-link step
- * makes for a program without -rdc) loads as an empty module. Sets
+/* Loads the PTX to run from |image| into |em|.
+ *
+ * PTX text: itself. A fatbin image (one fatbin, or a version-2 wrapper's
+ * fatbins back to back: its own, then the prelinked ones) whose first
+ * fatbin has PTX: that fatbin's |lo| PTX entry (struct fatbin_info), else
+ * (it is missing or does not load) its |hi|; the first fatbin is the
+ * complete program. One whose first fatbin has none is a -rdc=true program: the
+ * first is the device linker's cubin, which the device cannot run, and
+ * every later fatbin is an object whose PTX (each one's pick) is linked
+ * with the others'; an object with machine code only is refused. Without
+ * any PTX, an image whose machine code defines nothing (what nvcc's
+ * device-link step embeds in a program without -rdc) loads as an empty
+ * module, and anything else is refused with how to rebuild it. Sets
  * |*ptx_len|. Returns a CUresult; |why| says why not. */
 static int load_image(struct emu_module *em, const void *image, size_t size,
                       size_t *ptx_len, char *why, size_t whylen) {
   enum emu_image_kind kind;
-  struct ptx_pick lo, hi;
+  struct ptx_pick lo = {0}, hi = {0};
   struct fatbin_info *fi = NULL;
-  unsigned nfi = 0, units = 0;
+  unsigned nfi = 0, units = 0, unit = 0;
   bool code = false;
   char *text = NULL, why2[EMU_MSG_MAX];
   int r;
@@ -376,20 +354,23 @@ static int load_image(struct emu_module *em, const void *image, size_t size,
     if (r != 0)
       return image_result(r);
     for (unsigned i = 0; i < nfi; i++) {
-      if (fi[i].lo.found || fi[i].hi.found) {
+      bool ptx = fi[i].lo.found || fi[i].hi.found;
+      if (ptx && (i == 0 || !(fi[0].lo.found || fi[0].hi.found))) {
         units++;
-      } else if (fi[i].code) {
-        code = true;
-        if (i > 0) {
-          msgf(why, whylen, "fatbin %u of the image (a relocatable object's) "
-               "has machine code only (sm_%" PRIu32 "), no PTX: the "
-               "emulated device needs PTX; rebuild it with nvcc's default "
-               "or -gencode arch=compute_75,code=compute_75", i + 1,
-               fi[i].elf_sm);
-          free(fi);
-          return CUDA_ERROR_NO_BINARY_FOR_GPU;
-        }
+        unit = i;
       }
+      code = code || fi[i].code;
+      if (!ptx && fi[i].code && i > 0) {
+        msgf(why, whylen, "fatbin %u of the image (a relocatable object's) "
+             "has machine code only (sm_%" PRIu32 "), no PTX: the emulated "
+             "device needs PTX; rebuild it with nvcc's default or "
+             "-gencode arch=compute_75,code=compute_75", i + 1,
+             fi[i].elf_sm);
+        free(fi);
+        return CUDA_ERROR_NO_BINARY_FOR_GPU;
+      }
+      if (i == 0 && ptx)
+        break;
     }
     if (units == 0 && !code && nfi > 0) {
       free(fi);
@@ -403,10 +384,11 @@ static int load_image(struct emu_module *em, const void *image, size_t size,
       free(fi);
       return r;
     }
+    if (units == 1) {
+      lo = fi[unit].lo;
+      hi = fi[unit].hi;
+    }
     free(fi);
-    r = pick_ptx(image, size, &lo, &hi, why, whylen);
-    if (r != 0)
-      return image_result(r);
   }
   if (kind != EMU_IMAGE_FATBIN || (!lo.found && !hi.found)) {
     /* PTX text, a cubin, or a fatbin without PTX: the reader says which
