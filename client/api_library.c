@@ -175,6 +175,14 @@ static CUresult lib_module_locked(struct gp__client *c,
     return r;
   }
   lib->mods[lib->nmods++] = m;
+  /* Not an entry point of its own, but when it happens (and whether the
+   * image had to travel) is what lazy loading is about. */
+  if (gp__trace_on)
+    gp__log("  (%s: library %p loaded into context %p as module %p: %s, "
+            "%zu bytes%s)",
+            api, (void *)lib, (void *)ctx, (void *)m,
+            gp__image_kind_name(lib->im.kind), lib->im.size,
+            cached ? ", cached" : "");
   *out = m;
   return CUDA_SUCCESS;
 }

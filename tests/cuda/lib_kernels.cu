@@ -24,9 +24,10 @@ __global__ void axpyCoef(float a, const float *x, float *y, int n) {
 __global__ void bump(int *out) { out[0] = atomicAdd(&lib_counter, 1); }
 
 // At most 128 threads a block; 256 bytes of static shared memory.
+// out[t] = 2 * (t % 64).
 __global__ void __launch_bounds__(128) bounded(int *out) {
   __shared__ int s[64];
-  s[threadIdx.x & 63] = threadIdx.x;
+  if (threadIdx.x < 64) s[threadIdx.x] = 2 * threadIdx.x;
   __syncthreads();
   out[threadIdx.x] = s[threadIdx.x & 63];
 }
