@@ -194,6 +194,36 @@ static CUresult load_call_locked(struct gp__client *c, Gpupool__ModuleLoad *m,
   return r;
 }
 
+/* Uploads |im| (SHA-256 |md|), too big for one frame, in IMAGE_PART frames
+ * of GP_COPY_CHUNK bytes, all but the last sent without waiting, as a
+ * synchronous copy is: one round trip. The server then holds it in its
+ * image cache. Returns the server's result (CUDA_ERROR_INVALID_VALUE for an
+ * image it will not hold, CUDA_ERROR_OUT_OF_MEMORY), or the usual local
+ * ones. */
+static CUresult upload_parts_locked(struct gp__client *c,
+                                    const struct gp__image *im,
+                                    const uint8_t md[GP__SHA256_LEN]) {
+  const uint8_t *p = im->data;
+  uint32_t id = 0;
+  CUresult r = CUDA_SUCCESS;
+
+  for (size_t off = 0; off < im->size; off += GP_COPY_CHUNK) {
+    size_t n = im->size - off < GP_COPY_CHUNK ? im->size - off
+                                              : GP_COPY_CHUNK;
+    bool last = off + n == im->size;
+    Gpupool__ImagePart part = GPUPOOL__IMAGE_PART__INIT;
+    part.sha256.data = (uint8_t *)md;
+    part.sha256.len = GP__SHA256_LEN;
+    part.image_size = im->size;
+    part.offset = off;
+    r = gp__send_locked(c, GP_MSG_IMAGE_PART, &part.base, p + off, n, !last,
+                        &id);
+    if (r != CUDA_SUCCESS)
+      return r;
+  }
+  return gp__recv_locked(c, GP_MSG_IMAGE_PART, id, NULL, NULL, 0);
+}
+
 CUresult gp__module_load_locked(struct gp__client *c, struct gp__ctx *ctx,
                                 const struct gp__image *im,
                                 const uint8_t md[GP__SHA256_LEN],
@@ -218,23 +248,36 @@ CUresult gp__module_load_locked(struct gp__client *c, struct gp__ctx *ctx,
   msg.image_size = im->size;
   bool need = false;
   char msgbuf[512] = "";
+  /* An image over one frame's payload goes ahead in parts; the load then
+   * names it by digest, as a cached one. */
+  bool parts = im->size > GP__IMAGE_FRAME_MAX;
   *cached = gp__digests_has(&c->images, md);
-  r = load_call_locked(c, &msg, *cached ? NULL : im, &need, msgbuf,
+  if (!*cached && parts &&
+      (r = upload_parts_locked(c, im, md)) != CUDA_SUCCESS)
+    goto refused;
+  r = load_call_locked(c, &msg, *cached || parts ? NULL : im, &need, msgbuf,
                        sizeof(msgbuf));
   /* The server no longer has it (a restarted worker, an evicted cache):
    * send it once more, with the image this time. */
   if (r == CUDA_SUCCESS && need && *cached) {
     *cached = false;
-    r = load_call_locked(c, &msg, im, &need, msgbuf, sizeof(msgbuf));
+    if (!parts)
+      r = load_call_locked(c, &msg, im, &need, msgbuf, sizeof(msgbuf));
+    else if ((r = upload_parts_locked(c, im, md)) == CUDA_SUCCESS)
+      r = load_call_locked(c, &msg, NULL, &need, msgbuf, sizeof(msgbuf));
+    else
+      goto refused;
   }
   if (r == CUDA_SUCCESS && need) {
     r = gp__lost_locked(c, GP_EPROTO, "MODULE_LOAD (asked again for the "
                         "image it was sent)");
     goto out;
   }
+refused:
   if (r != CUDA_SUCCESS) {
     /* The server's line says why (the PTX line it stumbled on, how to
-     * rebuild a program without PTX): it is the JIT error log. */
+     * rebuild a program without PTX): it is the JIT error log. An upload
+     * in parts has no line; its result says enough. */
     if (r != CUDA_ERROR_DEVICE_UNAVAILABLE && why != NULL && whylen > 0)
       snprintf(why, whylen, "%s",
                msgbuf[0] != '\0' ? msgbuf : gp__cu_error_name(r));
@@ -307,7 +350,7 @@ static CUresult load_data(CUmodule *pmod, const void *image,
                "not a PTX, ELF or fatbin image, or a malformed one");
     else if (r == CUDA_ERROR_INVALID_VALUE)
       snprintf(info->why, sizeof(info->why),
-               "images over %zu MiB are not supported yet",
+               "images over %zu MiB are not supported",
                GP__IMAGE_MAX >> 20);
     return r;
   }
@@ -467,7 +510,7 @@ CUresult gp__read_image_file(const char *path, const char *fn, uint8_t **buf,
   if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
     goto out;
   if ((uint64_t)st.st_size > GP__IMAGE_MAX) {
-    gp__log("%s: %s: module images over %zu MiB are not supported yet "
+    gp__log("%s: %s: module images over %zu MiB are not supported "
             "(%lld bytes)",
             fn, path, GP__IMAGE_MAX >> 20, (long long)st.st_size);
     r = CUDA_ERROR_INVALID_VALUE;

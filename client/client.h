@@ -211,10 +211,12 @@ void gp__ranges_free(struct gp__ranges *t);
 
 /* ---- Module images (image.c) ------------------------------------------------ */
 
-/* The largest image sent: one frame's payload, as the server receives it by
- * default. Bigger ones would need a chunked upload, which the protocol does
- * not have yet. */
-#define GP__IMAGE_MAX ((size_t)GP_FRAME_DEFAULT_MAX_PAYLOAD)
+/* The largest image sent: what the server's image cache holds (256 MiB).
+ * One that does not fit in one frame's payload (GP__IMAGE_FRAME_MAX, as
+ * the server receives frames by default) is uploaded in parts
+ * (IMAGE_PART) before the MODULE_LOAD that names it by digest. */
+#define GP__IMAGE_MAX ((size_t)256 << 20)
+#define GP__IMAGE_FRAME_MAX ((size_t)GP_FRAME_DEFAULT_MAX_PAYLOAD)
 #define GP__SHA256_LEN 32
 
 enum gp__image_kind {

@@ -90,6 +90,7 @@ static const struct msg_kind kinds[] = {
    &gpupool__module_get_global_reply__descriptor},
   {GP_MSG_LAUNCH_KERNEL, "LAUNCH_KERNEL", &gpupool__launch_kernel__descriptor,
    STATUS},
+  {GP_MSG_IMAGE_PART, "IMAGE_PART", &gpupool__image_part__descriptor, STATUS},
 };
 
 static const struct msg_kind *find(uint16_t type) {

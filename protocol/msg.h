@@ -56,6 +56,7 @@ enum gp_msg_type {
   GP_MSG_MODULE_GET_FUNCTION = 52,  /* ModuleGetFunction -> ...Reply */
   GP_MSG_MODULE_GET_GLOBAL = 53,    /* ModuleGetGlobal -> ...Reply */
   GP_MSG_LAUNCH_KERNEL = 54,        /* LaunchKernel + params -> Status */
+  GP_MSG_IMAGE_PART = 55,           /* ImagePart + bytes -> Status */
 };
 
 /* The descriptor of the message a frame of |type| carries: the request's

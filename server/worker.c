@@ -40,6 +40,10 @@
 /* Staging buffer for backends whose memory the worker cannot address. */
 #define GP_WORKER_STAGE_SIZE (1u << 20)
 
+/* The largest module image a client may upload in parts (IMAGE_PART): what
+ * the session's image cache holds at most. */
+#define GP_WORKER_IMAGE_MAX ((uint64_t)GP_IMAGE_CACHE_DEFAULT_CAP)
+
 /* Devices a HelloReply describes at most. */
 #define GP_WORKER_MAX_DEVICES 64
 
@@ -75,6 +79,13 @@ struct gp_worker {
   struct gp_image_cache images;   /* module images by SHA-256 */
   uint8_t *params;                /* GP_MAX_PARAM_BYTES, allocated on use */
   struct gp_func_desc *fdesc;     /* allocated on use */
+  struct {                        /* the image being uploaded in parts */
+    bool active;
+    uint8_t sha256[GP_IMAGE_SHA256_LEN];
+    uint64_t size, got;
+    uint8_t *data;                /* |size| bytes; NULL after a failure */
+    int32_t result;               /* the upload's error, 0 if none yet */
+  } upload;
 };
 
 /* ---- helpers ------------------------------------------------------------- */
@@ -578,6 +589,77 @@ static int handle_module_load(struct gp_worker *w,
   return reply_module_load(w, h, res, false, msg);
 }
 
+/* IMAGE_PART: one part of an image too big for a frame, in order (see
+ * gpupool.proto). A part out of order, past the image's end, or without
+ * bytes ends the session; a resource failure (an image over
+ * GP_WORKER_IMAGE_MAX, no memory) drains the remaining parts and answers
+ * the last one with the error. */
+static int handle_image_part(struct gp_worker *w,
+                             const struct gp_frame_header *h,
+                             const Gpupool__ImagePart *m) {
+  uint8_t digest[GP_IMAGE_SHA256_LEN];
+  int32_t res;
+  int r;
+
+  if (m->sha256.len != GP_IMAGE_SHA256_LEN)
+    return protocol_error(w, GP_EPROTO, h, "IMAGE_PART with a digest of "
+                          "%zu bytes", m->sha256.len);
+  if (m->offset == 0) {
+    free(w->upload.data);
+    memset(&w->upload, 0, sizeof(w->upload));
+    w->upload.active = true;
+    memcpy(w->upload.sha256, m->sha256.data, GP_IMAGE_SHA256_LEN);
+    w->upload.size = m->image_size;
+    if (m->image_size == 0 || m->image_size > GP_WORKER_IMAGE_MAX)
+      w->upload.result = CUDA_ERROR_INVALID_VALUE;
+    else if (!(w->upload.data = malloc(m->image_size)))
+      w->upload.result = CUDA_ERROR_OUT_OF_MEMORY;
+  } else if (!w->upload.active || m->offset != w->upload.got ||
+             m->image_size != w->upload.size ||
+             memcmp(m->sha256.data, w->upload.sha256,
+                    GP_IMAGE_SHA256_LEN) != 0) {
+    return protocol_error(w, GP_EPROTO, h, "IMAGE_PART at offset %llu out "
+                          "of order", (unsigned long long)m->offset);
+  }
+  if (h->payload_len == 0 ||
+      h->payload_len > w->upload.size - w->upload.got)
+    return protocol_error(w, GP_EPROTO, h, "IMAGE_PART of %u bytes at "
+                          "offset %llu of a %llu-byte image", h->payload_len,
+                          (unsigned long long)m->offset,
+                          (unsigned long long)w->upload.size);
+  if (w->upload.data)
+    r = gp_wire_recv_payload(&w->wire, w->upload.data + w->upload.got,
+                             h->payload_len);
+  else
+    r = gp_wire_discard(&w->wire, h->payload_len);
+  if (r != 0)
+    return r;
+  w->upload.got += h->payload_len;
+  if (w->upload.got < w->upload.size) {
+    /* The upload's error belongs to its last part. */
+    if (h->flags & GP_FRAME_F_NOREPLY)
+      return 0;
+    return reply_status(w, h, w->upload.result, NULL, 0);
+  }
+  res = w->upload.result;
+  if (res == CUDA_SUCCESS &&
+      (gp__sha256(w->upload.data, w->upload.size, digest) != 0 ||
+       memcmp(digest, w->upload.sha256, GP_IMAGE_SHA256_LEN) != 0))
+    res = CUDA_ERROR_INVALID_VALUE;
+  if (res == CUDA_SUCCESS) {
+    /* The cache owns the bytes from here, even if it cannot keep them. */
+    if (!gp__image_add(&w->images, digest, w->upload.data, w->upload.size))
+      res = CUDA_ERROR_OUT_OF_MEMORY;
+    w->upload.data = NULL;
+  }
+  if (res != CUDA_SUCCESS)
+    wlog(w, GP_LOG_INFO, "IMAGE_PART: a %llu-byte image refused (CUDA error "
+         "%d)", (unsigned long long)w->upload.size, res);
+  free(w->upload.data);
+  memset(&w->upload, 0, sizeof(w->upload));
+  return reply_status(w, h, res, NULL, 0);
+}
+
 static int handle_get_function(struct gp_worker *w,
                                const struct gp_frame_header *h,
                                const Gpupool__ModuleGetFunction *m) {
@@ -882,6 +964,8 @@ static int dispatch(struct gp_worker *w, const struct gp_frame_header *h,
     return handle_get_global(w, h, (const void *)msg);
   case GP_MSG_LAUNCH_KERNEL:
     return handle_launch(w, h, (const void *)msg);
+  case GP_MSG_IMAGE_PART:
+    return handle_image_part(w, h, (const void *)msg);
   default:
     /* A type the codec knows but this server does not serve. */
     return protocol_error(w, GP_EPROTO, h, "unsupported request type %u (%s)",
@@ -931,7 +1015,8 @@ static int serve_one(struct gp_worker *w) {
     return protocol_error(w, GP_EPROTO, &h, "unknown message type %u",
                           h.type);
   if (h.payload_len != 0 && h.type != GP_MSG_MEMCPY_HTOD &&
-      h.type != GP_MSG_MODULE_LOAD && h.type != GP_MSG_LAUNCH_KERNEL)
+      h.type != GP_MSG_MODULE_LOAD && h.type != GP_MSG_LAUNCH_KERNEL &&
+      h.type != GP_MSG_IMAGE_PART)
     return protocol_error(w, GP_EPROTO, &h, "%s carries a payload of %u "
                           "bytes", gp_msg_type_name(h.type), h.payload_len);
 
@@ -1073,6 +1158,7 @@ int gp__worker_run(const struct gp_server_config *cfg) {
   free(w.stage);
   free(w.params);
   free(w.fdesc);
+  free(w.upload.data);
   wlog(&w, GP_LOG_DEBUG, "worker exiting with status %d", w.exit_status);
   return w.exit_status;
 }

@@ -949,6 +949,81 @@ static void test_libraries_rdc_single(int argc, char **argv) {
   (void)argv;
 }
 
+/* ---- big_image ---------------------------------------------------------------------- */
+
+/* An image larger than a frame's payload (64 MiB) travels in parts: nvcc's
+ * fatbin with 80 MiB of machine code in front of its entries (GPUPOOL_TRACE
+ * is on for this scenario: the second context gets it from the server's
+ * cache). Over 256 MiB an image is refused before anything is sent. */
+static void test_libraries_big_image(int argc, char **argv) {
+  need_nvcc();
+  CUcontext c1 = start();
+  size_t len = 0;
+  uint8_t *fb = read_image(LIB_FATBIN, &len);
+  uint64_t entries;
+  memcpy(&entries, fb + 8, 8);
+  REQUIRE_TRUE(16 + entries == len);
+  const uint64_t big = 80ull << 20;
+  size_t total = 16 + 64 + big + entries;
+  uint8_t *img = gpt_xmalloc(total);
+  memcpy(img, fb, 16);
+  uint64_t new_entries = 64 + big + entries;
+  memcpy(img + 8, &new_entries, 8);
+  /* A machine code entry (kind 2, sm_75) the device ignores. */
+  uint8_t *e = img + 16;
+  memset(e, 0, 64);
+  e[0] = 2;
+  uint32_t hs = 64, sm = 75;
+  memcpy(e + 4, &hs, 4);
+  memcpy(e + 8, &big, 8);
+  memcpy(e + 28, &sm, 4);
+  e[40] = 0x11;
+  gpt_fill(e + 64, big, 42);
+  memcpy(e + 64 + big, fb + 16, entries);
+  free(fb);
+
+  CUlibrary lib = NULL;
+  REQUIRE_OK(load_plain(&lib, img));
+  double t0 = gpt_now();
+  CHECK_TRUE(run_vecadd((CUfunction)kernel(lib, VECADD), 500, 11.0f));
+  printf("first use of a %zu-byte library: %.3f s\n", total,
+         gpt_now() - t0);
+  CUdevice dev = 0;
+  CHECK_OK(cuCtxGetDevice(&dev));
+  CUcontext c2 = NULL;
+  REQUIRE_OK(cuCtxCreate(&c2, NULL, 0, dev));
+  struct capture cap;
+  capture_begin(&cap);
+  CHECK_TRUE(run_vecadd((CUfunction)kernel(lib, VECADD), 300, 12.0f));
+  char *trace = capture_end(&cap);
+  CHECK_EQ_I(count(trace, ", cached)"), 1);
+  free(trace);
+  /* The module API takes it too, from the cache. */
+  CUmodule m = NULL;
+  CHECK_OK(cuModuleLoadData(&m, img));
+  CUfunction f = NULL;
+  CHECK_OK(cuModuleGetFunction(&f, m, VECADD));
+  CHECK_TRUE(run_vecadd(f, 200, 13.0f));
+  CHECK_OK(cuModuleUnload(m));
+  CHECK_OK(cuLibraryUnload(lib));
+  CHECK_OK(cuCtxDestroy(c2));
+  CHECK_OK(cuCtxPushCurrent(c1));
+  free(img);
+
+  /* A fatbin that says it is 300 MiB: refused from its header. */
+  uint8_t head[16] = {0x50, 0xed, 0x55, 0xba, 1, 0, 16, 0};
+  uint64_t huge = 300ull << 20;
+  memcpy(head + 8, &huge, 8);
+  capture_begin(&cap);
+  CUresult r = load_plain(&lib, head);
+  char *said = capture_end(&cap);
+  CHECK_EQ_I(r, CUDA_ERROR_INVALID_VALUE);
+  CHECK_TRUE(strstr(said, "over 256 MiB") != NULL);
+  free(said);
+  (void)argc;
+  (void)argv;
+}
+
 /* ---- bad_inputs -------------------------------------------------------------------- */
 
 static void test_libraries_bad_inputs(int argc, char **argv) {
@@ -1077,6 +1152,7 @@ int main(int argc, char **argv) {
       {"rdc", test_libraries_rdc, 60},
       {"rdc_single", test_libraries_rdc_single, 60},
       {"bad_inputs", test_libraries_bad_inputs, 60},
+      {"big_image", test_libraries_big_image, 120},
       {NULL, NULL, 0},
   };
   return gpt_main(argc, argv, table);
