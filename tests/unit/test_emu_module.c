@@ -859,8 +859,10 @@ START_TEST(test_emu_module_link_units) {
   ck_assert_uint_eq(res[2], 10);
   ck_assert_int_eq(ops->module_unload(be, 30), CUDA_SUCCESS);
 
-  /* The order of the units does not matter. */
+  /* The order of the units does not matter; a unit may declare a kernel
+   * that a later one defines. */
   img_rdc(&b);
+  img_ptx(&b, UNIT_HDR ".extern .entry kB(.param .u64 kB_out);\n");
   img_ptx(&b, unit_b);
   img_ptx(&b, unit_a);
   ck_assert_msg(load_img(1, 20, &b) == CUDA_SUCCESS, "%s", msg);
@@ -869,6 +871,8 @@ START_TEST(test_emu_module_link_units) {
   ck_assert_uint_eq(res[1], 1);
   ck_assert_uint_eq(res[2], 1000);
   ck_assert_uint_eq(res[3], 10);
+  run_out(1, 20, "kB", 22, res, 3);
+  ck_assert_uint_eq(res[2], 11);
   free(b.p);
 }
 END_TEST

@@ -2673,7 +2673,17 @@ const struct ptx_kernel *ptx_module_kernel(const struct ptx_module *m,
   if (!m || !name)
     return NULL;
   i = find_func(m, name, strlen(name));
-  if (i < 0 || !m->funcs[i].is_entry || !m->funcs[i].defined)
+  /* Linked units may declare a name before the unit that defines it. */
+  while (i >= 0 && !(m->funcs[i].is_entry && m->funcs[i].defined)) {
+    uint32_t j = (uint32_t)i + 1;
+    i = -1;
+    for (; j < m->nfuncs; j++)
+      if (strcmp(m->funcs[j].name, name) == 0) {
+        i = (int32_t)j;
+        break;
+      }
+  }
+  if (i < 0)
     return NULL;
   return (const struct ptx_kernel *)(const void *)&m->funcs[i];
 }
