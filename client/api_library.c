@@ -69,6 +69,9 @@ struct gp__library {
   CUresult refused;                 /* the server refused the image (said
                                      * once on stderr); CUDA_SUCCESS if
                                      * not */
+  char **knames;                    /* its kernels' names, once asked for */
+  uint32_t nknames;
+  bool have_knames;
   char why[512];                    /* the server's reason, if it did */
 };
 
@@ -326,6 +329,9 @@ static CUresult library_unload(CUlibrary h);
 
 /* Frees a library that is in no table. */
 static void lib_free(struct gp__library *lib) {
+  for (uint32_t i = 0; i < lib->nknames; i++)
+    free(lib->knames[i]);
+  free(lib->knames);
   gp__image_free(&lib->im);
   free(lib->mods);
   free(lib);
@@ -609,30 +615,25 @@ static struct gp__module *any_module(const struct gp__library *lib) {
  * context (loading the library there), or else in a context that has the
  * library already. With no context anywhere the name is taken on trust
  * and a wrong one fails where it is first used. */
-static CUresult library_get_kernel(CUkernel *pk, CUlibrary h,
-                                   const char *name) {
-  struct gp__client *c = gp__client();
+/* The kernel |name| of |lib|, made (and checked, see above) if it does
+ * not exist yet. */
+static CUresult kernel_get_locked(struct gp__client *c,
+                                  struct gp__library *lib, const char *name,
+                                  struct gp__kernel **out) {
+  struct gp__kernel *k;
+  struct gp__module *m;
   struct gp__ctx *ctx;
   struct gp__func *f;
-  CUresult r = gp__ready();
-  if (r != CUDA_SUCCESS)
-    return r;
-  if (pk == NULL || name == NULL)
-    return CUDA_ERROR_INVALID_VALUE;
-  gp__lock();
-  struct gp__library *lib = find_lib_locked(c, h);
-  struct gp__kernel *k = NULL;
-  if (lib == NULL) {
-    r = CUDA_ERROR_INVALID_HANDLE;
-    goto out;
+  CUresult r = CUDA_SUCCESS;
+
+  for (k = lib->kernels; k != NULL; k = k->next) {
+    if (strcmp(k->name, name) == 0) {
+      *out = k;
+      return CUDA_SUCCESS;
+    }
   }
-  for (k = lib->kernels; k != NULL; k = k->next)
-    if (strcmp(k->name, name) == 0)
-      goto out;
-  if (!gp__symbol_name_ok(name)) {
-    r = CUDA_ERROR_NOT_FOUND;
-    goto out;
-  }
+  if (!gp__symbol_name_ok(name))
+    return CUDA_ERROR_NOT_FOUND;
   if ((k = calloc(1, sizeof(*k))) == NULL ||
       (k->name = strdup(name)) == NULL ||
       (k->dev = calloc((size_t)c->ndevices, sizeof(*k->dev))) == NULL) {
@@ -641,7 +642,6 @@ static CUresult library_get_kernel(CUkernel *pk, CUlibrary h,
   }
   k->hdr.kind = GP__KIND_KERNEL;
   k->lib = lib;
-  struct gp__module *m;
   if (gp__current_ctx(&ctx) == CUDA_SUCCESS)
     r = kernel_func_locked(c, k, ctx, &f, "cuLibraryGetKernel");
   else if ((m = any_module(lib)) != NULL)
@@ -654,12 +654,27 @@ static CUresult library_get_kernel(CUkernel *pk, CUlibrary h,
   }
   k->next = lib->kernels;
   lib->kernels = k;
-  goto out;
+  *out = k;
+  return CUDA_SUCCESS;
 fail:
   if (k != NULL)
     kernel_free(k);
-  k = NULL;
-out:
+  return r;
+}
+
+static CUresult library_get_kernel(CUkernel *pk, CUlibrary h,
+                                   const char *name) {
+  struct gp__client *c = gp__client();
+  struct gp__kernel *k;
+  CUresult r = gp__ready();
+  if (r != CUDA_SUCCESS)
+    return r;
+  if (pk == NULL || name == NULL)
+    return CUDA_ERROR_INVALID_VALUE;
+  gp__lock();
+  struct gp__library *lib = find_lib_locked(c, h);
+  r = lib == NULL ? CUDA_ERROR_INVALID_HANDLE
+                  : kernel_get_locked(c, lib, name, &k);
   if (r == CUDA_SUCCESS)
     *pk = (CUkernel)k;
   gp__unlock();
@@ -672,6 +687,90 @@ GP_API CUresult cuLibraryGetKernel(CUkernel *pKernel, CUlibrary library,
   GP_TRACE(r, "pKernel=%p, library=%p, name=\"%s\"",
            (void *)GP_OUT(r, pKernel), (void *)library,
            name ? name : "(null)");
+  return r;
+}
+
+/* The names of the library's kernels, asked for once: of its module in the
+ * current context (loaded there if need be), or in a context that has it;
+ * with no context anywhere there is nothing to ask
+ * (CUDA_ERROR_INVALID_CONTEXT). */
+static CUresult lib_kernel_names_locked(struct gp__client *c,
+                                        struct gp__library *lib,
+                                        const char *api) {
+  Gpupool__ModuleGetKernelsReply *kr;
+  struct gp__module *m = NULL;
+  struct gp__ctx *ctx;
+  CUresult r;
+
+  if (lib->have_knames)
+    return CUDA_SUCCESS;
+  if (gp__current_ctx(&ctx) == CUDA_SUCCESS) {
+    if ((r = lib_module_locked(c, lib, ctx, &m, api)) != CUDA_SUCCESS)
+      return r;
+  } else if ((m = any_module(lib)) == NULL) {
+    return CUDA_ERROR_INVALID_CONTEXT;
+  }
+  if ((r = gp__module_kernels_locked(c, m, &kr)) != CUDA_SUCCESS)
+    return r;
+  char **v = calloc(kr->n_names + 1, sizeof(*v));
+  for (size_t i = 0; v != NULL && i < kr->n_names; i++) {
+    if ((v[i] = strdup(kr->names[i])) == NULL) {
+      while (i > 0)
+        free(v[--i]);
+      free(v);
+      v = NULL;
+    }
+  }
+  if (v != NULL) {
+    lib->knames = v;
+    lib->nknames = (uint32_t)kr->n_names;
+    lib->have_knames = true;
+  }
+  protobuf_c_message_free_unpacked(&kr->base, NULL);
+  return v != NULL ? CUDA_SUCCESS : CUDA_ERROR_OUT_OF_MEMORY;
+}
+
+/* cuLibraryGetKernelCount (|ks| NULL) and cuLibraryEnumerateKernels. */
+static CUresult library_kernels(unsigned *count, CUkernel *ks, unsigned max,
+                                CUlibrary h, const char *api) {
+  struct gp__client *c = gp__client();
+  struct gp__kernel *k;
+  CUresult r = gp__ready();
+  if (r != CUDA_SUCCESS)
+    return r;
+  if (count == NULL && ks == NULL)
+    return CUDA_ERROR_INVALID_VALUE;
+  gp__lock();
+  struct gp__library *lib = find_lib_locked(c, h);
+  r = lib == NULL ? CUDA_ERROR_INVALID_HANDLE
+                  : lib_kernel_names_locked(c, lib, api);
+  if (r == CUDA_SUCCESS && count != NULL)
+    *count = lib->nknames;
+  for (uint32_t i = 0; r == CUDA_SUCCESS && ks != NULL && i < max &&
+                       i < lib->nknames;
+       i++)
+    if ((r = kernel_get_locked(c, lib, lib->knames[i], &k)) == CUDA_SUCCESS)
+      ks[i] = (CUkernel)k;
+  gp__unlock();
+  return r;
+}
+
+GP_API CUresult cuLibraryGetKernelCount(unsigned int *count, CUlibrary lib) {
+  CUresult r = library_kernels(count, NULL, 0, lib, __func__);
+  GP_TRACE(r, "count=%u, lib=%p", GP_OUT(r, count), (void *)lib);
+  return r;
+}
+
+GP_API CUresult cuLibraryEnumerateKernels(CUkernel *kernels,
+                                          unsigned int numKernels,
+                                          CUlibrary lib) {
+  CUresult r = kernels == NULL
+                   ? (gp__ready() == CUDA_SUCCESS ? CUDA_ERROR_INVALID_VALUE
+                                                  : gp__ready())
+                   : library_kernels(NULL, kernels, numKernels, lib,
+                                     __func__);
+  GP_TRACE(r, "kernels=%p, numKernels=%u, lib=%p", (void *)kernels,
+           numKernels, (void *)lib);
   return r;
 }
 

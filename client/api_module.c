@@ -776,6 +776,80 @@ GP_API CUresult cuModuleGetFunction(CUfunction *hfunc, CUmodule hmod,
   return r;
 }
 
+CUresult gp__module_kernels_locked(struct gp__client *c, struct gp__module *m,
+                                   Gpupool__ModuleGetKernelsReply **out) {
+  Gpupool__ModuleGetKernels msg = GPUPOOL__MODULE_GET_KERNELS__INIT;
+  ProtobufCMessage *reply;
+  msg.module = m->id;
+  CUresult r = gp__call_locked(c, GP_MSG_MODULE_GET_KERNELS, &msg.base, NULL,
+                               0, &reply);
+  if (r != CUDA_SUCCESS)
+    return r;
+  Gpupool__ModuleGetKernelsReply *kr =
+      (Gpupool__ModuleGetKernelsReply *)reply;
+  for (size_t i = 0; i < kr->n_names; i++) {
+    if (!gp__symbol_name_ok(kr->names[i])) {
+      protobuf_c_message_free_unpacked(reply, NULL);
+      return gp__lost_locked(c, GP_EPROTO,
+                             "MODULE_GET_KERNELS (a name no kernel can have)");
+    }
+  }
+  *out = kr;
+  return CUDA_SUCCESS;
+}
+
+/* cuModuleGetFunctionCount (|fns| NULL) and cuModuleEnumerateFunctions:
+ * the module's kernels, asked for each time (one round trip; the
+ * functions then as cuModuleGetFunction makes them). */
+static CUresult module_functions(unsigned *count, CUfunction *fns,
+                                 unsigned max, CUmodule h) {
+  struct gp__client *c = gp__client();
+  Gpupool__ModuleGetKernelsReply *kr = NULL;
+  CUresult r = gp__ready();
+  if (r != CUDA_SUCCESS)
+    return r;
+  if (count == NULL && fns == NULL)
+    return CUDA_ERROR_INVALID_VALUE;
+  gp__lock();
+  struct gp__module *m = find_module_locked(c, h);
+  if (m == NULL)
+    r = CUDA_ERROR_INVALID_HANDLE;
+  else
+    r = gp__module_kernels_locked(c, m, &kr);
+  if (r == CUDA_SUCCESS && count != NULL)
+    *count = (unsigned)kr->n_names;
+  for (size_t i = 0; r == CUDA_SUCCESS && fns != NULL && i < max &&
+                     i < kr->n_names;
+       i++) {
+    struct gp__func *f;
+    if ((r = gp__module_function_locked(c, m, kr->names[i], &f)) ==
+        CUDA_SUCCESS)
+      fns[i] = (CUfunction)f;
+  }
+  gp__unlock();
+  if (kr != NULL)
+    protobuf_c_message_free_unpacked(&kr->base, NULL);
+  return r;
+}
+
+GP_API CUresult cuModuleGetFunctionCount(unsigned int *count, CUmodule mod) {
+  CUresult r = module_functions(count, NULL, 0, mod);
+  GP_TRACE(r, "count=%u, mod=%p", GP_OUT(r, count), (void *)mod);
+  return r;
+}
+
+GP_API CUresult cuModuleEnumerateFunctions(CUfunction *functions,
+                                           unsigned int numFunctions,
+                                           CUmodule mod) {
+  CUresult r = functions == NULL
+                   ? (gp__ready() == CUDA_SUCCESS ? CUDA_ERROR_INVALID_VALUE
+                                                  : gp__ready())
+                   : module_functions(NULL, functions, numFunctions, mod);
+  GP_TRACE(r, "functions=%p, numFunctions=%u, mod=%p", (void *)functions,
+           numFunctions, (void *)mod);
+  return r;
+}
+
 /* ---- Globals ------------------------------------------------------------------------ */
 
 /* Enters global |g| of |m| in the device range table, so that copies to

@@ -527,6 +527,12 @@ CUresult gp__module_global_locked(struct gp__client *c, struct gp__module *m,
                                   const char *name, uint64_t *dptr,
                                   uint64_t *bytes);
 
+/* The names of |m|'s kernels, in the module's order: one round trip. The
+ * caller frees |*out| with protobuf_c_message_free_unpacked(). Needs the
+ * lock. */
+CUresult gp__module_kernels_locked(struct gp__client *c, struct gp__module *m,
+                                   Gpupool__ModuleGetKernelsReply **out);
+
 /* True when |name| could name a kernel or a variable (see api_module.c).
  * Any thread. */
 bool gp__symbol_name_ok(const char *name);

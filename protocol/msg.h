@@ -57,6 +57,7 @@ enum gp_msg_type {
   GP_MSG_MODULE_GET_GLOBAL = 53,    /* ModuleGetGlobal -> ...Reply */
   GP_MSG_LAUNCH_KERNEL = 54,        /* LaunchKernel + params -> Status */
   GP_MSG_IMAGE_PART = 55,           /* ImagePart + bytes -> Status */
+  GP_MSG_MODULE_GET_KERNELS = 56,   /* ModuleGetKernels -> ...Reply */
 };
 
 /* The descriptor of the message a frame of |type| carries: the request's

@@ -40,6 +40,10 @@
 /* Staging buffer for backends whose memory the worker cannot address. */
 #define GP_WORKER_STAGE_SIZE (1u << 20)
 
+/* The most bytes of kernel names one MODULE_GET_KERNELS reply carries:
+ * well inside the 1 MiB message limit. */
+#define GP_WORKER_NAMES_MAX (768u << 10)
+
 /* The largest module image a client may upload in parts (IMAGE_PART): what
  * the session's image cache holds at most. */
 #define GP_WORKER_IMAGE_MAX ((uint64_t)GP_IMAGE_CACHE_DEFAULT_CAP)
@@ -731,6 +735,54 @@ static int handle_get_global(struct gp_worker *w,
   return reply(w, h, &rep.base, &rep.deferred, rep.result, NULL, 0);
 }
 
+/* MODULE_GET_KERNELS: every kernel's name, as long as they fit well inside
+ * one reply message (GP_WORKER_NAMES_MAX bytes); a module with more is
+ * CUDA_ERROR_NOT_SUPPORTED. */
+static int handle_get_kernels(struct gp_worker *w,
+                              const struct gp_frame_header *h,
+                              const Gpupool__ModuleGetKernels *m) {
+  Gpupool__ModuleGetKernelsReply rep =
+      GPUPOOL__MODULE_GET_KERNELS_REPLY__INIT;
+  const char *name;
+  uint32_t n = 0;
+  size_t bytes = 0;
+  char **names = NULL;
+  int r;
+
+  if (!w->ops->module_kernel) {
+    rep.result = CUDA_ERROR_NOT_SUPPORTED;
+    return reply(w, h, &rep.base, &rep.deferred, rep.result, NULL, 0);
+  }
+  /* Count first: the names stay where the module keeps them. */
+  while ((rep.result = w->ops->module_kernel(w->be, m->module, n, &name)) ==
+         CUDA_SUCCESS) {
+    bytes += strlen(name) + 8; /* the field's tag and length, at most */
+    if (bytes > GP_WORKER_NAMES_MAX) {
+      wlog(w, GP_LOG_INFO, "MODULE_GET_KERNELS: the names of more than %u "
+           "kernels do not fit in a reply", n);
+      rep.result = CUDA_ERROR_NOT_SUPPORTED;
+      break;
+    }
+    n++;
+  }
+  if (rep.result == CUDA_ERROR_NOT_FOUND)
+    rep.result = CUDA_SUCCESS;
+  if (rep.result == CUDA_SUCCESS && n > 0 &&
+      !(names = calloc(n, sizeof(*names))))
+    rep.result = CUDA_ERROR_OUT_OF_MEMORY;
+  if (rep.result == CUDA_SUCCESS) {
+    for (uint32_t i = 0; i < n; i++) {
+      w->ops->module_kernel(w->be, m->module, i, &name);
+      names[i] = (char *)name;
+    }
+    rep.names = names;
+    rep.n_names = n;
+  }
+  r = reply(w, h, &rep.base, &rep.deferred, rep.result, NULL, 0);
+  free(names);
+  return r;
+}
+
 static int handle_launch(struct gp_worker *w, const struct gp_frame_header *h,
                          const Gpupool__LaunchKernel *m) {
   struct gp_launch_desc l;
@@ -966,6 +1018,8 @@ static int dispatch(struct gp_worker *w, const struct gp_frame_header *h,
     return handle_launch(w, h, (const void *)msg);
   case GP_MSG_IMAGE_PART:
     return handle_image_part(w, h, (const void *)msg);
+  case GP_MSG_MODULE_GET_KERNELS:
+    return handle_get_kernels(w, h, (const void *)msg);
   default:
     /* A type the codec knows but this server does not serve. */
     return protocol_error(w, GP_EPROTO, h, "unsupported request type %u (%s)",

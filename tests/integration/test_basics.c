@@ -327,7 +327,9 @@ static const char *const implemented[] = {
     "cuLibraryGetManaged", "cuLibraryGetUnifiedFunction",
     "cuKernelGetFunction", "cuKernelGetAttribute", "cuKernelSetAttribute",
     "cuKernelGetName", "cuKernelGetParamInfo", "cuKernelGetLibrary",
-    "cuKernelSetCacheConfig",
+    "cuKernelSetCacheConfig", "cuLibraryGetKernelCount",
+    "cuLibraryEnumerateKernels", "cuModuleGetFunctionCount",
+    "cuModuleEnumerateFunctions",
     NULL};
 
 /* Entry points that the next issues implement (cudart's loader): they must

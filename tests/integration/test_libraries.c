@@ -341,6 +341,9 @@ static void test_libraries_wrapper_v2(int argc, char **argv) {
   REQUIRE_OK(load_preserved(&empty, &w));
   CUkernel k = NULL;
   CHECK_CU(cuLibraryGetKernel(&k, empty, VECADD), CUDA_ERROR_NOT_FOUND);
+  unsigned nk = 99;
+  CHECK_OK(cuLibraryGetKernelCount(&nk, empty));
+  CHECK_EQ_U(nk, 0);
   CUmodule m = NULL;
   CHECK_OK(cuLibraryGetModule(&m, empty));
   CHECK_TRUE(m != NULL);
@@ -499,6 +502,33 @@ static void test_libraries_kernel_queries(int argc, char **argv) {
   CHECK_CU(cuKernelSetCacheConfig(kb, CU_FUNC_CACHE_PREFER_L1, -1),
            CUDA_ERROR_INVALID_DEVICE);
   CHECK_OK(cuFuncSetCacheConfig((CUfunction)kb, CU_FUNC_CACHE_PREFER_L1));
+
+  /* Enumeration: the four kernels of lib_kernels.cu, in its order, as
+   * cuLibraryGetKernel gives them. */
+  unsigned cnt = 0;
+  CHECK_OK(cuLibraryGetKernelCount(&cnt, lib));
+  CHECK_EQ_U(cnt, 4);
+  CUkernel all[5] = {NULL, NULL, NULL, NULL, NULL};
+  CHECK_OK(cuLibraryEnumerateKernels(all, 5, lib));
+  static const char *const names[] = {VECADD, AXPY, BUMP, BOUNDED};
+  for (int i = 0; i < 4; i++) {
+    CHECK_OK(cuKernelGetName(&name, all[i]));
+    CHECK_STR_EQ(name, names[i]);
+  }
+  CHECK_EQ_PTR(all[1], ka);
+  CHECK_EQ_PTR(all[3], kb);
+  CHECK_TRUE(all[4] == NULL);
+  CUkernel two[2] = {NULL, NULL};
+  CHECK_OK(cuLibraryEnumerateKernels(two, 2, lib));
+  CHECK_EQ_PTR(two[0], all[0]);
+  CHECK_EQ_PTR(two[1], all[1]);
+  CHECK_OK(cuModuleGetFunctionCount(&cnt, m));
+  CHECK_EQ_U(cnt, 4);
+  CUfunction fns[4] = {NULL, NULL, NULL, NULL};
+  CHECK_OK(cuModuleEnumerateFunctions(fns, 4, m));
+  CHECK_EQ_PTR(fns[3], f);
+  CHECK_OK(cuFuncGetName(&name, fns[2]));
+  CHECK_STR_EQ(name, BUMP);
 
   /* Parameters of axpyCoef(float, const float *, float *, int). */
   static const size_t off[] = {0, 8, 16, 24}, size[] = {4, 8, 8, 4};
@@ -896,6 +926,17 @@ static void test_libraries_rdc(int argc, char **argv) {
   CHECK_OK(cuMemcpyDtoH(cnt, dc, sizeof cnt));
   CHECK_EQ_I(cnt[0], N);
   CHECK_EQ_I(cnt[1], 110);
+  /* Both objects' kernels, in the order of their units. */
+  unsigned nk = 0;
+  CHECK_OK(cuLibraryGetKernelCount(&nk, lib));
+  CHECK_EQ_U(nk, 2);
+  CUkernel ks[2] = {NULL, NULL};
+  const char *kn = NULL;
+  CHECK_OK(cuLibraryEnumerateKernels(ks, 2, lib));
+  CHECK_OK(cuKernelGetName(&kn, ks[0]));
+  CHECK_STR_EQ(kn, RDC_APPLY);
+  CHECK_OK(cuKernelGetName(&kn, ks[1]));
+  CHECK_STR_EQ(kn, RDC_COUNT);
   /* The variable both objects share, through the library. */
   CUdeviceptr g = 0;
   size_t bytes = 0;
@@ -1108,12 +1149,21 @@ static void test_libraries_bad_inputs(int argc, char **argv) {
   CHECK_CU(cuLaunchKernel((CUfunction)junk, 1, 1, 1, 1, 1, 1, 0, NULL, none,
                           NULL),
            CUDA_ERROR_INVALID_HANDLE);
-  /* Kernel enumeration is not answered (yet). */
+  /* Kernel enumeration: bad arguments. */
   unsigned cnt = 0;
-  CHECK_CU(cuLibraryGetKernelCount(&cnt, lib), CUDA_ERROR_NOT_SUPPORTED);
+  CHECK_CU(cuLibraryGetKernelCount(NULL, lib), CUDA_ERROR_INVALID_VALUE);
+  CHECK_CU(cuLibraryGetKernelCount(&cnt, (CUlibrary)junk),
+           CUDA_ERROR_INVALID_HANDLE);
+  CHECK_CU(cuLibraryEnumerateKernels(NULL, 2, lib), CUDA_ERROR_INVALID_VALUE);
+  CHECK_CU(cuModuleGetFunctionCount(NULL, m), CUDA_ERROR_INVALID_VALUE);
+  CHECK_CU(cuModuleGetFunctionCount(&cnt, (CUmodule)junk),
+           CUDA_ERROR_INVALID_HANDLE);
   /* Without a current context, what needs one says so. */
   CUcontext cur = NULL;
   CHECK_OK(cuCtxPopCurrent(&cur));
+  /* The kernels are known from the context that has the library. */
+  CHECK_OK(cuLibraryGetKernelCount(&cnt, lib));
+  CHECK_EQ_U(cnt, 2);
   CUkernel kv = kernel(lib, VECADD);
   CHECK_CU(cuKernelGetFunction(&f, kv), CUDA_ERROR_INVALID_CONTEXT);
   CHECK_CU(cuLibraryGetModule(&m, lib), CUDA_ERROR_INVALID_CONTEXT);

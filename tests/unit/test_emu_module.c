@@ -873,6 +873,18 @@ START_TEST(test_emu_module_link_units) {
   ck_assert_uint_eq(res[3], 10);
   run_out(1, 20, "kB", 22, res, 3);
   ck_assert_uint_eq(res[2], 11);
+  /* Its kernels, in the order of the units (the declaration is none). */
+  {
+    const char *name = NULL;
+    ck_assert_int_eq(ops->module_kernel(be, 20, 0, &name), CUDA_SUCCESS);
+    ck_assert_str_eq(name, "kB");
+    ck_assert_int_eq(ops->module_kernel(be, 20, 1, &name), CUDA_SUCCESS);
+    ck_assert_str_eq(name, "kA");
+    ck_assert_int_eq(ops->module_kernel(be, 20, 2, &name),
+                     CUDA_ERROR_NOT_FOUND);
+    ck_assert_int_eq(ops->module_kernel(be, 99, 0, &name),
+                     CUDA_ERROR_INVALID_HANDLE);
+  }
   free(b.p);
 }
 END_TEST

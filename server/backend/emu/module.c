@@ -608,6 +608,21 @@ int emu_module_get_function(struct gp_backend *b, uint64_t module,
   return CUDA_SUCCESS;
 }
 
+int emu_module_kernel(struct gp_backend *b, uint64_t module, uint32_t index,
+                      const char **name) {
+  struct emu_module *em;
+  const struct ptx_kernel *k;
+  int r = module_get(b, module, &em);
+
+  if (r != CUDA_SUCCESS)
+    return r;
+  k = ptx_module_kernel_at(em->ptx, index);
+  if (!k)
+    return CUDA_ERROR_NOT_FOUND;
+  *name = ptx_kernel_name(k);
+  return CUDA_SUCCESS;
+}
+
 int emu_module_get_global(struct gp_backend *b, uint64_t module,
                           const char *name, uint64_t *dptr, uint64_t *size) {
   struct emu_module *em;

@@ -214,6 +214,11 @@ uint32_t ptx_module_const_size(const struct ptx_module *m);
 const struct ptx_kernel *ptx_module_kernel(const struct ptx_module *m,
                                            const char *name);
 
+/* Kernel |i| (0, 1, ...) of the module in the order of its text (of its
+ * units), or NULL past the last. */
+const struct ptx_kernel *ptx_module_kernel_at(const struct ptx_module *m,
+                                              uint32_t i);
+
 /* Finds the module-scope .global or .const variable |name| and sets
  * |*addr| to its address (as kernels see it; a host address owned by the
  * module) and |*size|. Returns PTX_OK or PTX_E_NOT_FOUND. */

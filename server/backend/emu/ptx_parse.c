@@ -2688,6 +2688,16 @@ const struct ptx_kernel *ptx_module_kernel(const struct ptx_module *m,
   return (const struct ptx_kernel *)(const void *)&m->funcs[i];
 }
 
+const struct ptx_kernel *ptx_module_kernel_at(const struct ptx_module *m,
+                                              uint32_t i) {
+  if (!m)
+    return NULL;
+  for (uint32_t f = 0; f < m->nfuncs; f++)
+    if (m->funcs[f].is_entry && m->funcs[f].defined && i-- == 0)
+      return (const struct ptx_kernel *)(const void *)&m->funcs[f];
+  return NULL;
+}
+
 int ptx_module_global(const struct ptx_module *m, const char *name,
                       uint64_t *addr, uint64_t *size) {
   int32_t i;
