@@ -543,7 +543,7 @@ GP_API CUresult cuLibraryLoadFromFile(CUlibrary *library, const char *fileName,
   return r;
 }
 
-/* ---- Unloading ------------------------------------------------------------ */
+/* ---- Unloading ----------------------------------------------------------- */
 
 /* Unloads the library's module in every context (sent without waiting)
  * and frees it with its kernels, whose handles become invalid. */
@@ -600,7 +600,7 @@ GP_API CUresult cuLibraryUnload(CUlibrary library) {
   return r;
 }
 
-/* ---- Kernels -------------------------------------------------------------- */
+/* ---- Kernels ------------------------------------------------------------- */
 
 /* Any module of |lib| in a live context, to check a name without loading
  * the library anywhere new; NULL if it has none. */
@@ -917,7 +917,7 @@ GP_API CUresult cuLibraryGetUnifiedFunction(void **fptr, CUlibrary library,
   return r;
 }
 
-/* ---- Kernel queries ---------------------------------------------------------- */
+/* ---- Kernel queries ------------------------------------------------------ */
 
 static CUresult kernel_get_function(CUfunction *pf, CUkernel h) {
   struct gp__client *c = gp__client();

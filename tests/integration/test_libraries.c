@@ -45,6 +45,7 @@
 #define RDC_COUNT "_Z9lib_countPi"
 
 #define WRAPPER_MAGIC 0x466243B1u
+#define DYN_SMEM CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
 
 /* The per-thread default stream form, which cuda.h declares only for
  * programs built with it; libcuda exports it either way. */
@@ -197,7 +198,8 @@ static CUdeviceptr upload(const void *p, size_t n) {
  * elements and checks them. */
 static bool run_vecadd(CUfunction f, int n, float seed) {
   unsigned before = gpt_checks_failed();
-  float *a = gpt_xmalloc(n * sizeof(float)), *b = gpt_xmalloc(n * sizeof(float));
+  float *a = gpt_xmalloc(n * sizeof(float));
+  float *b = gpt_xmalloc(n * sizeof(float));
   float *c = gpt_xmalloc(n * sizeof(float));
   for (int i = 0; i < n; i++) {
     a[i] = seed + (float)i;
@@ -296,7 +298,7 @@ static int count(const char *hay, const char *needle) {
   return n;
 }
 
-/* ---- wrapper_v1 ------------------------------------------------------------ */
+/* ---- wrapper_v1 ---------------------------------------------------------- */
 
 /* A version-1 wrapper around an nvcc fatbin, loaded as cudart does (the
  * image preserved), and launched through the CUkernel cast to a
@@ -325,7 +327,7 @@ static void test_libraries_wrapper_v1(int argc, char **argv) {
   (void)argv;
 }
 
-/* ---- wrapper_v2 ------------------------------------------------------------ */
+/* ---- wrapper_v2 ---------------------------------------------------------- */
 
 /* Version-2 wrappers without -rdc: the one nvcc's device-link step adds to
  * every program (its cubin defines nothing, its list is empty) loads and
@@ -362,7 +364,7 @@ static void test_libraries_wrapper_v2(int argc, char **argv) {
   (void)argv;
 }
 
-/* ---- kinds: raw fatbin, PTX, cubin-less, files ----------------------------- */
+/* ---- kinds: raw fatbin, PTX, cubin-less, files --------------------------- */
 
 static void test_libraries_kinds(int argc, char **argv) {
   need_nvcc();
@@ -420,7 +422,7 @@ static void test_libraries_kinds(int argc, char **argv) {
   (void)argv;
 }
 
-/* ---- kernel_queries -------------------------------------------------------- */
+/* ---- kernel_queries ------------------------------------------------------ */
 
 static void test_libraries_kernel_queries(int argc, char **argv) {
   need_nvcc();
@@ -464,23 +466,16 @@ static void test_libraries_kernel_queries(int argc, char **argv) {
                               (CUfunction)kb));
   CHECK_EQ_I(v, 128);
   /* Set for the kernel: its function sees it... */
-  CHECK_OK(cuKernelSetAttribute(CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                                1024, kb, dev));
-  CHECK_OK(cuFuncGetAttribute(&v, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                              f));
+  CHECK_OK(cuKernelSetAttribute(DYN_SMEM, 1024, kb, dev));
+  CHECK_OK(cuFuncGetAttribute(&v, DYN_SMEM, f));
   CHECK_EQ_I(v, 1024);
   /* ... until the function's own setting, which wins either way, while
    * the kernel query keeps answering what was set for the kernel. */
-  CHECK_OK(cuFuncSetAttribute(f, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                              2048));
-  CHECK_OK(cuKernelSetAttribute(CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                                512, kb, dev));
-  CHECK_OK(cuFuncGetAttribute(&v, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                              f));
+  CHECK_OK(cuFuncSetAttribute(f, DYN_SMEM, 2048));
+  CHECK_OK(cuKernelSetAttribute(DYN_SMEM, 512, kb, dev));
+  CHECK_OK(cuFuncGetAttribute(&v, DYN_SMEM, f));
   CHECK_EQ_I(v, 2048);
-  CHECK_OK(cuKernelGetAttribute(&v,
-                                CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                                kb, dev));
+  CHECK_OK(cuKernelGetAttribute(&v, DYN_SMEM, kb, dev));
   CHECK_EQ_I(v, 512);
   /* Read-only attributes and bad values are refused. */
   CHECK_CU(cuKernelSetAttribute(CU_FUNC_ATTRIBUTE_NUM_REGS, 8, kb, dev),
@@ -584,7 +579,7 @@ static void test_libraries_kernel_queries(int argc, char **argv) {
   (void)argv;
 }
 
-/* ---- globals ---------------------------------------------------------------- */
+/* ---- globals ------------------------------------------------------------- */
 
 static void test_libraries_globals(int argc, char **argv) {
   start();
@@ -640,7 +635,7 @@ static void test_libraries_globals(int argc, char **argv) {
   (void)argv;
 }
 
-/* ---- two_contexts ------------------------------------------------------------ */
+/* ---- two_contexts -------------------------------------------------------- */
 
 /* One library, two contexts: each gets its own module (and variables),
  * loaded at the first use there; the second sends only the image's digest
@@ -689,7 +684,7 @@ static void test_libraries_two_contexts(int argc, char **argv) {
   (void)argv;
 }
 
-/* ---- lazy and eager ------------------------------------------------------------- */
+/* ---- lazy and eager ------------------------------------------------------ */
 
 /* The default, lazy loading: a library touches the server at its first use
  * in a context, so machine code the device cannot run is refused there,
@@ -703,7 +698,8 @@ static void test_libraries_lazy(int argc, char **argv) {
   CHECK_OK(cuModuleGetLoadingMode(&mode));
   CHECK_EQ_I(mode, CU_MODULE_LAZY_LOADING);
   /* With no context at all, as cudart loads at start-up. */
-  void *bad = read_image(LIB_SMONLY, NULL), *good = read_image(LIB_FATBIN, NULL);
+  void *bad = read_image(LIB_SMONLY, NULL);
+  void *good = read_image(LIB_FATBIN, NULL);
   CUlibrary lbad = NULL, lgood = NULL;
   CHECK_OK(load_preserved(&lbad, bad));
   CHECK_OK(load_preserved(&lgood, good));
@@ -793,7 +789,7 @@ static void test_libraries_eager(int argc, char **argv) {
   (void)argv;
 }
 
-/* ---- lifetimes -------------------------------------------------------------------- */
+/* ---- lifetimes ----------------------------------------------------------- */
 
 /* Unloading invalidates the library's kernels, functions and modules. */
 static void test_libraries_unload_stale(int argc, char **argv) {
@@ -885,7 +881,7 @@ static void test_libraries_ctx_gone(int argc, char **argv) {
   (void)argv;
 }
 
-/* ---- -rdc=true programs ---------------------------------------------------------- */
+/* ---- -rdc=true programs -------------------------------------------------- */
 
 /* The version-2 wrapper of a -rdc=true program: the device-link output and
  * the objects' fatbins, as nvcc embeds them. */
@@ -976,7 +972,8 @@ static void test_libraries_rdc(int argc, char **argv) {
 static void test_libraries_rdc_single(int argc, char **argv) {
   need_nvcc();
   start();
-  void *dl = read_image(LIB_ONE_DLINK, NULL), *obj = read_image(LIB_ONE_RDC, NULL);
+  void *dl = read_image(LIB_ONE_DLINK, NULL);
+  void *obj = read_image(LIB_ONE_RDC, NULL);
   const void *objs[] = {obj, NULL};
   struct wrapper w = {WRAPPER_MAGIC, 2, dl, objs};
   CUlibrary lib = NULL;
@@ -990,7 +987,7 @@ static void test_libraries_rdc_single(int argc, char **argv) {
   (void)argv;
 }
 
-/* ---- big_image ---------------------------------------------------------------------- */
+/* ---- big_image ----------------------------------------------------------- */
 
 /* An image larger than a frame's payload (64 MiB) travels in parts: nvcc's
  * fatbin with 80 MiB of machine code in front of its entries (GPUPOOL_TRACE
@@ -1065,7 +1062,7 @@ static void test_libraries_big_image(int argc, char **argv) {
   (void)argv;
 }
 
-/* ---- bad_inputs -------------------------------------------------------------------- */
+/* ---- bad_inputs ---------------------------------------------------------- */
 
 static void test_libraries_bad_inputs(int argc, char **argv) {
   start();
