@@ -162,6 +162,9 @@ static CUresult ctx_create(CUcontext *pctx, unsigned int flags, CUdevice dev) {
     gp__call_locked(c, GP_MSG_CTX_DESTROY, &d.base, NULL, 0, NULL);
     r = CUDA_ERROR_OUT_OF_MEMORY;
   }
+  /* Eager module loading: the libraries come into every new context. */
+  if (r == CUDA_SUCCESS)
+    gp__libraries_ctx_ready_locked(c, ctx);
   gp__unlock();
   if (r != CUDA_SUCCESS) {
     free(ctx);
@@ -533,6 +536,7 @@ static CUresult primary_retain(CUcontext *pctx, CUdevice dev) {
     if (r == CUDA_SUCCESS) {
       p->id = m.ctx;
       atomic_store(&p->state, GP__CTX_LIVE);
+      gp__libraries_ctx_ready_locked(c, p);
     }
   }
   if (r == CUDA_SUCCESS) {

@@ -8,6 +8,10 @@
  * LAUNCH_KERNEL frame sent without waiting, the packed bytes as its
  * payload. What goes wrong while the kernel runs comes back as a deferred
  * error, returned by the next synchronising call, as with CUDA.
+ *
+ * The function may be a CUkernel (cudart launches those): it is resolved
+ * to its function in the current context, the first launch there loading
+ * the library and looking the kernel up (round trips that happen once).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -148,7 +152,7 @@ static CUresult pack_params(const struct gp__func *f, void **kernel_params,
 static CUresult launch(CUfunction h, const unsigned grid[3],
                        const unsigned block[3], unsigned shared, CUstream hs,
                        void **kernel_params, void **extra,
-                       const struct launch_opts *opts) {
+                       const struct launch_opts *opts, const char *api) {
   struct gp__client *c = gp__client();
   struct gp__ctx *ctx;
   uint8_t stack_buf[GP__PARAM_STACK];
@@ -177,10 +181,14 @@ static CUresult launch(CUfunction h, const unsigned grid[3],
     goto out;
   }
   sid = sref.id;
-  struct gp__func *f = gp__func_find_locked(c, h);
+  /* A CUkernel (what cudart launches) stands for its function in this
+   * context: its library is loaded here at the first launch. */
+  struct gp__func *f;
+  if ((r = gp__func_resolve_locked(c, h, &f, api)) != CUDA_SUCCESS)
+    goto out;
   /* A function belongs to the context its module was loaded in; the
    * driver does not launch it in another. */
-  if (f == NULL || f->mod->ctx != ctx) {
+  if (f->mod->ctx != ctx) {
     r = CUDA_ERROR_INVALID_HANDLE;
     goto out;
   }
@@ -258,7 +266,7 @@ GP_API CUresult cuLaunchKernel(CUfunction f, unsigned int gridDimX,
   const unsigned block[3] = {blockDimX, blockDimY, blockDimZ};
   const struct launch_opts none = {.nevents = 0};
   CUresult r = launch(f, grid, block, sharedMemBytes, hStream, kernelParams,
-                      extra, &none);
+                      extra, &none, "cuLaunchKernel");
   GP_TRACE(r, "f=%p, grid=(%u,%u,%u), block=(%u,%u,%u), sharedMemBytes=%u, "
            "hStream=%p, kernelParams=%p, extra=%p", (void *)f, gridDimX,
            gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ,
@@ -348,7 +356,7 @@ static CUresult launch_ex(const CUlaunchConfig *cfg, CUfunction f,
   const unsigned grid[3] = {cfg->gridDimX, cfg->gridDimY, cfg->gridDimZ};
   const unsigned block[3] = {cfg->blockDimX, cfg->blockDimY, cfg->blockDimZ};
   return launch(f, grid, block, cfg->sharedMemBytes, cfg->hStream,
-                kernel_params, extra, &opts);
+                kernel_params, extra, &opts, "cuLaunchKernelEx");
 }
 
 GP_API CUresult cuLaunchKernelEx(const CUlaunchConfig *config, CUfunction f,

@@ -70,11 +70,12 @@ static CUresult gather(CUfunction h, struct occ_dev *d, struct occ_func *f) {
   struct gp__client *c = gp__client();
   CUresult r = CUDA_SUCCESS;
   gp__lock();
-  struct gp__func *fn = gp__func_find_locked(c, h);
-  if (fn == NULL) {
-    r = CUDA_ERROR_INVALID_HANDLE;
+  /* A CUkernel (cudart's handle) stands for its function in the current
+   * context. */
+  struct gp__func *fn;
+  if ((r = gp__func_resolve_locked(c, h, &fn, "cuOccupancy")) !=
+      CUDA_SUCCESS)
     goto out;
-  }
   const struct gp__ctx *ctx = fn->mod->ctx;
   const int *a = c->devices[ctx->device].attr;
   d->cc = a[CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR] * 10 +
@@ -421,14 +422,13 @@ GP_API CUresult cuOccupancyAvailableDynamicSMemPerBlock(
 static CUresult cluster_dims(CUfunction h, const CUlaunchConfig *cfg,
                              unsigned dims[3], bool *given) {
   struct gp__client *c = gp__client();
-  CUresult r = CUDA_SUCCESS;
   *given = false;
   dims[0] = dims[1] = dims[2] = 0;
   gp__lock();
-  struct gp__func *f = gp__func_find_locked(c, h);
-  if (f == NULL) {
-    r = CUDA_ERROR_INVALID_HANDLE;
-  } else if (f->attr[CU_FUNC_ATTRIBUTE_REQUIRED_CLUSTER_WIDTH] > 0) {
+  struct gp__func *f = NULL;
+  CUresult r = gp__func_resolve_locked(c, h, &f, "cuOccupancy");
+  if (r == CUDA_SUCCESS &&
+      f->attr[CU_FUNC_ATTRIBUTE_REQUIRED_CLUSTER_WIDTH] > 0) {
     dims[0] = (unsigned)f->attr[CU_FUNC_ATTRIBUTE_REQUIRED_CLUSTER_WIDTH];
     dims[1] = (unsigned)f->attr[CU_FUNC_ATTRIBUTE_REQUIRED_CLUSTER_HEIGHT];
     dims[2] = (unsigned)f->attr[CU_FUNC_ATTRIBUTE_REQUIRED_CLUSTER_DEPTH];

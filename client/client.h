@@ -175,6 +175,9 @@ struct gp__func {
   uint32_t params_size;      /* bytes of the packed buffer */
   int attr[CU_FUNC_ATTRIBUTE_MAX]; /* cuFuncGetAttribute's answers */
   CUfunc_cache cache_config;
+  uint32_t attr_set;         /* bit a: attr[a] set by cuFuncSetAttribute,
+                              * which outranks cuKernelSetAttribute */
+  bool cache_set;            /* cuFuncSetCacheConfig was called */
 };
 
 /* ---- The handle set (handles.c) -------------------------------------------- */
@@ -251,10 +254,12 @@ void gp__ranges_free(struct gp__ranges *t);
 
 /* ---- Module images (image.c) ------------------------------------------------ */
 
-/* The largest image sent: one frame's payload, as the server receives it by
- * default. Bigger ones would need a chunked upload, which the protocol does
- * not have yet. */
-#define GP__IMAGE_MAX ((size_t)GP_FRAME_DEFAULT_MAX_PAYLOAD)
+/* The largest image sent: what the server's image cache holds (256 MiB).
+ * One that does not fit in one frame's payload (GP__IMAGE_FRAME_MAX, as
+ * the server receives frames by default) is uploaded in parts
+ * (IMAGE_PART) before the MODULE_LOAD that names it by digest. */
+#define GP__IMAGE_MAX ((size_t)256 << 20)
+#define GP__IMAGE_FRAME_MAX ((size_t)GP_FRAME_DEFAULT_MAX_PAYLOAD)
 #define GP__SHA256_LEN 32
 
 enum gp__image_kind {
@@ -654,5 +659,120 @@ void gp__hostfn_reply_locked(struct gp__client *c, CUresult result);
  * host function or stream callback return CUDA_ERROR_NOT_PERMITTED
  * (gp__ready()). Any thread; no lock. */
 bool gp__hostfn_thread_self(void);
+/* ---- Libraries and kernels (part "libraries": api_library.c, and the
+ * module helpers of api_module.c they are built on) ----------------------- */
+
+/* A library (CUlibrary) and a kernel (CUkernel) are client objects; their
+ * structs are private to api_library.c. A kernel stands for its function
+ * in whichever context is current when it is used. */
+#define GP__KIND_LIBRARY ((enum gp__kind)0x42494C67) /* "gLIB" */
+#define GP__KIND_KERNEL ((enum gp__kind)0x4E524B67)  /* "gKRN" */
+
+/* True unless CUDA_MODULE_LOADING is EAGER (read once): a library then
+ * reaches the server only when it is first used in a context. Any
+ * thread. */
+bool gp__lazy_loading(void);
+
+/* |h| as a function for a call in the calling thread's current context: a
+ * live CUfunction, or a live CUkernel resolved to its function in the
+ * current context, the library being loaded there first if it is not (one
+ * round trip; a refused image is reported on stderr once, naming |api|)
+ * and the kernel looked up (one round trip the first time). Returns
+ * CUDA_SUCCESS, CUDA_ERROR_INVALID_HANDLE (neither), the current-context
+ * error (a CUkernel without one), or the load's or lookup's error. Needs
+ * the lock. */
+CUresult gp__func_resolve_locked(struct gp__client *c, CUfunction h,
+                                 struct gp__func **out, const char *api);
+
+/* The name of kernel |h|, or NULL when |h| is no live CUkernel. Needs the
+ * lock. */
+const char *gp__kernel_name_locked(struct gp__client *c, CUkernel h);
+
+/* Called when module |m| is forgotten: if it is a library's module, the
+ * library forgets it (and loads again at its next use in that context).
+ * Needs the lock. */
+void gp__library_module_gone_locked(struct gp__client *c,
+                                    struct gp__module *m);
+
+/* Loads every library into |ctx|, which has just become usable, when
+ * loading is eager; nothing when it is lazy. A failure is left for the
+ * first use to report. Needs the lock. */
+void gp__libraries_ctx_ready_locked(struct gp__client *c, struct gp__ctx *ctx);
+
+/* Loads image |im| (SHA-256 |md|) into |ctx| as a new module, entered in
+ * the handle set: one MODULE_LOAD round trip, with only the digest when
+ * the server holds the bytes (|*cached|). Returns CUDA_SUCCESS and |*out|,
+ * or the server's refusal with its reason in |why| (|whylen| bytes; not
+ * printed), or CUDA_ERROR_OUT_OF_MEMORY / CUDA_ERROR_DEVICE_UNAVAILABLE.
+ * Needs the lock. */
+CUresult gp__module_load_locked(struct gp__client *c, struct gp__ctx *ctx,
+                                const struct gp__image *im,
+                                const uint8_t md[GP__SHA256_LEN],
+                                struct gp__module **out, char *why,
+                                size_t whylen, bool *cached);
+
+/* Kernel |name| of module |m| as a function: one round trip the first
+ * time, none after. CUDA_ERROR_NOT_FOUND for a name the module lacks or
+ * that cannot name a kernel. Needs the lock. */
+CUresult gp__module_function_locked(struct gp__client *c,
+                                    struct gp__module *m, const char *name,
+                                    struct gp__func **out);
+
+/* The address and size of module-scope variable |name| of |m|, entered in
+ * the device range table: one round trip the first time. Needs the
+ * lock. */
+CUresult gp__module_global_locked(struct gp__client *c, struct gp__module *m,
+                                  const char *name, uint64_t *dptr,
+                                  uint64_t *bytes);
+
+/* The names of |m|'s kernels, in the module's order: one round trip. The
+ * caller frees |*out| with protobuf_c_message_free_unpacked(). Needs the
+ * lock. */
+CUresult gp__module_kernels_locked(struct gp__client *c, struct gp__module *m,
+                                   Gpupool__ModuleGetKernelsReply **out);
+
+/* True when |name| could name a kernel or a variable (see api_module.c).
+ * Any thread. */
+bool gp__symbol_name_ok(const char *name);
+
+/* Checks value |v| for attribute |attr| of |f| as cuFuncSetAttribute does:
+ * CUDA_SUCCESS, or CUDA_ERROR_INVALID_VALUE (read-only attribute, value
+ * out of range). Needs the lock. */
+CUresult gp__func_check_attr(struct gp__client *c, const struct gp__func *f,
+                             CUfunction_attribute attr, int v);
+
+/* Reads file |path| into a fresh buffer with a NUL after its contents.
+ * Returns CUDA_SUCCESS, CUDA_ERROR_FILE_NOT_FOUND (cannot be opened or
+ * read, not a regular file), CUDA_ERROR_INVALID_VALUE (over GP__IMAGE_MAX:
+ * said on stderr, naming |api|), CUDA_ERROR_OUT_OF_MEMORY. The caller frees
+ * |*buf|. Any thread; no lock. */
+CUresult gp__read_image_file(const char *path, const char *api,
+                             uint8_t **buf, size_t *len);
+
+/* The outputs of the JIT options of a load (cuModuleLoadDataEx,
+ * cuLibraryLoadData). Scalar option values travel in the pointer-sized
+ * slot itself, and outputs are written back into it, as the driver does:
+ * a float (the wall time) in the slot's low four bytes, a count as an
+ * unsigned integer. */
+struct gp__jit_outputs {
+  void **values;
+  int info_buf, info_size;   /* option indexes, or -1 */
+  int error_buf, error_size;
+  int wall_time;
+};
+
+/* Checks |n| JIT options (every documented one is accepted;
+ * CU_JIT_OPTIMIZATION_LEVEL must be 0 to 4) and notes where the outputs
+ * go. CUDA_SUCCESS or CUDA_ERROR_INVALID_VALUE. */
+CUresult gp__jit_parse(unsigned n, const CUjit_option *opts, void **values,
+                       struct gp__jit_outputs *out);
+
+/* Writes the outputs: an empty info log, |why| as the error log, |ms| as
+ * the wall time. */
+void gp__jit_finish(const struct gp__jit_outputs *o, const char *why,
+                    float ms);
+
+/* Milliseconds on CLOCK_MONOTONIC. */
+double gp__now_ms(void);
 
 #endif

@@ -349,6 +349,15 @@ static const char *const implemented[] = {
     "cuOccupancyMaxActiveClusters", "cuOccupancyMaxPotentialBlockSize",
     "cuOccupancyMaxPotentialBlockSizeWithFlags",
     "cuOccupancyMaxPotentialClusterSize",
+    /* Libraries and kernels: test_libraries.c. */
+    "cuLibraryLoadData", "cuLibraryLoadFromFile", "cuLibraryUnload",
+    "cuLibraryGetKernel", "cuLibraryGetModule", "cuLibraryGetGlobal",
+    "cuLibraryGetManaged", "cuLibraryGetUnifiedFunction",
+    "cuKernelGetFunction", "cuKernelGetAttribute", "cuKernelSetAttribute",
+    "cuKernelGetName", "cuKernelGetParamInfo", "cuKernelGetLibrary",
+    "cuKernelSetCacheConfig", "cuLibraryGetKernelCount",
+    "cuLibraryEnumerateKernels", "cuModuleGetFunctionCount",
+    "cuModuleEnumerateFunctions",
     NULL};
 
 /* Entry points that the next issues implement (cudart's loader): they must
