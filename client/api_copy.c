@@ -36,10 +36,10 @@ static CUresult prologue_locked(struct gp__client *c, CUstream hs, bool async,
   CUresult r = gp__current_ctx(&ctx);
   if (r != CUDA_SUCCESS)
     return r;
-  *sid = 0;
-  if (async)
-    r = gp__stream_id_locked(c, hs, sid);
-  return r;
+  /* A synchronous call works on the NULL stream (the legacy one, or the
+   * per-thread one for a _ptds entry point), and must follow its host
+   * functions as any other work on it. */
+  return gp__stream_id_locked(c, async ? hs : NULL, sid);
 }
 
 static bool device_range_ok(struct gp__client *c, uint64_t p, uint64_t n) {
@@ -192,9 +192,8 @@ out:
 
 #define HOST(p) ((uint64_t)(uintptr_t)(p))
 
-/* The _ptds / _ptsz versions differ only in what a NULL stream means (the
- * per-thread default stream), and every default stream is stream 0 on the
- * wire. */
+/* The _ptds / _ptsz versions, which differ only in what a NULL stream
+ * means (the per-thread default stream), are in api_ptsz.c. */
 
 GP_API CUresult cuMemcpyHtoD_v2(CUdeviceptr dstDevice, const void *srcHost,
                                 size_t ByteCount) {
@@ -204,8 +203,6 @@ GP_API CUresult cuMemcpyHtoD_v2(CUdeviceptr dstDevice, const void *srcHost,
   return r;
 }
 
-GP_ALIAS(cuMemcpyHtoD_v2_ptds, cuMemcpyHtoD_v2);
-
 GP_API CUresult cuMemcpyDtoH_v2(void *dstHost, CUdeviceptr srcDevice,
                                 size_t ByteCount) {
   CUresult r = copy(DTOH, HOST(dstHost), srcDevice, ByteCount, NULL, false);
@@ -213,8 +210,6 @@ GP_API CUresult cuMemcpyDtoH_v2(void *dstHost, CUdeviceptr srcDevice,
            (unsigned long long)srcDevice, ByteCount);
   return r;
 }
-
-GP_ALIAS(cuMemcpyDtoH_v2_ptds, cuMemcpyDtoH_v2);
 
 GP_API CUresult cuMemcpyDtoD_v2(CUdeviceptr dstDevice, CUdeviceptr srcDevice,
                                 size_t ByteCount) {
@@ -225,16 +220,12 @@ GP_API CUresult cuMemcpyDtoD_v2(CUdeviceptr dstDevice, CUdeviceptr srcDevice,
   return r;
 }
 
-GP_ALIAS(cuMemcpyDtoD_v2_ptds, cuMemcpyDtoD_v2);
-
 GP_API CUresult cuMemcpy(CUdeviceptr dst, CUdeviceptr src, size_t ByteCount) {
   CUresult r = copy(UNIFIED, dst, src, ByteCount, NULL, false);
   GP_TRACE(r, "dst=0x%llx, src=0x%llx, size=%zu", (unsigned long long)dst,
            (unsigned long long)src, ByteCount);
   return r;
 }
-
-GP_ALIAS(cuMemcpy_ptds, cuMemcpy);
 
 GP_API CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dstDevice,
                                      const void *srcHost, size_t ByteCount,
@@ -246,8 +237,6 @@ GP_API CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dstDevice,
   return r;
 }
 
-GP_ALIAS(cuMemcpyHtoDAsync_v2_ptsz, cuMemcpyHtoDAsync_v2);
-
 GP_API CUresult cuMemcpyDtoHAsync_v2(void *dstHost, CUdeviceptr srcDevice,
                                      size_t ByteCount, CUstream hStream) {
   CUresult r = copy(DTOH, HOST(dstHost), srcDevice, ByteCount, hStream, true);
@@ -255,8 +244,6 @@ GP_API CUresult cuMemcpyDtoHAsync_v2(void *dstHost, CUdeviceptr srcDevice,
            (unsigned long long)srcDevice, ByteCount, (void *)hStream);
   return r;
 }
-
-GP_ALIAS(cuMemcpyDtoHAsync_v2_ptsz, cuMemcpyDtoHAsync_v2);
 
 GP_API CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dstDevice,
                                      CUdeviceptr srcDevice, size_t ByteCount,
@@ -268,8 +255,6 @@ GP_API CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dstDevice,
   return r;
 }
 
-GP_ALIAS(cuMemcpyDtoDAsync_v2_ptsz, cuMemcpyDtoDAsync_v2);
-
 GP_API CUresult cuMemcpyAsync(CUdeviceptr dst, CUdeviceptr src,
                               size_t ByteCount, CUstream hStream) {
   CUresult r = copy(UNIFIED, dst, src, ByteCount, hStream, true);
@@ -278,8 +263,6 @@ GP_API CUresult cuMemcpyAsync(CUdeviceptr dst, CUdeviceptr src,
            (void *)hStream);
   return r;
 }
-
-GP_ALIAS(cuMemcpyAsync_ptsz, cuMemcpyAsync);
 
 /* ---- Memsets ------------------------------------------------------------------ */
 
@@ -332,14 +315,8 @@ out:
   }
 
 GP__MEMSET(cuMemsetD8_v2, unsigned char, 1, "0x%02x")
-GP__MEMSET(cuMemsetD8_v2_ptds, unsigned char, 1, "0x%02x")
 GP__MEMSET(cuMemsetD16_v2, unsigned short, 2, "0x%04x")
-GP__MEMSET(cuMemsetD16_v2_ptds, unsigned short, 2, "0x%04x")
 GP__MEMSET(cuMemsetD32_v2, unsigned int, 4, "0x%08x")
-GP__MEMSET(cuMemsetD32_v2_ptds, unsigned int, 4, "0x%08x")
 GP__MEMSET_ASYNC(cuMemsetD8Async, unsigned char, 1, "0x%02x")
-GP__MEMSET_ASYNC(cuMemsetD8Async_ptsz, unsigned char, 1, "0x%02x")
 GP__MEMSET_ASYNC(cuMemsetD16Async, unsigned short, 2, "0x%04x")
-GP__MEMSET_ASYNC(cuMemsetD16Async_ptsz, unsigned short, 2, "0x%04x")
 GP__MEMSET_ASYNC(cuMemsetD32Async, unsigned int, 4, "0x%08x")
-GP__MEMSET_ASYNC(cuMemsetD32Async_ptsz, unsigned int, 4, "0x%08x")

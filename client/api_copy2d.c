@@ -398,7 +398,9 @@ static CUresult copy_any(const struct copy_desc *d, CUstream hs, bool async) {
     return r;
   gp__lock();
   if ((r = gp__current_ctx(&ctx)) != CUDA_SUCCESS ||
-      (async && (r = gp__stream_id_locked(c, hs, &sid)) != CUDA_SUCCESS) ||
+      /* A synchronous one works on the NULL stream: it follows that
+       * stream's host functions too. */
+      (r = gp__stream_id_locked(c, async ? hs : NULL, &sid)) != CUDA_SUCCESS ||
       (r = check_type(d->src.type)) != CUDA_SUCCESS ||
       (r = check_type(d->dst.type)) != CUDA_SUCCESS ||
       d->width == 0 || d->height == 0 || d->depth == 0)
@@ -534,13 +536,6 @@ GP_API CUresult cuMemcpy3DAsync_v2(const CUDA_MEMCPY3D *pCopy,
   return r;
 }
 
-/* Every default stream is stream 0 on the wire (api_copy.c). */
-GP_ALIAS(cuMemcpy2D_v2_ptds, cuMemcpy2D_v2);
-GP_ALIAS(cuMemcpy2DUnaligned_v2_ptds, cuMemcpy2DUnaligned_v2);
-GP_ALIAS(cuMemcpy2DAsync_v2_ptsz, cuMemcpy2DAsync_v2);
-GP_ALIAS(cuMemcpy3D_v2_ptds, cuMemcpy3D_v2);
-GP_ALIAS(cuMemcpy3DAsync_v2_ptsz, cuMemcpy3DAsync_v2);
-
 /* ---- 2D memsets ---------------------------------------------------------- */
 
 /* |height| rows of |width| elements of |elem| bytes from |dst|, |pitch|
@@ -559,7 +554,9 @@ static CUresult memset_2d(uint64_t dst, size_t pitch, uint32_t value,
     return r;
   gp__lock();
   if ((r = gp__current_ctx(&ctx)) != CUDA_SUCCESS ||
-      (async && (r = gp__stream_id_locked(c, hs, &sid)) != CUDA_SUCCESS) ||
+      /* A synchronous one works on the NULL stream: it follows that
+       * stream's host functions too. */
+      (r = gp__stream_id_locked(c, async ? hs : NULL, &sid)) != CUDA_SUCCESS ||
       width == 0 || height == 0)
     goto out;
   uint64_t row, extent;
@@ -617,9 +614,3 @@ GP__MEMSET_2D_ASYNC(cuMemsetD2D8Async, unsigned char, 1, "0x%02x")
 GP__MEMSET_2D_ASYNC(cuMemsetD2D16Async, unsigned short, 2, "0x%04x")
 GP__MEMSET_2D_ASYNC(cuMemsetD2D32Async, unsigned int, 4, "0x%08x")
 
-GP_ALIAS(cuMemsetD2D8_v2_ptds, cuMemsetD2D8_v2);
-GP_ALIAS(cuMemsetD2D16_v2_ptds, cuMemsetD2D16_v2);
-GP_ALIAS(cuMemsetD2D32_v2_ptds, cuMemsetD2D32_v2);
-GP_ALIAS(cuMemsetD2D8Async_ptsz, cuMemsetD2D8Async);
-GP_ALIAS(cuMemsetD2D16Async_ptsz, cuMemsetD2D16Async);
-GP_ALIAS(cuMemsetD2D32Async_ptsz, cuMemsetD2D32Async);

@@ -85,8 +85,11 @@ static void drop_one(struct gp__obj *o, void *arg) {
 void gp__drop_ctx_objects_locked(struct gp__client *c, struct gp__ctx *ctx) {
   gp__handles_foreach(&c->handles, drop_one, ctx);
   gp__ranges_remove_ctx(&c->dev_mem, ctx);
-  /* A primary context's next incarnation starts without the fault. */
+  gp__ptds_drop_ctx_locked(c, ctx);
+  /* A primary context's next incarnation starts without the fault, and
+   * with the default limits and settings. */
   ctx->fault = CUDA_SUCCESS;
+  gp__ctx_misc_reset_locked(ctx);
 }
 
 int gp__primary_init_locked(struct gp__client *c) {
@@ -159,6 +162,9 @@ static CUresult ctx_create(CUcontext *pctx, unsigned int flags, CUdevice dev) {
     gp__call_locked(c, GP_MSG_CTX_DESTROY, &d.base, NULL, 0, NULL);
     r = CUDA_ERROR_OUT_OF_MEMORY;
   }
+  /* Eager module loading: the libraries come into every new context. */
+  if (r == CUDA_SUCCESS)
+    gp__libraries_ctx_ready_locked(c, ctx);
   gp__unlock();
   if (r != CUDA_SUCCESS) {
     free(ctx);
@@ -243,6 +249,14 @@ static CUresult ctx_destroy(CUcontext h) {
   /* A primary context is released, never destroyed. */
   if (ctx == NULL || ctx->primary ||
       atomic_load(&ctx->state) == GP__CTX_DESTROYED) {
+    r = CUDA_ERROR_INVALID_CONTEXT;
+    goto out;
+  }
+  /* Its queued host functions are work of the context: they run first.
+   * The wait lets go of the lock, so the state is checked again. */
+  if ((r = gp__hostfn_drain_locked(c, ctx)) != CUDA_SUCCESS)
+    goto out;
+  if (atomic_load(&ctx->state) == GP__CTX_DESTROYED) {
     r = CUDA_ERROR_INVALID_CONTEXT;
     goto out;
   }
@@ -459,6 +473,11 @@ static CUresult ctx_synchronize(CUcontext h) {
     return r;
   gp__lock();
   r = gp__ctx_from_handle_locked(c, h, &ctx);
+  /* Host functions queued in the context first (the wait lets go of the
+   * lock: look the context up again). */
+  if (r == CUDA_SUCCESS &&
+      (r = gp__hostfn_drain_locked(c, ctx)) == CUDA_SUCCESS)
+    r = gp__ctx_from_handle_locked(c, h, &ctx);
   if (r == CUDA_SUCCESS) {
     Gpupool__CtxSynchronize m = GPUPOOL__CTX_SYNCHRONIZE__INIT;
     m.ctx = ctx->id;
@@ -517,6 +536,7 @@ static CUresult primary_retain(CUcontext *pctx, CUdevice dev) {
     if (r == CUDA_SUCCESS) {
       p->id = m.ctx;
       atomic_store(&p->state, GP__CTX_LIVE);
+      gp__libraries_ctx_ready_locked(c, p);
     }
   }
   if (r == CUDA_SUCCESS) {
@@ -557,11 +577,17 @@ static CUresult primary_release(CUdevice dev) {
   if (r != CUDA_SUCCESS)
     return r;
   gp__lock();
-  if (p->retains == 0) {
-    r = CUDA_ERROR_INVALID_CONTEXT;
-  } else if (--p->retains == 0 && atomic_load(&p->state) == GP__CTX_LIVE) {
-    r = primary_deactivate_locked(gp__client(), p);
-    dtors = gp__cls_detach_locked(gp__client(), p);
+  /* A release may end the context: its host functions run first (the
+   * wait lets go of the lock). */
+  if (atomic_load(&p->state) == GP__CTX_LIVE)
+    r = gp__hostfn_drain_locked(gp__client(), p);
+  if (r == CUDA_SUCCESS) {
+    if (p->retains == 0) {
+      r = CUDA_ERROR_INVALID_CONTEXT;
+    } else if (--p->retains == 0 && atomic_load(&p->state) == GP__CTX_LIVE) {
+      r = primary_deactivate_locked(gp__client(), p);
+      dtors = gp__cls_detach_locked(gp__client(), p);
+    }
   }
   gp__unlock();
   gp__cls_run(dtors); /* without the lock: application code */
@@ -586,7 +612,10 @@ static CUresult primary_reset(CUdevice dev) {
   if (r != CUDA_SUCCESS)
     return r;
   gp__lock();
-  if (atomic_load(&p->state) == GP__CTX_LIVE) {
+  /* Its host functions run first (the wait lets go of the lock). */
+  if (atomic_load(&p->state) == GP__CTX_LIVE)
+    r = gp__hostfn_drain_locked(gp__client(), p);
+  if (r == CUDA_SUCCESS && atomic_load(&p->state) == GP__CTX_LIVE) {
     r = primary_deactivate_locked(gp__client(), p);
     dtors = gp__cls_detach_locked(gp__client(), p);
   }

@@ -62,23 +62,32 @@ GP_API CUresult cuEventCreate(CUevent *phEvent, unsigned int Flags) {
   return r;
 }
 
-static CUresult event_record(CUevent h, CUstream hs) {
+/* Records |h| on |hs|. CU_EVENT_RECORD_EXTERNAL only means something
+ * during stream capture, which does not exist here: outside capture it is
+ * CUDA_ERROR_INVALID_VALUE, as cuda.h says ("invalid outside of stream
+ * capture"). */
+static CUresult event_record(CUevent h, CUstream hs, unsigned flags) {
   struct gp__client *c = gp__client();
-  uint64_t sid;
+  struct gp__stream_ref ref;
   CUresult r = gp__ready();
   if (r != CUDA_SUCCESS)
     return r;
+  if (flags != CU_EVENT_RECORD_DEFAULT)
+    return CUDA_ERROR_INVALID_VALUE;
   gp__lock();
+  /* The stream first: resolving it may wait for host functions, letting go
+   * of the lock, after which the event is looked up. */
+  if ((r = gp__stream_use_locked(c, hs, &ref)) != CUDA_SUCCESS)
+    goto out;
   struct gp__event *ev = find_event_locked(c, h);
-  if (ev == NULL) {
+  /* The event and the stream must be of one context. */
+  if (ev == NULL || ev->ctx != ref.ctx) {
     r = CUDA_ERROR_INVALID_HANDLE;
     goto out;
   }
-  if ((r = gp__stream_id_locked(c, hs, &sid)) != CUDA_SUCCESS)
-    goto out;
   Gpupool__EventRecord m = GPUPOOL__EVENT_RECORD__INIT;
   m.event = ev->id;
-  m.stream = sid;
+  m.stream = ref.id;
   r = gp__send_locked(c, GP_MSG_EVENT_RECORD, &m.base, NULL, 0, true, NULL);
   if (r == CUDA_SUCCESS)
     ev->recorded = true;
@@ -88,12 +97,18 @@ out:
 }
 
 GP_API CUresult cuEventRecord(CUevent hEvent, CUstream hStream) {
-  CUresult r = event_record(hEvent, hStream);
+  CUresult r = event_record(hEvent, hStream, CU_EVENT_RECORD_DEFAULT);
   GP_TRACE(r, "hEvent=%p, hStream=%p", (void *)hEvent, (void *)hStream);
   return r;
 }
 
-GP_ALIAS(cuEventRecord_ptsz, cuEventRecord);
+GP_API CUresult cuEventRecordWithFlags(CUevent hEvent, CUstream hStream,
+                                       unsigned int flags) {
+  CUresult r = event_record(hEvent, hStream, flags);
+  GP_TRACE(r, "hEvent=%p, hStream=%p, flags=0x%x", (void *)hEvent,
+           (void *)hStream, flags);
+  return r;
+}
 
 /* Query and synchronize: one round trip; both return a deferred error in
  * place of success. An event never recorded is complete. */

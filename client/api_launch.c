@@ -8,6 +8,10 @@
  * LAUNCH_KERNEL frame sent without waiting, the packed bytes as its
  * payload. What goes wrong while the kernel runs comes back as a deferred
  * error, returned by the next synchronising call, as with CUDA.
+ *
+ * The function may be a CUkernel (cudart launches those): it is resolved
+ * to its function in the current context, the first launch there loading
+ * the library and looking the kernel up (round trips that happen once).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -61,10 +65,6 @@ CUresult gp__note_fault_locked(struct gp__client *c, CUresult r) {
       ctx->fault == CUDA_SUCCESS)
     ctx->fault = r;
   return r;
-}
-
-static bool is_default_stream(CUstream h) {
-  return h == NULL || h == CU_STREAM_LEGACY || h == CU_STREAM_PER_THREAD;
 }
 
 /* A device limit, or |def| when the server did not report it (0: do not
@@ -152,7 +152,7 @@ static CUresult pack_params(const struct gp__func *f, void **kernel_params,
 static CUresult launch(CUfunction h, const unsigned grid[3],
                        const unsigned block[3], unsigned shared, CUstream hs,
                        void **kernel_params, void **extra,
-                       const struct launch_opts *opts) {
+                       const struct launch_opts *opts, const char *api) {
   struct gp__client *c = gp__client();
   struct gp__ctx *ctx;
   uint8_t stack_buf[GP__PARAM_STACK];
@@ -168,10 +168,27 @@ static CUresult launch(CUfunction h, const unsigned grid[3],
   /* A faulted context refuses all work, as on a GPU. */
   if ((r = ctx->fault) != CUDA_SUCCESS)
     goto out;
-  struct gp__func *f = gp__func_find_locked(c, h);
+  /* The stream before anything else is looked up: the launch must follow
+   * the host functions queued before it, and waiting for them lets go of
+   * the lock. A stream of another context is refused. */
+  struct gp__stream_ref sref;
+  if ((r = gp__stream_use_locked(c, hs, &sref)) != CUDA_SUCCESS)
+    goto out;
+  if ((r = gp__current_ctx(&ctx)) != CUDA_SUCCESS)
+    goto out;
+  if (sref.ctx != ctx) {
+    r = CUDA_ERROR_INVALID_HANDLE;
+    goto out;
+  }
+  sid = sref.id;
+  /* A CUkernel (what cudart launches) stands for its function in this
+   * context: its library is loaded here at the first launch. */
+  struct gp__func *f;
+  if ((r = gp__func_resolve_locked(c, h, &f, api)) != CUDA_SUCCESS)
+    goto out;
   /* A function belongs to the context its module was loaded in; the
    * driver does not launch it in another. */
-  if (f == NULL || f->mod->ctx != ctx) {
+  if (f->mod->ctx != ctx) {
     r = CUDA_ERROR_INVALID_HANDLE;
     goto out;
   }
@@ -192,16 +209,6 @@ static CUresult launch(CUfunction h, const unsigned grid[3],
       f->attr[CU_FUNC_ATTRIBUTE_REQUIRED_CLUSTER_DEPTH] > 1) {
     r = CUDA_ERROR_NOT_SUPPORTED;
     goto out;
-  }
-  if (!is_default_stream(hs)) {
-    struct gp__stream *s =
-        (struct gp__stream *)gp__handles_find(&c->handles, hs,
-                                              GP__KIND_STREAM);
-    if (s == NULL || s->ctx != ctx) {
-      r = CUDA_ERROR_INVALID_HANDLE;
-      goto out;
-    }
-    sid = s->id;
   }
   struct gp__event *ev[2];
   for (int i = 0; i < opts->nevents; i++) {
@@ -259,7 +266,7 @@ GP_API CUresult cuLaunchKernel(CUfunction f, unsigned int gridDimX,
   const unsigned block[3] = {blockDimX, blockDimY, blockDimZ};
   const struct launch_opts none = {.nevents = 0};
   CUresult r = launch(f, grid, block, sharedMemBytes, hStream, kernelParams,
-                      extra, &none);
+                      extra, &none, "cuLaunchKernel");
   GP_TRACE(r, "f=%p, grid=(%u,%u,%u), block=(%u,%u,%u), sharedMemBytes=%u, "
            "hStream=%p, kernelParams=%p, extra=%p", (void *)f, gridDimX,
            gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ,
@@ -267,8 +274,6 @@ GP_API CUresult cuLaunchKernel(CUfunction f, unsigned int gridDimX,
            (void *)extra);
   return r;
 }
-
-GP_ALIAS(cuLaunchKernel_ptsz, cuLaunchKernel);
 
 /* A cluster dimension that is no cluster: unset (all 0) or one block. */
 static bool trivial_cluster(unsigned x, unsigned y, unsigned z) {
@@ -351,7 +356,7 @@ static CUresult launch_ex(const CUlaunchConfig *cfg, CUfunction f,
   const unsigned grid[3] = {cfg->gridDimX, cfg->gridDimY, cfg->gridDimZ};
   const unsigned block[3] = {cfg->blockDimX, cfg->blockDimY, cfg->blockDimZ};
   return launch(f, grid, block, cfg->sharedMemBytes, cfg->hStream,
-                kernel_params, extra, &opts);
+                kernel_params, extra, &opts, "cuLaunchKernelEx");
 }
 
 GP_API CUresult cuLaunchKernelEx(const CUlaunchConfig *config, CUfunction f,
@@ -370,5 +375,3 @@ GP_API CUresult cuLaunchKernelEx(const CUlaunchConfig *config, CUfunction f,
              (void *)kernelParams, (void *)extra);
   return r;
 }
-
-GP_ALIAS(cuLaunchKernelEx_ptsz, cuLaunchKernelEx);

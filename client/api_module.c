@@ -141,6 +141,9 @@ static void forget_global(struct gp__sym *e, void *arg) {
 }
 
 void gp__module_forget_locked(struct gp__client *c, struct gp__module *m) {
+  /* A library's module in some context: the library loads it again when
+   * it is next used there. */
+  gp__library_module_gone_locked(c, m);
   symtab_clear(&m->funcs, forget_func, c);
   symtab_clear(&m->globals, forget_global, c);
   gp__handles_remove(&c->handles, &m->hdr);
@@ -191,63 +194,93 @@ static CUresult load_call_locked(struct gp__client *c, Gpupool__ModuleLoad *m,
   return r;
 }
 
-/* Loads |im| into the current context as a new module: the common part of
- * every cuModuleLoad*. Returns the server's result, or the usual local
+/* Uploads |im| (SHA-256 |md|), too big for one frame, in IMAGE_PART frames
+ * of GP_COPY_CHUNK bytes, all but the last sent without waiting, as a
+ * synchronous copy is: one round trip. The server then holds it in its
+ * image cache. Returns the server's result (CUDA_ERROR_INVALID_VALUE for an
+ * image it will not hold, CUDA_ERROR_OUT_OF_MEMORY), or the usual local
  * ones. */
-static CUresult load_image(CUmodule *pmod, const struct gp__image *im,
-                           struct load_info *info, const char *fn) {
-  struct gp__client *c = gp__client();
-  struct gp__ctx *ctx;
-  uint8_t md[GP__SHA256_LEN];
-  CUresult r;
+static CUresult upload_parts_locked(struct gp__client *c,
+                                    const struct gp__image *im,
+                                    const uint8_t md[GP__SHA256_LEN]) {
+  const uint8_t *p = im->data;
+  uint32_t id = 0;
+  CUresult r = CUDA_SUCCESS;
 
-  info->kind = im->kind;
-  info->size = im->size;
-  if (gp__sha256(im->data, im->size, md) < 0)
-    return CUDA_ERROR_OUT_OF_MEMORY;
+  for (size_t off = 0; off < im->size; off += GP_COPY_CHUNK) {
+    size_t n = im->size - off < GP_COPY_CHUNK ? im->size - off
+                                              : GP_COPY_CHUNK;
+    bool last = off + n == im->size;
+    Gpupool__ImagePart part = GPUPOOL__IMAGE_PART__INIT;
+    part.sha256.data = (uint8_t *)md;
+    part.sha256.len = GP__SHA256_LEN;
+    part.image_size = im->size;
+    part.offset = off;
+    r = gp__send_locked(c, GP_MSG_IMAGE_PART, &part.base, p + off, n, !last,
+                        &id);
+    if (r != CUDA_SUCCESS)
+      return r;
+  }
+  return gp__recv_locked(c, GP_MSG_IMAGE_PART, id, NULL, NULL, 0);
+}
+
+CUresult gp__module_load_locked(struct gp__client *c, struct gp__ctx *ctx,
+                                const struct gp__image *im,
+                                const uint8_t md[GP__SHA256_LEN],
+                                struct gp__module **out, char *why,
+                                size_t whylen, bool *cached) {
+  CUresult r;
   struct gp__module *m = calloc(1, sizeof(*m));
+
+  if (why != NULL && whylen > 0)
+    why[0] = '\0';
+  *cached = false;
   if (m == NULL)
     return CUDA_ERROR_OUT_OF_MEMORY;
   m->hdr.kind = GP__KIND_MODULE;
   m->id = gp__new_id();
-
-  gp__lock();
-  if ((r = gp__current_ctx(&ctx)) != CUDA_SUCCESS)
-    goto out;
   m->ctx = ctx;
   Gpupool__ModuleLoad msg = GPUPOOL__MODULE_LOAD__INIT;
   msg.ctx = ctx->id;
   msg.module = m->id;
-  msg.sha256.data = md;
-  msg.sha256.len = sizeof(md);
+  msg.sha256.data = (uint8_t *)md;
+  msg.sha256.len = GP__SHA256_LEN;
   msg.image_size = im->size;
   bool need = false;
-  char msgbuf[sizeof(info->why)] = "";
-  info->cached = gp__digests_has(&c->images, md);
-  r = load_call_locked(c, &msg, info->cached ? NULL : im, &need, msgbuf,
+  char msgbuf[512] = "";
+  /* An image over one frame's payload goes ahead in parts; the load then
+   * names it by digest, as a cached one. */
+  bool parts = im->size > GP__IMAGE_FRAME_MAX;
+  *cached = gp__digests_has(&c->images, md);
+  if (!*cached && parts &&
+      (r = upload_parts_locked(c, im, md)) != CUDA_SUCCESS)
+    goto refused;
+  r = load_call_locked(c, &msg, *cached || parts ? NULL : im, &need, msgbuf,
                        sizeof(msgbuf));
   /* The server no longer has it (a restarted worker, an evicted cache):
    * send it once more, with the image this time. */
-  if (r == CUDA_SUCCESS && need && info->cached) {
-    info->cached = false;
-    r = load_call_locked(c, &msg, im, &need, msgbuf, sizeof(msgbuf));
+  if (r == CUDA_SUCCESS && need && *cached) {
+    *cached = false;
+    if (!parts)
+      r = load_call_locked(c, &msg, im, &need, msgbuf, sizeof(msgbuf));
+    else if ((r = upload_parts_locked(c, im, md)) == CUDA_SUCCESS)
+      r = load_call_locked(c, &msg, NULL, &need, msgbuf, sizeof(msgbuf));
+    else
+      goto refused;
   }
   if (r == CUDA_SUCCESS && need) {
     r = gp__lost_locked(c, GP_EPROTO, "MODULE_LOAD (asked again for the "
                         "image it was sent)");
     goto out;
   }
+refused:
   if (r != CUDA_SUCCESS) {
-    if (r != CUDA_ERROR_DEVICE_UNAVAILABLE) {
-      /* The server's line says why (the PTX line it stumbled on, how to
-       * rebuild a program without PTX): it is the JIT error log. */
-      if (msgbuf[0] != '\0')
-        snprintf(info->why, sizeof(info->why), "%s", msgbuf);
-      else
-        snprintf(info->why, sizeof(info->why), "%s", gp__cu_error_name(r));
-      gp__log("%s: the server could not load the %s image (%zu bytes): %s",
-              fn, gp__image_kind_name(im->kind), im->size, info->why);
-    }
+    /* The server's line says why (the PTX line it stumbled on, how to
+     * rebuild a program without PTX): it is the JIT error log. An upload
+     * in parts has no line; its result says enough. */
+    if (r != CUDA_ERROR_DEVICE_UNAVAILABLE && why != NULL && whylen > 0)
+      snprintf(why, whylen, "%s",
+               msgbuf[0] != '\0' ? msgbuf : gp__cu_error_name(r));
     goto out;
   }
   /* Only a cache: if it cannot grow, the next load of these bytes sends
@@ -260,9 +293,39 @@ static CUresult load_image(CUmodule *pmod, const struct gp__image *im,
     r = CUDA_ERROR_OUT_OF_MEMORY;
   }
 out:
-  gp__unlock();
   if (r != CUDA_SUCCESS) {
     free(m);
+    return r;
+  }
+  *out = m;
+  return CUDA_SUCCESS;
+}
+
+/* Loads |im| into the current context as a new module: the common part of
+ * every cuModuleLoad*. A refusal is reported on stderr with the server's
+ * reason. Returns the server's result, or the usual local ones. */
+static CUresult load_image(CUmodule *pmod, const struct gp__image *im,
+                           struct load_info *info, const char *fn) {
+  struct gp__client *c = gp__client();
+  struct gp__ctx *ctx;
+  struct gp__module *m = NULL;
+  uint8_t md[GP__SHA256_LEN];
+  CUresult r;
+
+  info->kind = im->kind;
+  info->size = im->size;
+  if (gp__sha256(im->data, im->size, md) < 0)
+    return CUDA_ERROR_OUT_OF_MEMORY;
+  gp__lock();
+  r = gp__current_ctx(&ctx);
+  if (r == CUDA_SUCCESS)
+    r = gp__module_load_locked(c, ctx, im, md, &m, info->why,
+                               sizeof(info->why), &info->cached);
+  gp__unlock();
+  if (r != CUDA_SUCCESS) {
+    if (info->why[0] != '\0')
+      gp__log("%s: the server could not load the %s image (%zu bytes): %s",
+              fn, gp__image_kind_name(im->kind), im->size, info->why);
     return r;
   }
   *pmod = (CUmodule)m;
@@ -287,7 +350,7 @@ static CUresult load_data(CUmodule *pmod, const void *image,
                "not a PTX, ELF or fatbin image, or a malformed one");
     else if (r == CUDA_ERROR_INVALID_VALUE)
       snprintf(info->why, sizeof(info->why),
-               "images over %zu MiB are not supported yet",
+               "images over %zu MiB are not supported",
                GP__IMAGE_MAX >> 20);
     return r;
   }
@@ -321,17 +384,6 @@ GP_API CUresult cuModuleLoadFatBinary(CUmodule *module, const void *fatCubin) {
 
 /* ---- JIT options ----------------------------------------------------------------- */
 
-/* The output options of a cuModuleLoadDataEx call. Scalar option values
- * travel in the pointer-sized slot itself, and outputs are written back
- * into it, as the driver does: a float (the wall time) in the slot's low
- * four bytes, a count as an unsigned integer. */
-struct jit_outputs {
-  void **values;
-  int info_buf, info_size;   /* option indexes, or -1 */
-  int error_buf, error_size;
-  int wall_time;
-};
-
 static unsigned slot_uint(void *const *values, int i) {
   return (unsigned)(uintptr_t)values[i];
 }
@@ -340,9 +392,9 @@ static unsigned slot_uint(void *const *values, int i) {
  * option is accepted: the compiler's and linker's knobs mean nothing to a
  * server that decides how to compile (the emulated device interprets PTX),
  * and none changes what a correct program computes. */
-static CUresult jit_parse(unsigned n, const CUjit_option *opts, void **values,
-                          struct jit_outputs *out) {
-  *out = (struct jit_outputs){.values = values, .info_buf = -1,
+CUresult gp__jit_parse(unsigned n, const CUjit_option *opts, void **values,
+                       struct gp__jit_outputs *out) {
+  *out = (struct gp__jit_outputs){.values = values, .info_buf = -1,
                               .info_size = -1, .error_buf = -1,
                               .error_size = -1, .wall_time = -1};
   if (n == 0)
@@ -382,7 +434,7 @@ static CUresult jit_parse(unsigned n, const CUjit_option *opts, void **values,
 /* Writes |text| into the log buffer of option |buf| (capped at the size
  * given by option |size|, NUL included) and the length written, without
  * the NUL, back into the size slot. */
-static void jit_log(const struct jit_outputs *o, int buf, int size,
+static void jit_log(const struct gp__jit_outputs *o, int buf, int size,
                     const char *text) {
   if (buf < 0 || size < 0)
     return;
@@ -399,8 +451,8 @@ static void jit_log(const struct jit_outputs *o, int buf, int size,
   o->values[size] = (void *)(uintptr_t)len;
 }
 
-static void jit_finish(const struct jit_outputs *o, const char *why,
-                       float ms) {
+void gp__jit_finish(const struct gp__jit_outputs *o, const char *why,
+                    float ms) {
   jit_log(o, o->info_buf, o->info_size, "");
   jit_log(o, o->error_buf, o->error_size, why);
   if (o->wall_time >= 0) {
@@ -410,7 +462,7 @@ static void jit_finish(const struct jit_outputs *o, const char *why,
   }
 }
 
-static double now_ms(void) {
+double gp__now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
@@ -419,15 +471,15 @@ static double now_ms(void) {
 static CUresult load_data_ex(CUmodule *pmod, const void *image, unsigned n,
                              CUjit_option *opts, void **values,
                              struct load_info *info) {
-  struct jit_outputs o;
+  struct gp__jit_outputs o;
   CUresult r = gp__ready();
   if (r != CUDA_SUCCESS)
     return r;
-  if ((r = jit_parse(n, opts, values, &o)) != CUDA_SUCCESS)
+  if ((r = gp__jit_parse(n, opts, values, &o)) != CUDA_SUCCESS)
     return r;
-  double t0 = now_ms();
+  double t0 = gp__now_ms();
   r = load_data(pmod, image, info, "cuModuleLoadDataEx");
-  jit_finish(&o, info->why, (float)(now_ms() - t0));
+  gp__jit_finish(&o, info->why, (float)(gp__now_ms() - t0));
   return r;
 }
 
@@ -447,12 +499,8 @@ GP_API CUresult cuModuleLoadDataEx(CUmodule *module, const void *image,
 
 /* ---- cuModuleLoad: an image in a file -------------------------------------------- */
 
-/* Reads file |path| into a fresh buffer with a NUL after its contents (so
- * that PTX text is a string). Returns CUDA_SUCCESS, or
- * CUDA_ERROR_FILE_NOT_FOUND (cannot be opened or read),
- * CUDA_ERROR_INVALID_VALUE (too big: said on stderr), CUDA_ERROR_OUT_OF_MEMORY.
- * The caller frees |*buf|. */
-static CUresult read_file(const char *path, uint8_t **buf, size_t *len) {
+CUresult gp__read_image_file(const char *path, const char *fn, uint8_t **buf,
+                             size_t *len) {
   CUresult r = CUDA_ERROR_FILE_NOT_FOUND;
   uint8_t *b = NULL;
   struct stat st;
@@ -462,9 +510,9 @@ static CUresult read_file(const char *path, uint8_t **buf, size_t *len) {
   if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
     goto out;
   if ((uint64_t)st.st_size > GP__IMAGE_MAX) {
-    gp__log("cuModuleLoad: %s: module images over %zu MiB are not "
-            "supported yet (%lld bytes)",
-            path, GP__IMAGE_MAX >> 20, (long long)st.st_size);
+    gp__log("%s: %s: module images over %zu MiB are not supported "
+            "(%lld bytes)",
+            fn, path, GP__IMAGE_MAX >> 20, (long long)st.st_size);
     r = CUDA_ERROR_INVALID_VALUE;
     goto out;
   }
@@ -506,7 +554,8 @@ static CUresult load_file(CUmodule *pmod, const char *path,
     return CUDA_ERROR_INVALID_VALUE;
   if ((r = gp__current_ctx(&ctx)) != CUDA_SUCCESS)
     return r;
-  if ((r = read_file(path, &buf, &len)) != CUDA_SUCCESS)
+  if ((r = gp__read_image_file(path, "cuModuleLoad", &buf, &len)) !=
+      CUDA_SUCCESS)
     return r;
   /* The same rules as for an image in memory, bounded by the file (and
    * its NUL), so that the same bytes give the same image either way. */
@@ -529,14 +578,17 @@ GP_API CUresult cuModuleLoad(CUmodule *module, const char *fname) {
   return r;
 }
 
-/* Every module is loaded eagerly: the server has it whole on return. */
+/* Lazy unless CUDA_MODULE_LOADING=EAGER, as the driver since CUDA 12.2:
+ * what changes is when a library reaches the server (api_library.c). A
+ * module is loaded whole on the server either way. */
 static CUresult module_get_loading_mode(CUmoduleLoadingMode *mode) {
   CUresult r = gp__ready();
   if (r != CUDA_SUCCESS)
     return r;
   if (mode == NULL)
     return CUDA_ERROR_INVALID_VALUE;
-  *mode = CU_MODULE_EAGER_LOADING;
+  *mode = gp__lazy_loading() ? CU_MODULE_LAZY_LOADING
+                             : CU_MODULE_EAGER_LOADING;
   return CUDA_SUCCESS;
 }
 
@@ -583,7 +635,7 @@ GP_API CUresult cuModuleUnload(CUmodule hmod) {
  * than GP__MAX_SYMBOL_NAME, printable ASCII without blanks (PTX
  * identifiers, mangled names included, are that). Any other name names
  * nothing: CUDA_ERROR_NOT_FOUND without asking the server. */
-static bool name_ok(const char *name) {
+bool gp__symbol_name_ok(const char *name) {
   size_t n = 0;
   for (; name[n] != '\0'; n++)
     if (n == GP__MAX_SYMBOL_NAME || (unsigned char)name[n] <= 0x20 ||
@@ -656,9 +708,51 @@ static CUresult func_from_reply_locked(struct gp__client *c,
   return CUDA_SUCCESS;
 }
 
+CUresult gp__module_function_locked(struct gp__client *c,
+                                    struct gp__module *m, const char *name,
+                                    struct gp__func **out) {
+  if (!gp__symbol_name_ok(name))
+    return CUDA_ERROR_NOT_FOUND;
+  struct gp__sym *e = symtab_find(&m->funcs, name, name_hash(name));
+  if (e != NULL) {
+    *out = container_of(e, struct gp__func, sym);
+    return CUDA_SUCCESS;
+  }
+  Gpupool__ModuleGetFunction msg = GPUPOOL__MODULE_GET_FUNCTION__INIT;
+  msg.module = m->id;
+  msg.name = (char *)name;
+  msg.function = gp__new_id();
+  ProtobufCMessage *reply;
+  CUresult r = gp__call_locked(c, GP_MSG_MODULE_GET_FUNCTION, &msg.base,
+                               NULL, 0, &reply);
+  if (r != CUDA_SUCCESS)
+    return r;
+  struct gp__func *f = NULL;
+  r = func_from_reply_locked(c, m, msg.function, name,
+                             (const Gpupool__ModuleGetFunctionReply *)reply,
+                             &f);
+  protobuf_c_message_free_unpacked(reply, NULL);
+  if (r != CUDA_SUCCESS)
+    return r;
+  /* If it cannot be kept, the server's id for it is simply never used; it
+   * goes with the module. */
+  if (gp__handles_add(&c->handles, &f->hdr) < 0) {
+    func_free(f);
+    return CUDA_ERROR_OUT_OF_MEMORY;
+  }
+  if (symtab_add(&m->funcs, &f->sym) < 0) {
+    gp__handles_remove(&c->handles, &f->hdr);
+    func_free(f);
+    return CUDA_ERROR_OUT_OF_MEMORY;
+  }
+  *out = f;
+  return CUDA_SUCCESS;
+}
+
 static CUresult module_get_function(CUfunction *pf, CUmodule h,
                                     const char *name) {
   struct gp__client *c = gp__client();
+  struct gp__func *f;
   CUresult r = gp__ready();
   if (r != CUDA_SUCCESS)
     return r;
@@ -666,50 +760,10 @@ static CUresult module_get_function(CUfunction *pf, CUmodule h,
     return CUDA_ERROR_INVALID_VALUE;
   gp__lock();
   struct gp__module *m = find_module_locked(c, h);
-  if (m == NULL) {
-    r = CUDA_ERROR_INVALID_HANDLE;
-    goto out;
-  }
-  if (!name_ok(name)) {
-    r = CUDA_ERROR_NOT_FOUND;
-    goto out;
-  }
-  struct gp__sym *e = symtab_find(&m->funcs, name, name_hash(name));
-  if (e != NULL) {
-    *pf = (CUfunction)container_of(e, struct gp__func, sym);
-    goto out;
-  }
-  Gpupool__ModuleGetFunction msg = GPUPOOL__MODULE_GET_FUNCTION__INIT;
-  msg.module = m->id;
-  msg.name = (char *)name;
-  msg.function = gp__new_id();
-  ProtobufCMessage *reply;
-  r = gp__call_locked(c, GP_MSG_MODULE_GET_FUNCTION, &msg.base, NULL, 0,
-                      &reply);
-  if (r != CUDA_SUCCESS)
-    goto out;
-  struct gp__func *f = NULL;
-  r = func_from_reply_locked(c, m, msg.function, name,
-                             (const Gpupool__ModuleGetFunctionReply *)reply,
-                             &f);
-  protobuf_c_message_free_unpacked(reply, NULL);
-  if (r != CUDA_SUCCESS)
-    goto out;
-  /* If it cannot be kept, the server's id for it is simply never used; it
-   * goes with the module. */
-  if (gp__handles_add(&c->handles, &f->hdr) < 0) {
-    func_free(f);
-    r = CUDA_ERROR_OUT_OF_MEMORY;
-    goto out;
-  }
-  if (symtab_add(&m->funcs, &f->sym) < 0) {
-    gp__handles_remove(&c->handles, &f->hdr);
-    func_free(f);
-    r = CUDA_ERROR_OUT_OF_MEMORY;
-    goto out;
-  }
-  *pf = (CUfunction)f;
-out:
+  r = m == NULL ? CUDA_ERROR_INVALID_HANDLE
+                : gp__module_function_locked(c, m, name, &f);
+  if (r == CUDA_SUCCESS)
+    *pf = (CUfunction)f;
   gp__unlock();
   return r;
 }
@@ -719,6 +773,80 @@ GP_API CUresult cuModuleGetFunction(CUfunction *hfunc, CUmodule hmod,
   CUresult r = module_get_function(hfunc, hmod, name);
   GP_TRACE(r, "hfunc=%p, hmod=%p, name=\"%s\"", (void *)GP_OUT(r, hfunc),
            (void *)hmod, name ? name : "(null)");
+  return r;
+}
+
+CUresult gp__module_kernels_locked(struct gp__client *c, struct gp__module *m,
+                                   Gpupool__ModuleGetKernelsReply **out) {
+  Gpupool__ModuleGetKernels msg = GPUPOOL__MODULE_GET_KERNELS__INIT;
+  ProtobufCMessage *reply;
+  msg.module = m->id;
+  CUresult r = gp__call_locked(c, GP_MSG_MODULE_GET_KERNELS, &msg.base, NULL,
+                               0, &reply);
+  if (r != CUDA_SUCCESS)
+    return r;
+  Gpupool__ModuleGetKernelsReply *kr =
+      (Gpupool__ModuleGetKernelsReply *)reply;
+  for (size_t i = 0; i < kr->n_names; i++) {
+    if (!gp__symbol_name_ok(kr->names[i])) {
+      protobuf_c_message_free_unpacked(reply, NULL);
+      return gp__lost_locked(c, GP_EPROTO,
+                             "MODULE_GET_KERNELS (a name no kernel can have)");
+    }
+  }
+  *out = kr;
+  return CUDA_SUCCESS;
+}
+
+/* cuModuleGetFunctionCount (|fns| NULL) and cuModuleEnumerateFunctions:
+ * the module's kernels, asked for each time (one round trip; the
+ * functions then as cuModuleGetFunction makes them). */
+static CUresult module_functions(unsigned *count, CUfunction *fns,
+                                 unsigned max, CUmodule h) {
+  struct gp__client *c = gp__client();
+  Gpupool__ModuleGetKernelsReply *kr = NULL;
+  CUresult r = gp__ready();
+  if (r != CUDA_SUCCESS)
+    return r;
+  if (count == NULL && fns == NULL)
+    return CUDA_ERROR_INVALID_VALUE;
+  gp__lock();
+  struct gp__module *m = find_module_locked(c, h);
+  if (m == NULL)
+    r = CUDA_ERROR_INVALID_HANDLE;
+  else
+    r = gp__module_kernels_locked(c, m, &kr);
+  if (r == CUDA_SUCCESS && count != NULL)
+    *count = (unsigned)kr->n_names;
+  for (size_t i = 0; r == CUDA_SUCCESS && fns != NULL && i < max &&
+                     i < kr->n_names;
+       i++) {
+    struct gp__func *f;
+    if ((r = gp__module_function_locked(c, m, kr->names[i], &f)) ==
+        CUDA_SUCCESS)
+      fns[i] = (CUfunction)f;
+  }
+  gp__unlock();
+  if (kr != NULL)
+    protobuf_c_message_free_unpacked(&kr->base, NULL);
+  return r;
+}
+
+GP_API CUresult cuModuleGetFunctionCount(unsigned int *count, CUmodule mod) {
+  CUresult r = module_functions(count, NULL, 0, mod);
+  GP_TRACE(r, "count=%u, mod=%p", GP_OUT(r, count), (void *)mod);
+  return r;
+}
+
+GP_API CUresult cuModuleEnumerateFunctions(CUfunction *functions,
+                                           unsigned int numFunctions,
+                                           CUmodule mod) {
+  CUresult r = functions == NULL
+                   ? (gp__ready() == CUDA_SUCCESS ? CUDA_ERROR_INVALID_VALUE
+                                                  : gp__ready())
+                   : module_functions(NULL, functions, numFunctions, mod);
+  GP_TRACE(r, "functions=%p, numFunctions=%u, mod=%p", (void *)functions,
+           numFunctions, (void *)mod);
   return r;
 }
 
@@ -746,26 +874,14 @@ static CUresult register_global_locked(struct gp__client *c,
   return CUDA_SUCCESS;
 }
 
-static CUresult module_get_global(CUdeviceptr *dptr, size_t *bytes,
-                                  CUmodule h, const char *name) {
-  struct gp__client *c = gp__client();
+CUresult gp__module_global_locked(struct gp__client *c, struct gp__module *m,
+                                  const char *name, uint64_t *dptr,
+                                  uint64_t *bytes) {
   struct gp__global *g = NULL;
-  CUresult r = gp__ready();
-  if (r != CUDA_SUCCESS)
-    return r;
-  /* Either output may be NULL, not both. */
-  if (name == NULL || (dptr == NULL && bytes == NULL))
-    return CUDA_ERROR_INVALID_VALUE;
-  gp__lock();
-  struct gp__module *m = find_module_locked(c, h);
-  if (m == NULL) {
-    r = CUDA_ERROR_INVALID_HANDLE;
-    goto out;
-  }
-  if (!name_ok(name)) {
-    r = CUDA_ERROR_NOT_FOUND;
-    goto out;
-  }
+  CUresult r;
+
+  if (!gp__symbol_name_ok(name))
+    return CUDA_ERROR_NOT_FOUND;
   uint64_t hash = name_hash(name);
   struct gp__sym *e = symtab_find(&m->globals, name, hash);
   if (e != NULL) {
@@ -779,15 +895,13 @@ static CUresult module_get_global(CUdeviceptr *dptr, size_t *bytes,
   r = gp__call_locked(c, GP_MSG_MODULE_GET_GLOBAL, &msg.base, NULL, 0,
                       &reply);
   if (r != CUDA_SUCCESS)
-    goto out;
+    return r;
   const Gpupool__ModuleGetGlobalReply *gr =
       (const Gpupool__ModuleGetGlobalReply *)reply;
   uint64_t p = gr->dptr, size = gr->size;
   protobuf_c_message_free_unpacked(reply, NULL);
-  if (p + size < p) {
-    r = gp__lost_locked(c, GP_EPROTO, "MODULE_GET_GLOBAL (bad range)");
-    goto out;
-  }
+  if (p + size < p)
+    return gp__lost_locked(c, GP_EPROTO, "MODULE_GET_GLOBAL (bad range)");
   if ((g = calloc(1, sizeof(*g))) == NULL ||
       (g->sym.name = strdup(name)) == NULL) {
     r = CUDA_ERROR_OUT_OF_MEMORY;
@@ -802,23 +916,41 @@ static CUresult module_get_global(CUdeviceptr *dptr, size_t *bytes,
     r = CUDA_ERROR_OUT_OF_MEMORY;
     goto fail;
   }
-  goto out;
+out:
+  *dptr = g->dptr;
+  *bytes = g->size;
+  return CUDA_SUCCESS;
 fail:
   if (g != NULL) {
     if (g->registered)
       gp__ranges_remove(&c->dev_mem, g->dptr);
     free(g->sym.name);
     free(g);
-    g = NULL;
   }
-out:
+  return r;
+}
+
+static CUresult module_get_global(CUdeviceptr *dptr, size_t *bytes,
+                                  CUmodule h, const char *name) {
+  struct gp__client *c = gp__client();
+  uint64_t p = 0, size = 0;
+  CUresult r = gp__ready();
+  if (r != CUDA_SUCCESS)
+    return r;
+  /* Either output may be NULL, not both. */
+  if (name == NULL || (dptr == NULL && bytes == NULL))
+    return CUDA_ERROR_INVALID_VALUE;
+  gp__lock();
+  struct gp__module *m = find_module_locked(c, h);
+  r = m == NULL ? CUDA_ERROR_INVALID_HANDLE
+                : gp__module_global_locked(c, m, name, &p, &size);
+  gp__unlock();
   if (r == CUDA_SUCCESS) {
     if (dptr != NULL)
-      *dptr = (CUdeviceptr)g->dptr;
+      *dptr = (CUdeviceptr)p;
     if (bytes != NULL)
-      *bytes = (size_t)g->size;
+      *bytes = (size_t)size;
   }
-  gp__unlock();
   return r;
 }
 
@@ -834,18 +966,22 @@ GP_API CUresult cuModuleGetGlobal_v2(CUdeviceptr *dptr, size_t *bytes,
 /* ---- Function attributes ------------------------------------------------------------ */
 
 /* Looks up |h| under the lock and runs |fn| on it, still under the lock.
- * CUDA_ERROR_INVALID_HANDLE when |h| is no live function. */
+ * |h| may be a CUkernel, which stands for its function in the current
+ * context (gp__func_resolve_locked(); |api| names the entry point).
+ * CUDA_ERROR_INVALID_HANDLE when |h| is neither. */
 static CUresult with_func(CUfunction h,
                           CUresult (*fn)(struct gp__client *c,
                                          struct gp__func *f, void *arg),
-                          void *arg) {
+                          void *arg, const char *api) {
   struct gp__client *c = gp__client();
+  struct gp__func *f;
   CUresult r = gp__ready();
   if (r != CUDA_SUCCESS)
     return r;
   gp__lock();
-  struct gp__func *f = gp__func_find_locked(c, h);
-  r = f == NULL ? CUDA_ERROR_INVALID_HANDLE : fn(c, f, arg);
+  r = gp__func_resolve_locked(c, h, &f, api);
+  if (r == CUDA_SUCCESS)
+    r = fn(c, f, arg);
   gp__unlock();
   return r;
 }
@@ -872,20 +1008,16 @@ GP_API CUresult cuFuncGetAttribute(int *pi, CUfunction_attribute attrib,
     if (pi == NULL || (unsigned)attrib >= (unsigned)CU_FUNC_ATTRIBUTE_MAX)
       r = CUDA_ERROR_INVALID_VALUE;
     else
-      r = with_func(hfunc, get_attr, &a);
+      r = with_func(hfunc, get_attr, &a, __func__);
   }
   GP_TRACE(r, "pi=%d, attrib=%d, hfunc=%p", GP_OUT(r, pi), (int)attrib,
            (void *)hfunc);
   return r;
 }
 
-/* The settable attributes, checked as the driver checks them; the others
- * are read-only (CUDA_ERROR_INVALID_VALUE). */
-static CUresult set_attr(struct gp__client *c, struct gp__func *f,
-                         void *arg) {
-  struct attr_args *a = arg;
-  int v = a->value;
-  switch (a->attr) {
+CUresult gp__func_check_attr(struct gp__client *c, const struct gp__func *f,
+                             CUfunction_attribute attr, int v) {
+  switch (attr) {
   case CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES: {
     int smem = dev_attr(c, f->mod->ctx,
                         CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK,
@@ -921,7 +1053,20 @@ static CUresult set_attr(struct gp__client *c, struct gp__func *f,
   default:
     return CUDA_ERROR_INVALID_VALUE;
   }
-  f->attr[a->attr] = v;
+  return CUDA_SUCCESS;
+}
+
+/* The settable attributes, checked as the driver checks them; the others
+ * are read-only (CUDA_ERROR_INVALID_VALUE). A value set here outranks one
+ * set for the kernel with cuKernelSetAttribute, whichever came first. */
+static CUresult set_attr(struct gp__client *c, struct gp__func *f,
+                         void *arg) {
+  struct attr_args *a = arg;
+  CUresult r = gp__func_check_attr(c, f, a->attr, a->value);
+  if (r != CUDA_SUCCESS)
+    return r;
+  f->attr[a->attr] = a->value;
+  f->attr_set |= 1u << a->attr;
   return CUDA_SUCCESS;
 }
 
@@ -933,7 +1078,7 @@ GP_API CUresult cuFuncSetAttribute(CUfunction hfunc,
     if ((unsigned)attrib >= (unsigned)CU_FUNC_ATTRIBUTE_MAX)
       r = CUDA_ERROR_INVALID_VALUE;
     else
-      r = with_func(hfunc, set_attr, &a);
+      r = with_func(hfunc, set_attr, &a, __func__);
   }
   GP_TRACE(r, "hfunc=%p, attrib=%d, value=%d", (void *)hfunc, (int)attrib,
            value);
@@ -944,6 +1089,7 @@ static CUresult set_cache_config(struct gp__client *c, struct gp__func *f,
                                  void *arg) {
   (void)c;
   f->cache_config = *(CUfunc_cache *)arg;
+  f->cache_set = true;
   return CUDA_SUCCESS;
 }
 
@@ -955,7 +1101,7 @@ GP_API CUresult cuFuncSetCacheConfig(CUfunction hfunc, CUfunc_cache config) {
     if ((unsigned)config > (unsigned)CU_FUNC_CACHE_PREFER_EQUAL)
       r = CUDA_ERROR_INVALID_VALUE;
     else
-      r = with_func(hfunc, set_cache_config, &config);
+      r = with_func(hfunc, set_cache_config, &config, __func__);
   }
   GP_TRACE(r, "hfunc=%p, config=%d", (void *)hfunc, (int)config);
   return r;
@@ -987,7 +1133,7 @@ GP_API CUresult cuFuncGetParamInfo(CUfunction func, size_t paramIndex,
     if (paramOffset == NULL)
       r = CUDA_ERROR_INVALID_VALUE;
     else
-      r = with_func(func, get_param_info, &a);
+      r = with_func(func, get_param_info, &a, __func__);
   }
   GP_TRACE(r, "func=%p, paramIndex=%zu, paramOffset=%zu, paramSize=%zu",
            (void *)func, paramIndex, GP_OUT(r, paramOffset),
@@ -1006,7 +1152,7 @@ GP_API CUresult cuFuncGetModule(CUmodule *hmod, CUfunction hfunc) {
   CUresult r = gp__ready();
   if (r == CUDA_SUCCESS)
     r = hmod == NULL ? CUDA_ERROR_INVALID_VALUE
-                     : with_func(hfunc, get_module, hmod);
+                     : with_func(hfunc, get_module, hmod, __func__);
   GP_TRACE(r, "hmod=%p, hfunc=%p", (void *)GP_OUT(r, hmod), (void *)hfunc);
   return r;
 }
@@ -1020,11 +1166,25 @@ static CUresult get_name(struct gp__client *c, struct gp__func *f,
   return CUDA_SUCCESS;
 }
 
-GP_API CUresult cuFuncGetName(const char **name, CUfunction hfunc) {
+/* A CUkernel's name needs no context. */
+static CUresult func_get_name(const char **name, CUfunction hfunc) {
   CUresult r = gp__ready();
-  if (r == CUDA_SUCCESS)
-    r = name == NULL || hfunc == NULL ? CUDA_ERROR_INVALID_VALUE
-                                      : with_func(hfunc, get_name, name);
+  if (r != CUDA_SUCCESS)
+    return r;
+  if (name == NULL || hfunc == NULL)
+    return CUDA_ERROR_INVALID_VALUE;
+  gp__lock();
+  const char *kn = gp__kernel_name_locked(gp__client(), (CUkernel)hfunc);
+  gp__unlock();
+  if (kn != NULL) {
+    *name = kn;
+    return CUDA_SUCCESS;
+  }
+  return with_func(hfunc, get_name, name, "cuFuncGetName");
+}
+
+GP_API CUresult cuFuncGetName(const char **name, CUfunction hfunc) {
+  CUresult r = func_get_name(name, hfunc);
   GP_TRACE(r, "name=\"%s\", hfunc=%p",
            r == CUDA_SUCCESS ? *name : "", (void *)hfunc);
   return r;
@@ -1038,14 +1198,15 @@ static CUresult nothing(struct gp__client *c, struct gp__func *f,
   return CUDA_SUCCESS;
 }
 
-/* Modules are loaded eagerly (cuModuleGetLoadingMode): every function is
- * loaded. */
+/* A module is whole on the server once loaded, whatever the loading mode,
+ * so every function is loaded (a CUkernel is loaded into the current
+ * context by the lookup). */
 GP_API CUresult cuFuncIsLoaded(CUfunctionLoadingState *state,
                                CUfunction function) {
   CUresult r = gp__ready();
   if (r == CUDA_SUCCESS)
     r = state == NULL ? CUDA_ERROR_INVALID_VALUE
-                      : with_func(function, nothing, NULL);
+                      : with_func(function, nothing, NULL, __func__);
   if (r == CUDA_SUCCESS)
     *state = CU_FUNCTION_LOADING_STATE_LOADED;
   GP_TRACE(r, "state=%d, function=%p", (int)GP_OUT(r, state),
@@ -1056,7 +1217,7 @@ GP_API CUresult cuFuncIsLoaded(CUfunctionLoadingState *state,
 GP_API CUresult cuFuncLoad(CUfunction function) {
   CUresult r = gp__ready();
   if (r == CUDA_SUCCESS)
-    r = with_func(function, nothing, NULL);
+    r = with_func(function, nothing, NULL, __func__);
   GP_TRACE(r, "function=%p", (void *)function);
   return r;
 }

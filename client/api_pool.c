@@ -748,14 +748,15 @@ static CUresult stream_ctx_locked(struct gp__client *c, CUstream hs,
   CUresult r = gp__current_ctx(ctx);
   if (r != CUDA_SUCCESS)
     return r;
-  if ((r = gp__stream_id_locked(c, hs, sid)) != CUDA_SUCCESS)
+  /* Resolving may wait for host functions, letting go of the lock; the
+   * reference names the stream's context, the per-thread default stream
+   * included. */
+  struct gp__stream_ref ref;
+  if ((r = gp__stream_use_locked(c, hs, &ref)) != CUDA_SUCCESS)
     return r;
-  if (*sid != 0) {
-    const struct gp__stream *s = (const struct gp__stream *)gp__handles_find(
-        &c->handles, hs, GP__KIND_STREAM);
-    if (s == NULL || s->ctx != *ctx)
-      return CUDA_ERROR_INVALID_HANDLE;
-  }
+  if (ref.ctx != *ctx)
+    return CUDA_ERROR_INVALID_HANDLE;
+  *sid = ref.id;
   return CUDA_SUCCESS;
 }
 
@@ -860,6 +861,3 @@ GP_API CUresult cuMemFreeAsync(CUdeviceptr dptr, CUstream hStream) {
 
 /* A NULL stream there means the per-thread default stream: stream 0 on the
  * wire too. */
-GP_ALIAS(cuMemAllocAsync_ptsz, cuMemAllocAsync);
-GP_ALIAS(cuMemAllocFromPoolAsync_ptsz, cuMemAllocFromPoolAsync);
-GP_ALIAS(cuMemFreeAsync_ptsz, cuMemFreeAsync);

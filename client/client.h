@@ -9,8 +9,9 @@
  *
  * Locking: everything in struct gp__client except the atomics is guarded by
  * |lock|. Functions named *_locked expect the caller to hold it; the others
- * take it themselves. Nothing here calls back into the application, so the
- * lock is never held across foreign code.
+ * take it themselves. The lock is never held across application code (host
+ * functions, stream callbacks, the occupancy calculator's block-size
+ * function).
  */
 #ifndef GP_CLIENT_CLIENT_H
 #define GP_CLIENT_CLIENT_H
@@ -43,6 +44,22 @@ struct gp__obj {
   enum gp__kind kind;
 };
 
+/* ---- Streams and contexts: per-context and per-stream settings ---------- */
+
+/* The hint attributes a stream carries (cuStreamSetAttribute). With |set|
+ * false every one has its default (api_stream.c). */
+struct gp__stream_attrs {
+  bool set;
+  CUaccessPolicyWindow window;
+  CUsynchronizationPolicy sync_policy;
+  CUlaunchMemSyncDomainMap domain_map;
+  CUlaunchMemSyncDomain domain;
+  unsigned nvlink_util_centric;
+};
+
+/* A thread's per-thread default streams (api_stream.c). */
+struct gp__ptds;
+
 enum gp__ctx_state {
   GP__CTX_LIVE = 0,      /* usable */
   GP__CTX_INACTIVE = 1,  /* a primary context nobody has retained (yet) */
@@ -65,6 +82,16 @@ struct gp__ctx {
                          * has shown in this context (or incarnation of a
                          * primary context); launches return it at once
                          * (locked) */
+  /* Streams and contexts (api_ctx_misc.c, api_stream.c), all locked. Zero
+   * means "the default", so a new context starts from the driver's
+   * defaults, and gp__ctx_misc_reset_locked() brings a primary context's
+   * next incarnation back to them. */
+  unsigned limits_set;       /* bit i: limit[i] was set by cuCtxSetLimit */
+  size_t limit[CU_LIMIT_MAX];
+  CUfunc_cache cache_config; /* cuCtxSetCacheConfig */
+  uint64_t legacy_stream_id; /* cuStreamGetId of its legacy default stream;
+                              * 0 until asked (gp__new_id() then) */
+  struct gp__stream_attrs legacy_attrs;
 };
 
 /* A stream (CUstream) created by cuStreamCreate*. Freed on destroy. */
@@ -74,6 +101,12 @@ struct gp__stream {
   struct gp__ctx *ctx;
   unsigned flags;
   int priority;
+  /* Streams and contexts (api_stream.c), locked. */
+  struct gp__stream_attrs attrs;
+  struct gp__ptds *owner;    /* a per-thread default stream: its thread's
+                              * record (never in the handle set); else
+                              * NULL */
+  struct gp__stream *pt_next; /* in owner's list */
 };
 
 /* An event (CUevent). Freed on destroy. */
@@ -142,6 +175,9 @@ struct gp__func {
   uint32_t params_size;      /* bytes of the packed buffer */
   int attr[CU_FUNC_ATTRIBUTE_MAX]; /* cuFuncGetAttribute's answers */
   CUfunc_cache cache_config;
+  uint32_t attr_set;         /* bit a: attr[a] set by cuFuncSetAttribute,
+                              * which outranks cuKernelSetAttribute */
+  bool cache_set;            /* cuFuncSetCacheConfig was called */
 };
 
 /* ---- The handle set (handles.c) -------------------------------------------- */
@@ -218,10 +254,12 @@ void gp__ranges_free(struct gp__ranges *t);
 
 /* ---- Module images (image.c) ------------------------------------------------ */
 
-/* The largest image sent: one frame's payload, as the server receives it by
- * default. Bigger ones would need a chunked upload, which the protocol does
- * not have yet. */
-#define GP__IMAGE_MAX ((size_t)GP_FRAME_DEFAULT_MAX_PAYLOAD)
+/* The largest image sent: what the server's image cache holds (256 MiB).
+ * One that does not fit in one frame's payload (GP__IMAGE_FRAME_MAX, as
+ * the server receives frames by default) is uploaded in parts
+ * (IMAGE_PART) before the MODULE_LOAD that names it by digest. */
+#define GP__IMAGE_MAX ((size_t)256 << 20)
+#define GP__IMAGE_FRAME_MAX ((size_t)GP_FRAME_DEFAULT_MAX_PAYLOAD)
 #define GP__SHA256_LEN 32
 
 enum gp__image_kind {
@@ -385,6 +423,14 @@ CUresult gp__recv_locked(struct gp__client *c, uint16_t type,
 CUresult gp__recv_any_locked(struct gp__client *c, uint16_t type,
                              uint32_t request_id, ProtobufCMessage **reply);
 
+/* As gp__recv_locked() without a payload, but reads only what the server
+ * has already sent (notices included): |*got| says whether the reply was
+ * among it; without it the result is CUDA_SUCCESS and nothing else
+ * changed. For a waiter that must not hold the lock while the server
+ * works (api_hostfn.c). */
+CUresult gp__recv_nowait_locked(struct gp__client *c, uint16_t type,
+                                uint32_t request_id, bool *got);
+
 /* gp__send_locked() then gp__recv_locked() without payloads. The reply
  * must come within GPUPOOL_IO_TIMEOUT of silence (see conn.c). */
 CUresult gp__call_locked(struct gp__client *c, uint16_t type,
@@ -427,10 +473,17 @@ int gp__primary_init_locked(struct gp__client *c);
 
 /* ---- Streams and events (stream.c, event.c) -------------------------------- */
 
-/* The wire id of |h| for a call in the calling thread's context: 0 for
- * NULL, CU_STREAM_LEGACY and CU_STREAM_PER_THREAD, else the stream's id.
- * CUDA_ERROR_INVALID_HANDLE for a handle that is no live stream. Needs the
- * lock. */
+/* The wire id of |h| for new work in the calling thread: 0 for the legacy
+ * default stream (CU_STREAM_LEGACY, and NULL), the calling thread's
+ * per-thread default stream for CU_STREAM_PER_THREAD (and for NULL inside
+ * a _ptds/_ptsz entry point), else the stream's id. Before it answers, it
+ * waits until the host functions that the new work must follow have run
+ * (gp__stream_use_locked()): it may let go of the lock meanwhile, so
+ * look up other handles after it. CUDA_ERROR_INVALID_HANDLE for a handle
+ * that is no live stream, CUDA_ERROR_INVALID_CONTEXT (or
+ * ..._IS_DESTROYED) for a default stream without a current context,
+ * CUDA_ERROR_NOT_PERMITTED on the thread that runs host functions. Needs
+ * the lock. */
 CUresult gp__stream_id_locked(struct gp__client *c, CUstream h,
                               uint64_t *id);
 
@@ -529,5 +582,197 @@ CUmemoryPool gp__pool_handle_locked(const struct gp__range *rg);
  * CUDA_ERROR_DEVICE_UNAVAILABLE. Needs the lock. */
 CUresult gp__pool_free_locked(struct gp__client *c, struct gp__range *rg,
                               uint64_t sid);
+/* ---- Streams and contexts (api_stream.c, api_hostfn.c, api_ctx_misc.c,
+ * api_ptsz.c) ------------------------------------------------------------ */
+
+/* What a CUstream handle names for a call in the calling thread. */
+struct gp__stream_ref {
+  struct gp__ctx *ctx;   /* the stream's context */
+  struct gp__stream *s;  /* NULL: |ctx|'s legacy default stream */
+  uint64_t id;           /* on the wire: 0 for the legacy stream */
+  bool blocking;         /* synchronises with the legacy stream (every
+                          * stream but a CU_STREAM_NON_BLOCKING one) */
+};
+
+/* Resolves |h| (see gp__stream_id_locked() for what NULL and the special
+ * handles mean; the per-thread default stream is created on first use)
+ * without waiting for anything. Returns CUDA_SUCCESS, or the errors of
+ * gp__stream_id_locked(), or CUDA_ERROR_OUT_OF_MEMORY. Needs the lock. */
+CUresult gp__stream_ref_locked(struct gp__client *c, CUstream h,
+                               struct gp__stream_ref *out);
+
+/* gp__stream_ref_locked() for new work on |h|: first waits (letting go of
+ * the lock) until every host function that work must follow has run: the
+ * stream's own, and for a blocking stream those of the legacy stream, and
+ * for the legacy stream those of every blocking stream of its context.
+ * Needs the lock. */
+CUresult gp__stream_use_locked(struct gp__client *c, CUstream h,
+                               struct gp__stream_ref *out);
+
+/* Inside a _ptds/_ptsz entry point, NULL means the per-thread default
+ * stream: gp__ptds_begin() says so for the calling thread and returns the
+ * previous setting, which gp__ptds_end() restores. Any thread; no lock. */
+bool gp__ptds_begin(void);
+void gp__ptds_end(bool previous);
+
+/* Forgets (frees) the per-thread default streams of |ctx| in every
+ * thread: the server dropped them with the context. Needs the lock. */
+void gp__ptds_drop_ctx_locked(struct gp__client *c, struct gp__ctx *ctx);
+
+/* Brings the client-side settings of |ctx| (limits, cache configuration,
+ * legacy stream id and attributes) back to the driver's defaults. Needs
+ * the lock. */
+void gp__ctx_misc_reset_locked(struct gp__ctx *ctx);
+
+/* What must have run before a call may go ahead (api_hostfn.c). */
+enum gp__hostfn_scope {
+  GP__HOSTFN_SUBMIT, /* new work on the stream */
+  GP__HOSTFN_STREAM, /* the stream's own work (its synchronize, query) */
+  GP__HOSTFN_CTX,    /* everything in the context */
+};
+
+/* True when a host function queued on |ref|'s context must run before a
+ * call of |scope| on |ref| may go ahead. Only the ids and the context in
+ * |ref| are read. Needs the lock. */
+bool gp__hostfn_pending_locked(const struct gp__stream_ref *ref,
+                               enum gp__hostfn_scope scope);
+
+/* Waits (pthread_cond_wait on the client lock, so the lock is let go and
+ * taken back) until at least one queued host function has finished. Returns
+ * CUDA_SUCCESS, or CUDA_ERROR_NOT_PERMITTED on the thread that runs host
+ * functions, which would wait for itself. Needs the lock. */
+CUresult gp__hostfn_wait_one_locked(struct gp__client *c);
+
+/* Waits until no host function of |ctx| is queued (its synchronize, its
+ * destruction). |ctx| stays valid (contexts are never freed) but may have
+ * changed state meanwhile: check again after. Needs the lock. */
+CUresult gp__hostfn_drain_locked(struct gp__client *c, struct gp__ctx *ctx);
+
+/* The request id of the reply the host-function thread is waiting for
+ * without the lock (0: none). A thread that reads that reply first, on the
+ * way to its own, reads it whole and hands its result over with
+ * gp__hostfn_reply_locked() (conn.c). Need the lock. */
+uint32_t gp__hostfn_reply_id(void);
+void gp__hostfn_reply_locked(struct gp__client *c, CUresult result);
+
+/* True on the library's host-function thread: driver calls made from a
+ * host function or stream callback return CUDA_ERROR_NOT_PERMITTED
+ * (gp__ready()). Any thread; no lock. */
+bool gp__hostfn_thread_self(void);
+/* ---- Libraries and kernels (part "libraries": api_library.c, and the
+ * module helpers of api_module.c they are built on) ----------------------- */
+
+/* A library (CUlibrary) and a kernel (CUkernel) are client objects; their
+ * structs are private to api_library.c. A kernel stands for its function
+ * in whichever context is current when it is used. */
+#define GP__KIND_LIBRARY ((enum gp__kind)0x42494C67) /* "gLIB" */
+#define GP__KIND_KERNEL ((enum gp__kind)0x4E524B67)  /* "gKRN" */
+
+/* True unless CUDA_MODULE_LOADING is EAGER (read once): a library then
+ * reaches the server only when it is first used in a context. Any
+ * thread. */
+bool gp__lazy_loading(void);
+
+/* |h| as a function for a call in the calling thread's current context: a
+ * live CUfunction, or a live CUkernel resolved to its function in the
+ * current context, the library being loaded there first if it is not (one
+ * round trip; a refused image is reported on stderr once, naming |api|)
+ * and the kernel looked up (one round trip the first time). Returns
+ * CUDA_SUCCESS, CUDA_ERROR_INVALID_HANDLE (neither), the current-context
+ * error (a CUkernel without one), or the load's or lookup's error. Needs
+ * the lock. */
+CUresult gp__func_resolve_locked(struct gp__client *c, CUfunction h,
+                                 struct gp__func **out, const char *api);
+
+/* The name of kernel |h|, or NULL when |h| is no live CUkernel. Needs the
+ * lock. */
+const char *gp__kernel_name_locked(struct gp__client *c, CUkernel h);
+
+/* Called when module |m| is forgotten: if it is a library's module, the
+ * library forgets it (and loads again at its next use in that context).
+ * Needs the lock. */
+void gp__library_module_gone_locked(struct gp__client *c,
+                                    struct gp__module *m);
+
+/* Loads every library into |ctx|, which has just become usable, when
+ * loading is eager; nothing when it is lazy. A failure is left for the
+ * first use to report. Needs the lock. */
+void gp__libraries_ctx_ready_locked(struct gp__client *c, struct gp__ctx *ctx);
+
+/* Loads image |im| (SHA-256 |md|) into |ctx| as a new module, entered in
+ * the handle set: one MODULE_LOAD round trip, with only the digest when
+ * the server holds the bytes (|*cached|). Returns CUDA_SUCCESS and |*out|,
+ * or the server's refusal with its reason in |why| (|whylen| bytes; not
+ * printed), or CUDA_ERROR_OUT_OF_MEMORY / CUDA_ERROR_DEVICE_UNAVAILABLE.
+ * Needs the lock. */
+CUresult gp__module_load_locked(struct gp__client *c, struct gp__ctx *ctx,
+                                const struct gp__image *im,
+                                const uint8_t md[GP__SHA256_LEN],
+                                struct gp__module **out, char *why,
+                                size_t whylen, bool *cached);
+
+/* Kernel |name| of module |m| as a function: one round trip the first
+ * time, none after. CUDA_ERROR_NOT_FOUND for a name the module lacks or
+ * that cannot name a kernel. Needs the lock. */
+CUresult gp__module_function_locked(struct gp__client *c,
+                                    struct gp__module *m, const char *name,
+                                    struct gp__func **out);
+
+/* The address and size of module-scope variable |name| of |m|, entered in
+ * the device range table: one round trip the first time. Needs the
+ * lock. */
+CUresult gp__module_global_locked(struct gp__client *c, struct gp__module *m,
+                                  const char *name, uint64_t *dptr,
+                                  uint64_t *bytes);
+
+/* The names of |m|'s kernels, in the module's order: one round trip. The
+ * caller frees |*out| with protobuf_c_message_free_unpacked(). Needs the
+ * lock. */
+CUresult gp__module_kernels_locked(struct gp__client *c, struct gp__module *m,
+                                   Gpupool__ModuleGetKernelsReply **out);
+
+/* True when |name| could name a kernel or a variable (see api_module.c).
+ * Any thread. */
+bool gp__symbol_name_ok(const char *name);
+
+/* Checks value |v| for attribute |attr| of |f| as cuFuncSetAttribute does:
+ * CUDA_SUCCESS, or CUDA_ERROR_INVALID_VALUE (read-only attribute, value
+ * out of range). Needs the lock. */
+CUresult gp__func_check_attr(struct gp__client *c, const struct gp__func *f,
+                             CUfunction_attribute attr, int v);
+
+/* Reads file |path| into a fresh buffer with a NUL after its contents.
+ * Returns CUDA_SUCCESS, CUDA_ERROR_FILE_NOT_FOUND (cannot be opened or
+ * read, not a regular file), CUDA_ERROR_INVALID_VALUE (over GP__IMAGE_MAX:
+ * said on stderr, naming |api|), CUDA_ERROR_OUT_OF_MEMORY. The caller frees
+ * |*buf|. Any thread; no lock. */
+CUresult gp__read_image_file(const char *path, const char *api,
+                             uint8_t **buf, size_t *len);
+
+/* The outputs of the JIT options of a load (cuModuleLoadDataEx,
+ * cuLibraryLoadData). Scalar option values travel in the pointer-sized
+ * slot itself, and outputs are written back into it, as the driver does:
+ * a float (the wall time) in the slot's low four bytes, a count as an
+ * unsigned integer. */
+struct gp__jit_outputs {
+  void **values;
+  int info_buf, info_size;   /* option indexes, or -1 */
+  int error_buf, error_size;
+  int wall_time;
+};
+
+/* Checks |n| JIT options (every documented one is accepted;
+ * CU_JIT_OPTIMIZATION_LEVEL must be 0 to 4) and notes where the outputs
+ * go. CUDA_SUCCESS or CUDA_ERROR_INVALID_VALUE. */
+CUresult gp__jit_parse(unsigned n, const CUjit_option *opts, void **values,
+                       struct gp__jit_outputs *out);
+
+/* Writes the outputs: an empty info log, |why| as the error log, |ms| as
+ * the wall time. */
+void gp__jit_finish(const struct gp__jit_outputs *o, const char *why,
+                    float ms);
+
+/* Milliseconds on CLOCK_MONOTONIC. */
+double gp__now_ms(void);
 
 #endif

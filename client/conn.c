@@ -67,6 +67,11 @@ CUresult gp__ready(void) {
     return CUDA_ERROR_NOT_INITIALIZED;
   if (atomic_load(&c->dead))
     return CUDA_ERROR_DEVICE_UNAVAILABLE;
+  /* Host functions and stream callbacks must not call the driver (CUDA
+   * says so): one that waited for the stream it runs in, or for later
+   * host functions, would wait for itself. */
+  if (gp__hostfn_thread_self())
+    return CUDA_ERROR_NOT_PERMITTED;
   return CUDA_SUCCESS;
 }
 
@@ -567,22 +572,56 @@ static int notice(struct gp__client *c, const struct gp_frame_header *h) {
   return 0;
 }
 
+/* Reads the reply after header |h|, which the host-function thread is
+ * waiting for (gp__hostfn_reply_id()) and this thread has met first on its
+ * way to its own, and hands its result over. Returns 0 or a fatal GP_E*
+ * code. */
+static int side_reply(struct gp__client *c, const struct gp_frame_header *h) {
+  ProtobufCMessage *m = NULL;
+  int32_t result = 0, deferred = 0;
+  int rc = gp_wire_recv_msg(&c->wire, h, &m);
+  if (rc == 0 && gp_msg_reply_status(m, &result, &deferred) < 0)
+    rc = GP_EPROTO;
+  protobuf_c_message_free_unpacked(m, NULL);
+  if (rc == 0 && h->payload_len > 0)
+    rc = gp_wire_discard(&c->wire, h->payload_len);
+  if (rc < 0)
+    return rc;
+  if (deferred != 0 && deferred != result && c->deferred == CUDA_SUCCESS)
+    c->deferred = (CUresult)deferred;
+  gp__hostfn_reply_locked(c, (CUresult)result);
+  return 0;
+}
+
 /* gp__recv_locked(), and with |any| the reply is handed out whatever its
- * result. */
+ * result. With |got| not NULL, reads only what has already arrived: when
+ * the reply is not there yet, sets |*got| false and returns CUDA_SUCCESS. */
 static CUresult recv_reply(struct gp__client *c, uint16_t type,
                            uint32_t request_id, ProtobufCMessage **reply,
-                           void *payload, size_t payload_len, bool any) {
+                           void *payload, size_t payload_len, bool any,
+                           bool *got) {
   if (reply != NULL)
     *reply = NULL;
+  if (got != NULL)
+    *got = false;
   if (atomic_load(&c->dead) || !c->wire_open)
     return CUDA_ERROR_DEVICE_UNAVAILABLE;
   const char *what = gp_msg_type_name(type);
   struct gp_frame_header h;
   int rc;
   for (;;) {
+    if (got != NULL && !gp_wire_readable(&c->wire))
+      return CUDA_SUCCESS;
     rc = gp_wire_recv_header(&c->wire, &h);
     if (rc < 0)
       return gp__lost_locked(c, rc, what);
+    if ((h.flags & GP_FRAME_F_REPLY) && h.request_id != request_id &&
+        h.request_id == gp__hostfn_reply_id()) {
+      rc = side_reply(c, &h);
+      if (rc < 0)
+        return gp__lost_locked(c, rc, what);
+      continue;
+    }
     if (h.flags & GP_FRAME_F_REPLY)
       break;
     if (h.type == GP_MSG_PROTOCOL_ERROR)
@@ -632,18 +671,26 @@ static CUresult recv_reply(struct gp__client *c, uint16_t type,
     *reply = m;
   else
     protobuf_c_message_free_unpacked(m, NULL);
+  if (got != NULL)
+    *got = true;
   return (CUresult)result;
 }
 
 CUresult gp__recv_locked(struct gp__client *c, uint16_t type,
                          uint32_t request_id, ProtobufCMessage **reply,
                          void *payload, size_t payload_len) {
-  return recv_reply(c, type, request_id, reply, payload, payload_len, false);
+  return recv_reply(c, type, request_id, reply, payload, payload_len, false,
+                    NULL);
 }
 
 CUresult gp__recv_any_locked(struct gp__client *c, uint16_t type,
                              uint32_t request_id, ProtobufCMessage **reply) {
-  return recv_reply(c, type, request_id, reply, NULL, 0, true);
+  return recv_reply(c, type, request_id, reply, NULL, 0, true, NULL);
+}
+
+CUresult gp__recv_nowait_locked(struct gp__client *c, uint16_t type,
+                                uint32_t request_id, bool *got) {
+  return recv_reply(c, type, request_id, NULL, NULL, 0, false, got);
 }
 
 CUresult gp__call_locked(struct gp__client *c, uint16_t type,

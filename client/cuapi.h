@@ -19,9 +19,9 @@
 
 /* Exports |variant| as a second name of the entry point |base|, defined in
  * the same file: for ABI variants that behave exactly alike (a cuX and cuX_v2
- * whose prototypes agree; the _ptds/_ptsz forms, whose per-thread default
- * stream is stream 0 on the server). The compiler checks that the toolkit
- * declares both with the same type. GPUPOOL_TRACE names |base|. */
+ * whose prototypes agree; not the _ptds/_ptsz forms, whose NULL stream is
+ * another one: api_ptsz.c). The compiler checks that the toolkit declares
+ * both with the same type. GPUPOOL_TRACE names |base|. */
 #define GP_ALIAS(variant, base)                                             \
   extern __typeof__(base) variant                                           \
       __attribute__((visibility("default"), alias(#base)))

@@ -56,7 +56,7 @@ const char *gp__image_kind_name(enum gp__image_kind kind) {
 /* The answer for an image bigger than one frame may carry: |what| needs
  * at least |size| bytes. */
 static CUresult too_big(const char *what, uint64_t size) {
-  gp__log("module images over %zu MiB are not supported yet (this %s "
+  gp__log("module images over %zu MiB are not supported (this %s "
           "needs %llu bytes or more)",
           GP__IMAGE_MAX >> 20, what, (unsigned long long)size);
   return CUDA_ERROR_INVALID_VALUE;

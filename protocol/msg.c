@@ -90,6 +90,10 @@ static const struct msg_kind kinds[] = {
    &gpupool__module_get_global_reply__descriptor},
   {GP_MSG_LAUNCH_KERNEL, "LAUNCH_KERNEL", &gpupool__launch_kernel__descriptor,
    STATUS},
+  {GP_MSG_IMAGE_PART, "IMAGE_PART", &gpupool__image_part__descriptor, STATUS},
+  {GP_MSG_MODULE_GET_KERNELS, "MODULE_GET_KERNELS",
+   &gpupool__module_get_kernels__descriptor,
+   &gpupool__module_get_kernels_reply__descriptor},
 
   {GP_MSG_MEMCPY_2D_HTOD, "MEMCPY_2D_HTOD",
    &gpupool__memcpy2_dhto_d__descriptor, STATUS},

@@ -56,6 +56,8 @@ enum gp_msg_type {
   GP_MSG_MODULE_GET_FUNCTION = 52,  /* ModuleGetFunction -> ...Reply */
   GP_MSG_MODULE_GET_GLOBAL = 53,    /* ModuleGetGlobal -> ...Reply */
   GP_MSG_LAUNCH_KERNEL = 54,        /* LaunchKernel + params -> Status */
+  GP_MSG_IMAGE_PART = 55,           /* ImagePart + bytes -> Status */
+  GP_MSG_MODULE_GET_KERNELS = 56,   /* ModuleGetKernels -> ...Reply */
 
   /* 2D copies and memsets (the memory part's block: 60-69). */
   GP_MSG_MEMCPY_2D_HTOD = 60,  /* Memcpy2DHtoD + packed rows -> Status */

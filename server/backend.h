@@ -184,6 +184,12 @@ struct gp_backend_ops {
   int (*module_get_function)(struct gp_backend *b, uint64_t module,
                              const char *name, uint64_t function,
                              struct gp_func_desc *out);
+  /* The name of kernel |index| (0, 1, ...) of |module| in |*name| (valid
+   * until the module is unloaded): CUDA_ERROR_NOT_FOUND past the last,
+   * CUDA_ERROR_INVALID_HANDLE for an unknown module. May be NULL (the
+   * worker then answers CUDA_ERROR_NOT_SUPPORTED). */
+  int (*module_kernel)(struct gp_backend *b, uint64_t module, uint32_t index,
+                       const char **name);
   /* The device address and size of module-scope variable |name|
    * (CUDA_ERROR_NOT_FOUND if none). The address works with every memory
    * operation, like an allocation's. */

@@ -40,6 +40,14 @@
 /* Staging buffer for backends whose memory the worker cannot address. */
 #define GP_WORKER_STAGE_SIZE (1u << 20)
 
+/* The most bytes of kernel names one MODULE_GET_KERNELS reply carries:
+ * well inside the 1 MiB message limit. */
+#define GP_WORKER_NAMES_MAX (768u << 10)
+
+/* The largest module image a client may upload in parts (IMAGE_PART): what
+ * the session's image cache holds at most. */
+#define GP_WORKER_IMAGE_MAX ((uint64_t)GP_IMAGE_CACHE_DEFAULT_CAP)
+
 /* Devices a HelloReply describes at most. */
 #define GP_WORKER_MAX_DEVICES 64
 
@@ -75,6 +83,13 @@ struct gp_worker {
   struct gp_image_cache images;   /* module images by SHA-256 */
   uint8_t *params;                /* GP_MAX_PARAM_BYTES, allocated on use */
   struct gp_func_desc *fdesc;     /* allocated on use */
+  struct {                        /* the image being uploaded in parts */
+    bool active;
+    uint8_t sha256[GP_IMAGE_SHA256_LEN];
+    uint64_t size, got;
+    uint8_t *data;                /* |size| bytes; NULL after a failure */
+    int32_t result;               /* the upload's error, 0 if none yet */
+  } upload;
 };
 
 /* ---- helpers ------------------------------------------------------------- */
@@ -801,6 +816,77 @@ static int handle_module_load(struct gp_worker *w,
   return reply_module_load(w, h, res, false, msg);
 }
 
+/* IMAGE_PART: one part of an image too big for a frame, in order (see
+ * gpupool.proto). A part out of order, past the image's end, or without
+ * bytes ends the session; a resource failure (an image over
+ * GP_WORKER_IMAGE_MAX, no memory) drains the remaining parts and answers
+ * the last one with the error. */
+static int handle_image_part(struct gp_worker *w,
+                             const struct gp_frame_header *h,
+                             const Gpupool__ImagePart *m) {
+  uint8_t digest[GP_IMAGE_SHA256_LEN];
+  int32_t res;
+  int r;
+
+  if (m->sha256.len != GP_IMAGE_SHA256_LEN)
+    return protocol_error(w, GP_EPROTO, h, "IMAGE_PART with a digest of "
+                          "%zu bytes", m->sha256.len);
+  if (m->offset == 0) {
+    free(w->upload.data);
+    memset(&w->upload, 0, sizeof(w->upload));
+    w->upload.active = true;
+    memcpy(w->upload.sha256, m->sha256.data, GP_IMAGE_SHA256_LEN);
+    w->upload.size = m->image_size;
+    if (m->image_size == 0 || m->image_size > GP_WORKER_IMAGE_MAX)
+      w->upload.result = CUDA_ERROR_INVALID_VALUE;
+    else if (!(w->upload.data = malloc(m->image_size)))
+      w->upload.result = CUDA_ERROR_OUT_OF_MEMORY;
+  } else if (!w->upload.active || m->offset != w->upload.got ||
+             m->image_size != w->upload.size ||
+             memcmp(m->sha256.data, w->upload.sha256,
+                    GP_IMAGE_SHA256_LEN) != 0) {
+    return protocol_error(w, GP_EPROTO, h, "IMAGE_PART at offset %llu out "
+                          "of order", (unsigned long long)m->offset);
+  }
+  if (h->payload_len == 0 ||
+      h->payload_len > w->upload.size - w->upload.got)
+    return protocol_error(w, GP_EPROTO, h, "IMAGE_PART of %u bytes at "
+                          "offset %llu of a %llu-byte image", h->payload_len,
+                          (unsigned long long)m->offset,
+                          (unsigned long long)w->upload.size);
+  if (w->upload.data)
+    r = gp_wire_recv_payload(&w->wire, w->upload.data + w->upload.got,
+                             h->payload_len);
+  else
+    r = gp_wire_discard(&w->wire, h->payload_len);
+  if (r != 0)
+    return r;
+  w->upload.got += h->payload_len;
+  if (w->upload.got < w->upload.size) {
+    /* The upload's error belongs to its last part. */
+    if (h->flags & GP_FRAME_F_NOREPLY)
+      return 0;
+    return reply_status(w, h, w->upload.result, NULL, 0);
+  }
+  res = w->upload.result;
+  if (res == CUDA_SUCCESS &&
+      (gp__sha256(w->upload.data, w->upload.size, digest) != 0 ||
+       memcmp(digest, w->upload.sha256, GP_IMAGE_SHA256_LEN) != 0))
+    res = CUDA_ERROR_INVALID_VALUE;
+  if (res == CUDA_SUCCESS) {
+    /* The cache owns the bytes from here, even if it cannot keep them. */
+    if (!gp__image_add(&w->images, digest, w->upload.data, w->upload.size))
+      res = CUDA_ERROR_OUT_OF_MEMORY;
+    w->upload.data = NULL;
+  }
+  if (res != CUDA_SUCCESS)
+    wlog(w, GP_LOG_INFO, "IMAGE_PART: a %llu-byte image refused (CUDA error "
+         "%d)", (unsigned long long)w->upload.size, res);
+  free(w->upload.data);
+  memset(&w->upload, 0, sizeof(w->upload));
+  return reply_status(w, h, res, NULL, 0);
+}
+
 static int handle_get_function(struct gp_worker *w,
                                const struct gp_frame_header *h,
                                const Gpupool__ModuleGetFunction *m) {
@@ -870,6 +956,54 @@ static int handle_get_global(struct gp_worker *w,
     rep.size = size;
   }
   return reply(w, h, &rep.base, &rep.deferred, rep.result, NULL, 0);
+}
+
+/* MODULE_GET_KERNELS: every kernel's name, as long as they fit well inside
+ * one reply message (GP_WORKER_NAMES_MAX bytes); a module with more is
+ * CUDA_ERROR_NOT_SUPPORTED. */
+static int handle_get_kernels(struct gp_worker *w,
+                              const struct gp_frame_header *h,
+                              const Gpupool__ModuleGetKernels *m) {
+  Gpupool__ModuleGetKernelsReply rep =
+      GPUPOOL__MODULE_GET_KERNELS_REPLY__INIT;
+  const char *name;
+  uint32_t n = 0;
+  size_t bytes = 0;
+  char **names = NULL;
+  int r;
+
+  if (!w->ops->module_kernel) {
+    rep.result = CUDA_ERROR_NOT_SUPPORTED;
+    return reply(w, h, &rep.base, &rep.deferred, rep.result, NULL, 0);
+  }
+  /* Count first: the names stay where the module keeps them. */
+  while ((rep.result = w->ops->module_kernel(w->be, m->module, n, &name)) ==
+         CUDA_SUCCESS) {
+    bytes += strlen(name) + 8; /* the field's tag and length, at most */
+    if (bytes > GP_WORKER_NAMES_MAX) {
+      wlog(w, GP_LOG_INFO, "MODULE_GET_KERNELS: the names of more than %u "
+           "kernels do not fit in a reply", n);
+      rep.result = CUDA_ERROR_NOT_SUPPORTED;
+      break;
+    }
+    n++;
+  }
+  if (rep.result == CUDA_ERROR_NOT_FOUND)
+    rep.result = CUDA_SUCCESS;
+  if (rep.result == CUDA_SUCCESS && n > 0 &&
+      !(names = calloc(n, sizeof(*names))))
+    rep.result = CUDA_ERROR_OUT_OF_MEMORY;
+  if (rep.result == CUDA_SUCCESS) {
+    for (uint32_t i = 0; i < n; i++) {
+      w->ops->module_kernel(w->be, m->module, i, &name);
+      names[i] = (char *)name;
+    }
+    rep.names = names;
+    rep.n_names = n;
+  }
+  r = reply(w, h, &rep.base, &rep.deferred, rep.result, NULL, 0);
+  free(names);
+  return r;
 }
 
 static int handle_launch(struct gp_worker *w, const struct gp_frame_header *h,
@@ -1105,6 +1239,10 @@ static int dispatch(struct gp_worker *w, const struct gp_frame_header *h,
     return handle_get_global(w, h, (const void *)msg);
   case GP_MSG_LAUNCH_KERNEL:
     return handle_launch(w, h, (const void *)msg);
+  case GP_MSG_IMAGE_PART:
+    return handle_image_part(w, h, (const void *)msg);
+  case GP_MSG_MODULE_GET_KERNELS:
+    return handle_get_kernels(w, h, (const void *)msg);
   case GP_MSG_MEMCPY_2D_HTOD:
     return handle_2d_htod(w, h, (const void *)msg);
   case GP_MSG_MEMCPY_2D_DTOH:
@@ -1165,7 +1303,7 @@ static int serve_one(struct gp_worker *w) {
                           h.type);
   if (h.payload_len != 0 && h.type != GP_MSG_MEMCPY_HTOD &&
       h.type != GP_MSG_MODULE_LOAD && h.type != GP_MSG_LAUNCH_KERNEL &&
-      h.type != GP_MSG_MEMCPY_2D_HTOD)
+      h.type != GP_MSG_MEMCPY_2D_HTOD && h.type != GP_MSG_IMAGE_PART)
     return protocol_error(w, GP_EPROTO, &h, "%s carries a payload of %u "
                           "bytes", gp_msg_type_name(h.type), h.payload_len);
 
@@ -1307,6 +1445,7 @@ int gp__worker_run(const struct gp_server_config *cfg) {
   free(w.stage);
   free(w.params);
   free(w.fdesc);
+  free(w.upload.data);
   wlog(&w, GP_LOG_DEBUG, "worker exiting with status %d", w.exit_status);
   return w.exit_status;
 }

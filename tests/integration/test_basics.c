@@ -335,6 +335,29 @@ static const char *const implemented[] = {
     "cuMemPoolSetAttribute", "cuMemPoolGetAttribute", "cuMemPoolSetAccess",
     "cuMemPoolGetAccess", "cuMemAllocAsync", "cuMemAllocFromPoolAsync",
     "cuMemFreeAsync",
+    /* Streams and contexts: test_streams2.c. */
+    "cuCtxGetLimit", "cuCtxSetLimit", "cuCtxGetCacheConfig",
+    "cuCtxSetCacheConfig", "cuCtxGetSharedMemConfig",
+    "cuCtxSetSharedMemConfig", "cuCtxSetFlags", "cuCtxGetId",
+    "cuCtxResetPersistingL2Cache", "cuEventRecordWithFlags",
+    "cuLaunchHostFunc", "cuStreamAddCallback", "cuStreamAttachMemAsync",
+    "cuStreamCopyAttributes", "cuStreamGetAttribute", "cuStreamSetAttribute",
+    "cuStreamGetCtx_v2", "cuStreamGetDevice", "cuStreamGetId",
+    "cuOccupancyAvailableDynamicSMemPerBlock",
+    "cuOccupancyMaxActiveBlocksPerMultiprocessor",
+    "cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags",
+    "cuOccupancyMaxActiveClusters", "cuOccupancyMaxPotentialBlockSize",
+    "cuOccupancyMaxPotentialBlockSizeWithFlags",
+    "cuOccupancyMaxPotentialClusterSize",
+    /* Libraries and kernels: test_libraries.c. */
+    "cuLibraryLoadData", "cuLibraryLoadFromFile", "cuLibraryUnload",
+    "cuLibraryGetKernel", "cuLibraryGetModule", "cuLibraryGetGlobal",
+    "cuLibraryGetManaged", "cuLibraryGetUnifiedFunction",
+    "cuKernelGetFunction", "cuKernelGetAttribute", "cuKernelSetAttribute",
+    "cuKernelGetName", "cuKernelGetParamInfo", "cuKernelGetLibrary",
+    "cuKernelSetCacheConfig", "cuLibraryGetKernelCount",
+    "cuLibraryEnumerateKernels", "cuModuleGetFunctionCount",
+    "cuModuleEnumerateFunctions",
     NULL};
 
 /* Entry points that the next issues implement (cudart's loader): they must

@@ -1,6 +1,7 @@
 /* Unit tests of the emu backend's modules and launches
  * (server/backend/emu/module.c, launch.c, and the sticky context errors of
- * emu.c), driving gp__backend_emu's operations table directly.
+ * emu.c), driving gp__backend_emu's operations table directly; and images
+ * of several PTX units (-rdc=true programs) that the module loader links.
  *
  * The cases on inline PTX run everywhere. The cases on images that nvcc
  * builds from tests/cuda/emu_module_kernels.cu and emu_module_printf.cu
@@ -8,6 +9,7 @@
  * tests/unit/meson.build) run when nvcc was found at build time; without
  * it they are skipped and the program exits 77 after the others pass. */
 #include <check.h>
+#include <stdbool.h>
 #include <cuda.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -578,6 +580,510 @@ START_TEST(test_emu_module_output_empty) {
 }
 END_TEST
 
+
+/* ---- images of several units: linking ----------------------------------- */
+
+/* A growing byte buffer for building images. */
+struct img {
+  uint8_t *p;
+  size_t n;
+};
+
+static void img_put(struct img *b, const void *src, size_t n) {
+  b->p = realloc(b->p, b->n + n + 8);
+  ck_assert_ptr_nonnull(b->p);
+  memcpy(b->p + b->n, src, n);
+  b->n += n;
+}
+
+static void img_le(struct img *b, uint64_t v, unsigned n) {
+  uint8_t t[8];
+  for (unsigned i = 0; i < n; i++)
+    t[i] = (uint8_t)(v >> (8 * i));
+  img_put(b, t, n);
+}
+
+static void img_zero(struct img *b, size_t n) {
+  static const uint8_t z[64];
+  while (n > 0) {
+    size_t k = n < sizeof(z) ? n : sizeof(z);
+    img_put(b, z, k);
+    n -= k;
+  }
+}
+
+/* Appends a fatbin (at an 8-byte boundary, as the client lays a
+ * version-2 wrapper's fatbins out) with one uncompressed entry of |kind|
+ * (1 PTX, 2 ELF) for sm_75 holding |n| bytes at |payload|. */
+static void img_fatbin(struct img *b, unsigned kind, const void *payload,
+                       size_t n) {
+  unsigned hs = kind == 1 ? 80 : 64;
+  size_t padded = (n + 7) & ~(size_t)7;
+
+  img_zero(b, (8 - b->n % 8) % 8);
+  img_le(b, 0xBA55ED50u, 4);
+  img_le(b, 1, 2);
+  img_le(b, 16, 2);
+  img_le(b, hs + padded, 8);
+  img_le(b, kind, 2);          /* +0 kind */
+  img_le(b, 0x0101, 2);
+  img_le(b, hs, 4);            /* +4 header size */
+  img_le(b, padded, 8);        /* +8 payload size */
+  img_le(b, 0, 4);             /* +16 compressed size */
+  img_le(b, 0, 8);
+  img_le(b, 75, 4);            /* +28 sm */
+  img_le(b, 0, 8);
+  img_le(b, 0x11, 8);          /* +40 flags: 64-bit, Linux */
+  img_le(b, 0, 8);
+  img_le(b, 0, 8);             /* +56 uncompressed size */
+  img_zero(b, hs - 64);
+  img_put(b, payload, n);
+  img_zero(b, padded - n);
+}
+
+static void img_ptx(struct img *b, const char *ptx) {
+  img_fatbin(b, 1, ptx, strlen(ptx) + 1);
+}
+
+/* Appends a fatbin holding a minimal 64-bit cubin whose symbol table has a
+ * section symbol and, when |func|, a defined function symbol. */
+static void img_cubin(struct img *b, bool func) {
+  struct img e = {NULL, 0};
+  uint64_t shoff = 64 + 3 * 24;
+
+  /* ELF header */
+  img_put(&e, "\x7f" "ELF\x02\x01\x01", 7);
+  img_zero(&e, 9);
+  img_le(&e, 2, 2);            /* ET_EXEC */
+  img_le(&e, 190, 2);          /* EM_CUDA */
+  img_le(&e, 1, 4);
+  img_le(&e, 0, 8);            /* entry */
+  img_le(&e, 0, 8);            /* phoff */
+  img_le(&e, shoff, 8);        /* shoff */
+  img_le(&e, 0, 4);            /* flags */
+  img_le(&e, 64, 2);           /* ehsize */
+  img_le(&e, 0, 2);
+  img_le(&e, 0, 2);
+  img_le(&e, 64, 2);           /* shentsize */
+  img_le(&e, 2, 2);            /* shnum */
+  img_le(&e, 0, 2);
+  /* Symbols at 64: null, a section symbol, a function or a second section
+   * symbol. */
+  img_zero(&e, 24);
+  img_le(&e, 0, 4);
+  img_le(&e, 3, 1);            /* STB_LOCAL, STT_SECTION */
+  img_le(&e, 0, 1);
+  img_le(&e, 1, 2);
+  img_zero(&e, 16);
+  img_le(&e, 0, 4);
+  img_le(&e, func ? 0x12 : 3, 1); /* STB_GLOBAL, STT_FUNC */
+  img_le(&e, 0, 1);
+  img_le(&e, 1, 2);            /* defined in section 1 */
+  img_zero(&e, 16);
+  /* Section headers: null, the symbol table. */
+  img_zero(&e, 64);
+  img_le(&e, 0, 4);
+  img_le(&e, 2, 4);            /* SHT_SYMTAB */
+  img_le(&e, 0, 8);
+  img_le(&e, 0, 8);
+  img_le(&e, 64, 8);           /* offset */
+  img_le(&e, 3 * 24, 8);       /* size */
+  img_le(&e, 0, 4);
+  img_le(&e, 1, 4);
+  img_le(&e, 8, 8);
+  img_le(&e, 24, 8);           /* entsize */
+  img_fatbin(b, 2, e.p, e.n);
+  free(e.p);
+}
+
+/* Starts the image of a -rdc=true program over: the device linker's
+ * output (a cubin, no PTX) comes first, then each object's fatbin. */
+static void img_rdc(struct img *b) {
+  b->n = 0;
+  img_cubin(b, true);
+}
+
+#define UNIT_HDR ".version 7.5\n.target sm_75\n.address_size 64\n"
+
+/* Unit 1 of a two-unit program: kA(out) writes twice(21), its own helper(0)
+ * and priv, then adds 1 to the other unit's shared_count and writes what
+ * it read. */
+static const char unit_a[] =
+    UNIT_HDR
+    ".extern .func (.param .b32 twice_r) twice(.param .b32 twice_x);\n"
+    ".extern .global .align 4 .u32 shared_count;\n"
+    ".global .align 4 .u32 priv = 1000;\n"
+    ".func (.param .b32 h_r) helper(.param .b32 h_x)\n"
+    "{\n"
+    "  .reg .b32 %r<3>;\n"
+    "  ld.param.u32 %r1, [h_x];\n"
+    "  add.s32 %r2, %r1, 1;\n"
+    "  st.param.u32 [h_r], %r2;\n"
+    "  ret;\n"
+    "}\n"
+    ".visible .entry kA(.param .u64 kA_out)\n"
+    "{\n"
+    "  .reg .b32 %r<8>;\n"
+    "  .reg .b64 %rd<3>;\n"
+    "  ld.param.u64 %rd1, [kA_out];\n"
+    "  {\n"
+    "  .param .b32 p0;\n"
+    "  .param .b32 r0;\n"
+    "  st.param.u32 [p0], 21;\n"
+    "  call.uni (r0), twice, (p0);\n"
+    "  ld.param.u32 %r1, [r0];\n"
+    "  }\n"
+    "  {\n"
+    "  .param .b32 p1;\n"
+    "  .param .b32 r1;\n"
+    "  st.param.u32 [p1], 0;\n"
+    "  call.uni (r1), helper, (p1);\n"
+    "  ld.param.u32 %r2, [r1];\n"
+    "  }\n"
+    "  ld.global.u32 %r3, [priv];\n"
+    "  mov.u64 %rd2, shared_count;\n"
+    "  atom.global.add.u32 %r4, [%rd2], 1;\n"
+    "  st.global.u32 [%rd1], %r1;\n"
+    "  st.global.u32 [%rd1+4], %r2;\n"
+    "  st.global.u32 [%rd1+8], %r3;\n"
+    "  st.global.u32 [%rd1+12], %r4;\n"
+    "  ret;\n"
+    "}\n";
+
+/* Unit 2: defines twice and shared_count (10), and its own priv (2000)
+ * and helper (x + 2); kB(out) writes helper(0), priv, shared_count. */
+static const char unit_b[] =
+    UNIT_HDR
+    ".visible .global .align 4 .u32 shared_count = 10;\n"
+    ".global .align 4 .u32 priv = 2000;\n"
+    ".func (.param .b32 h_r) helper(.param .b32 h_x)\n"
+    "{\n"
+    "  .reg .b32 %r<3>;\n"
+    "  ld.param.u32 %r1, [h_x];\n"
+    "  add.s32 %r2, %r1, 2;\n"
+    "  st.param.u32 [h_r], %r2;\n"
+    "  ret;\n"
+    "}\n"
+    ".visible .func (.param .b32 t_r) twice(.param .b32 t_x)\n"
+    "{\n"
+    "  .reg .b32 %r<3>;\n"
+    "  ld.param.u32 %r1, [t_x];\n"
+    "  shl.b32 %r2, %r1, 1;\n"
+    "  st.param.u32 [t_r], %r2;\n"
+    "  ret;\n"
+    "}\n"
+    ".visible .entry kB(.param .u64 kB_out)\n"
+    "{\n"
+    "  .reg .b32 %r<4>;\n"
+    "  .reg .b64 %rd<2>;\n"
+    "  ld.param.u64 %rd1, [kB_out];\n"
+    "  {\n"
+    "  .param .b32 p0;\n"
+    "  .param .b32 r0;\n"
+    "  st.param.u32 [p0], 0;\n"
+    "  call.uni (r0), helper, (p0);\n"
+    "  ld.param.u32 %r1, [r0];\n"
+    "  }\n"
+    "  ld.global.u32 %r2, [priv];\n"
+    "  ld.global.u32 %r3, [shared_count];\n"
+    "  st.global.u32 [%rd1], %r1;\n"
+    "  st.global.u32 [%rd1+4], %r2;\n"
+    "  st.global.u32 [%rd1+8], %r3;\n"
+    "  ret;\n"
+    "}\n";
+
+/* Runs kernel |name| of |mod| (as function |fn|) on one thread with an
+ * output buffer of |n| u32, read back into |res|. */
+static void run_out(uint64_t ctx, uint64_t mod, const char *name,
+                    uint64_t fn, uint32_t *res, size_t n) {
+  uint64_t d;
+  struct gp_launch_desc l;
+
+  ck_assert_int_eq(ops->module_get_function(be, mod, name, fn, &fd),
+                   CUDA_SUCCESS);
+  ck_assert_int_eq(ops->mem_alloc(be, ctx, n * 4, &d), CUDA_SUCCESS);
+  l = launch_desc(ctx, fn, 1, 1, &d, sizeof(d));
+  ck_assert_msg(ops->launch(be, &l) == CUDA_SUCCESS, "%s", name);
+  ck_assert_int_eq(ops->memcpy_dtoh(be, res, d, n * 4, 0), CUDA_SUCCESS);
+  ck_assert_int_eq(ops->mem_free(be, d), CUDA_SUCCESS);
+}
+
+static int load_img(uint64_t ctx, uint64_t mod, const struct img *b) {
+  return ops->module_load(be, ctx, mod, b->p, b->n, msg, sizeof(msg));
+}
+
+START_TEST(test_emu_module_link_units) {
+  struct img b = {NULL, 0};
+  uint32_t res[4];
+  uint64_t g, size;
+
+  ck_assert_int_eq(ops->ctx_create(be, 1, 0, 0), CUDA_SUCCESS);
+  /* The device-link output (a cubin that defines things) comes first and
+   * is passed over; each unit's fatbin brings PTX. */
+  img_rdc(&b);
+  img_ptx(&b, unit_a);
+  img_ptx(&b, unit_b);
+  ck_assert_msg(load_img(1, 10, &b) == CUDA_SUCCESS, "%s", msg);
+  /* twice() from unit 2, each unit's own helper and priv, one
+   * shared_count. */
+  run_out(1, 10, "kA", 11, res, 4);
+  ck_assert_uint_eq(res[0], 42);
+  ck_assert_uint_eq(res[1], 1);
+  ck_assert_uint_eq(res[2], 1000);
+  ck_assert_uint_eq(res[3], 10);
+  run_out(1, 10, "kB", 12, res, 3);
+  ck_assert_uint_eq(res[0], 2);
+  ck_assert_uint_eq(res[1], 2000);
+  ck_assert_uint_eq(res[2], 11);
+  /* The variable is the definition's: a copy to it reaches both units. */
+  ck_assert_int_eq(ops->module_get_global(be, 10, "shared_count", &g, &size),
+                   CUDA_SUCCESS);
+  ck_assert_uint_eq(size, 4);
+  ck_assert_int_eq(ops->memcpy_dtoh(be, res, g, 4, 0), CUDA_SUCCESS);
+  ck_assert_uint_eq(res[0], 11);
+  res[0] = 500;
+  ck_assert_int_eq(ops->memcpy_htod(be, g, res, 4, 0), CUDA_SUCCESS);
+  run_out(1, 10, "kA", 13, res, 4);
+  ck_assert_uint_eq(res[3], 500);
+  ck_assert_int_eq(ops->module_unload(be, 10), CUDA_SUCCESS);
+  ck_assert_uint_eq(used(1), 0);
+
+  /* A first fatbin with PTX is the whole program: the fatbins after it
+   * (here the same unit again, which linked would define everything
+   * twice) are not linked in. */
+  b.n = 0;
+  img_ptx(&b, unit_b);
+  img_ptx(&b, unit_b);
+  ck_assert_msg(load_img(1, 30, &b) == CUDA_SUCCESS, "%s", msg);
+  run_out(1, 30, "kB", 31, res, 3);
+  ck_assert_uint_eq(res[2], 10);
+  ck_assert_int_eq(ops->module_unload(be, 30), CUDA_SUCCESS);
+
+  /* The order of the units does not matter; a unit may declare a kernel
+   * that a later one defines. */
+  img_rdc(&b);
+  img_ptx(&b, UNIT_HDR ".extern .entry kB(.param .u64 kB_out);\n");
+  img_ptx(&b, unit_b);
+  img_ptx(&b, unit_a);
+  ck_assert_msg(load_img(1, 20, &b) == CUDA_SUCCESS, "%s", msg);
+  run_out(1, 20, "kA", 21, res, 4);
+  ck_assert_uint_eq(res[0], 42);
+  ck_assert_uint_eq(res[1], 1);
+  ck_assert_uint_eq(res[2], 1000);
+  ck_assert_uint_eq(res[3], 10);
+  run_out(1, 20, "kB", 22, res, 3);
+  ck_assert_uint_eq(res[2], 11);
+  /* Its kernels, in the order of the units (the declaration is none). */
+  {
+    const char *name = NULL;
+    ck_assert_int_eq(ops->module_kernel(be, 20, 0, &name), CUDA_SUCCESS);
+    ck_assert_str_eq(name, "kB");
+    ck_assert_int_eq(ops->module_kernel(be, 20, 1, &name), CUDA_SUCCESS);
+    ck_assert_str_eq(name, "kA");
+    ck_assert_int_eq(ops->module_kernel(be, 20, 2, &name),
+                     CUDA_ERROR_NOT_FOUND);
+    ck_assert_int_eq(ops->module_kernel(be, 99, 0, &name),
+                     CUDA_ERROR_INVALID_HANDLE);
+  }
+  free(b.p);
+}
+END_TEST
+
+/* Unit |i| of the weak-linkage program: a .weak (or, with |strong|,
+ * .visible) pick() returning |v|, a .weak counter wv, and kernel k<i>
+ * writing pick() and wv + 1 (and storing wv + 1). */
+static char *weak_unit(int i, int v, bool strong) {
+  char *t = NULL;
+  ck_assert_int_ge(
+      asprintf(&t,
+               UNIT_HDR
+               ".weak .global .align 4 .u32 wv = 5;\n"
+               "%s .func (.param .b32 p_r) pick()\n"
+               "{\n"
+               "  st.param.u32 [p_r], %d;\n"
+               "  ret;\n"
+               "}\n"
+               ".visible .entry k%d(.param .u64 out)\n"
+               "{\n"
+               "  .reg .b32 %%r<4>;\n"
+               "  .reg .b64 %%rd<2>;\n"
+               "  ld.param.u64 %%rd1, [out];\n"
+               "  {\n"
+               "  .param .b32 r0;\n"
+               "  call.uni (r0), pick;\n"
+               "  ld.param.u32 %%r1, [r0];\n"
+               "  }\n"
+               "  ld.global.u32 %%r2, [wv];\n"
+               "  add.s32 %%r3, %%r2, 1;\n"
+               "  st.global.u32 [wv], %%r3;\n"
+               "  st.global.u32 [%%rd1], %%r1;\n"
+               "  st.global.u32 [%%rd1+4], %%r3;\n"
+               "  ret;\n"
+               "}\n",
+               strong ? ".visible" : ".weak", v, i),
+      0);
+  return t;
+}
+
+START_TEST(test_emu_module_link_weak) {
+  struct img b = {NULL, 0};
+  char *u1 = weak_unit(1, 1, false), *u2 = weak_unit(2, 2, false),
+       *u3 = weak_unit(3, 3, true);
+  uint32_t res[2];
+
+  ck_assert_int_eq(ops->ctx_create(be, 1, 0, 0), CUDA_SUCCESS);
+  /* Two .weak definitions: the first is kept, for both units; one wv. */
+  img_rdc(&b);
+  img_ptx(&b, u1);
+  img_ptx(&b, u2);
+  ck_assert_msg(load_img(1, 10, &b) == CUDA_SUCCESS, "%s", msg);
+  run_out(1, 10, "k1", 11, res, 2);
+  ck_assert_uint_eq(res[0], 1);
+  ck_assert_uint_eq(res[1], 6);
+  run_out(1, 10, "k2", 12, res, 2);
+  ck_assert_uint_eq(res[0], 1);
+  ck_assert_uint_eq(res[1], 7);
+  /* A .visible definition wins over .weak ones, wherever it is. */
+  img_rdc(&b);
+  img_ptx(&b, u1);
+  img_ptx(&b, u3);
+  img_ptx(&b, u2);
+  ck_assert_msg(load_img(1, 20, &b) == CUDA_SUCCESS, "%s", msg);
+  run_out(1, 20, "k1", 21, res, 2);
+  ck_assert_uint_eq(res[0], 3);
+  run_out(1, 20, "k2", 22, res, 2);
+  ck_assert_uint_eq(res[0], 3);
+  free(u1);
+  free(u2);
+  free(u3);
+  free(b.p);
+}
+END_TEST
+
+START_TEST(test_emu_module_link_errors) {
+  struct img b = {NULL, 0};
+  char *bad_sig = NULL;
+  static const char uses_var[] =
+      UNIT_HDR ".extern .global .align 4 .u32 nowhere;\n"
+      ".visible .entry kv(.param .u64 o)\n{\n  .reg .b32 %r<2>;\n"
+      "  ld.global.u32 %r1, [nowhere];\n  ret;\n}\n";
+  static const char declares_only[] =
+      UNIT_HDR ".extern .global .align 4 .u32 unused_var;\n"
+      ".extern .func (.param .b32 r) unused_fn(.param .b32 x);\n"
+      ".visible .entry kd()\n{\n  ret;\n}\n";
+  static const char bad_line[] =
+      UNIT_HDR "\n.visible .entry kx()\n{\n  bogus.op %r1;\n}\n";
+  static const char var_twice[] =
+      UNIT_HDR ".visible .global .align 4 .u32 shared_count;\n"
+               ".visible .global .align 4 .u32 twice;\n";
+
+  ck_assert_int_eq(ops->ctx_create(be, 1, 0, 0), CUDA_SUCCESS);
+  /* Alone, unit 1 cannot resolve twice(). */
+  img_ptx(&b, unit_a);
+  ck_assert_int_eq(load_img(1, 10, &b), CUDA_ERROR_NOT_FOUND);
+  ck_assert_msg(strstr(msg, "unresolved external variable 'shared_count'") ||
+                    strstr(msg, "unresolved external function 'twice'"),
+                "%s", msg);
+  /* Nor with a unit that does not define it either. */
+  img_rdc(&b);
+  img_ptx(&b, unit_a);
+  img_ptx(&b, declares_only);
+  ck_assert_int_eq(load_img(1, 10, &b), CUDA_ERROR_NOT_FOUND);
+  ck_assert_msg(strstr(msg, "unresolved external") && strstr(msg, "unit 1"),
+                "%s", msg);
+  /* A variable used and defined nowhere. */
+  img_rdc(&b);
+  img_ptx(&b, uses_var);
+  img_ptx(&b, unit_b);
+  ck_assert_int_eq(load_img(1, 10, &b), CUDA_ERROR_NOT_FOUND);
+  ck_assert_msg(strstr(msg, "unresolved external variable 'nowhere'"), "%s",
+                msg);
+  /* Declared and never used: nothing to resolve. */
+  img_rdc(&b);
+  img_ptx(&b, declares_only);
+  img_ptx(&b, unit_b);
+  ck_assert_msg(load_img(1, 10, &b) == CUDA_SUCCESS, "%s", msg);
+  ck_assert_int_eq(ops->module_unload(be, 10), CUDA_SUCCESS);
+  /* Two .visible definitions of twice(). */
+  img_rdc(&b);
+  img_ptx(&b, unit_a);
+  img_ptx(&b, unit_b);
+  img_ptx(&b, unit_b);
+  ck_assert_int_eq(load_img(1, 10, &b), CUDA_ERROR_INVALID_PTX);
+  ck_assert_msg(strstr(msg, "is defined in unit 2 and again in unit 3") &&
+                    strstr(msg, "duplicate"),
+                "%s", msg);
+  /* A declaration that does not match the definition. */
+  bad_sig = strdup(unit_b);
+  ck_assert_ptr_nonnull(bad_sig);
+  {
+    char *p = strstr(bad_sig, "twice(.param .b32 t_x)");
+    ck_assert_ptr_nonnull(p);
+    memcpy(p, "twice(.param .b64 t_x)", 22);
+    p = strstr(bad_sig, "ld.param.u32 %r1, [t_x]");
+    ck_assert_ptr_nonnull(p);
+  }
+  img_rdc(&b);
+  img_ptx(&b, unit_a);
+  img_ptx(&b, bad_sig);
+  ck_assert_int_eq(load_img(1, 10, &b), CUDA_ERROR_INVALID_PTX);
+  ck_assert_msg(strstr(msg, "'twice' is declared in unit 1 with other "
+                            "parameters than its definition in unit 2"),
+                "%s", msg);
+  /* A function in one unit, a variable in another. */
+  img_rdc(&b);
+  img_ptx(&b, unit_a);
+  img_ptx(&b, var_twice);
+  ck_assert_int_eq(load_img(1, 10, &b), CUDA_ERROR_INVALID_PTX);
+  ck_assert_msg(strstr(msg, "'twice' is a variable"), "%s", msg);
+  /* A parse error names the unit and its own line. */
+  img_rdc(&b);
+  img_ptx(&b, unit_b);
+  img_ptx(&b, bad_line);
+  ck_assert_int_ne(load_img(1, 10, &b), CUDA_SUCCESS);
+  ck_assert_msg(strstr(msg, "unit 2, line 7") != NULL, "%s", msg);
+  ck_assert_uint_eq(used(1), 0);
+  free(bad_sig);
+  free(b.p);
+}
+END_TEST
+
+START_TEST(test_emu_module_link_machine_code) {
+  struct img b = {NULL, 0};
+
+  ck_assert_int_eq(ops->ctx_create(be, 1, 0, 0), CUDA_SUCCESS);
+  /* What nvcc's device-link step makes for a program without -rdc: a
+   * cubin that defines nothing, no PTX. An empty module. */
+  img_cubin(&b, false);
+  ck_assert_msg(load_img(1, 10, &b) == CUDA_SUCCESS, "%s", msg);
+  ck_assert_int_eq(ops->module_get_function(be, 10, "kA", 11, &fd),
+                   CUDA_ERROR_NOT_FOUND);
+  ck_assert_int_eq(ops->module_unload(be, 10), CUDA_SUCCESS);
+  /* A cubin that defines something, without PTX: the device cannot run
+   * it. */
+  b.n = 0;
+  img_cubin(&b, true);
+  ck_assert_int_eq(load_img(1, 10, &b), CUDA_ERROR_NO_BINARY_FOR_GPU);
+  ck_assert_msg(strstr(msg, "needs PTX"), "%s", msg);
+  /* An object (a fatbin after the first) with machine code only, beside
+   * one with PTX. */
+  img_rdc(&b);
+  img_ptx(&b, unit_b);
+  img_cubin(&b, true);
+  ck_assert_int_eq(load_img(1, 10, &b), CUDA_ERROR_NO_BINARY_FOR_GPU);
+  ck_assert_msg(strstr(msg, "fatbin 3") && strstr(msg, "needs PTX"), "%s",
+                msg);
+  /* An empty cubin after a unit is nothing to run either way. */
+  img_rdc(&b);
+  img_ptx(&b, unit_b);
+  img_cubin(&b, false);
+  ck_assert_msg(load_img(1, 10, &b) == CUDA_SUCCESS, "%s", msg);
+  /* unit_b's two variables, 512 bytes of arena each. */
+  ck_assert_uint_eq(used(1), 1024);
+  free(b.p);
+}
+END_TEST
+
 /* ---- images nvcc built -------------------------------------------------- */
 
 /* Loads the image in |var| into |ctx| as |mod|; returns the CUresult. */
@@ -826,6 +1332,96 @@ START_TEST(test_emu_module_nvcc_printf) {
 }
 END_TEST
 
+/* The image of a -rdc=true program as the client sends it: the device-link
+ * output, then each object's fatbin, at 8-byte boundaries. */
+static void rdc_image(struct img *b, bool with_b) {
+  const char *vars[] = {"GP_TEST_EMU_RDC_DLINK", "GP_TEST_EMU_RDC_A",
+                        "GP_TEST_EMU_RDC_B"};
+  for (int i = 0; i < (with_b ? 3 : 2); i++) {
+    struct blob f = blob_from_env(vars[i]);
+    img_zero(b, (8 - b->n % 8) % 8);
+    img_put(b, f.data, f.len);
+    free(f.data);
+  }
+}
+
+START_TEST(test_emu_module_nvcc_rdc) {
+  enum { N = 300 };
+  static float in[N], out[N];
+  struct img b = {NULL, 0};
+  uint64_t din, dout, dcnt, g, size;
+  int32_t cnt[2];
+  struct {
+    uint64_t out, in;
+    int32_t n;
+  } p;
+  struct gp_launch_desc l;
+  int i;
+
+  ck_assert_int_eq(ops->ctx_create(be, 1, 0, 0), CUDA_SUCCESS);
+  rdc_image(&b, true);
+  ck_assert_msg(load_img(1, 10, &b) == CUDA_SUCCESS, "%s", msg);
+  ck_assert_int_eq(ops->module_get_function(be, 10, "_Z9lib_applyPfPKfi", 11,
+                                            &fd),
+                   CUDA_SUCCESS);
+  ck_assert_uint_eq(fd.params_size, 20);
+  for (i = 0; i < N; i++)
+    in[i] = (float)i * 0.25f;
+  ck_assert_int_eq(ops->mem_alloc(be, 1, sizeof(in), &din), CUDA_SUCCESS);
+  ck_assert_int_eq(ops->mem_alloc(be, 1, sizeof(out), &dout), CUDA_SUCCESS);
+  ck_assert_int_eq(ops->memcpy_htod(be, din, in, sizeof(in), 0),
+                   CUDA_SUCCESS);
+  p.out = dout;
+  p.in = din;
+  p.n = N;
+  l = launch_desc(1, 11, (N + 127) / 128, 128, &p, 20);
+  ck_assert_int_eq(ops->launch(be, &l), CUDA_SUCCESS);
+  ck_assert_int_eq(ops->memcpy_dtoh(be, out, dout, sizeof(out), 0),
+                   CUDA_SUCCESS);
+  for (i = 0; i < N; i++)
+    ck_assert_float_eq(out[i], in[i] * 3.0f + 1.0f + (float)(i % 3) +
+                                   (float)(2 * i));
+  /* The other unit's kernel sees the hits; its static function is its
+   * own. */
+  ck_assert_int_eq(ops->module_get_function(be, 10, "_Z9lib_countPi", 12,
+                                            &fd),
+                   CUDA_SUCCESS);
+  ck_assert_int_eq(ops->mem_alloc(be, 1, sizeof(cnt), &dcnt), CUDA_SUCCESS);
+  l = launch_desc(1, 12, 1, 1, &dcnt, sizeof(dcnt));
+  ck_assert_int_eq(ops->launch(be, &l), CUDA_SUCCESS);
+  ck_assert_int_eq(ops->memcpy_dtoh(be, cnt, dcnt, sizeof(cnt), 0),
+                   CUDA_SUCCESS);
+  ck_assert_int_eq(cnt[0], N);
+  ck_assert_int_eq(cnt[1], 110);
+  ck_assert_int_eq(ops->module_get_global(be, 10, "lib_hits", &g, &size),
+                   CUDA_SUCCESS);
+  ck_assert_uint_eq(size, 4);
+  ck_assert_int_eq(ops->memcpy_dtoh(be, cnt, g, 4, 0), CUDA_SUCCESS);
+  ck_assert_int_eq(cnt[0], N);
+  free(b.p);
+
+  /* Without lib_rdc_b's fatbin, lib_scale() is defined nowhere. */
+  b.p = NULL;
+  b.n = 0;
+  rdc_image(&b, false);
+  ck_assert_int_eq(load_img(1, 20, &b), CUDA_ERROR_NOT_FOUND);
+  ck_assert_msg(strstr(msg, "_Z9lib_scalef"), "%s", msg);
+  free(b.p);
+}
+END_TEST
+
+START_TEST(test_emu_module_nvcc_plain_dlink) {
+  ck_assert_int_eq(ops->ctx_create(be, 1, 0, 0), CUDA_SUCCESS);
+  /* nvcc's device-link fatbin of a program without -rdc: loads, empty. */
+  ck_assert_msg(load_var(1, 10, "GP_TEST_EMU_PLAIN_DLINK") == CUDA_SUCCESS,
+                "%s", msg);
+  ck_assert_int_eq(ops->module_get_function(be, 10, "_Z6vecAddPKfS0_Pfi", 11,
+                                            &fd),
+                   CUDA_ERROR_NOT_FOUND);
+  ck_assert_int_eq(ops->module_unload(be, 10), CUDA_SUCCESS);
+}
+END_TEST
+
 static Suite *emu_module_suite(bool nvcc, int *skipped) {
   Suite *s = suite_create("emu_module");
   TCase *tc = tcase_create("inline");
@@ -841,6 +1437,10 @@ static Suite *emu_module_suite(bool nvcc, int *skipped) {
   tcase_add_test(tc, test_emu_module_ctx_destroy_unloads);
   tcase_add_test(tc, test_emu_module_cancel);
   tcase_add_test(tc, test_emu_module_output_empty);
+  tcase_add_test(tc, test_emu_module_link_units);
+  tcase_add_test(tc, test_emu_module_link_weak);
+  tcase_add_test(tc, test_emu_module_link_errors);
+  tcase_add_test(tc, test_emu_module_link_machine_code);
   suite_add_tcase(s, tc);
 
   tcase_add_checked_fixture(nv, setup, teardown);
@@ -848,11 +1448,13 @@ static Suite *emu_module_suite(bool nvcc, int *skipped) {
   tcase_add_test(nv, test_emu_module_nvcc_fatbins);
   tcase_add_test(nv, test_emu_module_nvcc_machine_code_only);
   tcase_add_test(nv, test_emu_module_nvcc_printf);
+  tcase_add_test(nv, test_emu_module_nvcc_rdc);
+  tcase_add_test(nv, test_emu_module_nvcc_plain_dlink);
   tcase_set_timeout(nv, 60);
   if (nvcc)
     suite_add_tcase(s, nv);
   else
-    *skipped = 4;
+    *skipped = 6;
   return s;
 }
 

@@ -136,6 +136,8 @@ int emu_module_get_function(struct gp_backend *b, uint64_t module,
                             struct gp_func_desc *out);
 int emu_module_get_global(struct gp_backend *b, uint64_t module,
                           const char *name, uint64_t *dptr, uint64_t *size);
+int emu_module_kernel(struct gp_backend *b, uint64_t module, uint32_t index,
+                      const char **name);
 
 /* The CUresult for PTX engine status |status| (PTX_OK, PTX_E_*), as ptx.h
  * documents each. */

@@ -1,6 +1,7 @@
 /* The reader of module images: see fatbin.h. */
 #include "fatbin.h"
 
+#include <elf.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <lz4.h>
@@ -310,10 +311,13 @@ static int copy_text(const uint8_t *p, size_t n, char **out, size_t *out_len,
 }
 
 /* Decompresses the payload of |e| (in |d|) into a new buffer of exactly
- * its declared uncompressed size plus a NUL: the caller frees |*out|. */
+ * its declared uncompressed size plus a NUL: the caller frees |*out|.
+ * |*out_len| is the text's length (up to its first NUL) for a PTX entry,
+ * the byte count for any other. */
 static int decompress(const uint8_t *d, const struct emu_fatbin_entry *e,
                       char **out, size_t *out_len, char *msg,
                       size_t msg_size) {
+  const char *what = e->kind == EMU_FATBIN_KIND_PTX ? "PTX" : "ELF";
   const uint8_t *src = d + e->payload_offset;
   uint64_t usz = e->uncompressed_size;
   size_t got;
@@ -323,23 +327,23 @@ static int decompress(const uint8_t *d, const struct emu_fatbin_entry *e,
   /* The declared size is checked before anything is allocated for it. */
   if (usz > EMU_FATBIN_PTX_MAX)
     return fail(msg, msg_size, GP_ETOOBIG,
-                "PTX entry at offset %zu declares %" PRIu64 " bytes "
+                "%s entry at offset %zu declares %" PRIu64 " bytes "
                 "uncompressed, over the limit of %u",
-                e->header_offset, usz, EMU_FATBIN_PTX_MAX);
+                what, e->header_offset, usz, EMU_FATBIN_PTX_MAX);
   if (usz == 0)
     return fail(msg, msg_size, GP_EINVAL,
-                "compressed PTX entry at offset %zu declares 0 bytes "
+                "compressed %s entry at offset %zu declares 0 bytes "
                 "uncompressed",
-                e->header_offset);
+                what, e->header_offset);
   buf = malloc((size_t)usz + 1);
   if (buf == NULL)
     return fail(msg, msg_size, GP_ENOMEM,
-                "out of memory for %" PRIu64 " bytes of PTX", usz);
+                "out of memory for %" PRIu64 " bytes of %s", usz, what);
   if (e->flags & EMU_FATBIN_FLAG_ZSTD) {
     got = ZSTD_decompress(buf, (size_t)usz, src, (size_t)e->compressed_size);
     if (ZSTD_isError(got)) {
       rc = fail(msg, msg_size, GP_EINVAL,
-                "PTX entry at offset %zu: zstd: %s", e->header_offset,
+                "%s entry at offset %zu: zstd: %s", what, e->header_offset,
                 ZSTD_getErrorName(got));
       goto out;
     }
@@ -349,16 +353,16 @@ static int decompress(const uint8_t *d, const struct emu_fatbin_entry *e,
     int r;
     if (e->compressed_size > INT_MAX) {
       rc = fail(msg, msg_size, GP_EINVAL,
-                "PTX entry at offset %zu: %" PRIu64 " LZ4 bytes is too many",
-                e->header_offset, e->compressed_size);
+                "%s entry at offset %zu: %" PRIu64 " LZ4 bytes is too many",
+                what, e->header_offset, e->compressed_size);
       goto out;
     }
     r = LZ4_decompress_safe((const char *)src, buf, (int)e->compressed_size,
                             (int)usz);
     if (r < 0) {
       rc = fail(msg, msg_size, GP_EINVAL,
-                "PTX entry at offset %zu: malformed LZ4 data",
-                e->header_offset);
+                "%s entry at offset %zu: malformed LZ4 data",
+                what, e->header_offset);
       goto out;
     }
     got = (size_t)r;
@@ -366,13 +370,13 @@ static int decompress(const uint8_t *d, const struct emu_fatbin_entry *e,
   /* nvcc 13 declares the exact size, the text's trailing NUL included. */
   if (got != usz) {
     rc = fail(msg, msg_size, GP_EINVAL,
-              "PTX entry at offset %zu decompresses to %zu bytes, not the "
+              "%s entry at offset %zu decompresses to %zu bytes, not the "
               "%" PRIu64 " it declares",
-              e->header_offset, got, usz);
+              what, e->header_offset, got, usz);
     goto out;
   }
   buf[got] = '\0';
-  *out_len = strlen(buf);
+  *out_len = e->kind == EMU_FATBIN_KIND_PTX ? strlen(buf) : got;
   *out = buf;
   buf = NULL;
   rc = 0;
@@ -462,5 +466,74 @@ int emu_image_get_ptx(const void *data, size_t len, char **out,
   }
   if (rc == 0 && out_len != NULL)
     *out_len = n;
+  return rc;
+}
+
+/* ---- cubins that define nothing -------------------------------------------- */
+
+/* 1 when the 64-bit ELF |p| (|n| bytes) has no defined function or data
+ * symbol, 0 when it has one, GP_EINVAL when its tables are out of
+ * bounds. */
+static int elf_empty(const uint8_t *p, size_t n, size_t at, char *msg,
+                     size_t msg_size) {
+  Elf64_Ehdr eh;
+
+  if (n < sizeof(eh) || memcmp(p, ELFMAG, SELFMAG) != 0 ||
+      p[EI_CLASS] != ELFCLASS64)
+    return fail(msg, msg_size, GP_EINVAL,
+                "machine code entry at offset %zu is not a 64-bit ELF", at);
+  memcpy(&eh, p, sizeof(eh));
+  if (eh.e_shoff == 0 || eh.e_shnum == 0)
+    return 1;
+  if (eh.e_shentsize < sizeof(Elf64_Shdr) || eh.e_shoff > n ||
+      eh.e_shnum > (n - eh.e_shoff) / eh.e_shentsize)
+    return fail(msg, msg_size, GP_EINVAL,
+                "machine code entry at offset %zu: section table out of "
+                "bounds", at);
+  for (unsigned i = 0; i < eh.e_shnum; i++) {
+    Elf64_Shdr sh;
+    memcpy(&sh, p + eh.e_shoff + (size_t)i * eh.e_shentsize, sizeof(sh));
+    if (sh.sh_type != SHT_SYMTAB)
+      continue;
+    if (sh.sh_entsize < sizeof(Elf64_Sym) || sh.sh_offset > n ||
+        sh.sh_size > n - sh.sh_offset)
+      return fail(msg, msg_size, GP_EINVAL,
+                  "machine code entry at offset %zu: symbol table out of "
+                  "bounds", at);
+    for (uint64_t k = 0; k + sh.sh_entsize <= sh.sh_size;
+         k += sh.sh_entsize) {
+      Elf64_Sym y;
+      unsigned type;
+      memcpy(&y, p + sh.sh_offset + k, sizeof(y));
+      type = ELF64_ST_TYPE(y.st_info);
+      if ((type == STT_FUNC || type == STT_OBJECT) &&
+          y.st_shndx != SHN_UNDEF)
+        return 0;
+    }
+  }
+  return 1;
+}
+
+int emu_fatbin_elf_is_empty(const void *data, size_t len,
+                            const struct emu_fatbin_entry *e, char *msg,
+                            size_t msg_size) {
+  const uint8_t *d = data;
+  char *buf = NULL;
+  size_t n = 0;
+  int rc;
+
+  if (e->kind != EMU_FATBIN_KIND_ELF ||
+      e->payload_offset + e->payload_size > len)
+    return fail(msg, msg_size, GP_EINVAL,
+                "entry at offset %zu is not a machine code entry of the "
+                "image", e->header_offset);
+  if (!(e->flags & (EMU_FATBIN_FLAG_LZ4 | EMU_FATBIN_FLAG_ZSTD)))
+    return elf_empty(d + e->payload_offset, (size_t)e->payload_size,
+                     e->header_offset, msg, msg_size);
+  rc = decompress(d, e, &buf, &n, msg, msg_size);
+  if (rc < 0)
+    return rc;
+  rc = elf_empty((const uint8_t *)buf, n, e->header_offset, msg, msg_size);
+  free(buf);
   return rc;
 }

@@ -138,4 +138,16 @@ int emu_fatbin_next(struct emu_fatbin_iter *it, struct emu_fatbin_entry *entry,
 int emu_image_get_ptx(const void *data, size_t len, char **out,
                       size_t *out_len, char *msg, size_t msg_size);
 
+/* Whether machine-code entry |e| (as emu_fatbin_next() reported it for
+ * the same |data| and |len|) holds a cubin that defines no function and no
+ * variable: what nvcc's device-link step embeds in every program, even
+ * one without relocatable device code (a version-2 wrapper whose fatbin
+ * holds such a cubin and no PTX; loading it must succeed, with nothing in
+ * the module). Decompresses the entry if needed. Returns 1 (empty), 0
+ * (defines something), or a negative code with |msg| saying why (not an
+ * ELF entry, malformed ELF, a size over EMU_FATBIN_PTX_MAX). */
+int emu_fatbin_elf_is_empty(const void *data, size_t len,
+                            const struct emu_fatbin_entry *e, char *msg,
+                            size_t msg_size);
+
 #endif

@@ -110,35 +110,6 @@ struct ptx_pick {
   size_t start, end;
 };
 
-/* Walks every entry of fatbin image |img| (which checks all of them) and
- * picks two PTX entries: |lo|, the highest SM at or below the device's
- * (what a CC 7.5 driver would JIT), and |hi|, the lowest above it (the
- * engine may still run it); the latest of equals in both. Returns 0 or
- * GP_EINVAL (malformed, |msg| says why). */
-static int pick_ptx(const void *img, size_t len, struct ptx_pick *lo,
-                    struct ptx_pick *hi, char *msg, size_t msglen) {
-  struct emu_fatbin_iter it;
-  struct emu_fatbin_entry e;
-  struct ptx_pick *p;
-  int r;
-
-  memset(lo, 0, sizeof(*lo));
-  memset(hi, 0, sizeof(*hi));
-  emu_fatbin_iter_init(&it, img, len);
-  while ((r = emu_fatbin_next(&it, &e, msg, msglen)) == 1) {
-    if (e.kind != EMU_FATBIN_KIND_PTX)
-      continue;
-    p = e.sm <= EMU_DEVICE_SM ? lo : hi;
-    if (p->found && (p == lo ? e.sm < p->sm : e.sm > p->sm))
-      continue;
-    p->found = true;
-    p->sm = e.sm;
-    p->start = e.header_offset;
-    p->end = e.payload_offset + e.payload_size;
-  }
-  return r;
-}
-
 static void put_le(uint8_t *p, uint64_t v, unsigned n) {
   for (unsigned i = 0; i < n; i++)
     p[i] = (uint8_t)(v >> (8 * i));
@@ -222,14 +193,156 @@ static int load_pick(struct emu_module *em, const uint8_t *img,
   return r;
 }
 
-/* Loads the PTX to run from |image| into |em|: the text of a PTX image; of
- * a fatbin, the PTX entry pick_ptx() calls |lo|, else (it is missing or
- * does not load) |hi|. Sets |*ptx_len|. Returns a CUresult; |why| says why
- * not. */
+/* ---- images of several fatbins: linking -------------------------------------- */
+
+/* What one fatbin of an image holds: two picks among its PTX entries,
+ * |lo|, the highest SM at or below the device's (what a CC 7.5 driver
+ * would JIT), and |hi|, the lowest above it (the engine may still run it),
+ * the latest of equals in both; and whether it has machine code that
+ * defines something. */
+struct fatbin_info {
+  struct ptx_pick lo, hi;
+  bool elf;                 /* has machine code entries */
+  bool code;                /* ... one of which defines something */
+  uint32_t elf_sm;
+};
+
+/* Fills |*out| (|*n| entries, the caller frees) with what each fatbin of
+ * |img| holds. Returns 0 or a reader's error code. */
+static int survey(const uint8_t *img, size_t len, struct fatbin_info **out,
+                  unsigned *n, char *msg, size_t msglen) {
+  struct emu_fatbin_iter it;
+  struct emu_fatbin_entry e;
+  struct fatbin_info *v = NULL;
+  unsigned cap = 0;
+  int r;
+
+  *n = 0;
+  emu_fatbin_iter_init(&it, img, len);
+  while ((r = emu_fatbin_next(&it, &e, msg, msglen)) == 1) {
+    struct fatbin_info *fi;
+    struct ptx_pick *p;
+    if (e.fatbin >= cap) {
+      unsigned nc = cap ? cap * 2 : 4;
+      struct fatbin_info *nv;
+      while (nc <= e.fatbin)
+        nc *= 2;
+      if (!(nv = realloc(v, nc * sizeof(*nv)))) {
+        free(v);
+        msgf(msg, msglen, "out of memory");
+        return GP_ENOMEM;
+      }
+      memset(nv + cap, 0, (nc - cap) * sizeof(*nv));
+      v = nv;
+      cap = nc;
+    }
+    if (e.fatbin + 1 > *n)
+      *n = e.fatbin + 1;
+    fi = &v[e.fatbin];
+    if (e.kind == EMU_FATBIN_KIND_ELF) {
+      fi->elf = true;
+      if (e.sm > fi->elf_sm)
+        fi->elf_sm = e.sm;
+      /* Only a fatbin without PTX needs to know (see load_image()); the
+       * machine code entries come before the PTX, so every cubin is
+       * looked at until one defines something (the first symbols do). */
+      /* A cubin that cannot be read is taken to define something: the
+       * device ignores machine code anyway. */
+      if (!fi->code)
+        fi->code = emu_fatbin_elf_is_empty(img, len, &e, NULL, 0) != 1;
+      continue;
+    }
+    if (e.kind != EMU_FATBIN_KIND_PTX)
+      continue;
+    p = e.sm <= EMU_DEVICE_SM ? &fi->lo : &fi->hi;
+    if (p->found && (p == &fi->lo ? e.sm < p->sm : e.sm > p->sm))
+      continue;
+    p->found = true;
+    p->sm = e.sm;
+    p->start = e.header_offset;
+    p->end = e.payload_offset + e.payload_size;
+  }
+  if (r < 0) {
+    free(v);
+    return r;
+  }
+  *out = v;
+  return 0;
+}
+
+/* The PTX of a module that has nothing in it. */
+static const char empty_ptx[] =
+    ".version 7.0\n.target sm_75\n.address_size 64\n";
+
+/* Links the PTX of every fatbin of |img| that has some (|units| of them,
+ * described by |fi|, |nfi| entries) into |em|: the units of a program
+ * built with -rdc=true (a version-2 wrapper's prelinked fatbins). */
+static int link_fatbins(struct emu_module *em, const uint8_t *img,
+                        const struct fatbin_info *fi, unsigned nfi,
+                        unsigned units, size_t *ptx_len, char *why,
+                        size_t whylen) {
+  char **texts = calloc(units, sizeof(*texts));
+  size_t *lens = calloc(units, sizeof(*lens));
+  struct ptx_global_ops gops = {var_alloc, var_release, em};
+  unsigned k = 0;
+  int r = CUDA_SUCCESS, st;
+
+  if (!texts || !lens) {
+    msgf(why, whylen, "out of memory");
+    r = CUDA_ERROR_OUT_OF_MEMORY;
+    goto out;
+  }
+  *ptx_len = 0;
+  for (unsigned i = 0; i < nfi; i++) {
+    const struct ptx_pick *p = fi[i].lo.found ? &fi[i].lo : &fi[i].hi;
+    if (!p->found)
+      continue;
+    st = pick_text(img, p, &texts[k], &lens[k], why, whylen);
+    if (st != 0) {
+      r = image_result(st);
+      goto out;
+    }
+    *ptx_len += lens[k];
+    k++;
+  }
+  st = ptx_module_link_with((const char *const *)texts, lens, units, &gops,
+                            &em->ptx, why, whylen);
+  r = emu_ptx_result(st);
+  if (r == CUDA_SUCCESS)
+    for (k = 0; k < units; k++)
+      em->nkernels += count_entries(texts[k]);
+  else
+    gp__debug("module %#" PRIx64 ": linking %u PTX units failed: %s",
+              em->id, units, why);
+out:
+  for (k = 0; texts && k < units; k++)
+    free(texts[k]);
+  free(texts);
+  free(lens);
+  return r;
+}
+
+/* Loads the PTX to run from |image| into |em|.
+ *
+ * PTX text: itself. A fatbin image (one fatbin, or a version-2 wrapper's
+ * fatbins back to back: its own, then the prelinked ones) whose first
+ * fatbin has PTX: that fatbin's |lo| PTX entry (struct fatbin_info), else
+ * (it is missing or does not load) its |hi|; the first fatbin is the
+ * complete program. One whose first fatbin has none is a -rdc=true program: the
+ * first is the device linker's cubin, which the device cannot run, and
+ * every later fatbin is an object whose PTX (each one's pick) is linked
+ * with the others'; an object with machine code only is refused. Without
+ * any PTX, an image whose machine code defines nothing (what nvcc's
+ * device-link step embeds in a program without -rdc) loads as an empty
+ * module, and anything else is refused with how to rebuild it. Sets
+ * |*ptx_len|. Returns a CUresult; |why| says why not. */
 static int load_image(struct emu_module *em, const void *image, size_t size,
                       size_t *ptx_len, char *why, size_t whylen) {
   enum emu_image_kind kind;
-  struct ptx_pick lo, hi;
+  struct ptx_pick lo = {0}, hi = {0};
+  struct fatbin_info *fi = NULL;
+  unsigned nfi = 0, units = 0, unit = 0;
+  bool code = false;
   char *text = NULL, why2[EMU_MSG_MAX];
   int r;
 
@@ -237,9 +350,45 @@ static int load_image(struct emu_module *em, const void *image, size_t size,
   if (r != 0)
     return image_result(r);
   if (kind == EMU_IMAGE_FATBIN) {
-    r = pick_ptx(image, size, &lo, &hi, why, whylen);
+    r = survey(image, size, &fi, &nfi, why, whylen);
     if (r != 0)
       return image_result(r);
+    for (unsigned i = 0; i < nfi; i++) {
+      bool ptx = fi[i].lo.found || fi[i].hi.found;
+      if (ptx && (i == 0 || !(fi[0].lo.found || fi[0].hi.found))) {
+        units++;
+        unit = i;
+      }
+      code = code || fi[i].code;
+      if (!ptx && fi[i].code && i > 0) {
+        msgf(why, whylen, "fatbin %u of the image (a relocatable object's) "
+             "has machine code only (sm_%" PRIu32 "), no PTX: the emulated "
+             "device needs PTX; rebuild it with nvcc's default or "
+             "-gencode arch=compute_75,code=compute_75", i + 1,
+             fi[i].elf_sm);
+        free(fi);
+        return CUDA_ERROR_NO_BINARY_FOR_GPU;
+      }
+      if (i == 0 && ptx)
+        break;
+    }
+    if (units == 0 && !code && nfi > 0) {
+      free(fi);
+      *ptx_len = 0;
+      gp__debug("module %#" PRIx64 ": the image's machine code defines "
+                "nothing and it has no PTX: an empty module", em->id);
+      return load_text(em, empty_ptx, sizeof(empty_ptx) - 1, why, whylen);
+    }
+    if (units > 1) {
+      r = link_fatbins(em, image, fi, nfi, units, ptx_len, why, whylen);
+      free(fi);
+      return r;
+    }
+    if (units == 1) {
+      lo = fi[unit].lo;
+      hi = fi[unit].hi;
+    }
+    free(fi);
   }
   if (kind != EMU_IMAGE_FATBIN || (!lo.found && !hi.found)) {
     /* PTX text, a cubin, or a fatbin without PTX: the reader says which
@@ -456,6 +605,21 @@ int emu_module_get_function(struct gp_backend *b, uint64_t module,
   if (em->funcs)
     em->funcs->prev = f;
   em->funcs = f;
+  return CUDA_SUCCESS;
+}
+
+int emu_module_kernel(struct gp_backend *b, uint64_t module, uint32_t index,
+                      const char **name) {
+  struct emu_module *em;
+  const struct ptx_kernel *k;
+  int r = module_get(b, module, &em);
+
+  if (r != CUDA_SUCCESS)
+    return r;
+  k = ptx_module_kernel_at(em->ptx, index);
+  if (!k)
+    return CUDA_ERROR_NOT_FOUND;
+  *name = ptx_kernel_name(k);
   return CUDA_SUCCESS;
 }
 

@@ -175,6 +175,28 @@ int ptx_module_load_with(const char *text, size_t len,
                          const struct ptx_global_ops *gops,
                          struct ptx_module **out, char *err, size_t errlen);
 
+/* The most PTX units ptx_module_link_with() links into one module. */
+#define PTX_MAX_UNITS 1024u
+
+/* As ptx_module_load_with(), for the |n| (1 to PTX_MAX_UNITS) PTX texts
+ * |texts| of |lens| bytes, whose total is at most PTX_MAX_TEXT: the
+ * translation units of a program built with relocatable device code
+ * (nvcc -rdc=true), linked into one module as the device linker would.
+ * Names without .visible, .weak or .common stay private to their unit
+ * (every unit may have its own $str or static function); a .extern
+ * function or variable is resolved to the definition another unit makes
+ * .visible (or .weak: the first, unless a .visible one exists). Fails
+ * with PTX_E_PARSE when two units define the same .visible name or a
+ * declaration does not match its definition's parameters, and with
+ * PTX_E_NOT_FOUND when a .extern function that is called, or a .extern
+ * variable that is used, is defined nowhere; |err| names it and the
+ * units. Messages about a line say "unit K, line N" when |n| > 1; the
+ * lines of launch faults count through the texts one after the other. A
+ * single text loads exactly as with ptx_module_load_with(). */
+int ptx_module_link_with(const char *const *texts, const size_t *lens,
+                         unsigned n, const struct ptx_global_ops *gops,
+                         struct ptx_module **out, char *err, size_t errlen);
+
 /* Frees a module and its kernels; NULL is a no-op. No launch of it may be
  * running. */
 void ptx_module_free(struct ptx_module *m);
@@ -191,6 +213,11 @@ uint32_t ptx_module_const_size(const struct ptx_module *m);
 /* The .entry named |name|, or NULL. */
 const struct ptx_kernel *ptx_module_kernel(const struct ptx_module *m,
                                            const char *name);
+
+/* Kernel |i| (0, 1, ...) of the module in the order of its text (of its
+ * units), or NULL past the last. */
+const struct ptx_kernel *ptx_module_kernel_at(const struct ptx_module *m,
+                                              uint32_t i);
 
 /* Finds the module-scope .global or .const variable |name| and sets
  * |*addr| to its address (as kernels see it; a host address owned by the

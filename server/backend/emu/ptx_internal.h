@@ -210,6 +210,18 @@ struct ptx_insn {
 
 /* ---- module --------------------------------------------------------- */
 
+/* Linkage of a module-scope variable or a function (ptx_symbol.linkage,
+ * ptx_func.linkage), from the directive before it. A module built from
+ * several units (ptx_module_link_with()) resolves EXTERN declarations to
+ * the VISIBLE or WEAK definition of another unit; INTERNAL names are
+ * private to their unit. */
+enum {
+  PTX_LINK_INTERNAL = 0, /* no directive: this unit only */
+  PTX_LINK_VISIBLE,      /* .visible */
+  PTX_LINK_WEAK,         /* .weak or .common: one definition is kept */
+  PTX_LINK_EXTERN,       /* .extern: defined by another unit */
+};
+
 struct ptx_symbol {
   char *name;       /* owned */
   uint8_t space;    /* PTX_SP_GLOBAL/SHARED/LOCAL/PARAM/CONST */
@@ -226,6 +238,11 @@ struct ptx_symbol {
   uint32_t depth;   /* parse: { } depth of the declaration (0: outside a
                        body, 1: the body) */
   bool hidden;      /* parse: its { } scope has closed */
+  uint8_t linkage;  /* PTX_LINK_*, module scope only */
+  bool closed;      /* parse: its unit has ended (no longer looked up) */
+  uint16_t unit;    /* the unit (PTX text) that declares it */
+  int32_t alias;    /* link: the definition this declaration stands for
+                       (it then has no storage of its own), or -1 */
 };
 
 struct ptx_param {
@@ -277,6 +294,9 @@ struct ptx_func {
   uint32_t reqntid[3];        /* .reqntid, 0: none */
   int32_t ret_sym;            /* its return-value symbol, or -1 */
   uint8_t visit;              /* link: call-graph walk state */
+  uint8_t linkage;            /* PTX_LINK_* */
+  bool closed;                /* parse: its unit has ended */
+  uint16_t unit;              /* the unit (PTX text) that declares it */
 };
 
 struct ptx_module {
@@ -295,6 +315,10 @@ struct ptx_module {
   int ptx_version;            /* .version x.y as x * 10 + y, 0: none */
   int target;                 /* .target sm_NN as NN, 0: none */
   uint32_t const_size;        /* bytes of module .const variables */
+  uint32_t nunits;            /* PTX texts linked into the module */
+  uint32_t *unit_line;        /* owned: the line of |text| where each
+                                 unit starts (the texts are stored one
+                                 after the other, a newline between) */
 };
 
 /* The deepest call chain the engine accepts. */

@@ -11,7 +11,13 @@
  * module .global/.const variables a host buffer holding their initialiser.
  *
  * Every instruction is checked with ptx_exec_supported() as it is decoded,
- * so a module that loads runs only instructions the interpreter has. */
+ * so a module that loads runs only instructions the interpreter has.
+ *
+ * Several texts (the units of a program built with -rdc=true) are parsed
+ * one after the other into the same module: when a unit ends, its
+ * module-scope names leave the lookup indexes, so the next unit sees none
+ * of them; before the layout, link_units() points every .extern
+ * declaration at the definition another unit made .visible or .weak. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -138,7 +144,23 @@ struct parser {
   struct name_index syms, funcs;  /* by name, for the lookups of a load */
   uint32_t *scoped;          /* symbols declared in inner { } blocks */
   uint32_t nscoped, capscoped;
+  /* the unit being parsed, and the linkage directive (.visible, .extern
+   * ...) before the module-scope declaration being parsed */
+  uint16_t unit;
+  uint8_t linkage;
 };
+
+/* The unit holding line |line| of the module's text, and the line within
+ * it (the texts sit one after the other). */
+static uint32_t unit_of_line(const struct ptx_module *m, uint32_t line,
+                             uint32_t *local) {
+  uint32_t u = 0;
+
+  while (u + 1 < m->nunits && m->unit_line[u + 1] <= line)
+    u++;
+  *local = line - m->unit_line[u] + 1;
+  return u;
+}
 
 static int perr(struct parser *P, int code, uint32_t line, const char *fmt,
                 ...) __attribute__((format(printf, 4, 5)));
@@ -150,8 +172,12 @@ static int perr(struct parser *P, int code, uint32_t line, const char *fmt,
 
   if (P->errlen == 0)
     return code;
-  if (line)
+  if (line && P->m && P->m->nunits > 1) {
+    uint32_t local, u = unit_of_line(P->m, line, &local);
+    n = snprintf(P->err, P->errlen, "unit %u, line %u: ", u + 1, local);
+  } else if (line) {
     n = snprintf(P->err, P->errlen, "line %u: ", line);
+  }
   if (n < 0 || (size_t)n >= P->errlen)
     return code;
   va_start(ap, fmt);
@@ -238,11 +264,12 @@ static void name_index_remove(struct name_index *x, uint32_t i,
 
 static const char *sym_name(const void *m, uint32_t i) {
   const struct ptx_symbol *y = &((const struct ptx_module *)m)->syms[i];
-  return y->hidden ? NULL : y->name;
+  return y->hidden || y->closed ? NULL : y->name;
 }
 
 static const char *func_name(const void *m, uint32_t i) {
-  return ((const struct ptx_module *)m)->funcs[i].name;
+  const struct ptx_func *f = &((const struct ptx_module *)m)->funcs[i];
+  return f->closed ? NULL : f->name;
 }
 
 static int nomem(struct parser *P) {
@@ -336,7 +363,7 @@ static int32_t find_sym(const struct ptx_module *m, int32_t f, const char *s,
 
   for (uint32_t i = 0; i < m->nsyms; i++) {
     const struct ptx_symbol *y = &m->syms[i];
-    if ((y->func == f || y->func == -1) && !y->hidden &&
+    if ((y->func == f || y->func == -1) && !y->hidden && y->alias < 0 &&
         strlen(y->name) == n &&
         memcmp(y->name, s, n) == 0) {
       if (y->func == f)
@@ -366,7 +393,7 @@ static int32_t psym(const struct parser *P, int32_t f, const char *s,
   for (uint32_t i = x->head[name_hash(s, n) & (x->cap - 1)];
        i != UINT32_MAX; i = x->next[i]) {
     const struct ptx_symbol *y = &P->m->syms[i];
-    if ((y->func == f || y->func == -1) && !y->hidden &&
+    if ((y->func == f || y->func == -1) && !y->hidden && !y->closed &&
         strlen(y->name) == n && memcmp(y->name, s, n) == 0) {
       if (y->func == f)
         return (int32_t)i;
@@ -383,7 +410,7 @@ static int32_t pfunc(const struct parser *P, const char *s, size_t n) {
     return -1;
   for (uint32_t i = x->head[name_hash(s, n) & (x->cap - 1)];
        i != UINT32_MAX; i = x->next[i])
-    if (strlen(P->m->funcs[i].name) == n &&
+    if (!P->m->funcs[i].closed && strlen(P->m->funcs[i].name) == n &&
         memcmp(P->m->funcs[i].name, s, n) == 0)
       return (int32_t)i;
   return -1;
@@ -411,6 +438,9 @@ static int add_sym(struct parser *P, const char *name, size_t n, int space,
   y->is_extern = is_extern;
   y->func = func;
   y->depth = func >= 0 ? P->depth : 0;
+  y->unit = P->unit;
+  y->alias = -1;
+  y->linkage = func == -1 ? P->linkage : PTX_LINK_INTERNAL;
   *idx = P->m->nsyms++;
   if (name_index_add(&P->syms, *idx, y->name, sym_name, P->m) < 0)
     return nomem(P);
@@ -610,11 +640,11 @@ static int parse_var(struct parser *P, int space, bool is_extern,
       if (y->size && !(y->data = calloc(1, y->size)))
         return nomem(P);
       if (is_punct(P, '=')) {
+        if (is_extern)
+          return perr(P, PTX_E_PARSE, line,
+                      "initialiser on external variable '%s'", y->name);
         if ((rc = parse_init(P, y, unsized)) < 0)
           return rc;
-      } else if (is_extern) {
-        return perr(P, PTX_E_UNSUPPORTED, line,
-                    "external variable '%s' (needs linking)", y->name);
       }
     } else if (is_punct(P, '=')) {
       return perr(P, PTX_E_PARSE, line, "initialiser on '%s'", y->name);
@@ -1744,6 +1774,8 @@ static int parse_func(struct parser *P, bool is_entry, uint32_t line) {
     memset(f, 0, sizeof(*f));
     f->mod = P->m;
     f->ret_sym = -1;
+    f->unit = P->unit;
+    f->linkage = P->linkage;
     if (!(f->name = dupn(P->tok.s, P->tok.len)) ||
         name_index_add(&P->funcs, (uint32_t)fidx, f->name, func_name,
                        P->m) < 0)
@@ -1838,6 +1870,13 @@ static int parse_func(struct parser *P, bool is_entry, uint32_t line) {
     return next(P);
   if ((rc = expect_punct(P, '{')) < 0)
     return rc;
+  /* The definition's own directive decides; one declared .extern or
+   * .visible before and defined here without one is still visible. */
+  if (P->linkage != PTX_LINK_INTERNAL)
+    f->linkage = P->linkage == PTX_LINK_EXTERN ? PTX_LINK_VISIBLE
+                                               : P->linkage;
+  else if (f->linkage == PTX_LINK_EXTERN)
+    f->linkage = PTX_LINK_VISIBLE;
   f->defined = true;
   rc = parse_body(P, f);
   P->fidx = -1;
@@ -1951,8 +1990,9 @@ static int link_module(struct parser *P) {
 
   for (uint32_t i = 0; i < m->nsyms; i++) {
     struct ptx_symbol *y = &m->syms[i];
-    if (y->func == -2)
-      continue; /* a prototype's parameters */
+    if (y->func == -2 || y->alias >= 0)
+      continue; /* a prototype's parameters; a declaration of another
+                   unit's variable (placed below) */
     if (y->space == PTX_SP_GLOBAL || y->space == PTX_SP_CONST) {
       if (y->space == PTX_SP_CONST && y->func == -1)
         csize = align_up(csize, y->align ? y->align : 1) + y->size;
@@ -1989,6 +2029,18 @@ static int link_module(struct parser *P) {
   }
   if (off > PTX_MAX_SHARED)
     return perr(P, PTX_E_UNSUPPORTED, 0, "too much shared memory");
+  /* A .extern declaration resolved by link_units() is its definition's
+   * address and has no bytes of its own (so no lookup by address finds
+   * it). */
+  for (uint32_t i = 0; i < m->nsyms; i++) {
+    struct ptx_symbol *y = &m->syms[i];
+    if (y->alias < 0)
+      continue;
+    free(y->data);
+    y->data = NULL;
+    y->size = 0;
+    y->addr = m->syms[y->alias].addr;
+  }
   m->module_shared = (uint32_t)off;
   m->const_size = csize > UINT32_MAX ? UINT32_MAX : (uint32_t)csize;
   kshared = off;
@@ -2155,6 +2207,199 @@ static int link_module(struct parser *P) {
   return 0;
 }
 
+/* ---- linking units ---------------------------------------------------- */
+
+/* Ends unit P->unit, whose module-scope variables start at index |sym0|
+ * and functions at |func0|: they leave the lookup indexes, so that the
+ * next unit resolves none of its names to them. */
+static void close_unit(struct parser *P, uint32_t sym0, uint32_t func0) {
+  struct ptx_module *m = P->m;
+
+  for (uint32_t i = sym0; i < m->nsyms; i++) {
+    struct ptx_symbol *y = &m->syms[i];
+    if (!y->hidden)
+      name_index_remove(&P->syms, i, y->name);
+    y->closed = true;
+  }
+  for (uint32_t i = func0; i < m->nfuncs; i++) {
+    name_index_remove(&P->funcs, i, m->funcs[i].name);
+    m->funcs[i].closed = true;
+  }
+}
+
+/* A name with linkage across units: a module-scope .global/.const
+ * variable or a function. */
+struct link_ent {
+  const char *name;
+  uint32_t idx;             /* in syms or funcs */
+  bool is_func;
+};
+
+static int link_ent_cmp(const void *a, const void *b) {
+  const struct link_ent *x = a, *y = b;
+  int c = strcmp(x->name, y->name);
+
+  if (c != 0)
+    return c;
+  if (x->is_func != y->is_func)
+    return x->is_func ? 1 : -1;
+  /* Indexes grow with the unit: earlier units first. */
+  return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* Functions the engine provides or names that walk_calls() explains:
+ * not a link error when no unit defines them. */
+static bool engine_name(const char *name) {
+  return strcmp(name, "vprintf") == 0 || strcmp(name, "__assertfail") == 0 ||
+         strcmp(name, "malloc") == 0 || strcmp(name, "free") == 0;
+}
+
+static uint16_t ent_unit(const struct ptx_module *m,
+                         const struct link_ent *e) {
+  return e->is_func ? m->funcs[e->idx].unit : m->syms[e->idx].unit;
+}
+
+static uint8_t ent_linkage(const struct ptx_module *m,
+                           const struct link_ent *e) {
+  return e->is_func ? m->funcs[e->idx].linkage : m->syms[e->idx].linkage;
+}
+
+static bool ent_defined(const struct ptx_module *m,
+                        const struct link_ent *e) {
+  if (e->is_func)
+    return m->funcs[e->idx].defined;
+  return m->syms[e->idx].linkage != PTX_LINK_EXTERN;
+}
+
+/* True when declaration |d| of a function may stand for definition |f|:
+ * the same kind, parameter sizes and return value. */
+static bool same_signature(const struct ptx_module *m,
+                           const struct ptx_func *d,
+                           const struct ptx_func *f) {
+  if (d->is_entry != f->is_entry || d->nparams != f->nparams ||
+      (d->ret_sym < 0) != (f->ret_sym < 0))
+    return false;
+  for (uint32_t i = 0; i < d->nparams; i++)
+    if (d->params[i].info.size != f->params[i].info.size)
+      return false;
+  return d->ret_sym < 0 || m->syms[d->ret_sym].size == m->syms[f->ret_sym].size;
+}
+
+/* Resolves the names units share (see ptx_module_link_with()): every
+ * .extern declaration, and every .weak definition but the one kept, is
+ * pointed at the definition: variables through their |alias|, functions by
+ * rewriting the calls. Runs after the last unit, before link_module(). */
+static int link_units(struct parser *P) {
+  struct ptx_module *m = P->m;
+  struct link_ent *ents = NULL;
+  uint32_t *target = NULL;
+  bool *called = NULL, *used = NULL;
+  size_t n = 0;
+  int rc = 0;
+
+  ents = calloc((size_t)m->nsyms + m->nfuncs + 1, sizeof(*ents));
+  target = calloc((size_t)m->nfuncs + 1, sizeof(*target));
+  called = calloc((size_t)m->nfuncs + 1, sizeof(*called));
+  used = calloc((size_t)m->nsyms + 1, sizeof(*used));
+  if (!ents || !target || !called || !used) {
+    rc = nomem(P);
+    goto out;
+  }
+  for (uint32_t i = 0; i < m->nfuncs; i++) {
+    const struct ptx_func *f = &m->funcs[i];
+    target[i] = i;
+    for (uint32_t k = 0; k < f->ninsns; k++) {
+      const struct ptx_insn *in = &f->insns[k];
+      if (in->op == PTX_OP_CALL)
+        called[in->ops[1].reg] = true;
+      for (unsigned j = 0; j < in->nops; j++)
+        if (in->ops[j].kind == PTX_OPD_SYM ||
+            (in->ops[j].kind == PTX_OPD_MEM &&
+             (in->ops[j].flags & PTX_OPF_SYM)))
+          used[in->ops[j].reg] = true;
+    }
+    if (f->linkage != PTX_LINK_INTERNAL)
+      ents[n++] = (struct link_ent){f->name, i, true};
+  }
+  for (uint32_t i = 0; i < m->nsyms; i++) {
+    const struct ptx_symbol *y = &m->syms[i];
+    if (y->func == -1 && !y->hidden && y->linkage != PTX_LINK_INTERNAL &&
+        (y->space == PTX_SP_GLOBAL || y->space == PTX_SP_CONST))
+      ents[n++] = (struct link_ent){y->name, i, false};
+  }
+  qsort(ents, n, sizeof(*ents), link_ent_cmp);
+  for (size_t g = 0, e; g < n; g = e) {
+    const struct link_ent *def = NULL;
+    for (e = g; e < n && strcmp(ents[e].name, ents[g].name) == 0; e++) {
+      const struct link_ent *x = &ents[e];
+      if (x->is_func != ents[g].is_func) {
+        rc = perr(P, PTX_E_PARSE, 0,
+                  "'%s' is a variable in unit %u and a function in unit %u",
+                  x->name, ent_unit(m, &ents[g]) + 1, ent_unit(m, x) + 1);
+        goto out;
+      }
+      if (!ent_defined(m, x))
+        continue;
+      if (def && ent_linkage(m, def) == PTX_LINK_VISIBLE &&
+          ent_linkage(m, x) == PTX_LINK_VISIBLE) {
+        rc = perr(P, PTX_E_PARSE, 0,
+                  "'%s' is defined in unit %u and again in unit %u "
+                  "(duplicate definition)",
+                  x->name, ent_unit(m, def) + 1, ent_unit(m, x) + 1);
+        goto out;
+      }
+      /* A .visible definition wins over .weak ones, else the first. */
+      if (!def || (ent_linkage(m, x) == PTX_LINK_VISIBLE &&
+                   ent_linkage(m, def) != PTX_LINK_VISIBLE))
+        def = x;
+    }
+    for (size_t k = g; k < e; k++) {
+      const struct link_ent *x = &ents[k];
+      if (x == def)
+        continue;
+      if (!def) {
+        bool needed = x->is_func ? called[x->idx] : used[x->idx];
+        if (!needed || (x->is_func && engine_name(x->name)))
+          continue;
+        rc = perr(P, PTX_E_NOT_FOUND, 0,
+                  "unresolved external %s '%s' (used in unit %u): no unit "
+                  "of the image defines it%s",
+                  x->is_func ? "function" : "variable", x->name,
+                  ent_unit(m, x) + 1,
+                  strncmp(x->name, "cuda", 4) == 0
+                      ? " (the device runtime, dynamic parallelism, is not "
+                        "implemented)"
+                      : "");
+        goto out;
+      }
+      if (x->is_func) {
+        if (!same_signature(m, &m->funcs[x->idx], &m->funcs[def->idx])) {
+          rc = perr(P, PTX_E_PARSE, 0,
+                    "'%s' is declared in unit %u with other parameters than "
+                    "its definition in unit %u",
+                    x->name, ent_unit(m, x) + 1, ent_unit(m, def) + 1);
+          goto out;
+        }
+        target[x->idx] = def->idx;
+      } else {
+        m->syms[x->idx].alias = (int32_t)def->idx;
+      }
+    }
+  }
+  for (uint32_t i = 0; i < m->nfuncs; i++) {
+    struct ptx_func *f = &m->funcs[i];
+    for (uint32_t k = 0; k < f->ninsns; k++)
+      if (f->insns[k].op == PTX_OP_CALL)
+        f->insns[k].ops[1].reg = target[f->insns[k].ops[1].reg];
+  }
+out:
+  free(ents);
+  free(target);
+  free(called);
+  free(used);
+  return rc;
+}
+
 /* ---- module --------------------------------------------------------- */
 
 /* ".version 9.0": the number token's text as major * 10 + minor, or 0. */
@@ -2186,10 +2431,11 @@ static int parse_target(const struct ptx_token *t) {
   return v;
 }
 
-static int parse_module(struct parser *P) {
-  bool is_extern = false;
+/* One unit's text, from its first token to its end. */
+static int parse_unit(struct parser *P) {
   int rc;
 
+  P->linkage = PTX_LINK_INTERNAL;
   if ((rc = next(P)) < 0)
     return rc;
   while (P->tok.kind != PTX_TOK_EOF) {
@@ -2202,10 +2448,11 @@ static int parse_module(struct parser *P) {
         bool ver = tok_is(t, ".version");
         if ((rc = next(P)) < 0)
           return rc;
-        if (ver)
-          P->m->ptx_version = parse_version(&P->tok);
-        else
-          P->m->target = parse_target(&P->tok);
+        /* Units may differ: the module reports the newest. */
+        int v = ver ? parse_version(&P->tok) : parse_target(&P->tok);
+        int *dst = ver ? &P->m->ptx_version : &P->m->target;
+        if (v > *dst)
+          *dst = v;
       }
       if (tok_is(t, ".address_size")) {
         if ((rc = next(P)) < 0)
@@ -2232,13 +2479,10 @@ static int parse_module(struct parser *P) {
       continue;
     }
     if (tok_is(t, ".visible") || tok_is(t, ".weak") ||
-        tok_is(t, ".common")) {
-      if ((rc = next(P)) < 0)
-        return rc;
-      continue;
-    }
-    if (tok_is(t, ".extern")) {
-      is_extern = true;
+        tok_is(t, ".common") || tok_is(t, ".extern")) {
+      P->linkage = tok_is(t, ".visible") ? PTX_LINK_VISIBLE
+                   : tok_is(t, ".extern") ? PTX_LINK_EXTERN
+                                          : PTX_LINK_WEAK;
       if ((rc = next(P)) < 0)
         return rc;
       continue;
@@ -2251,7 +2495,8 @@ static int parse_module(struct parser *P) {
                tok_is(t, ".shared")) {
       int sp = tok_is(t, ".global") ? PTX_SP_GLOBAL
                : tok_is(t, ".const") ? PTX_SP_CONST : PTX_SP_SHARED;
-      if ((rc = next(P)) < 0 || (rc = parse_var(P, sp, is_extern, -1)) < 0)
+      if ((rc = next(P)) < 0 ||
+          (rc = parse_var(P, sp, P->linkage == PTX_LINK_EXTERN, -1)) < 0)
         return rc;
     } else if (tok_is(t, ".pragma")) {
       if ((rc = skip_statement(P)) < 0)
@@ -2265,9 +2510,9 @@ static int parse_module(struct parser *P) {
                   "unsupported directive '%.*s'",
                   (int)(t->len > 40 ? 40 : t->len), t->s);
     }
-    is_extern = false;
+    P->linkage = PTX_LINK_INTERNAL;
   }
-  return link_module(P);
+  return 0;
 }
 
 int ptx_module_load(const char *text, size_t len, struct ptx_module **out,
@@ -2278,38 +2523,99 @@ int ptx_module_load(const char *text, size_t len, struct ptx_module **out,
 int ptx_module_load_with(const char *text, size_t len,
                          const struct ptx_global_ops *gops,
                          struct ptx_module **out, char *err, size_t errlen) {
+  return ptx_module_link_with(&text, &len, 1, gops, out, err, errlen);
+}
+
+/* Counts the newlines of |n| bytes at |p|. */
+static uint32_t count_lines(const char *p, size_t n) {
+  uint32_t k = 0;
+
+  for (const char *e = p + n; (p = memchr(p, '\n', (size_t)(e - p))); p++)
+    k++;
+  return k;
+}
+
+/* Copies the units into m->text, one after the other with a newline
+ * between them (a single unit as it is), and notes where each starts. */
+static int join_units(struct parser *P, const char *const *texts,
+                      const size_t *lens, unsigned n, size_t total,
+                      size_t *offs) {
+  struct ptx_module *m = P->m;
+  size_t pos = 0;
+  uint32_t line = 1;
+
+  if (!(m->text = malloc(total ? total : 1)) ||
+      !(m->unit_line = calloc(n, sizeof(*m->unit_line))))
+    return nomem(P);
+  for (unsigned u = 0; u < n; u++) {
+    offs[u] = pos;
+    m->unit_line[u] = line;
+    memcpy(m->text + pos, texts[u], lens[u]);
+    pos += lens[u];
+    line += count_lines(texts[u], lens[u]);
+    if (n > 1) {
+      m->text[pos++] = '\n';
+      line++;
+    }
+  }
+  m->text_len = pos;
+  m->nunits = n;
+  return 0;
+}
+
+int ptx_module_link_with(const char *const *texts, const size_t *lens,
+                         unsigned n, const struct ptx_global_ops *gops,
+                         struct ptx_module **out, char *err, size_t errlen) {
   struct parser P;
+  size_t total = 0, *offs = NULL;
   int rc;
 
   if (errlen)
     err[0] = 0;
   if (out)
     *out = NULL;
-  if (!text || !out || len > PTX_MAX_TEXT) {
+  if (!texts || !lens || !out || n == 0 || n > PTX_MAX_UNITS) {
     if (errlen)
-      snprintf(err, errlen, "%s", !text || !out ? "invalid argument"
-                                                : "PTX text too large");
+      snprintf(err, errlen, "invalid argument");
     return PTX_E_INVALID;
+  }
+  for (unsigned u = 0; u < n; u++) {
+    if (!texts[u] || lens[u] > PTX_MAX_TEXT - total) {
+      if (errlen)
+        snprintf(err, errlen, "%s", !texts[u] ? "invalid argument"
+                                              : "PTX text too large");
+      return PTX_E_INVALID;
+    }
+    total += lens[u] + (n > 1);
   }
   memset(&P, 0, sizeof(P));
   P.err = err;
   P.errlen = errlen;
   P.fidx = -1;
-  if (!(P.m = calloc(1, sizeof(*P.m)))) {
+  if (!(P.m = calloc(1, sizeof(*P.m))) ||
+      !(offs = calloc(n, sizeof(*offs)))) {
     rc = nomem(&P);
     goto out;
   }
   if (gops)
     P.m->gops = *gops;
-  if (!(P.m->text = malloc(len ? len : 1))) {
-    rc = nomem(&P);
+  if ((rc = join_units(&P, texts, lens, n, total, offs)) < 0)
     goto out;
+  for (unsigned u = 0; u < n; u++) {
+    uint32_t sym0 = P.m->nsyms, func0 = P.m->nfuncs;
+    P.unit = (uint16_t)u;
+    ptx_lex_init(&P.lx, P.m->text + offs[u], lens[u]);
+    P.lx.line = P.m->unit_line[u];
+    if ((rc = parse_unit(&P)) < 0)
+      goto out;
+    if (n > 1)
+      close_unit(&P, sym0, func0);
   }
-  memcpy(P.m->text, text, len);
-  P.m->text_len = len;
-  ptx_lex_init(&P.lx, text, len);
-  rc = parse_module(&P);
+  if ((rc = link_units(&P)) < 0)
+    goto out;
+  rc = link_module(&P);
 out:
+  free(offs);
   free(P.regs);
   free(P.defs);
   free(P.refs);
@@ -2350,6 +2656,7 @@ void ptx_module_free(struct ptx_module *m) {
   free(m->code);
   free(m->vec);
   free(m->text);
+  free(m->unit_line);
   free(m);
 }
 
@@ -2366,9 +2673,29 @@ const struct ptx_kernel *ptx_module_kernel(const struct ptx_module *m,
   if (!m || !name)
     return NULL;
   i = find_func(m, name, strlen(name));
-  if (i < 0 || !m->funcs[i].is_entry || !m->funcs[i].defined)
+  /* Linked units may declare a name before the unit that defines it. */
+  while (i >= 0 && !(m->funcs[i].is_entry && m->funcs[i].defined)) {
+    uint32_t j = (uint32_t)i + 1;
+    i = -1;
+    for (; j < m->nfuncs; j++)
+      if (strcmp(m->funcs[j].name, name) == 0) {
+        i = (int32_t)j;
+        break;
+      }
+  }
+  if (i < 0)
     return NULL;
   return (const struct ptx_kernel *)(const void *)&m->funcs[i];
+}
+
+const struct ptx_kernel *ptx_module_kernel_at(const struct ptx_module *m,
+                                              uint32_t i) {
+  if (!m)
+    return NULL;
+  for (uint32_t f = 0; f < m->nfuncs; f++)
+    if (m->funcs[f].is_entry && m->funcs[f].defined && i-- == 0)
+      return (const struct ptx_kernel *)(const void *)&m->funcs[f];
+  return NULL;
 }
 
 int ptx_module_global(const struct ptx_module *m, const char *name,
