@@ -15,6 +15,7 @@ __global__ void step(int *x, int n, int mul, int add) {
 
 static std::atomic<int> ready;
 static std::atomic<int> failures;
+static unsigned long long stream_ids[2];
 
 static void worker(int id) {
   const int n = 25000, rounds = 5;
@@ -44,6 +45,13 @@ static void worker(int id) {
   snprintf(what, sizeof what, "thread %d", id);
   if (!rt_compare(what, h.data(), want.data(), n)) failures++;
   CK(cudaStreamQuery(cudaStreamPerThread));
+  // The default stream of this thread is a stream of its own, not the
+  // legacy one and not the other thread's.
+  unsigned long long via_zero = 0, via_handle = 0;
+  CK(cudaStreamGetId(0, &via_zero));
+  CK(cudaStreamGetId(cudaStreamPerThread, &via_handle));
+  EXPECT_EQ(via_zero, via_handle);
+  stream_ids[id] = via_zero;
   CK(cudaFree(d));
   printf("thread %d: %d launches on its default stream checked\n", id, rounds);
 }
@@ -53,6 +61,14 @@ int main() {
   std::thread t0(worker, 0), t1(worker, 1);
   t0.join();
   t1.join();
+  unsigned long long legacy = 0;
+  CK(cudaStreamGetId(cudaStreamLegacy, &legacy));
+  if (stream_ids[0] == stream_ids[1] || stream_ids[0] == legacy ||
+      stream_ids[1] == legacy) {
+    printf("FAIL: default stream ids: thread 0 %llu, thread 1 %llu, "
+           "legacy %llu\n", stream_ids[0], stream_ids[1], legacy);
+    failures++;
+  }
   EXPECT_EQ(failures.load(), 0);
   return rt_finish("rt_ptds");
 }
