@@ -1770,6 +1770,62 @@ START_TEST(test_ptx_module_queries) {
 }
 END_TEST
 
+/* ptx_module_link_with() takes at most PTX_MAX_TEXT bytes of joined text:
+ * the units and, when there are several, a newline after each. */
+START_TEST(test_ptx_link_size_limit_counts_separators) {
+  const size_t max = PTX_MAX_TEXT, s = strlen(HDR);
+  char *big = malloc(max);
+  const char *texts[3];
+  size_t lens[3];
+  struct ptx_module *m = NULL;
+
+  ck_assert_ptr_nonnull(big);
+  memset(big, ' ', max);
+  memcpy(big, HDR, s);
+  texts[0] = big;
+  texts[1] = texts[2] = HDR;
+  lens[1] = lens[2] = s;
+  /* Joined: exactly the limit. */
+  lens[0] = max - 2 - s;
+  ck_assert_msg(ptx_module_link_with(texts, lens, 2, NULL, &m, errbuf,
+                                     sizeof(errbuf)) == PTX_OK,
+                "%s", errbuf);
+  ck_assert_ptr_nonnull(m);
+  ptx_module_free(m);
+  /* One byte over, through the separators only. */
+  lens[0] = max - 1 - s;
+  m = (struct ptx_module *)1;
+  ck_assert_int_eq(ptx_module_link_with(texts, lens, 2, NULL, &m, errbuf,
+                                        sizeof(errbuf)),
+                   PTX_E_INVALID);
+  ck_assert_ptr_null(m);
+  ck_assert_msg(strstr(errbuf, "too large"), "%s", errbuf);
+  /* A first unit of the whole limit leaves no room for its newline, let
+   * alone for the units after it. */
+  for (unsigned n = 2; n <= 3; n++) {
+    lens[0] = max;
+    ck_assert_int_eq(ptx_module_link_with(texts, lens, n, NULL, &m, errbuf,
+                                          sizeof(errbuf)),
+                     PTX_E_INVALID);
+    lens[0] = max - 1;
+    ck_assert_int_eq(ptx_module_link_with(texts, lens, n, NULL, &m, errbuf,
+                                          sizeof(errbuf)),
+                     PTX_E_INVALID);
+  }
+  /* Lengths that would wrap a sum. */
+  lens[0] = s;
+  lens[1] = SIZE_MAX;
+  ck_assert_int_eq(ptx_module_link_with(texts, lens, 2, NULL, &m, errbuf,
+                                        sizeof(errbuf)),
+                   PTX_E_INVALID);
+  lens[1] = SIZE_MAX - s;
+  ck_assert_int_eq(ptx_module_link_with(texts, lens, 2, NULL, &m, errbuf,
+                                        sizeof(errbuf)),
+                   PTX_E_INVALID);
+  free(big);
+}
+END_TEST
+
 /* ---- nvcc-built kernels --------------------------------------------- */
 
 static char *kernels_text;
@@ -2558,6 +2614,7 @@ static Suite *ptx_suite(bool with_kernels) {
   tcase_add_test(tp, test_ptx_parse_module_variables);
   tcase_add_test(tp, test_ptx_module_variables_in_device_memory);
   tcase_add_test(tp, test_ptx_parse_survives_mutations);
+  tcase_add_test(tp, test_ptx_link_size_limit_counts_separators);
   suite_add_tcase(s, tp);
 
   tcase_add_test(ti, test_ptx_int_arithmetic_edges);

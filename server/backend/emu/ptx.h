@@ -87,7 +87,8 @@ enum {
 #define PTX_GENERIC_PARAM  0xfc00000000000000ull
 #define PTX_GENERIC_WINDOW (1ull << 48)
 
-/* The largest PTX text ptx_module_load() accepts. */
+/* The largest PTX text ptx_module_load() accepts; ptx_module_link_with()
+ * counts a newline after each of several units into it. */
 #define PTX_MAX_TEXT (64u << 20)
 
 /* Limits a launch checks before allocating anything. */
@@ -179,7 +180,9 @@ int ptx_module_load_with(const char *text, size_t len,
 #define PTX_MAX_UNITS 1024u
 
 /* As ptx_module_load_with(), for the |n| (1 to PTX_MAX_UNITS) PTX texts
- * |texts| of |lens| bytes, whose total is at most PTX_MAX_TEXT: the
+ * |texts| of |lens| bytes, whose total, with one byte more per text when
+ * |n| > 1 (the texts are kept joined by newlines), is at most
+ * PTX_MAX_TEXT (else PTX_E_INVALID): the
  * translation units of a program built with relocatable device code
  * (nvcc -rdc=true), linked into one module as the device linker would.
  * Names without .visible, .weak or .common stay private to their unit

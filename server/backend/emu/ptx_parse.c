@@ -2579,14 +2579,19 @@ int ptx_module_link_with(const char *const *texts, const size_t *lens,
       snprintf(err, errlen, "invalid argument");
     return PTX_E_INVALID;
   }
+  /* The limit is on the joined text (join_units()): every unit and, when
+   * there are several, the newline after each. |total| stays within it,
+   * so the subtractions cannot wrap. */
   for (unsigned u = 0; u < n; u++) {
-    if (!texts[u] || lens[u] > PTX_MAX_TEXT - total) {
+    size_t sep = n > 1;
+    if (!texts[u] || lens[u] > PTX_MAX_TEXT - total ||
+        sep > PTX_MAX_TEXT - total - lens[u]) {
       if (errlen)
         snprintf(err, errlen, "%s", !texts[u] ? "invalid argument"
                                               : "PTX text too large");
       return PTX_E_INVALID;
     }
-    total += lens[u] + (n > 1);
+    total += lens[u] + sep;
   }
   memset(&P, 0, sizeof(P));
   P.err = err;
