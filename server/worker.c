@@ -976,7 +976,9 @@ static int handle_get_kernels(struct gp_worker *w,
     rep.result = CUDA_ERROR_NOT_SUPPORTED;
     return reply(w, h, &rep.base, &rep.deferred, rep.result, NULL, 0);
   }
-  /* Count first: the names stay where the module keeps them. */
+  /* Count first: the names stay where the module keeps them. Two passes
+   * of module_kernel(), which looks a kernel up by its index in constant
+   * time (the emu backend keeps the list of its module's kernels). */
   while ((rep.result = w->ops->module_kernel(w->be, m->module, n, &name)) ==
          CUDA_SUCCESS) {
     bytes += strlen(name) + 8; /* the field's tag and length, at most */

@@ -960,6 +960,91 @@ START_TEST(test_emu_module_link_weak) {
 }
 END_TEST
 
+/* Unit |i| of a program whose units all instantiate one template kernel
+ * (nvcc -rdc=true emits fill<int> as ".weak .entry _Z4fillIiEvPT_"): its
+ * copy (|linkage| .weak, or .visible) writes |v|; own<i> is the unit's
+ * own kernel. */
+static char *tmpl_unit(int i, const char *linkage, int v) {
+  char *t = NULL;
+  ck_assert_int_ge(
+      asprintf(&t,
+               UNIT_HDR
+               "%s .entry _Z4fillIiEvPT_(.param .u64 _Z4fillIiEvPT__param_0)\n"
+               "{\n"
+               "  .reg .b64 %%rd<2>;\n"
+               "  ld.param.u64 %%rd1, [_Z4fillIiEvPT__param_0];\n"
+               "  st.global.u32 [%%rd1], %d;\n"
+               "  ret;\n"
+               "}\n"
+               ".visible .entry own%d(.param .u64 out)\n"
+               "{\n"
+               "  .reg .b64 %%rd<2>;\n"
+               "  ld.param.u64 %%rd1, [out];\n"
+               "  st.global.u32 [%%rd1], %d;\n"
+               "  ret;\n"
+               "}\n",
+               linkage, v, i, 100 + i),
+      0);
+  return t;
+}
+
+/* The names module_kernel() lists for |mod|, joined by spaces. */
+static void kernel_list(uint64_t mod, char *out, size_t outlen) {
+  const char *name;
+  size_t len = 0;
+  uint32_t i;
+
+  out[0] = 0;
+  for (i = 0; ops->module_kernel(be, mod, i, &name) == CUDA_SUCCESS; i++) {
+    len += (size_t)snprintf(out + len, outlen - len, "%s%s", i ? " " : "",
+                            name);
+    ck_assert_uint_lt(len, outlen);
+  }
+  ck_assert_int_eq(ops->module_kernel(be, mod, i, &name),
+                   CUDA_ERROR_NOT_FOUND);
+}
+
+START_TEST(test_emu_module_link_template_kernel_once) {
+  struct img b = {NULL, 0};
+  char *u1 = tmpl_unit(1, ".weak", 1), *u2 = tmpl_unit(2, ".weak", 2),
+       *u3 = tmpl_unit(3, ".visible", 3);
+  char list[256];
+  uint32_t res[1];
+
+  ck_assert_int_eq(ops->ctx_create(be, 1, 0, 0), CUDA_SUCCESS);
+  /* Both units instantiate it: one kernel, the first unit's copy, listed
+   * where that copy is. */
+  img_rdc(&b);
+  img_ptx(&b, u1);
+  img_ptx(&b, u2);
+  ck_assert_msg(load_img(1, 10, &b) == CUDA_SUCCESS, "%s", msg);
+  kernel_list(10, list, sizeof(list));
+  ck_assert_str_eq(list, "_Z4fillIiEvPT_ own1 own2");
+  run_out(1, 10, "_Z4fillIiEvPT_", 11, res, 1);
+  ck_assert_uint_eq(res[0], 1);
+  run_out(1, 10, "own2", 12, res, 1);
+  ck_assert_uint_eq(res[0], 102);
+  ck_assert_int_eq(ops->module_unload(be, 10), CUDA_SUCCESS);
+  /* A .visible definition wins wherever it is: the list has it in its
+   * place, and the name finds it, not the .weak copy before it. */
+  img_rdc(&b);
+  img_ptx(&b, u1);
+  img_ptx(&b, u3);
+  img_ptx(&b, u2);
+  ck_assert_msg(load_img(1, 20, &b) == CUDA_SUCCESS, "%s", msg);
+  kernel_list(20, list, sizeof(list));
+  ck_assert_str_eq(list, "own1 _Z4fillIiEvPT_ own3 own2");
+  run_out(1, 20, "_Z4fillIiEvPT_", 21, res, 1);
+  ck_assert_uint_eq(res[0], 3);
+  ck_assert_int_eq(ops->module_unload(be, 20), CUDA_SUCCESS);
+  ck_assert_uint_eq(used(1), 0);
+  free(u1);
+  free(u2);
+  free(u3);
+  free(b.p);
+}
+END_TEST
+
 START_TEST(test_emu_module_link_errors) {
   struct img b = {NULL, 0};
   char *bad_sig = NULL;
@@ -1439,6 +1524,7 @@ static Suite *emu_module_suite(bool nvcc, int *skipped) {
   tcase_add_test(tc, test_emu_module_output_empty);
   tcase_add_test(tc, test_emu_module_link_units);
   tcase_add_test(tc, test_emu_module_link_weak);
+  tcase_add_test(tc, test_emu_module_link_template_kernel_once);
   tcase_add_test(tc, test_emu_module_link_errors);
   tcase_add_test(tc, test_emu_module_link_machine_code);
   suite_add_tcase(s, tc);

@@ -1826,6 +1826,62 @@ START_TEST(test_ptx_link_size_limit_counts_separators) {
 }
 END_TEST
 
+/* A .weak .entry that two linked units define (nvcc -rdc=true emits a
+ * template kernel's instantiation so) is one kernel, listed once; with
+ * many kernels the list is still in the order of the text. */
+START_TEST(test_ptx_link_weak_entries_listed_once) {
+  enum { N = 1500 };
+  char *u[2] = {NULL, NULL};
+  size_t cap = 64 * N + 64, lens[2];
+  struct ptx_module *m = NULL;
+
+  for (int k = 0; k < 2; k++) {
+    size_t len;
+    ck_assert_ptr_nonnull(u[k] = malloc(cap));
+    len = (size_t)snprintf(u[k], cap, "%s", HDR);
+    for (int i = 0; i < N; i++)
+      len += (size_t)snprintf(u[k] + len, cap - len,
+                              ".weak .entry w%d()\n{\nret;\n}\n"
+                              ".visible .entry %c%d()\n{\nret;\n}\n",
+                              i, k ? 'b' : 'a', i);
+    ck_assert_uint_lt(len, cap);
+    lens[k] = len;
+  }
+  ck_assert_msg(ptx_module_link_with((const char *const *)u, lens, 2, NULL,
+                                     &m, errbuf, sizeof(errbuf)) == PTX_OK,
+                "%s", errbuf);
+  /* w0 a0 w1 a1 ... (unit 1), then b0 b1 ... (unit 2's w are unit 1's). */
+  ck_assert_uint_eq(ptx_module_kernel_count(m), 3 * N);
+  for (uint32_t i = 0; i < 3 * N; i++) {
+    const struct ptx_kernel *k = ptx_module_kernel_at(m, i);
+    char want[32];
+    ck_assert_ptr_nonnull(k);
+    if (i < 2 * N)
+      snprintf(want, sizeof(want), "%c%u", i % 2 ? 'a' : 'w', i / 2);
+    else
+      snprintf(want, sizeof(want), "b%u", i - 2 * N);
+    ck_assert_str_eq(ptx_kernel_name(k), want);
+    ck_assert_ptr_eq(ptx_module_kernel(m, want), k);
+  }
+  ck_assert_ptr_null(ptx_module_kernel_at(m, 3 * N));
+  ck_assert_ptr_null(ptx_module_kernel_at(m, UINT32_MAX));
+  ptx_module_free(m);
+  /* One unit: every kernel, the .weak ones included. */
+  ck_assert_msg(ptx_module_link_with((const char *const *)u, lens, 1, NULL,
+                                     &m, errbuf, sizeof(errbuf)) == PTX_OK,
+                "%s", errbuf);
+  ck_assert_uint_eq(ptx_module_kernel_count(m), 2 * N);
+  ck_assert_str_eq(ptx_kernel_name(ptx_module_kernel_at(m, 0)), "w0");
+  ck_assert_str_eq(ptx_kernel_name(ptx_module_kernel_at(m, 2 * N - 1)),
+                   "a1499"); /* N - 1 */
+  ptx_module_free(m);
+  ck_assert_uint_eq(ptx_module_kernel_count(NULL), 0);
+  ck_assert_ptr_null(ptx_module_kernel_at(NULL, 0));
+  free(u[0]);
+  free(u[1]);
+}
+END_TEST
+
 /* ---- nvcc-built kernels --------------------------------------------- */
 
 static char *kernels_text;
@@ -2615,6 +2671,7 @@ static Suite *ptx_suite(bool with_kernels) {
   tcase_add_test(tp, test_ptx_module_variables_in_device_memory);
   tcase_add_test(tp, test_ptx_parse_survives_mutations);
   tcase_add_test(tp, test_ptx_link_size_limit_counts_separators);
+  tcase_add_test(tp, test_ptx_link_weak_entries_listed_once);
   suite_add_tcase(s, tp);
 
   tcase_add_test(ti, test_ptx_int_arithmetic_edges);

@@ -139,33 +139,6 @@ static int pick_text(const uint8_t *img, const struct ptx_pick *p,
   return r;
 }
 
-/* Number of .entry directives in PTX |text|, for the load's log line
- * (ptx.h has no count of kernels). Comments are skipped. */
-static unsigned count_entries(const char *text) {
-  unsigned n = 0;
-  const char *p = text;
-
-  while (*p) {
-    if (p[0] == '/' && p[1] == '/') {
-      p = strchr(p, '\n');
-      if (!p)
-        break;
-    } else if (p[0] == '/' && p[1] == '*') {
-      p = strstr(p + 2, "*/");
-      if (!p)
-        break;
-      p += 2;
-    } else if (strncmp(p, ".entry", 6) == 0 &&
-               (p[6] == ' ' || p[6] == '\t' || p[6] == '\n')) {
-      n++;
-      p += 6;
-    } else {
-      p++;
-    }
-  }
-  return n;
-}
-
 /* Loads PTX |text| (NUL-terminated) into |em|. Returns a CUresult; |why|
  * says why not. */
 static int load_text(struct emu_module *em, const char *text, size_t len,
@@ -175,7 +148,7 @@ static int load_text(struct emu_module *em, const char *text, size_t len,
 
   st = ptx_module_load_with(text, len, &gops, &em->ptx, why, whylen);
   if (st == PTX_OK)
-    em->nkernels = count_entries(text);
+    em->nkernels = ptx_module_kernel_count(em->ptx);
   return emu_ptx_result(st);
 }
 
@@ -309,8 +282,7 @@ static int link_fatbins(struct emu_module *em, const uint8_t *img,
                             &em->ptx, why, whylen);
   r = emu_ptx_result(st);
   if (r == CUDA_SUCCESS)
-    for (k = 0; k < units; k++)
-      em->nkernels += count_entries(texts[k]);
+    em->nkernels = ptx_module_kernel_count(em->ptx);
   else
     gp__debug("module %#" PRIx64 ": linking %u PTX units failed: %s",
               em->id, units, why);

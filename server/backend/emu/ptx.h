@@ -213,14 +213,20 @@ int ptx_module_target(const struct ptx_module *m);
  * with their alignments (CU_FUNC_ATTRIBUTE_CONST_SIZE_BYTES). */
 uint32_t ptx_module_const_size(const struct ptx_module *m);
 
-/* The .entry named |name|, or NULL. */
+/* The kernel named |name|, or NULL. A .weak .entry that several linked
+ * units define (a template kernel each instantiates) is one kernel, the
+ * definition the link kept. */
 const struct ptx_kernel *ptx_module_kernel(const struct ptx_module *m,
                                            const char *name);
 
 /* Kernel |i| (0, 1, ...) of the module in the order of its text (of its
- * units), or NULL past the last. */
+ * units), or NULL past the last; each kernel once (see
+ * ptx_module_kernel()). Constant time. */
 const struct ptx_kernel *ptx_module_kernel_at(const struct ptx_module *m,
                                               uint32_t i);
+
+/* The number of kernels ptx_module_kernel_at() lists; 0 for NULL. */
+uint32_t ptx_module_kernel_count(const struct ptx_module *m);
 
 /* Finds the module-scope .global or .const variable |name| and sets
  * |*addr| to its address (as kernels see it; a host address owned by the

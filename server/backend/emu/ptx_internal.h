@@ -296,6 +296,9 @@ struct ptx_func {
   uint8_t visit;              /* link: call-graph walk state */
   uint8_t linkage;            /* PTX_LINK_* */
   bool closed;                /* parse: its unit has ended */
+  bool superseded;            /* link: a .weak definition another unit's
+                                 kept definition of the name stands for
+                                 (no kernel, calls go to the kept one) */
   uint16_t unit;              /* the unit (PTX text) that declares it */
 };
 
@@ -319,6 +322,10 @@ struct ptx_module {
   uint32_t *unit_line;        /* owned: the line of |text| where each
                                  unit starts (the texts are stored one
                                  after the other, a newline between) */
+  uint32_t *entries;          /* owned: the index in |funcs| of each
+                                 kernel (a defined .entry not superseded),
+                                 in the order of the text */
+  uint32_t nentries;
 };
 
 /* The deepest call chain the engine accepts. */

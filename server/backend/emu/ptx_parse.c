@@ -374,15 +374,8 @@ static int32_t find_sym(const struct ptx_module *m, int32_t f, const char *s,
   return found;
 }
 
-static int32_t find_func(const struct ptx_module *m, const char *s,
-                         size_t n) {
-  for (uint32_t i = 0; i < m->nfuncs; i++)
-    if (strlen(m->funcs[i].name) == n && memcmp(m->funcs[i].name, s, n) == 0)
-      return (int32_t)i;
-  return -1;
-}
-
-/* find_sym() and find_func() through the parser's indexes. */
+/* find_sym(), and the function |s| of the unit being parsed, through the
+ * parser's indexes. */
 static int32_t psym(const struct parser *P, int32_t f, const char *s,
                     size_t n) {
   const struct name_index *x = &P->syms;
@@ -2288,7 +2281,9 @@ static bool same_signature(const struct ptx_module *m,
 /* Resolves the names units share (see ptx_module_link_with()): every
  * .extern declaration, and every .weak definition but the one kept, is
  * pointed at the definition: variables through their |alias|, functions by
- * rewriting the calls. Runs after the last unit, before link_module(). */
+ * rewriting the calls; a function definition not kept is marked
+ * |superseded| (a template kernel every unit instantiates is one kernel).
+ * Runs after the last unit, before link_module(). */
 static int link_units(struct parser *P) {
   struct ptx_module *m = P->m;
   struct link_ent *ents = NULL;
@@ -2381,6 +2376,8 @@ static int link_units(struct parser *P) {
           goto out;
         }
         target[x->idx] = def->idx;
+        if (m->funcs[x->idx].defined)
+          m->funcs[x->idx].superseded = true;
       } else {
         m->syms[x->idx].alias = (int32_t)def->idx;
       }
@@ -2563,6 +2560,25 @@ static int join_units(struct parser *P, const char *const *texts,
   return 0;
 }
 
+/* Lists the module's kernels in m->entries: the defined .entry functions
+ * that link_units() kept, in the order of the text. */
+static int index_entries(struct parser *P) {
+  struct ptx_module *m = P->m;
+  uint32_t n = 0;
+
+  for (uint32_t i = 0; i < m->nfuncs; i++)
+    if (m->funcs[i].is_entry && m->funcs[i].defined &&
+        !m->funcs[i].superseded)
+      n++;
+  if (n && !(m->entries = malloc(n * sizeof(*m->entries))))
+    return nomem(P);
+  for (uint32_t i = 0; i < m->nfuncs; i++)
+    if (m->funcs[i].is_entry && m->funcs[i].defined &&
+        !m->funcs[i].superseded)
+      m->entries[m->nentries++] = i;
+  return 0;
+}
+
 int ptx_module_link_with(const char *const *texts, const size_t *lens,
                          unsigned n, const struct ptx_global_ops *gops,
                          struct ptx_module **out, char *err, size_t errlen) {
@@ -2616,7 +2632,7 @@ int ptx_module_link_with(const char *const *texts, const size_t *lens,
     if (n > 1)
       close_unit(&P, sym0, func0);
   }
-  if ((rc = link_units(&P)) < 0)
+  if ((rc = link_units(&P)) < 0 || (rc = index_entries(&P)) < 0)
     goto out;
   rc = link_module(&P);
 out:
@@ -2662,6 +2678,7 @@ void ptx_module_free(struct ptx_module *m) {
   free(m->vec);
   free(m->text);
   free(m->unit_line);
+  free(m->entries);
   free(m);
 }
 
@@ -2673,34 +2690,25 @@ static const struct ptx_func *kfunc(const struct ptx_kernel *k) {
 
 const struct ptx_kernel *ptx_module_kernel(const struct ptx_module *m,
                                            const char *name) {
-  int32_t i;
-
   if (!m || !name)
     return NULL;
-  i = find_func(m, name, strlen(name));
-  /* Linked units may declare a name before the unit that defines it. */
-  while (i >= 0 && !(m->funcs[i].is_entry && m->funcs[i].defined)) {
-    uint32_t j = (uint32_t)i + 1;
-    i = -1;
-    for (; j < m->nfuncs; j++)
-      if (strcmp(m->funcs[j].name, name) == 0) {
-        i = (int32_t)j;
-        break;
-      }
-  }
-  if (i < 0)
-    return NULL;
-  return (const struct ptx_kernel *)(const void *)&m->funcs[i];
+  /* Only kernels: linked units may declare a name before the unit that
+   * defines it, or define a .weak one that another unit's stands for. */
+  for (uint32_t i = 0; i < m->nentries; i++)
+    if (strcmp(m->funcs[m->entries[i]].name, name) == 0)
+      return ptx_module_kernel_at(m, i);
+  return NULL;
 }
 
 const struct ptx_kernel *ptx_module_kernel_at(const struct ptx_module *m,
                                               uint32_t i) {
-  if (!m)
+  if (!m || i >= m->nentries)
     return NULL;
-  for (uint32_t f = 0; f < m->nfuncs; f++)
-    if (m->funcs[f].is_entry && m->funcs[f].defined && i-- == 0)
-      return (const struct ptx_kernel *)(const void *)&m->funcs[f];
-  return NULL;
+  return (const struct ptx_kernel *)(const void *)&m->funcs[m->entries[i]];
+}
+
+uint32_t ptx_module_kernel_count(const struct ptx_module *m) {
+  return m ? m->nentries : 0;
 }
 
 int ptx_module_global(const struct ptx_module *m, const char *name,
