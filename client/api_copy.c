@@ -11,9 +11,7 @@
  *    synchronous copy costs one round trip however large it is;
  *  - device to host: one MEMCPY_DTOH request per chunk, sent before any
  *    reply is read, each reply's payload read straight into the caller's
- *    buffer. At most GP__DTOH_WINDOW requests are outstanding (1 GiB of
- *    replies in flight), so that a huge copy never has the server blocked
- *    writing replies while we are still blocked writing requests;
+ *    buffer. At most GP__DTOH_WINDOW requests are outstanding (client.h);
  *  - device to device: one request, no payload.
  * Asynchronous host-to-device copies are complete, as far as the caller's
  * buffer is concerned, when the call returns (the bytes are on their way),
@@ -25,22 +23,6 @@
 
 #include "client.h"
 #include "trace.h"
-
-#define GP__DTOH_WINDOW 64
-
-/* Checks the context and, for an asynchronous call, the stream. Needs the
- * lock. */
-static CUresult prologue_locked(struct gp__client *c, CUstream hs, bool async,
-                                uint64_t *sid) {
-  struct gp__ctx *ctx;
-  CUresult r = gp__current_ctx(&ctx);
-  if (r != CUDA_SUCCESS)
-    return r;
-  /* A synchronous call works on the NULL stream (the legacy one, or the
-   * per-thread one for a _ptds entry point), and must follow its host
-   * functions as any other work on it. */
-  return gp__stream_id_locked(c, async ? hs : NULL, sid);
-}
 
 static bool device_range_ok(struct gp__client *c, uint64_t p, uint64_t n) {
   return gp__ranges_covers(&c->dev_mem, p, n);
@@ -138,12 +120,17 @@ enum dir { HTOD, DTOH, DTOD, UNIFIED };
 static CUresult copy(enum dir d, uint64_t dst, uint64_t src, size_t n,
                      CUstream hs, bool async) {
   struct gp__client *c = gp__client();
+  struct gp__ctx *ctx;
   uint64_t sid;
   CUresult r = gp__ready();
   if (r != CUDA_SUCCESS)
     return r;
   gp__lock();
-  if ((r = prologue_locked(c, hs, async, &sid)) != CUDA_SUCCESS || n == 0)
+  /* A synchronous call works on the NULL stream and follows its host
+   * functions as any other work on it. */
+  if ((r = gp__work_stream_locked(c, hs, async, GP__STREAM_ANY_CTX, &ctx,
+                                  &sid)) != CUDA_SUCCESS ||
+      n == 0)
     goto out;
   if (d == UNIFIED) {
     bool dst_dev = gp__ranges_find(&c->dev_mem, dst) != NULL;
@@ -272,12 +259,15 @@ GP_API CUresult cuMemcpyAsync(CUdeviceptr dst, CUdeviceptr src,
 static CUresult memset_any(uint64_t dst, uint32_t value, unsigned elem,
                            size_t count, CUstream hs, bool async) {
   struct gp__client *c = gp__client();
+  struct gp__ctx *ctx;
   uint64_t sid;
   CUresult r = gp__ready();
   if (r != CUDA_SUCCESS)
     return r;
   gp__lock();
-  if ((r = prologue_locked(c, hs, async, &sid)) != CUDA_SUCCESS || count == 0)
+  if ((r = gp__work_stream_locked(c, hs, async, GP__STREAM_ANY_CTX, &ctx,
+                                  &sid)) != CUDA_SUCCESS ||
+      count == 0)
     goto out;
   if (dst % elem != 0 || count > UINT64_MAX / elem ||
       !device_range_ok(c, dst, (uint64_t)count * elem)) {

@@ -24,9 +24,9 @@
  *    source rows are contiguous); all NOREPLY except the last of a
  *    synchronous copy;
  *  - device to host: one MEMCPY_2D_DTOH per chunk, up to GP__DTOH_WINDOW
- *    outstanding before the first reply is read; each reply's packed rows
- *    go straight into the destination when its rows are contiguous, else
- *    through a buffer that scatters them;
+ *    (client.h) outstanding before the first reply is read; each reply's
+ *    packed rows go straight into the destination when its rows are
+ *    contiguous, else through a buffer that scatters them;
  *  - device to device: one MEMCPY_2D_DTOD per slice, no payload;
  *  - host to host: done here, row by row.
  * A 2D memset is one MEMSET_2D, always NOREPLY, like the 1D memsets.
@@ -36,8 +36,6 @@
 
 #include "client.h"
 #include "trace.h"
-
-#define GP__DTOH_WINDOW 64
 
 /* ---- Describing a copy --------------------------------------------------- */
 
@@ -94,9 +92,8 @@ static CUresult check_type(CUmemorytype t) {
 
 /* The largest pitch the device takes (CU_DEVICE_ATTRIBUTE_MAX_PITCH), or
  * no limit when the server did not say. */
-static uint64_t max_pitch(const struct gp__client *c,
-                          const struct gp__ctx *ctx) {
-  int v = c->devices[ctx->device].attr[CU_DEVICE_ATTRIBUTE_MAX_PITCH];
+static uint64_t max_pitch(const struct gp__ctx *ctx) {
+  int v = gp__dev_attr(ctx, CU_DEVICE_ATTRIBUTE_MAX_PITCH, 0);
   return v > 0 ? (uint64_t)v : UINT64_MAX;
 }
 
@@ -124,7 +121,7 @@ static CUresult resolve(struct gp__client *c, const struct gp__ctx *ctx,
   /* Several rows or slices: the pitch must hold a row after its offset,
    * and for several slices a slice must hold the rows after its offset. */
   if (h > 1 || dep > 1) {
-    if (d->x > pitch || w > pitch - d->x || pitch > max_pitch(c, ctx))
+    if (d->x > pitch || w > pitch - d->x || pitch > max_pitch(ctx))
       return CUDA_ERROR_INVALID_VALUE;
   }
   if (dep > 1 && (d->y > sh || h > sh - d->y))
@@ -397,10 +394,10 @@ static CUresult copy_any(const struct copy_desc *d, CUstream hs, bool async) {
   if (r != CUDA_SUCCESS)
     return r;
   gp__lock();
-  if ((r = gp__current_ctx(&ctx)) != CUDA_SUCCESS ||
-      /* A synchronous one works on the NULL stream: it follows that
-       * stream's host functions too. */
-      (r = gp__stream_id_locked(c, async ? hs : NULL, &sid)) != CUDA_SUCCESS ||
+  /* A synchronous one works on the NULL stream: it follows that stream's
+   * host functions too. */
+  if ((r = gp__work_stream_locked(c, hs, async, GP__STREAM_ANY_CTX, &ctx,
+                                  &sid)) != CUDA_SUCCESS ||
       (r = check_type(d->src.type)) != CUDA_SUCCESS ||
       (r = check_type(d->dst.type)) != CUDA_SUCCESS ||
       d->width == 0 || d->height == 0 || d->depth == 0)
@@ -553,10 +550,10 @@ static CUresult memset_2d(uint64_t dst, size_t pitch, uint32_t value,
   if (r != CUDA_SUCCESS)
     return r;
   gp__lock();
-  if ((r = gp__current_ctx(&ctx)) != CUDA_SUCCESS ||
-      /* A synchronous one works on the NULL stream: it follows that
-       * stream's host functions too. */
-      (r = gp__stream_id_locked(c, async ? hs : NULL, &sid)) != CUDA_SUCCESS ||
+  /* A synchronous one works on the NULL stream: it follows that stream's
+   * host functions too. */
+  if ((r = gp__work_stream_locked(c, hs, async, GP__STREAM_ANY_CTX, &ctx,
+                                  &sid)) != CUDA_SUCCESS ||
       width == 0 || height == 0)
     goto out;
   uint64_t row, extent;
@@ -564,7 +561,7 @@ static CUresult memset_2d(uint64_t dst, size_t pitch, uint32_t value,
   if (dst % elem != 0 || __builtin_mul_overflow((uint64_t)width, elem, &row))
     goto out;
   if (height > 1 &&
-      (pitch % elem != 0 || pitch < row || pitch > max_pitch(c, ctx)))
+      (pitch % elem != 0 || pitch < row || pitch > max_pitch(ctx)))
     goto out;
   if (__builtin_mul_overflow((uint64_t)height - 1, (uint64_t)pitch, &extent) ||
       __builtin_add_overflow(extent, row, &extent) ||

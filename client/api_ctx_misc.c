@@ -35,14 +35,10 @@ void gp__ctx_misc_reset_locked(struct gp__ctx *ctx) {
   memset(&ctx->legacy_attrs, 0, sizeof(ctx->legacy_attrs));
 }
 
-/* The device attribute |a| of |ctx|'s device. */
-static int dev_attr(const struct gp__ctx *ctx, CUdevice_attribute a) {
-  return gp__client()->devices[ctx->device].attr[a];
-}
-
 static int cc(const struct gp__ctx *ctx) {
-  return dev_attr(ctx, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR) * 10 +
-         dev_attr(ctx, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
+  return gp__dev_attr(ctx, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, 0) *
+             10 +
+         gp__dev_attr(ctx, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, 0);
 }
 
 /* CUDA_SUCCESS when |ctx| has limit |l| at all; the default in |*def|. */
@@ -120,7 +116,8 @@ static CUresult limit_value(const struct gp__ctx *ctx, CUlimit l,
     /* A hint, clamped to what the device can set aside; a device that
      * sets nothing aside (MAX_PERSISTING_L2_CACHE_SIZE 0, as the emulated
      * one and GPUs before Ampere) has no such limit to raise. */
-    int max = dev_attr(ctx, CU_DEVICE_ATTRIBUTE_MAX_PERSISTING_L2_CACHE_SIZE);
+    int max =
+        gp__dev_attr(ctx, CU_DEVICE_ATTRIBUTE_MAX_PERSISTING_L2_CACHE_SIZE, 0);
     if (max <= 0)
       return *v == 0 ? CUDA_SUCCESS : CUDA_ERROR_UNSUPPORTED_LIMIT;
     if (*v > (size_t)max)

@@ -17,6 +17,13 @@ static CUresult get_device(CUdevice dev, const struct gp__device **out) {
   return CUDA_SUCCESS;
 }
 
+int gp__dev_attr(const struct gp__ctx *ctx, CUdevice_attribute a, int def) {
+  if ((int)a <= 0 || (int)a >= GP__NATTR)
+    return def;
+  int v = gp__client()->devices[ctx->device].attr[a];
+  return v > 0 ? v : def;
+}
+
 static CUresult do_get_count(int *count) {
   CUresult r = gp__ready();
   if (r != CUDA_SUCCESS)

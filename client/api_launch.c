@@ -67,20 +67,12 @@ CUresult gp__note_fault_locked(struct gp__client *c, CUresult r) {
   return r;
 }
 
-/* A device limit, or |def| when the server did not report it (0: do not
- * check here; the server checks). */
-static unsigned limit(struct gp__client *c, const struct gp__ctx *ctx,
-                      CUdevice_attribute a, unsigned def) {
-  int v = c->devices[ctx->device].attr[a];
-  return v > 0 ? (unsigned)v : def;
-}
-
 /* The grid and block dimensions: none 0, none over the device's limits
  * (CUDA_ERROR_INVALID_VALUE, as the driver's "invalid configuration"), and
  * no more threads per block than the function can run
  * (CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES, as when its registers do not fit). */
-static CUresult check_dims(struct gp__client *c, const struct gp__func *f,
-                           const unsigned grid[3], const unsigned block[3]) {
+static CUresult check_dims(const struct gp__func *f, const unsigned grid[3],
+                           const unsigned block[3]) {
   static const CUdevice_attribute grid_attr[3] = {
       CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_X, CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_Y,
       CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_Z};
@@ -88,17 +80,19 @@ static CUresult check_dims(struct gp__client *c, const struct gp__func *f,
       CU_DEVICE_ATTRIBUTE_MAX_BLOCK_DIM_X, CU_DEVICE_ATTRIBUTE_MAX_BLOCK_DIM_Y,
       CU_DEVICE_ATTRIBUTE_MAX_BLOCK_DIM_Z};
   const struct gp__ctx *ctx = f->mod->ctx;
+  /* A limit the server did not report (0) is not checked here; the server
+   * checks. */
   for (int i = 0; i < 3; i++) {
     if (grid[i] == 0 || block[i] == 0)
       return CUDA_ERROR_INVALID_VALUE;
-    unsigned g = limit(c, ctx, grid_attr[i], 0);
-    unsigned b = limit(c, ctx, block_attr[i], 0);
+    unsigned g = (unsigned)gp__dev_attr(ctx, grid_attr[i], 0);
+    unsigned b = (unsigned)gp__dev_attr(ctx, block_attr[i], 0);
     if ((g != 0 && grid[i] > g) || (b != 0 && block[i] > b))
       return CUDA_ERROR_INVALID_VALUE;
   }
   uint64_t threads = (uint64_t)block[0] * block[1] * block[2];
-  unsigned dev_max = limit(c, ctx, CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_BLOCK,
-                           0);
+  unsigned dev_max = (unsigned)gp__dev_attr(
+      ctx, CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_BLOCK, 0);
   if (dev_max != 0 && threads > dev_max)
     return CUDA_ERROR_INVALID_VALUE;
   if (threads > (unsigned)f->attr[CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK])
@@ -163,24 +157,16 @@ static CUresult launch(CUfunction h, const unsigned grid[3],
     return r;
 
   gp__lock();
-  if ((r = gp__current_ctx(&ctx)) != CUDA_SUCCESS)
-    goto out;
-  /* A faulted context refuses all work, as on a GPU. */
-  if ((r = ctx->fault) != CUDA_SUCCESS)
-    goto out;
   /* The stream before anything else is looked up: the launch must follow
    * the host functions queued before it, and waiting for them lets go of
    * the lock. A stream of another context is refused. */
-  struct gp__stream_ref sref;
-  if ((r = gp__stream_use_locked(c, hs, &sref)) != CUDA_SUCCESS)
+  if ((r = gp__work_stream_locked(c, hs, true, GP__STREAM_OF_CTX, &ctx,
+                                  &sid)) != CUDA_SUCCESS)
     goto out;
-  if ((r = gp__current_ctx(&ctx)) != CUDA_SUCCESS)
+  /* A faulted context refuses all work, as on a GPU. Checked after the
+   * wait above, during which another thread may have noted a fault. */
+  if ((r = ctx->fault) != CUDA_SUCCESS)
     goto out;
-  if (sref.ctx != ctx) {
-    r = CUDA_ERROR_INVALID_HANDLE;
-    goto out;
-  }
-  sid = sref.id;
   /* A CUkernel (what cudart launches) stands for its function in this
    * context: its library is loaded here at the first launch. */
   struct gp__func *f;
@@ -196,7 +182,7 @@ static CUresult launch(CUfunction h, const unsigned grid[3],
     r = CUDA_ERROR_INVALID_VALUE;
     goto out;
   }
-  if ((r = check_dims(c, f, grid, block)) != CUDA_SUCCESS)
+  if ((r = check_dims(f, grid, block)) != CUDA_SUCCESS)
     goto out;
   if (shared > (unsigned)f->attr[CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES]) {
     r = CUDA_ERROR_INVALID_VALUE;
@@ -214,7 +200,8 @@ static CUresult launch(CUfunction h, const unsigned grid[3],
   for (int i = 0; i < opts->nevents; i++) {
     ev[i] = (struct gp__event *)gp__handles_find(&c->handles, opts->events[i],
                                                  GP__KIND_EVENT);
-    if (ev[i] == NULL) {
+    /* The event must be of the stream's context, as for cuEventRecord. */
+    if (ev[i] == NULL || ev[i]->ctx != ctx) {
       r = CUDA_ERROR_INVALID_HANDLE;
       goto out;
     }

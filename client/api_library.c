@@ -1131,7 +1131,7 @@ static CUresult kernel_set_attribute(CUfunction_attribute attrib, int val,
    * allowed depends on its static shared memory). */
   r = kernel_on_dev_locked(c, h, dev, &k, &f, "cuKernelSetAttribute");
   if (r == CUDA_SUCCESS)
-    r = gp__func_check_attr(c, f, attrib, val);
+    r = gp__func_check_attr_locked(c, f, attrib, val);
   if (r == CUDA_SUCCESS) {
     k->dev[dev].attr[attrib] = val;
     k->dev[dev].attr_set |= 1u << attrib;

@@ -121,8 +121,27 @@ GP_API CUresult cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pPitch,
   return r;
 }
 
-/* Only the start of an allocation (or 0) may be freed. The free is sent without a
- * reply; the server completes the work that uses the memory first. */
+CUresult gp__mem_free_locked(struct gp__client *c, CUdeviceptr dptr,
+                             uint64_t sid) {
+  /* A module's variable is not an allocation: it lives as long as its
+   * module. */
+  struct gp__range *rg = gp__ranges_find(&c->dev_mem, (uint64_t)dptr);
+  if (rg == NULL || rg->base != (uint64_t)dptr ||
+      (rg->flags & GP__RANGE_MODULE_GLOBAL))
+    return CUDA_ERROR_INVALID_VALUE;
+  /* A stream-ordered allocation goes back to its pool (the driver lets
+   * cuMemFree free it, and cuMemFreeAsync free any allocation). */
+  if (rg->pool_block != NULL)
+    return gp__pool_free_locked(c, rg, sid);
+  gp__ranges_remove(&c->dev_mem, (uint64_t)dptr);
+  Gpupool__MemFree m = GPUPOOL__MEM_FREE__INIT;
+  m.dptr = dptr;
+  return gp__send_locked(c, GP_MSG_MEM_FREE, &m.base, NULL, 0, true, NULL);
+}
+
+/* Only the start of an allocation (or 0) may be freed. The free is sent
+ * without a reply; the server completes the work that uses the memory
+ * first. */
 static CUresult mem_free(CUdeviceptr dptr) {
   struct gp__client *c = gp__client();
   struct gp__ctx *ctx;
@@ -136,24 +155,9 @@ static CUresult mem_free(CUdeviceptr dptr) {
    * cudaFree(0), the idiom that creates the context, comes here. */
   if (dptr == 0)
     goto out;
-  /* A module's variable is not an allocation: it lives as long as its
-   * module. */
-  struct gp__range *rg = gp__ranges_find(&c->dev_mem, (uint64_t)dptr);
-  if (rg == NULL || rg->base != (uint64_t)dptr ||
-      (rg->flags & GP__RANGE_MODULE_GLOBAL)) {
-    r = CUDA_ERROR_INVALID_VALUE;
-    goto out;
-  }
-  /* A stream-ordered allocation goes back to its pool (the driver lets
-   * cuMemFree free it), as a free on the default stream. */
-  if (rg->pool_block != NULL) {
-    r = gp__pool_free_locked(c, rg, 0);
-    goto out;
-  }
-  gp__ranges_remove(&c->dev_mem, (uint64_t)dptr);
-  Gpupool__MemFree m = GPUPOOL__MEM_FREE__INIT;
-  m.dptr = dptr;
-  r = gp__send_locked(c, GP_MSG_MEM_FREE, &m.base, NULL, 0, true, NULL);
+  /* A stream-ordered allocation is freed as on the legacy default
+   * stream. */
+  r = gp__mem_free_locked(c, dptr, 0);
 out:
   gp__unlock();
   return r;

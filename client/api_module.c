@@ -150,14 +150,6 @@ void gp__module_forget_locked(struct gp__client *c, struct gp__module *m) {
   free(m);
 }
 
-/* The device attribute |a| of |ctx|'s device, |def| when the server did
- * not report it. */
-static int dev_attr(struct gp__client *c, const struct gp__ctx *ctx,
-                    CUdevice_attribute a, int def) {
-  int v = c->devices[ctx->device].attr[a];
-  return v > 0 ? v : def;
-}
-
 /* ---- Loading -------------------------------------------------------------------- */
 
 /* What a load did, for the JIT options and the trace. */
@@ -687,8 +679,8 @@ static CUresult func_from_reply_locked(struct gp__client *c,
   a[CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK] =
       fr->max_threads_per_block > 0
           ? fr->max_threads_per_block
-          : dev_attr(c, m->ctx, CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_BLOCK,
-                     GP__DEFAULT_THREADS_PER_BLOCK);
+          : gp__dev_attr(m->ctx, CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_BLOCK,
+                         GP__DEFAULT_THREADS_PER_BLOCK);
   a[CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES] = fr->shared_size_bytes;
   a[CU_FUNC_ATTRIBUTE_CONST_SIZE_BYTES] = fr->const_size_bytes;
   a[CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES] = fr->local_size_bytes;
@@ -697,8 +689,9 @@ static CUresult func_from_reply_locked(struct gp__client *c,
   a[CU_FUNC_ATTRIBUTE_BINARY_VERSION] = fr->binary_version;
   /* The documented default: what is left of the (non-opt-in) per-block
    * shared memory after the static part, 0 if nothing is. */
-  int smem = dev_attr(c, m->ctx, CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK,
-                      GP__DEFAULT_SHARED_PER_BLOCK);
+  int smem = gp__dev_attr(m->ctx,
+                          CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK,
+                          GP__DEFAULT_SHARED_PER_BLOCK);
   a[CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES] =
       smem > fr->shared_size_bytes ? smem - fr->shared_size_bytes : 0;
   a[CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT] =
@@ -1015,16 +1008,17 @@ GP_API CUresult cuFuncGetAttribute(int *pi, CUfunction_attribute attrib,
   return r;
 }
 
-CUresult gp__func_check_attr(struct gp__client *c, const struct gp__func *f,
-                             CUfunction_attribute attr, int v) {
+CUresult gp__func_check_attr_locked(struct gp__client *c,
+                                    const struct gp__func *f,
+                                    CUfunction_attribute attr, int v) {
   switch (attr) {
   case CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES: {
-    int smem = dev_attr(c, f->mod->ctx,
-                        CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK,
-                        GP__DEFAULT_SHARED_PER_BLOCK);
-    int optin = dev_attr(c, f->mod->ctx,
-                         CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
-                         smem);
+    int smem = gp__dev_attr(f->mod->ctx,
+                            CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK,
+                            GP__DEFAULT_SHARED_PER_BLOCK);
+    int optin = gp__dev_attr(
+        f->mod->ctx, CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
+        smem);
     int stat = f->attr[CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES];
     if (v < 0 || v > optin - stat)
       return CUDA_ERROR_INVALID_VALUE;
@@ -1062,7 +1056,7 @@ CUresult gp__func_check_attr(struct gp__client *c, const struct gp__func *f,
 static CUresult set_attr(struct gp__client *c, struct gp__func *f,
                          void *arg) {
   struct attr_args *a = arg;
-  CUresult r = gp__func_check_attr(c, f, a->attr, a->value);
+  CUresult r = gp__func_check_attr_locked(c, f, a->attr, a->value);
   if (r != CUDA_SUCCESS)
     return r;
   f->attr[a->attr] = a->value;

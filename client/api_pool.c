@@ -740,26 +740,6 @@ GP_API CUresult cuMemPoolGetAccess(CUmemAccess_flags *flags,
 
 /* ---- Stream-ordered allocation and free ---------------------------------- */
 
-/* The context and wire stream id of a stream-ordered call on |hs|: the
- * current context, and a stream of it (a stream of another context is
- * CUDA_ERROR_INVALID_HANDLE, as for launches). */
-static CUresult stream_ctx_locked(struct gp__client *c, CUstream hs,
-                                  struct gp__ctx **ctx, uint64_t *sid) {
-  CUresult r = gp__current_ctx(ctx);
-  if (r != CUDA_SUCCESS)
-    return r;
-  /* Resolving may wait for host functions, letting go of the lock; the
-   * reference names the stream's context, the per-thread default stream
-   * included. */
-  struct gp__stream_ref ref;
-  if ((r = gp__stream_use_locked(c, hs, &ref)) != CUDA_SUCCESS)
-    return r;
-  if (ref.ctx != *ctx)
-    return CUDA_ERROR_INVALID_HANDLE;
-  *sid = ref.id;
-  return CUDA_SUCCESS;
-}
-
 /* |h| NULL: the current pool of the context's device. */
 static CUresult alloc_async(CUdeviceptr *dptr, size_t size, CUmemoryPool h,
                             bool from_pool, CUstream hs) {
@@ -772,7 +752,9 @@ static CUresult alloc_async(CUdeviceptr *dptr, size_t size, CUmemoryPool h,
   if (dptr == NULL || size == 0)
     return CUDA_ERROR_INVALID_VALUE;
   gp__lock();
-  if ((r = stream_ctx_locked(c, hs, &ctx, &sid)) != CUDA_SUCCESS)
+  /* A stream of another context is refused, as for launches. */
+  if ((r = gp__work_stream_locked(c, hs, true, GP__STREAM_OF_CTX, &ctx,
+                                  &sid)) != CUDA_SUCCESS)
     goto out;
   struct gp__pool *p;
   if (from_pool) {
@@ -831,23 +813,9 @@ static CUresult free_async(CUdeviceptr dptr, CUstream hs) {
   if (r != CUDA_SUCCESS)
     return r;
   gp__lock();
-  if ((r = stream_ctx_locked(c, hs, &ctx, &sid)) != CUDA_SUCCESS)
-    goto out;
-  struct gp__range *rg = gp__ranges_find(&c->dev_mem, (uint64_t)dptr);
-  if (rg == NULL || rg->base != (uint64_t)dptr ||
-      (rg->flags & GP__RANGE_MODULE_GLOBAL)) {
-    r = CUDA_ERROR_INVALID_VALUE;
-    goto out;
-  }
-  if (rg->pool_block != NULL) {
-    r = gp__pool_free_locked(c, rg, sid);
-    goto out;
-  }
-  gp__ranges_remove(&c->dev_mem, (uint64_t)dptr);
-  Gpupool__MemFree m = GPUPOOL__MEM_FREE__INIT;
-  m.dptr = dptr;
-  r = gp__send_locked(c, GP_MSG_MEM_FREE, &m.base, NULL, 0, true, NULL);
-out:
+  if ((r = gp__work_stream_locked(c, hs, true, GP__STREAM_OF_CTX, &ctx,
+                                  &sid)) == CUDA_SUCCESS)
+    r = gp__mem_free_locked(c, dptr, sid);
   gp__unlock();
   return r;
 }
@@ -858,6 +826,3 @@ GP_API CUresult cuMemFreeAsync(CUdeviceptr dptr, CUstream hStream) {
            (void *)hStream);
   return r;
 }
-
-/* A NULL stream there means the per-thread default stream: stream 0 on the
- * wire too. */

@@ -244,6 +244,25 @@ CUresult gp__stream_id_locked(struct gp__client *c, CUstream h,
   return r;
 }
 
+CUresult gp__work_stream_locked(struct gp__client *c, CUstream hs, bool async,
+                                enum gp__stream_scope scope,
+                                struct gp__ctx **ctx, uint64_t *sid) {
+  struct gp__stream_ref ref;
+  CUresult r = gp__current_ctx(ctx);
+  if (r != CUDA_SUCCESS)
+    return r;
+  if ((r = gp__stream_use_locked(c, async ? hs : NULL, &ref)) !=
+      CUDA_SUCCESS)
+    return r;
+  /* The context may have been destroyed while the lock was let go. */
+  if ((r = gp__current_ctx(ctx)) != CUDA_SUCCESS)
+    return r;
+  if (scope == GP__STREAM_OF_CTX && ref.ctx != *ctx)
+    return CUDA_ERROR_INVALID_HANDLE;
+  *sid = ref.id;
+  return CUDA_SUCCESS;
+}
+
 /* ---- Creation and destruction ------------------------------------------------ */
 
 static CUresult stream_create(CUstream *ph, unsigned int flags, int priority) {

@@ -492,6 +492,56 @@ CUresult gp__stream_id_locked(struct gp__client *c, CUstream h,
  * incarnation of a primary context). Needs the lock. */
 void gp__drop_ctx_objects_locked(struct gp__client *c, struct gp__ctx *ctx);
 
+/* ---- Shared by launches, copies, stream-ordered memory (api_device.c,
+ * api_stream.c, api_mem.c; client.h's copy constants below) ---------------- */
+
+/* Device attribute |a| of |ctx|'s device as the server reported it, or
+ * |def| when it reported none (0 or less) or |a| is no attribute this
+ * cuda.h defines. Any thread, once gp__ready(): the device table is only
+ * read after cuInit. */
+int gp__dev_attr(const struct gp__ctx *ctx, CUdevice_attribute a, int def);
+
+/* Which streams gp__work_stream_locked() accepts. */
+enum gp__stream_scope {
+  /* Only a stream of the current context (launches, stream-ordered
+   * allocation): another context's is CUDA_ERROR_INVALID_HANDLE. */
+  GP__STREAM_OF_CTX,
+  /* Any live stream (copies and memsets): the driver runs a copy on a
+   * stream of another context, as the memory's addresses say where it
+   * is. */
+  GP__STREAM_ANY_CTX,
+};
+
+/* The current context and the wire id of the stream that new work of a
+ * call goes on: |hs| for an asynchronous call, the NULL stream (the legacy
+ * one, or the per-thread one inside a _ptds/_ptsz entry point) for a
+ * synchronous one. Resolving the stream waits for the host functions the
+ * work must follow (gp__stream_use_locked()), letting go of the lock
+ * meanwhile, so the context is looked up again after it: look up other
+ * handles after this call too. Returns CUDA_SUCCESS; the errors of
+ * gp__current_ctx() and of gp__stream_use_locked(); or
+ * CUDA_ERROR_INVALID_HANDLE for a stream of another context when |scope|
+ * is GP__STREAM_OF_CTX. Needs the lock. */
+CUresult gp__work_stream_locked(struct gp__client *c, CUstream hs, bool async,
+                                enum gp__stream_scope scope,
+                                struct gp__ctx **ctx, uint64_t *sid);
+
+/* Frees the allocation that starts at |dptr|, as on stream |sid| (a wire
+ * id in the current context): a stream-ordered one goes back to its pool
+ * (gp__pool_free_locked()), any other is removed from c->dev_mem and freed
+ * on the server by a MEM_FREE sent without waiting, behind the work
+ * already sent. Returns CUDA_SUCCESS, CUDA_ERROR_INVALID_VALUE (|dptr| is
+ * not the start of an allocation, or is a module's variable), or the
+ * send's error. Needs the lock. */
+CUresult gp__mem_free_locked(struct gp__client *c, CUdeviceptr dptr,
+                             uint64_t sid);
+
+/* The most device-to-host copy requests (1D or 2D) outstanding before the
+ * first reply is read: 1 GiB of replies in flight at GP_COPY_CHUNK, so a
+ * huge copy never has the server blocked writing replies while the client
+ * is still blocked writing requests. */
+#define GP__DTOH_WINDOW 64
+
 /* ---- Modules and functions (api_module.c) ----------------------------------- */
 
 /* Forgets (frees) module |m|: removes it and its functions from the handle
@@ -738,8 +788,9 @@ bool gp__symbol_name_ok(const char *name);
 /* Checks value |v| for attribute |attr| of |f| as cuFuncSetAttribute does:
  * CUDA_SUCCESS, or CUDA_ERROR_INVALID_VALUE (read-only attribute, value
  * out of range). Needs the lock. */
-CUresult gp__func_check_attr(struct gp__client *c, const struct gp__func *f,
-                             CUfunction_attribute attr, int v);
+CUresult gp__func_check_attr_locked(struct gp__client *c,
+                                    const struct gp__func *f,
+                                    CUfunction_attribute attr, int v);
 
 /* Reads file |path| into a fresh buffer with a NUL after its contents.
  * Returns CUDA_SUCCESS, CUDA_ERROR_FILE_NOT_FOUND (cannot be opened or

@@ -378,6 +378,46 @@ static void test_modules_load_launch(int argc, char **argv) {
   cfg.numAttrs = 1;
   CHECK_OK(cuLaunchKernelEx(&cfg, g, largs, NULL));
   CHECK_OK(cuEventSynchronize(ev));
+
+  /* An event of another context is refused, as cuEventRecord refuses it,
+   * whichever attribute names it, and the kernel does not run. */
+  CUcontext cur, other, popped;
+  CUdevice dev;
+  CUevent oev;
+  REQUIRE_OK(cuCtxGetCurrent(&cur));
+  REQUIRE_OK(cuCtxGetDevice(&dev));
+  REQUIRE_OK(cuCtxCreate(&other, NULL, 0, dev));
+  REQUIRE_OK(cuEventCreate(&oev, 0));
+  REQUIRE_OK(cuCtxPopCurrent(&popped));
+  CHECK_EQ_PTR(popped, other);
+  CHECK_CU(cuEventRecord(oev, s), CUDA_ERROR_INVALID_HANDLE);
+  x = 99;
+  attrs[0].value.launchCompletionEvent.event = oev;
+  CHECK_CU(cuLaunchKernelEx(&cfg, g, largs, NULL), CUDA_ERROR_INVALID_HANDLE);
+  attrs[0].id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_EVENT;
+  attrs[0].value.programmaticEvent.event = oev;
+  attrs[0].value.programmaticEvent.flags = 0;
+  attrs[0].value.programmaticEvent.triggerAtBlockStart = 0;
+  CHECK_CU(cuLaunchKernelEx(&cfg, g, largs, NULL), CUDA_ERROR_INVALID_HANDLE);
+  /* One event of this context and one of the other: refused too. */
+  attrs[1].id = CU_LAUNCH_ATTRIBUTE_LAUNCH_COMPLETION_EVENT;
+  attrs[1].value.launchCompletionEvent.event = ev;
+  attrs[1].value.launchCompletionEvent.flags = 0;
+  cfg.numAttrs = 2;
+  CHECK_CU(cuLaunchKernelEx(&cfg, g, largs, NULL), CUDA_ERROR_INVALID_HANDLE);
+  CHECK_OK(cuStreamSynchronize(s));
+  CHECK_OK(cuMemcpyDtoH(got, out, 16));
+  memcpy(&gx, got, 4);
+  CHECK_EQ_U(gx, 77);
+  /* The same event of this context, as the programmatic one, works. */
+  attrs[0].value.programmaticEvent.event = ev;
+  cfg.numAttrs = 1;
+  CHECK_OK(cuLaunchKernelEx(&cfg, g, largs, NULL));
+  CHECK_OK(cuEventSynchronize(ev));
+  CHECK_OK(cuMemcpyDtoH(got, out, 16));
+  memcpy(&gx, got, 4);
+  CHECK_EQ_U(gx, 99);
+  CHECK_OK(cuCtxDestroy(other));
   CHECK_OK(cuEventDestroy(ev));
 
   /* Cooperative launches and real clusters are not supported yet. */
