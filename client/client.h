@@ -659,6 +659,13 @@ void gp__hostfn_reply_locked(struct gp__client *c, CUresult result);
  * host function or stream callback return CUDA_ERROR_NOT_PERMITTED
  * (gp__ready()). Any thread; no lock. */
 bool gp__hostfn_thread_self(void);
+
+/* The process is exiting (or the library being unloaded): from now on the
+ * host-function thread runs no more application code; it parks before the
+ * next function instead. Called first thing by conn_fini(), so that the
+ * connection it closes cannot make a waiting entry run, with an error,
+ * during teardown. Any thread; no lock; idempotent. */
+void gp__hostfn_shutdown(void);
 /* ---- Libraries and kernels (part "libraries": api_library.c, and the
  * module helpers of api_module.c they are built on) ----------------------- */
 
