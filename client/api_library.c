@@ -325,7 +325,8 @@ void gp__libraries_ctx_ready_locked(struct gp__client *c,
     lib_module_locked(c, lib, ctx, &m, "cuCtxCreate");
 }
 
-static CUresult library_unload(CUlibrary h);
+static CUresult library_free_locked(struct gp__client *c,
+                                    struct gp__library *lib);
 
 /* Frees a library that is in no table. */
 static void lib_free(struct gp__library *lib) {
@@ -420,14 +421,16 @@ static CUresult lib_create(CUlibrary *out, struct gp__image *im,
   libs = lib;
   if (!gp__lazy_loading())
     r = load_everywhere_locked(c, lib, api);
-  gp__unlock();
   if (r != CUDA_SUCCESS) {
-    /* The reason was said on stderr; it is also the JIT error log. */
+    /* The reason was said on stderr; it is also the JIT error log. The
+     * library goes even when the failure was the connection's. */
     snprintf(info->why, sizeof(info->why), "%s",
              lib->why[0] != '\0' ? lib->why : gp__cu_error_name(r));
-    library_unload((CUlibrary)lib);
+    library_free_locked(c, lib);
+    gp__unlock();
     return r;
   }
+  gp__unlock();
   *out = (CUlibrary)lib;
   return CUDA_SUCCESS;
 }
@@ -545,19 +548,15 @@ GP_API CUresult cuLibraryLoadFromFile(CUlibrary *library, const char *fileName,
 
 /* ---- Unloading ----------------------------------------------------------- */
 
-/* Unloads the library's module in every context (sent without waiting)
- * and frees it with its kernels, whose handles become invalid. */
-static CUresult library_unload(CUlibrary h) {
-  struct gp__client *c = gp__client();
-  CUresult r = gp__ready(), sent = CUDA_SUCCESS;
-  if (r != CUDA_SUCCESS)
-    return r;
-  gp__lock();
-  struct gp__library *lib = find_lib_locked(c, h);
-  if (lib == NULL) {
-    gp__unlock();
-    return CUDA_ERROR_INVALID_HANDLE;
-  }
+/* Unloads |lib|'s module in every context (sent without waiting) and
+ * frees it with its kernels, whose handles become invalid. It does not
+ * look at gp__ready(): it also cleans up after a load that failed because
+ * the connection went. Returns CUDA_SUCCESS, or
+ * CUDA_ERROR_DEVICE_UNAVAILABLE when an unload could not be sent (the
+ * library is gone all the same). Needs the lock. */
+static CUresult library_free_locked(struct gp__client *c,
+                                    struct gp__library *lib) {
+  CUresult sent = CUDA_SUCCESS;
   /* Forgetting a module takes it out of lib->mods: walk a detached
    * copy. */
   struct gp__module **mods = lib->mods;
@@ -569,8 +568,8 @@ static CUresult library_unload(CUlibrary h) {
     u.module = mods[i]->id;
     /* Unsent for want of memory, a module stays on the server until its
      * context goes; the library is gone here all the same. */
-    r = gp__send_locked(c, GP_MSG_MODULE_UNLOAD, &u.base, NULL, 0, true,
-                        NULL);
+    CUresult r = gp__send_locked(c, GP_MSG_MODULE_UNLOAD, &u.base, NULL, 0,
+                                 true, NULL);
     if (r == CUDA_ERROR_DEVICE_UNAVAILABLE)
       sent = r;
     gp__module_forget_locked(c, mods[i]);
@@ -589,9 +588,20 @@ static CUresult library_unload(CUlibrary h) {
     libs = lib->next;
   if (lib->next != NULL)
     lib->next->prev = lib->prev;
-  gp__unlock();
   lib_free(lib);
   return sent;
+}
+
+static CUresult library_unload(CUlibrary h) {
+  struct gp__client *c = gp__client();
+  CUresult r = gp__ready();
+  if (r != CUDA_SUCCESS)
+    return r;
+  gp__lock();
+  struct gp__library *lib = find_lib_locked(c, h);
+  r = lib != NULL ? library_free_locked(c, lib) : CUDA_ERROR_INVALID_HANDLE;
+  gp__unlock();
+  return r;
 }
 
 GP_API CUresult cuLibraryUnload(CUlibrary library) {
