@@ -576,11 +576,16 @@ static CUresult primary_release(CUdevice dev) {
   CUresult r = primary_of(dev, &p);
   if (r != CUDA_SUCCESS)
     return r;
+  const struct gp__stream_ref ref = {.ctx = p};
   gp__lock();
-  /* A release may end the context: its host functions run first (the
-   * wait lets go of the lock). */
-  if (atomic_load(&p->state) == GP__CTX_LIVE)
-    r = gp__hostfn_drain_locked(gp__client(), p);
+  /* The release that ends the context lets its host functions run first;
+   * any other only counts down, and waits for nothing. The wait lets go of
+   * the lock, so another thread may have retained or released meanwhile:
+   * both are looked at again after each wake. */
+  while (p->retains == 1 && atomic_load(&p->state) == GP__CTX_LIVE &&
+         gp__hostfn_pending_locked(&ref, GP__HOSTFN_CTX))
+    if ((r = gp__hostfn_wait_one_locked(gp__client())) != CUDA_SUCCESS)
+      break;
   if (r == CUDA_SUCCESS) {
     if (p->retains == 0) {
       r = CUDA_ERROR_INVALID_CONTEXT;
