@@ -40,8 +40,8 @@ CUresult gp__current_ctx(struct gp__ctx **out) {
   return CUDA_SUCCESS;
 }
 
-CUresult gp__ctx_from_handle_locked(struct gp__client *c, CUcontext h,
-                                    struct gp__ctx **out) {
+CUresult gp__ctx_lookup_locked(struct gp__client *c, CUcontext h,
+                               bool inactive_ok, struct gp__ctx **out) {
   if (h == NULL)
     return gp__current_ctx(out);
   struct gp__ctx *ctx =
@@ -53,10 +53,19 @@ CUresult gp__ctx_from_handle_locked(struct gp__client *c, CUcontext h,
     *out = ctx;
     return CUDA_SUCCESS;
   case GP__CTX_INACTIVE:
+    if (inactive_ok) {
+      *out = ctx;
+      return CUDA_SUCCESS;
+    }
     return CUDA_ERROR_CONTEXT_IS_DESTROYED;
   default:
     return CUDA_ERROR_INVALID_CONTEXT;
   }
+}
+
+CUresult gp__ctx_from_handle_locked(struct gp__client *c, CUcontext h,
+                                    struct gp__ctx **out) {
+  return gp__ctx_lookup_locked(c, h, false, out);
 }
 
 /* |h| as any context object we made, live or not; NULL if it is none. */
