@@ -53,6 +53,12 @@ struct gp__kernel {
   uint32_t nparams;
   struct gp__param *params;
   struct kernel_dev *dev;           /* one per device */
+  /* The function it was last resolved to, and in which context, so that
+   * a launch in the same context finds it without a lookup (NULL: none).
+   * Cleared when the function's module goes, the only way a function is
+   * freed. */
+  struct gp__ctx *last_ctx;
+  struct gp__func *last_func;
 };
 
 struct gp__library {
@@ -197,6 +203,12 @@ void gp__library_module_gone_locked(struct gp__client *c,
     for (size_t i = 0; i < lib->nmods; i++) {
       if (lib->mods[i] == m) {
         lib->mods[i] = lib->mods[--lib->nmods];
+        for (struct gp__kernel *k = lib->kernels; k != NULL; k = k->next) {
+          if (k->last_func != NULL && k->last_func->mod == m) {
+            k->last_func = NULL;
+            k->last_ctx = NULL;
+          }
+        }
         return;
       }
     }
@@ -218,12 +230,18 @@ static void apply_kernel_settings(const struct gp__kernel *k,
 }
 
 /* Kernel |k| as the function of |ctx|: the library loaded there and the
- * kernel looked up, as needed. */
+ * kernel looked up, as needed. The kernel's settings are applied when it
+ * is resolved anew; after that the setters keep the function up to date
+ * (kernel_update_funcs_locked()). */
 static CUresult kernel_func_locked(struct gp__client *c, struct gp__kernel *k,
                                    struct gp__ctx *ctx, struct gp__func **out,
                                    const char *api) {
   struct gp__module *m;
   struct gp__func *f;
+  if (k->last_func != NULL && k->last_ctx == ctx) {
+    *out = k->last_func;
+    return CUDA_SUCCESS;
+  }
   CUresult r = lib_module_locked(c, k->lib, ctx, &m, api);
   if (r != CUDA_SUCCESS)
     return r;
@@ -241,6 +259,8 @@ static CUresult kernel_func_locked(struct gp__client *c, struct gp__kernel *k,
     k->have_params = true;
   }
   apply_kernel_settings(k, f);
+  k->last_ctx = ctx;
+  k->last_func = f;
   *out = f;
   return CUDA_SUCCESS;
 }
@@ -1124,6 +1144,20 @@ GP_API CUresult cuKernelGetAttribute(int *pi, CUfunction_attribute attrib,
   return r;
 }
 
+/* Pushes what |k| was told for |dev| to its functions that exist in the
+ * contexts of |dev|. Asks the server nothing: a context where the kernel
+ * was never resolved has no function yet, and gets the settings when it
+ * is (kernel_func_locked()). */
+static void kernel_update_funcs_locked(struct gp__kernel *k, CUdevice dev) {
+  for (size_t i = 0; i < k->lib->nmods; i++) {
+    struct gp__module *m = k->lib->mods[i];
+    struct gp__func *f;
+    if (m->ctx->device == dev &&
+        (f = gp__module_function_find_locked(m, k->name)) != NULL)
+      apply_kernel_settings(k, f);
+  }
+}
+
 /* Applies to the kernel's functions in every context of |dev|, present and
  * future, except where cuFuncSetAttribute set the same attribute. */
 static CUresult kernel_set_attribute(CUfunction_attribute attrib, int val,
@@ -1145,12 +1179,7 @@ static CUresult kernel_set_attribute(CUfunction_attribute attrib, int val,
   if (r == CUDA_SUCCESS) {
     k->dev[dev].attr[attrib] = val;
     k->dev[dev].attr_set |= 1u << attrib;
-    for (size_t i = 0; i < k->lib->nmods; i++) {
-      struct gp__module *m = k->lib->mods[i];
-      if (m->ctx->device == dev &&
-          gp__module_function_locked(c, m, k->name, &f) == CUDA_SUCCESS)
-        apply_kernel_settings(k, f);
-    }
+    kernel_update_funcs_locked(k, dev);
   }
   gp__unlock();
   return r;
@@ -1171,7 +1200,6 @@ static CUresult kernel_set_cache_config(CUkernel h, CUfunc_cache config,
                                         CUdevice dev) {
   struct gp__client *c = gp__client();
   struct gp__kernel *k;
-  struct gp__func *f;
   CUresult r = gp__ready();
   if (r != CUDA_SUCCESS)
     return r;
@@ -1182,12 +1210,7 @@ static CUresult kernel_set_cache_config(CUkernel h, CUfunc_cache config,
   if (r == CUDA_SUCCESS) {
     k->dev[dev].cache = config;
     k->dev[dev].cache_set = true;
-    for (size_t i = 0; i < k->lib->nmods; i++) {
-      struct gp__module *m = k->lib->mods[i];
-      if (m->ctx->device == dev &&
-          gp__module_function_locked(c, m, k->name, &f) == CUDA_SUCCESS)
-        apply_kernel_settings(k, f);
-    }
+    kernel_update_funcs_locked(k, dev);
   }
   gp__unlock();
   return r;

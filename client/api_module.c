@@ -708,14 +708,20 @@ static CUresult func_from_reply_locked(struct gp__client *c,
   return CUDA_SUCCESS;
 }
 
+struct gp__func *gp__module_function_find_locked(struct gp__module *m,
+                                                 const char *name) {
+  struct gp__sym *e = symtab_find(&m->funcs, name, name_hash(name));
+  return e != NULL ? container_of(e, struct gp__func, sym) : NULL;
+}
+
 CUresult gp__module_function_locked(struct gp__client *c,
                                     struct gp__module *m, const char *name,
                                     struct gp__func **out) {
   if (!gp__symbol_name_ok(name))
     return CUDA_ERROR_NOT_FOUND;
-  struct gp__sym *e = symtab_find(&m->funcs, name, name_hash(name));
-  if (e != NULL) {
-    *out = container_of(e, struct gp__func, sym);
+  struct gp__func *have = gp__module_function_find_locked(m, name);
+  if (have != NULL) {
+    *out = have;
     return CUDA_SUCCESS;
   }
   Gpupool__ModuleGetFunction msg = GPUPOOL__MODULE_GET_FUNCTION__INIT;

@@ -735,6 +735,12 @@ CUresult gp__module_function_locked(struct gp__client *c,
                                     struct gp__module *m, const char *name,
                                     struct gp__func **out);
 
+/* Kernel |name| of module |m| as a function if it was looked up already
+ * (by gp__module_function_locked()), else NULL; never asks the server.
+ * Needs the lock. */
+struct gp__func *gp__module_function_find_locked(struct gp__module *m,
+                                                 const char *name);
+
 /* The address and size of module-scope variable |name| of |m|, entered in
  * the device range table: one round trip the first time. Needs the
  * lock. */
