@@ -12,7 +12,10 @@
  *   CUDART_INTERFACE             the primary context's handle without
  *                                activating it; loading a fatbin wrapper
  *   TOOLS_RUNTIME_CALLBACK_HOOKS two zeroed buffers for tools
- *   TOOLS_TLS                    fetched, never called
+ *   TOOLS_TLS                    fetched by cudart; slot 2, the current
+ *                                context, called by cuBLASLt
+ *   CONTEXT_ID                   a context's id, unique for the life of
+ *                                the process (cuBLASLt, with TOOLS_TLS)
  *   CONTEXT_LOCAL_STORAGE        a key/value store per context, with
  *                                destructors run when the context goes
  *   CONTEXT_CHECKS               "is this a wrapped context": no

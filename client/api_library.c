@@ -641,12 +641,11 @@ static struct gp__module *any_module(const struct gp__library *lib) {
   return NULL;
 }
 
-/* The kernel is checked against the image where it can be: in the current
- * context (loading the library there), or else in a context that has the
- * library already. With no context anywhere the name is taken on trust
- * and a wrong one fails where it is first used. */
-/* The kernel |name| of |lib|, made (and checked, see above) if it does
- * not exist yet. */
+/* The kernel |name| of |lib|, made if it does not exist yet. A new kernel
+ * is checked against the image where it can be: in the current context
+ * (loading the library there), or else in a context that has the library
+ * already. With no context anywhere the name is taken on trust and a wrong
+ * one fails where it is first used. */
 static CUresult kernel_get_locked(struct gp__client *c,
                                   struct gp__library *lib, const char *name,
                                   struct gp__kernel **out) {
@@ -794,11 +793,9 @@ GP_API CUresult cuLibraryGetKernelCount(unsigned int *count, CUlibrary lib) {
 GP_API CUresult cuLibraryEnumerateKernels(CUkernel *kernels,
                                           unsigned int numKernels,
                                           CUlibrary lib) {
-  CUresult r = kernels == NULL
-                   ? (gp__ready() == CUDA_SUCCESS ? CUDA_ERROR_INVALID_VALUE
-                                                  : gp__ready())
-                   : library_kernels(NULL, kernels, numKernels, lib,
-                                     __func__);
+  /* With |kernels| NULL as well as the count, library_kernels() says
+   * CUDA_ERROR_INVALID_VALUE (after the readiness check). */
+  CUresult r = library_kernels(NULL, kernels, numKernels, lib, __func__);
   GP_TRACE(r, "kernels=%p, numKernels=%u, lib=%p", (void *)kernels,
            numKernels, (void *)lib);
   return r;

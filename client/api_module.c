@@ -847,10 +847,9 @@ GP_API CUresult cuModuleGetFunctionCount(unsigned int *count, CUmodule mod) {
 GP_API CUresult cuModuleEnumerateFunctions(CUfunction *functions,
                                            unsigned int numFunctions,
                                            CUmodule mod) {
-  CUresult r = functions == NULL
-                   ? (gp__ready() == CUDA_SUCCESS ? CUDA_ERROR_INVALID_VALUE
-                                                  : gp__ready())
-                   : module_functions(NULL, functions, numFunctions, mod);
+  /* With |functions| NULL as well as the count, module_functions() says
+   * CUDA_ERROR_INVALID_VALUE (after the readiness check). */
+  CUresult r = module_functions(NULL, functions, numFunctions, mod);
   GP_TRACE(r, "functions=%p, numFunctions=%u, mod=%p", (void *)functions,
            numFunctions, (void *)mod);
   return r;
