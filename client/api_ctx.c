@@ -40,8 +40,8 @@ CUresult gp__current_ctx(struct gp__ctx **out) {
   return CUDA_SUCCESS;
 }
 
-CUresult gp__ctx_from_handle_locked(struct gp__client *c, CUcontext h,
-                                    struct gp__ctx **out) {
+CUresult gp__ctx_lookup_locked(struct gp__client *c, CUcontext h,
+                               bool inactive_ok, struct gp__ctx **out) {
   if (h == NULL)
     return gp__current_ctx(out);
   struct gp__ctx *ctx =
@@ -53,10 +53,19 @@ CUresult gp__ctx_from_handle_locked(struct gp__client *c, CUcontext h,
     *out = ctx;
     return CUDA_SUCCESS;
   case GP__CTX_INACTIVE:
+    if (inactive_ok) {
+      *out = ctx;
+      return CUDA_SUCCESS;
+    }
     return CUDA_ERROR_CONTEXT_IS_DESTROYED;
   default:
     return CUDA_ERROR_INVALID_CONTEXT;
   }
+}
+
+CUresult gp__ctx_from_handle_locked(struct gp__client *c, CUcontext h,
+                                    struct gp__ctx **out) {
+  return gp__ctx_lookup_locked(c, h, false, out);
 }
 
 /* |h| as any context object we made, live or not; NULL if it is none. */
@@ -576,11 +585,16 @@ static CUresult primary_release(CUdevice dev) {
   CUresult r = primary_of(dev, &p);
   if (r != CUDA_SUCCESS)
     return r;
+  const struct gp__stream_ref ref = {.ctx = p};
   gp__lock();
-  /* A release may end the context: its host functions run first (the
-   * wait lets go of the lock). */
-  if (atomic_load(&p->state) == GP__CTX_LIVE)
-    r = gp__hostfn_drain_locked(gp__client(), p);
+  /* The release that ends the context lets its host functions run first;
+   * any other only counts down, and waits for nothing. The wait lets go of
+   * the lock, so another thread may have retained or released meanwhile:
+   * both are looked at again after each wake. */
+  while (p->retains == 1 && atomic_load(&p->state) == GP__CTX_LIVE &&
+         gp__hostfn_pending_locked(&ref, GP__HOSTFN_CTX))
+    if ((r = gp__hostfn_wait_one_locked(gp__client())) != CUDA_SUCCESS)
+      break;
   if (r == CUDA_SUCCESS) {
     if (p->retains == 0) {
       r = CUDA_ERROR_INVALID_CONTEXT;

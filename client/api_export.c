@@ -12,7 +12,10 @@
  *   CUDART_INTERFACE             the primary context's handle without
  *                                activating it; loading a fatbin wrapper
  *   TOOLS_RUNTIME_CALLBACK_HOOKS two zeroed buffers for tools
- *   TOOLS_TLS                    fetched, never called
+ *   TOOLS_TLS                    fetched by cudart; slot 2, the current
+ *                                context, called by cuBLASLt
+ *   CONTEXT_ID                   a context's id, unique for the life of
+ *                                the process (cuBLASLt, with TOOLS_TLS)
  *   CONTEXT_LOCAL_STORAGE        a key/value store per context, with
  *                                destructors run when the context goes
  *   CONTEXT_CHECKS               "is this a wrapped context": no
@@ -24,6 +27,7 @@
  * cuGetExportTable itself works before cuInit (cudart asks for the logger
  * first); the slots that need devices or contexts say so.
  */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,13 +37,6 @@
 #include "client.h"
 #include "md2.h"
 #include "trace.h"
-
-/* The trace's name for one slot of one table. */
-#define SLOT_TRACE(name, r, ...)                          \
-  do {                                                    \
-    if (__builtin_expect(gp__trace_on, 0))                \
-      gp__trace(name, (r), __VA_ARGS__);                  \
-  } while (0)
 
 /* ---- CUDART_INTERFACE ---------------------------------------------------- */
 
@@ -55,8 +52,8 @@ static CUresult cudart_primary_ctx(CUcontext *pctx, CUdevice dev) {
     r = CUDA_ERROR_INVALID_DEVICE;
   if (r == CUDA_SUCCESS)
     *pctx = (CUcontext)c->devices[dev].primary;
-  SLOT_TRACE("CUDART_INTERFACE[2]", r, "pctx=%p, dev=%d",
-             (void *)GP_OUT(r, pctx), dev);
+  GP_TRACE_AS("CUDART_INTERFACE[2]", r, "pctx=%p, dev=%d",
+              (void *)GP_OUT(r, pctx), dev);
   return r;
 }
 
@@ -69,8 +66,8 @@ static CUresult cudart_primary_ctx(CUcontext *pctx, CUdevice dev) {
  * non-NULL ones are refused rather than ignored. */
 static CUresult cudart_load_wrapper(CUmodule *module, const void *wrapper) {
   CUresult r = cuModuleLoadData(module, wrapper);
-  SLOT_TRACE("CUDART_INTERFACE[1]", r, "module=%p, wrapper=%p",
-             (void *)GP_OUT(r, module), wrapper);
+  GP_TRACE_AS("CUDART_INTERFACE[1]", r, "module=%p, wrapper=%p",
+              (void *)GP_OUT(r, module), wrapper);
   return r;
 }
 
@@ -80,9 +77,9 @@ static CUresult cudart_load_wrapper_ex(CUmodule *module, const void *wrapper,
   CUresult r = arg3 != NULL || arg4 != NULL
                    ? CUDA_ERROR_NOT_SUPPORTED
                    : cuModuleLoadData(module, wrapper);
-  SLOT_TRACE("CUDART_INTERFACE[6]", r,
-             "module=%p, wrapper=%p, arg3=%p, arg4=%p, arg5=%u",
-             (void *)GP_OUT(r, module), wrapper, arg3, arg4, arg5);
+  GP_TRACE_AS("CUDART_INTERFACE[6]", r,
+              "module=%p, wrapper=%p, arg3=%p, arg4=%p, arg5=%u",
+              (void *)GP_OUT(r, module), wrapper, arg3, arg4, arg5);
   return r;
 }
 
@@ -92,20 +89,20 @@ static CUresult cudart_load_fatbin_ex(const void *fatbin, CUmodule *module,
   CUresult r = arg3 != NULL || arg4 != NULL
                    ? CUDA_ERROR_NOT_SUPPORTED
                    : cuModuleLoadData(module, fatbin);
-  SLOT_TRACE("CUDART_INTERFACE[8]", r,
-             "fatbin=%p, module=%p, arg3=%p, arg4=%p, arg5=%u", fatbin,
-             (void *)GP_OUT(r, module), arg3, arg4, arg5);
+  GP_TRACE_AS("CUDART_INTERFACE[8]", r,
+              "fatbin=%p, module=%p, arg3=%p, arg4=%p, arg5=%u", fatbin,
+              (void *)GP_OUT(r, module), arg3, arg4, arg5);
   return r;
 }
 
 /* Slot 7: called with one number; nothing to do. */
 static void cudart_slot7(size_t arg) {
-  SLOT_TRACE("CUDART_INTERFACE[7]", CUDA_SUCCESS, "arg=%zu", arg);
+  GP_TRACE_AS("CUDART_INTERFACE[7]", CUDA_SUCCESS, "arg=%zu", arg);
 }
 
 /* Slot 12 (cudart 13.1): "load the compilers". The server compiles. */
 static CUresult cudart_load_compilers(void) {
-  SLOT_TRACE("CUDART_INTERFACE[12]", CUDA_SUCCESS, "%s", "");
+  GP_TRACE_AS("CUDART_INTERFACE[12]", CUDA_SUCCESS, "%s", "");
   return CUDA_SUCCESS;
 }
 
@@ -152,8 +149,8 @@ static void hooks_slot2(void **buf, size_t *n) {
     *buf = hooks_buf2;
   if (n != NULL)
     *n = HOOKS_BUF2_N;
-  SLOT_TRACE("TOOLS_RUNTIME_CALLBACK_HOOKS[2]", CUDA_SUCCESS,
-             "buf=%p, n=%d", (void *)hooks_buf2, HOOKS_BUF2_N);
+  GP_TRACE_AS("TOOLS_RUNTIME_CALLBACK_HOOKS[2]", CUDA_SUCCESS,
+              "buf=%p, n=%d", (void *)hooks_buf2, HOOKS_BUF2_N);
 }
 
 static void hooks_slot6(void **buf, size_t *n) {
@@ -161,8 +158,8 @@ static void hooks_slot6(void **buf, size_t *n) {
     *buf = hooks_buf6;
   if (n != NULL)
     *n = HOOKS_BUF6_N;
-  SLOT_TRACE("TOOLS_RUNTIME_CALLBACK_HOOKS[6]", CUDA_SUCCESS,
-             "buf=%p, n=%d", (void *)hooks_buf6, HOOKS_BUF6_N);
+  GP_TRACE_AS("TOOLS_RUNTIME_CALLBACK_HOOKS[6]", CUDA_SUCCESS,
+              "buf=%p, n=%d", (void *)hooks_buf6, HOOKS_BUF6_N);
 }
 
 struct tools_hooks {
@@ -180,9 +177,6 @@ static const struct tools_hooks tools_hooks = {
     .slot2 = hooks_slot2,
     .slot6 = hooks_slot6,
 };
-
-static CUresult cls_ctx_locked(struct gp__client *c, CUcontext h,
-                               struct gp__ctx **out);
 
 /* ---- TOOLS_TLS ----------------------------------------------------------------
  *
@@ -206,7 +200,7 @@ static int tools_tls_current_ctx(void **out) {
     r = gp__current_ctx(&ctx);
   if (out != NULL)
     *out = r == CUDA_SUCCESS ? (void *)ctx : NULL;
-  SLOT_TRACE("TOOLS_TLS[2]", r, "ctx=%p", (void *)ctx);
+  GP_TRACE_AS("TOOLS_TLS[2]", r, "ctx=%p", (void *)ctx);
   return (int)r;
 }
 
@@ -240,13 +234,13 @@ static int context_id(CUcontext h, unsigned long long *id) {
     r = CUDA_ERROR_INVALID_VALUE;
   if (r == CUDA_SUCCESS) {
     gp__lock();
-    r = cls_ctx_locked(c, h, &ctx);
+    r = gp__ctx_lookup_locked(c, h, true, &ctx);
     if (r == CUDA_SUCCESS)
       *id = ctx->id;
     gp__unlock();
   }
-  SLOT_TRACE("CONTEXT_ID[4]", r, "ctx=%p, id=%llu", (void *)h,
-             (unsigned long long)GP_OUT(r, id));
+  GP_TRACE_AS("CONTEXT_ID[4]", r, "ctx=%p, id=%llu", (void *)h,
+              (unsigned long long)GP_OUT(r, id));
   return (int)r;
 }
 
@@ -262,7 +256,19 @@ static const struct context_id_table context_id_table = {
     .context_id = context_id,
 };
 
-/* ---- CONTEXT_LOCAL_STORAGE --------------------------------------------------- */
+/* ---- CONTEXT_LOCAL_STORAGE ---------------------------------------------------
+ *
+ * cudart asks for its per-context state (get) at the start of every runtime
+ * call, so a get must not wait for the client lock, which another thread
+ * holds for the whole round trip of a cuStreamSynchronize or
+ * cuCtxSynchronize. The storage has a mutex of its own, and a get or delete
+ * that names the current context (NULL, or the current context's handle)
+ * finds it in the calling thread's own stack without the client lock. Only
+ * another handle is looked up in the handle set, under the client lock.
+ *
+ * Lock order: the client lock before the storage's; the storage's is
+ * never held while the client lock is taken, nor across application code
+ * (the destructors run after the entries were detached, with no lock). */
 
 typedef void (*cls_dtor)(CUcontext ctx, void *key, void *value);
 
@@ -275,42 +281,66 @@ struct gp__cls_entry {
   cls_dtor dtor; /* may be NULL */
 };
 
-/* Every context's storage, in one list: a process holds a handful of
- * entries (cudart keeps one per context). Guarded by the client lock. */
-static struct {
-  struct gp__cls_entry *head;
-} cls;
+/* A bucket per hash of the context: each bucket's list holds the entries
+ * of a few contexts (cudart keeps one per context), each context's in the
+ * order they were stored. */
+#define CLS_BUCKETS 64
 
-/* |h| (NULL: the calling thread's current context) as a context that may
- * keep storage: any context this library made that is not destroyed, an
- * inactive primary context included. Needs the lock. */
-static CUresult cls_ctx_locked(struct gp__client *c, CUcontext h,
-                               struct gp__ctx **out) {
-  if (h == NULL)
-    return gp__current_ctx(out);
-  struct gp__ctx *ctx =
-      (struct gp__ctx *)gp__handles_find(&c->handles, h, GP__KIND_CTX);
-  if (ctx == NULL || atomic_load(&ctx->state) == GP__CTX_DESTROYED)
-    return CUDA_ERROR_INVALID_CONTEXT;
-  *out = ctx;
-  return CUDA_SUCCESS;
+static struct {
+  pthread_mutex_t mu;
+  struct gp__cls_entry *bucket[CLS_BUCKETS];
+} cls = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static struct gp__cls_entry **cls_bucket(const struct gp__ctx *ctx) {
+  /* Fibonacci hashing: the top 6 bits of the product. */
+  uint64_t h = (uint64_t)(uintptr_t)ctx * 0x9E3779B97F4A7C15ull;
+  return &cls.bucket[h >> 58];
 }
 
-/* The link that points to the entry of (ctx, key), or to the list's end.
- * Needs the lock. */
-static struct gp__cls_entry **cls_find_locked(struct gp__ctx *ctx,
-                                              void *key) {
-  struct gp__cls_entry **pp = &cls.head;
+/* The link that points to the entry of (ctx, key), or to the end of the
+ * bucket's list. Needs cls.mu. */
+static struct gp__cls_entry **cls_find(struct gp__ctx *ctx, void *key) {
+  struct gp__cls_entry **pp = cls_bucket(ctx);
   while (*pp != NULL && ((*pp)->ctx != ctx || (*pp)->key != key))
     pp = &(*pp)->next;
   return pp;
 }
 
+/* |h| as a context that may keep storage: any context this library made
+ * that is not destroyed, an inactive primary context included; NULL is
+ * the calling thread's current context. On CUDA_SUCCESS, *|locked| says
+ * whether the client lock was taken to find it (the caller lets it go
+ * after its work on the storage, so that the context cannot change state
+ * meanwhile); when it was not, the context was the current one, live when
+ * looked at. */
+static CUresult cls_resolve(CUcontext h, struct gp__ctx **out,
+                            bool *locked) {
+  struct gp__ctx *cur;
+  CUresult r = gp__current_ctx(&cur);
+  *locked = false;
+  if (h == NULL) {
+    if (r == CUDA_SUCCESS)
+      *out = cur;
+    return r;
+  }
+  if (r == CUDA_SUCCESS && (CUcontext)cur == h) {
+    *out = cur;
+    return CUDA_SUCCESS;
+  }
+  gp__lock();
+  r = gp__ctx_lookup_locked(gp__client(), h, true, out);
+  if (r == CUDA_SUCCESS)
+    *locked = true;
+  else
+    gp__unlock();
+  return r;
+}
+
 /* Slot 0: keeps |value| for (ctx, key), replacing an earlier one (whose
  * destructor is not run: the caller is replacing its own value). */
 static CUresult cls_put(CUcontext h, void *key, void *value, cls_dtor dtor) {
-  struct gp__client *c = gp__client();
   struct gp__ctx *ctx = NULL;
+  bool locked = false;
   CUresult r = gp__ready();
   if (r != CUDA_SUCCESS)
     goto out;
@@ -319,26 +349,37 @@ static CUresult cls_put(CUcontext h, void *key, void *value, cls_dtor dtor) {
     r = CUDA_ERROR_OUT_OF_MEMORY;
     goto out;
   }
-  gp__lock();
-  r = cls_ctx_locked(c, h, &ctx);
-  if (r == CUDA_SUCCESS) {
-    struct gp__cls_entry **pp = cls_find_locked(ctx, key);
-    if (*pp != NULL) {
-      (*pp)->value = value;
-      (*pp)->dtor = dtor;
+  if ((r = cls_resolve(h, &ctx, &locked)) == CUDA_SUCCESS) {
+    pthread_mutex_lock(&cls.mu);
+    /* Found without the client lock, the context may have been destroyed
+     * or released since, its storage detached: a value stored now would
+     * outlive it (into the next incarnation of a primary context). A
+     * context leaves the live state before its storage is detached, and
+     * the detaching takes cls.mu: checked here, the value is either
+     * refused or detached with the rest. */
+    if (!locked && atomic_load(&ctx->state) != GP__CTX_LIVE) {
+      r = CUDA_ERROR_CONTEXT_IS_DESTROYED;
     } else {
-      *fresh = (struct gp__cls_entry){
-          .ctx = ctx, .key = key, .value = value, .dtor = dtor};
-      *pp = fresh; /* at the end: destructors run in insertion order */
-      fresh = NULL;
+      struct gp__cls_entry **pp = cls_find(ctx, key);
+      if (*pp != NULL) {
+        (*pp)->value = value;
+        (*pp)->dtor = dtor;
+      } else {
+        *fresh = (struct gp__cls_entry){
+            .ctx = ctx, .key = key, .value = value, .dtor = dtor};
+        *pp = fresh; /* at the end: destructors run in insertion order */
+        fresh = NULL;
+      }
     }
+    pthread_mutex_unlock(&cls.mu);
+    if (locked)
+      gp__unlock();
   }
-  gp__unlock();
   free(fresh);
 out:
-  SLOT_TRACE("CONTEXT_LOCAL_STORAGE.put", r,
-             "ctx=%p, key=%p, value=%p, dtor=%p", (void *)h, key, value,
-             (void *)dtor);
+  GP_TRACE_AS("CONTEXT_LOCAL_STORAGE.put", r,
+              "ctx=%p, key=%p, value=%p, dtor=%p", (void *)h, key, value,
+              (void *)dtor);
   return r;
 }
 
@@ -346,28 +387,29 @@ out:
  * deletes its own value before it frees it). Absent:
  * CUDA_ERROR_INVALID_HANDLE, as for get. */
 static CUresult cls_delete(CUcontext h, void *key) {
-  struct gp__client *c = gp__client();
   struct gp__ctx *ctx = NULL;
   struct gp__cls_entry *gone = NULL;
+  bool locked = false;
   CUresult r = gp__ready();
   if (r != CUDA_SUCCESS)
     goto out;
-  gp__lock();
-  r = cls_ctx_locked(c, h, &ctx);
-  if (r == CUDA_SUCCESS) {
-    struct gp__cls_entry **pp = cls_find_locked(ctx, key);
+  if ((r = cls_resolve(h, &ctx, &locked)) == CUDA_SUCCESS) {
+    pthread_mutex_lock(&cls.mu);
+    struct gp__cls_entry **pp = cls_find(ctx, key);
     if (*pp == NULL) {
       r = CUDA_ERROR_INVALID_HANDLE;
     } else {
       gone = *pp;
       *pp = gone->next;
     }
+    pthread_mutex_unlock(&cls.mu);
+    if (locked)
+      gp__unlock();
   }
-  gp__unlock();
   free(gone);
 out:
-  SLOT_TRACE("CONTEXT_LOCAL_STORAGE.delete", r, "ctx=%p, key=%p", (void *)h,
-             key);
+  GP_TRACE_AS("CONTEXT_LOCAL_STORAGE.delete", r, "ctx=%p, key=%p",
+              (void *)h, key);
   return r;
 }
 
@@ -375,35 +417,37 @@ out:
  * there is none, which cudart expects for a context it has not set up
  * yet. */
 static CUresult cls_get(void **value, CUcontext h, void *key) {
-  struct gp__client *c = gp__client();
   struct gp__ctx *ctx = NULL;
+  bool locked = false;
   CUresult r = gp__ready();
   if (r == CUDA_SUCCESS && value == NULL)
     r = CUDA_ERROR_INVALID_VALUE;
   if (r != CUDA_SUCCESS)
     goto out;
   *value = NULL;
-  gp__lock();
-  r = cls_ctx_locked(c, h, &ctx);
-  if (r == CUDA_SUCCESS) {
-    struct gp__cls_entry *e = *cls_find_locked(ctx, key);
+  if ((r = cls_resolve(h, &ctx, &locked)) == CUDA_SUCCESS) {
+    pthread_mutex_lock(&cls.mu);
+    struct gp__cls_entry *e = *cls_find(ctx, key);
     if (e == NULL)
       r = CUDA_ERROR_INVALID_HANDLE;
     else
       *value = e->value;
+    pthread_mutex_unlock(&cls.mu);
+    if (locked)
+      gp__unlock();
   }
-  gp__unlock();
 out:
-  SLOT_TRACE("CONTEXT_LOCAL_STORAGE.get", r, "value=%p, ctx=%p, key=%p",
-             (void *)GP_OUT(r, value), (void *)h, key);
+  GP_TRACE_AS("CONTEXT_LOCAL_STORAGE.get", r, "value=%p, ctx=%p, key=%p",
+              (void *)GP_OUT(r, value), (void *)h, key);
   return r;
 }
 
 struct gp__cls_entry *gp__cls_detach_locked(struct gp__client *c,
                                             struct gp__ctx *ctx) {
   struct gp__cls_entry *list = NULL, **tail = &list;
-  struct gp__cls_entry **pp = &cls.head;
   (void)c;
+  pthread_mutex_lock(&cls.mu);
+  struct gp__cls_entry **pp = cls_bucket(ctx);
   while (*pp != NULL) {
     struct gp__cls_entry *e = *pp;
     if (e->ctx == ctx) {
@@ -415,6 +459,7 @@ struct gp__cls_entry *gp__cls_detach_locked(struct gp__client *c,
       pp = &e->next;
     }
   }
+  pthread_mutex_unlock(&cls.mu);
   return list;
 }
 
@@ -423,9 +468,9 @@ void gp__cls_run(struct gp__cls_entry *list) {
     struct gp__cls_entry *e = list;
     list = e->next;
     if (e->dtor != NULL) {
-      SLOT_TRACE("CONTEXT_LOCAL_STORAGE.dtor", CUDA_SUCCESS,
-                 "ctx=%p, key=%p, value=%p, dtor=%p", (void *)e->ctx, e->key,
-                 e->value, (void *)e->dtor);
+      GP_TRACE_AS("CONTEXT_LOCAL_STORAGE.dtor", CUDA_SUCCESS,
+                  "ctx=%p, key=%p, value=%p, dtor=%p", (void *)e->ctx,
+                  e->key, e->value, (void *)e->dtor);
       e->dtor((CUcontext)e->ctx, e->key, e->value);
     }
     free(e);
@@ -453,14 +498,14 @@ static const struct context_local_storage context_local_storage = {
 static CUresult checks_slot2(CUcontext ctx, uint32_t *wrapped, void **inner) {
   if (wrapped != NULL)
     *wrapped = 0;
-  SLOT_TRACE("CONTEXT_CHECKS[2]", CUDA_SUCCESS, "ctx=%p, r1=0, r2=%p",
-             (void *)ctx, (void *)inner);
+  GP_TRACE_AS("CONTEXT_CHECKS[2]", CUDA_SUCCESS, "ctx=%p, r1=0, r2=%p",
+              (void *)ctx, (void *)inner);
   return CUDA_SUCCESS;
 }
 
 /* Slot 3: a flag cudart reads once; 0. */
 static uint32_t checks_slot3(void) {
-  SLOT_TRACE("CONTEXT_CHECKS[3]", CUDA_SUCCESS, "%s", "");
+  GP_TRACE_AS("CONTEXT_CHECKS[3]", CUDA_SUCCESS, "%s", "");
   return 0;
 }
 
@@ -569,11 +614,11 @@ static CUresult integrity_check(uint32_t version, uint64_t unix_seconds,
   memcpy(out, mac, sizeof(mac));
 out:
   free(msg);
-  SLOT_TRACE("INTEGRITY_CHECK[1]", r,
-             "version=%u, unix_seconds=%llu, out={0x%016llx, 0x%016llx}",
-             version, (unsigned long long)unix_seconds,
-             r == CUDA_SUCCESS ? (unsigned long long)out[0] : 0ull,
-             r == CUDA_SUCCESS ? (unsigned long long)out[1] : 0ull);
+  GP_TRACE_AS("INTEGRITY_CHECK[1]", r,
+              "version=%u, unix_seconds=%llu, out={0x%016llx, 0x%016llx}",
+              version, (unsigned long long)unix_seconds,
+              r == CUDA_SUCCESS ? (unsigned long long)out[0] : 0ull,
+              r == CUDA_SUCCESS ? (unsigned long long)out[1] : 0ull);
   return r;
 }
 

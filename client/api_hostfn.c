@@ -238,8 +238,15 @@ static CUresult reach(struct gp__client *c, const struct hostfn *h) {
   return r == CUDA_SUCCESS ? r : failure_status(c, h, r);
 }
 
+void gp__hostfn_shutdown(void) { atomic_store(&closing, true); }
+
+/* conn_fini() calls gp__hostfn_shutdown() before it closes the connection
+ * (the destructors of one library run in an order the linker chooses, and
+ * this one may come after it): here it only covers a library whose
+ * connection destructor did not run first. Setting the flag twice is
+ * harmless. */
 __attribute__((destructor)) static void hostfn_fini(void) {
-  atomic_store(&closing, true);
+  gp__hostfn_shutdown();
 }
 
 static void *thread_main(void *arg) {

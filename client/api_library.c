@@ -53,6 +53,12 @@ struct gp__kernel {
   uint32_t nparams;
   struct gp__param *params;
   struct kernel_dev *dev;           /* one per device */
+  /* The function it was last resolved to, and in which context, so that
+   * a launch in the same context finds it without a lookup (NULL: none).
+   * Cleared when the function's module goes, the only way a function is
+   * freed. */
+  struct gp__ctx *last_ctx;
+  struct gp__func *last_func;
 };
 
 struct gp__library {
@@ -197,6 +203,12 @@ void gp__library_module_gone_locked(struct gp__client *c,
     for (size_t i = 0; i < lib->nmods; i++) {
       if (lib->mods[i] == m) {
         lib->mods[i] = lib->mods[--lib->nmods];
+        for (struct gp__kernel *k = lib->kernels; k != NULL; k = k->next) {
+          if (k->last_func != NULL && k->last_func->mod == m) {
+            k->last_func = NULL;
+            k->last_ctx = NULL;
+          }
+        }
         return;
       }
     }
@@ -218,12 +230,18 @@ static void apply_kernel_settings(const struct gp__kernel *k,
 }
 
 /* Kernel |k| as the function of |ctx|: the library loaded there and the
- * kernel looked up, as needed. */
+ * kernel looked up, as needed. The kernel's settings are applied when it
+ * is resolved anew; after that the setters keep the function up to date
+ * (kernel_update_funcs_locked()). */
 static CUresult kernel_func_locked(struct gp__client *c, struct gp__kernel *k,
                                    struct gp__ctx *ctx, struct gp__func **out,
                                    const char *api) {
   struct gp__module *m;
   struct gp__func *f;
+  if (k->last_func != NULL && k->last_ctx == ctx) {
+    *out = k->last_func;
+    return CUDA_SUCCESS;
+  }
   CUresult r = lib_module_locked(c, k->lib, ctx, &m, api);
   if (r != CUDA_SUCCESS)
     return r;
@@ -241,6 +259,8 @@ static CUresult kernel_func_locked(struct gp__client *c, struct gp__kernel *k,
     k->have_params = true;
   }
   apply_kernel_settings(k, f);
+  k->last_ctx = ctx;
+  k->last_func = f;
   *out = f;
   return CUDA_SUCCESS;
 }
@@ -325,7 +345,8 @@ void gp__libraries_ctx_ready_locked(struct gp__client *c,
     lib_module_locked(c, lib, ctx, &m, "cuCtxCreate");
 }
 
-static CUresult library_unload(CUlibrary h);
+static CUresult library_free_locked(struct gp__client *c,
+                                    struct gp__library *lib);
 
 /* Frees a library that is in no table. */
 static void lib_free(struct gp__library *lib) {
@@ -420,14 +441,16 @@ static CUresult lib_create(CUlibrary *out, struct gp__image *im,
   libs = lib;
   if (!gp__lazy_loading())
     r = load_everywhere_locked(c, lib, api);
-  gp__unlock();
   if (r != CUDA_SUCCESS) {
-    /* The reason was said on stderr; it is also the JIT error log. */
+    /* The reason was said on stderr; it is also the JIT error log. The
+     * library goes even when the failure was the connection's. */
     snprintf(info->why, sizeof(info->why), "%s",
              lib->why[0] != '\0' ? lib->why : gp__cu_error_name(r));
-    library_unload((CUlibrary)lib);
+    library_free_locked(c, lib);
+    gp__unlock();
     return r;
   }
+  gp__unlock();
   *out = (CUlibrary)lib;
   return CUDA_SUCCESS;
 }
@@ -545,19 +568,15 @@ GP_API CUresult cuLibraryLoadFromFile(CUlibrary *library, const char *fileName,
 
 /* ---- Unloading ----------------------------------------------------------- */
 
-/* Unloads the library's module in every context (sent without waiting)
- * and frees it with its kernels, whose handles become invalid. */
-static CUresult library_unload(CUlibrary h) {
-  struct gp__client *c = gp__client();
-  CUresult r = gp__ready(), sent = CUDA_SUCCESS;
-  if (r != CUDA_SUCCESS)
-    return r;
-  gp__lock();
-  struct gp__library *lib = find_lib_locked(c, h);
-  if (lib == NULL) {
-    gp__unlock();
-    return CUDA_ERROR_INVALID_HANDLE;
-  }
+/* Unloads |lib|'s module in every context (sent without waiting) and
+ * frees it with its kernels, whose handles become invalid. It does not
+ * look at gp__ready(): it also cleans up after a load that failed because
+ * the connection went. Returns CUDA_SUCCESS, or
+ * CUDA_ERROR_DEVICE_UNAVAILABLE when an unload could not be sent (the
+ * library is gone all the same). Needs the lock. */
+static CUresult library_free_locked(struct gp__client *c,
+                                    struct gp__library *lib) {
+  CUresult sent = CUDA_SUCCESS;
   /* Forgetting a module takes it out of lib->mods: walk a detached
    * copy. */
   struct gp__module **mods = lib->mods;
@@ -569,8 +588,8 @@ static CUresult library_unload(CUlibrary h) {
     u.module = mods[i]->id;
     /* Unsent for want of memory, a module stays on the server until its
      * context goes; the library is gone here all the same. */
-    r = gp__send_locked(c, GP_MSG_MODULE_UNLOAD, &u.base, NULL, 0, true,
-                        NULL);
+    CUresult r = gp__send_locked(c, GP_MSG_MODULE_UNLOAD, &u.base, NULL, 0,
+                                 true, NULL);
     if (r == CUDA_ERROR_DEVICE_UNAVAILABLE)
       sent = r;
     gp__module_forget_locked(c, mods[i]);
@@ -589,9 +608,20 @@ static CUresult library_unload(CUlibrary h) {
     libs = lib->next;
   if (lib->next != NULL)
     lib->next->prev = lib->prev;
-  gp__unlock();
   lib_free(lib);
   return sent;
+}
+
+static CUresult library_unload(CUlibrary h) {
+  struct gp__client *c = gp__client();
+  CUresult r = gp__ready();
+  if (r != CUDA_SUCCESS)
+    return r;
+  gp__lock();
+  struct gp__library *lib = find_lib_locked(c, h);
+  r = lib != NULL ? library_free_locked(c, lib) : CUDA_ERROR_INVALID_HANDLE;
+  gp__unlock();
+  return r;
 }
 
 GP_API CUresult cuLibraryUnload(CUlibrary library) {
@@ -611,12 +641,11 @@ static struct gp__module *any_module(const struct gp__library *lib) {
   return NULL;
 }
 
-/* The kernel is checked against the image where it can be: in the current
- * context (loading the library there), or else in a context that has the
- * library already. With no context anywhere the name is taken on trust
- * and a wrong one fails where it is first used. */
-/* The kernel |name| of |lib|, made (and checked, see above) if it does
- * not exist yet. */
+/* The kernel |name| of |lib|, made if it does not exist yet. A new kernel
+ * is checked against the image where it can be: in the current context
+ * (loading the library there), or else in a context that has the library
+ * already. With no context anywhere the name is taken on trust and a wrong
+ * one fails where it is first used. */
 static CUresult kernel_get_locked(struct gp__client *c,
                                   struct gp__library *lib, const char *name,
                                   struct gp__kernel **out) {
@@ -764,11 +793,9 @@ GP_API CUresult cuLibraryGetKernelCount(unsigned int *count, CUlibrary lib) {
 GP_API CUresult cuLibraryEnumerateKernels(CUkernel *kernels,
                                           unsigned int numKernels,
                                           CUlibrary lib) {
-  CUresult r = kernels == NULL
-                   ? (gp__ready() == CUDA_SUCCESS ? CUDA_ERROR_INVALID_VALUE
-                                                  : gp__ready())
-                   : library_kernels(NULL, kernels, numKernels, lib,
-                                     __func__);
+  /* With |kernels| NULL as well as the count, library_kernels() says
+   * CUDA_ERROR_INVALID_VALUE (after the readiness check). */
+  CUresult r = library_kernels(NULL, kernels, numKernels, lib, __func__);
   GP_TRACE(r, "kernels=%p, numKernels=%u, lib=%p", (void *)kernels,
            numKernels, (void *)lib);
   return r;
@@ -1114,6 +1141,20 @@ GP_API CUresult cuKernelGetAttribute(int *pi, CUfunction_attribute attrib,
   return r;
 }
 
+/* Pushes what |k| was told for |dev| to its functions that exist in the
+ * contexts of |dev|. Asks the server nothing: a context where the kernel
+ * was never resolved has no function yet, and gets the settings when it
+ * is (kernel_func_locked()). */
+static void kernel_update_funcs_locked(struct gp__kernel *k, CUdevice dev) {
+  for (size_t i = 0; i < k->lib->nmods; i++) {
+    struct gp__module *m = k->lib->mods[i];
+    struct gp__func *f;
+    if (m->ctx->device == dev &&
+        (f = gp__module_function_find_locked(m, k->name)) != NULL)
+      apply_kernel_settings(k, f);
+  }
+}
+
 /* Applies to the kernel's functions in every context of |dev|, present and
  * future, except where cuFuncSetAttribute set the same attribute. */
 static CUresult kernel_set_attribute(CUfunction_attribute attrib, int val,
@@ -1135,12 +1176,7 @@ static CUresult kernel_set_attribute(CUfunction_attribute attrib, int val,
   if (r == CUDA_SUCCESS) {
     k->dev[dev].attr[attrib] = val;
     k->dev[dev].attr_set |= 1u << attrib;
-    for (size_t i = 0; i < k->lib->nmods; i++) {
-      struct gp__module *m = k->lib->mods[i];
-      if (m->ctx->device == dev &&
-          gp__module_function_locked(c, m, k->name, &f) == CUDA_SUCCESS)
-        apply_kernel_settings(k, f);
-    }
+    kernel_update_funcs_locked(k, dev);
   }
   gp__unlock();
   return r;
@@ -1161,7 +1197,6 @@ static CUresult kernel_set_cache_config(CUkernel h, CUfunc_cache config,
                                         CUdevice dev) {
   struct gp__client *c = gp__client();
   struct gp__kernel *k;
-  struct gp__func *f;
   CUresult r = gp__ready();
   if (r != CUDA_SUCCESS)
     return r;
@@ -1172,12 +1207,7 @@ static CUresult kernel_set_cache_config(CUkernel h, CUfunc_cache config,
   if (r == CUDA_SUCCESS) {
     k->dev[dev].cache = config;
     k->dev[dev].cache_set = true;
-    for (size_t i = 0; i < k->lib->nmods; i++) {
-      struct gp__module *m = k->lib->mods[i];
-      if (m->ctx->device == dev &&
-          gp__module_function_locked(c, m, k->name, &f) == CUDA_SUCCESS)
-        apply_kernel_settings(k, f);
-    }
+    kernel_update_funcs_locked(k, dev);
   }
   gp__unlock();
   return r;

@@ -701,14 +701,20 @@ static CUresult func_from_reply_locked(struct gp__client *c,
   return CUDA_SUCCESS;
 }
 
+struct gp__func *gp__module_function_find_locked(struct gp__module *m,
+                                                 const char *name) {
+  struct gp__sym *e = symtab_find(&m->funcs, name, name_hash(name));
+  return e != NULL ? container_of(e, struct gp__func, sym) : NULL;
+}
+
 CUresult gp__module_function_locked(struct gp__client *c,
                                     struct gp__module *m, const char *name,
                                     struct gp__func **out) {
   if (!gp__symbol_name_ok(name))
     return CUDA_ERROR_NOT_FOUND;
-  struct gp__sym *e = symtab_find(&m->funcs, name, name_hash(name));
-  if (e != NULL) {
-    *out = container_of(e, struct gp__func, sym);
+  struct gp__func *have = gp__module_function_find_locked(m, name);
+  if (have != NULL) {
+    *out = have;
     return CUDA_SUCCESS;
   }
   Gpupool__ModuleGetFunction msg = GPUPOOL__MODULE_GET_FUNCTION__INIT;
@@ -834,10 +840,9 @@ GP_API CUresult cuModuleGetFunctionCount(unsigned int *count, CUmodule mod) {
 GP_API CUresult cuModuleEnumerateFunctions(CUfunction *functions,
                                            unsigned int numFunctions,
                                            CUmodule mod) {
-  CUresult r = functions == NULL
-                   ? (gp__ready() == CUDA_SUCCESS ? CUDA_ERROR_INVALID_VALUE
-                                                  : gp__ready())
-                   : module_functions(NULL, functions, numFunctions, mod);
+  /* With |functions| NULL as well as the count, module_functions() says
+   * CUDA_ERROR_INVALID_VALUE (after the readiness check). */
+  CUresult r = module_functions(NULL, functions, numFunctions, mod);
   GP_TRACE(r, "functions=%p, numFunctions=%u, mod=%p", (void *)functions,
            numFunctions, (void *)mod);
   return r;

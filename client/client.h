@@ -11,7 +11,7 @@
  * |lock|. Functions named *_locked expect the caller to hold it; the others
  * take it themselves. The lock is never held across application code (host
  * functions, stream callbacks, the occupancy calculator's block-size
- * function).
+ * function, context-local storage destructors).
  */
 #ifndef GP_CLIENT_CLIENT_H
 #define GP_CLIENT_CLIENT_H
@@ -467,6 +467,15 @@ CUresult gp__current_ctx(struct gp__ctx **out);
 CUresult gp__ctx_from_handle_locked(struct gp__client *c, CUcontext h,
                                     struct gp__ctx **out);
 
+/* gp__ctx_from_handle_locked(), and with |inactive_ok| a primary context
+ * that is not retained is found too (context-local storage and the
+ * CONTEXT_ID table, which cudart and cuBLASLt use before the retain):
+ * CUDA_SUCCESS, CUDA_ERROR_INVALID_CONTEXT, or without |inactive_ok|
+ * CUDA_ERROR_CONTEXT_IS_DESTROYED for an inactive primary context. Needs
+ * the lock. */
+CUresult gp__ctx_lookup_locked(struct gp__client *c, CUcontext h,
+                               bool inactive_ok, struct gp__ctx **out);
+
 /* Creates the primary context objects of every device (at cuInit). Returns
  * 0 or GP_ENOMEM. Needs the lock. */
 int gp__primary_init_locked(struct gp__client *c);
@@ -585,16 +594,17 @@ struct gp__cls_entry;
 
 /* Detaches the storage of |ctx|, which the caller has just destroyed
  * (cuCtxDestroy) or deactivated (a primary context released to 0 or
- * reset), and returns it for gp__cls_run(); NULL when it had none. Needs
- * the lock. */
+ * reset): its state must have left GP__CTX_LIVE first. Returns it for
+ * gp__cls_run(); NULL when it had none. Needs the lock (the storage's own
+ * mutex is taken inside). */
 struct gp__cls_entry *gp__cls_detach_locked(struct gp__client *c,
                                             struct gp__ctx *ctx);
 
 /* Runs the destructors of |list| (from gp__cls_detach_locked(); NULL:
  * nothing), in the order the values were stored, and frees it. The
  * destructors are application code, which may call the driver: call this
- * WITHOUT the lock. (They are the one call back into the application; see
- * "Locking" at the top.) */
+ * WITHOUT the lock, like every call back into the application (see
+ * "Locking" at the top). */
 void gp__cls_run(struct gp__cls_entry *list);
 
 /* ---- Memory: pointer attributes, 2D copies, pools (memory part) ------------ */
@@ -709,6 +719,13 @@ void gp__hostfn_reply_locked(struct gp__client *c, CUresult result);
  * host function or stream callback return CUDA_ERROR_NOT_PERMITTED
  * (gp__ready()). Any thread; no lock. */
 bool gp__hostfn_thread_self(void);
+
+/* The process is exiting (or the library being unloaded): from now on the
+ * host-function thread runs no more application code; it parks before the
+ * next function instead. Called first thing by conn_fini(), so that the
+ * connection it closes cannot make a waiting entry run, with an error,
+ * during teardown. Any thread; no lock; idempotent. */
+void gp__hostfn_shutdown(void);
 /* ---- Libraries and kernels (part "libraries": api_library.c, and the
  * module helpers of api_module.c they are built on) ----------------------- */
 
@@ -767,6 +784,12 @@ CUresult gp__module_load_locked(struct gp__client *c, struct gp__ctx *ctx,
 CUresult gp__module_function_locked(struct gp__client *c,
                                     struct gp__module *m, const char *name,
                                     struct gp__func **out);
+
+/* Kernel |name| of module |m| as a function if it was looked up already
+ * (by gp__module_function_locked()), else NULL; never asks the server.
+ * Needs the lock. */
+struct gp__func *gp__module_function_find_locked(struct gp__module *m,
+                                                 const char *name);
 
 /* The address and size of module-scope variable |name| of |m|, entered in
  * the device range table: one round trip the first time. Needs the

@@ -105,6 +105,11 @@ __attribute__((constructor)) static void conn_init(void) {
  * the send may wait at most 100 ms. The server cleans up without it too. */
 __attribute__((destructor)) static void conn_fini(void) {
   struct gp__client *c = &the_client;
+  /* Before the connection closes: a host-function thread that is waiting
+   * for the lock held below would otherwise wake to a closed connection
+   * and run its stream callback, told DEVICE_UNAVAILABLE, while the
+   * process tears down. This destructor owns the order. */
+  gp__hostfn_shutdown();
   if (atomic_load(&c->forked))
     return;
   if (pthread_mutex_trylock(&c->lock) != 0)

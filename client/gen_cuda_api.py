@@ -309,9 +309,6 @@ def write_stubs(path, names):
         "/* Set once a stub has said that it is not supported. */",
         "static atomic_bool said[GP__NSTUBS];",
         "",
-        "/* The number of functions cuda.h declares (all exported). */",
-        "const int gp__cuda_api_count = GP__NSTUBS;",
-        "",
         "/* The stub of entry |i|, and |name| as its exported, weak alias. */",
         "#define GP__STUB(i, name)                                             \\",
         "  static int gp__stub_##name(void) {                                  \\",
@@ -485,8 +482,7 @@ def write_procs(path, names, table):
     for (base, entries), f in zip(table, first):
         lines.append("  {\"%s\", %d, %d}," % (base, f, len(entries)))
     lines += ["};", "",
-              "const int gp__nprocs = %d;" % len(table),
-              "const int gp__napi = %d;" % len(names), ""]
+              "const int gp__nprocs = %d;" % len(table), ""]
     with open(path, "w") as f:
         f.write("\n".join(lines))
 

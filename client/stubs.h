@@ -14,17 +14,13 @@
  * returns CUDA_ERROR_NOT_SUPPORTED. Thread-safe. */
 int gp__unsupported(const char *name, atomic_bool *said);
 
-/* How many functions cuda.h declares, each exported by the library. */
-extern const int gp__cuda_api_count;
-
 /* ---- cuGetProcAddress's table ----------------------------------------------
  *
- * Every function cuda.h declares has an index i (gp__napi of them, sorted by
- * name), the same in the three arrays below. */
+ * Every function cuda.h declares (each exported by the library) has an
+ * index i, sorted by name, the same in the three arrays below. */
 
 typedef int (*gp__api_fn)(void);
 
-extern const int gp__napi;
 /* The function's name. */
 extern const char *const gp__api_names[];
 /* The exported entry point, as the dynamic linker resolved it: a strong

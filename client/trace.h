@@ -29,11 +29,15 @@ void gp__log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void gp__trace(const char *fn, CUresult r, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-#define GP_TRACE(r, ...)                                    \
+/* The trace line of a call that is not an entry point of its own (a slot
+ * of an export table): |name| stands where the function's name would. */
+#define GP_TRACE_AS(name, r, ...)                           \
   do {                                                      \
     if (__builtin_expect(gp__trace_on, 0))                  \
-      gp__trace(__func__, (r), __VA_ARGS__);                \
+      gp__trace((name), (r), __VA_ARGS__);                  \
   } while (0)
+
+#define GP_TRACE(r, ...) GP_TRACE_AS(__func__, r, __VA_ARGS__)
 
 /* The value an output pointer received, for the trace: |*p| after a
  * successful call, else 0. */

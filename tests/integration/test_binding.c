@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +62,8 @@ static struct {
   PFN_cuModuleGetFunction_v2000 module_function;
   PFN_cuModuleUnload_v2000 module_unload;
   PFN_cuLaunchKernel_v7000_ptsz launch;
+  PFN_cuModuleLoadData_v2000 module_load_data;
+  PFN_cuStreamSynchronize_v7000_ptsz stream_synchronize;
 } drv;
 
 /* cuGetProcAddress_v2 from libcuda.so.1, loaded the way cudart loads it;
@@ -124,6 +127,8 @@ static void bind_all(void) {
   drv.module_function = get("cuModuleGetFunction", 2000, 0);
   drv.module_unload = get("cuModuleUnload", 2000, 0);
   drv.launch = get("cuLaunchKernel", 13000, PTDS);
+  drv.module_load_data = get("cuModuleLoadData", 2000, 0);
+  drv.stream_synchronize = get("cuStreamSynchronize", 13000, PTDS);
 }
 
 static void start(void) {
@@ -658,6 +663,117 @@ static void test_binding_cls(int argc, char **argv) {
   (void)argv;
 }
 
+/* ---- cls_busy: storage lookups while another thread waits on the device ------- */
+
+/* spin(ns): spins on %globaltimer for |ns| nanoseconds. */
+static const char spin_ptx[] =
+    ".version 9.0\n"
+    ".target sm_75\n"
+    ".address_size 64\n"
+    "\n"
+    ".visible .entry spin(\n"
+    "  .param .u64 spin_ns\n"
+    ")\n"
+    "{\n"
+    "  .reg .pred %p<2>;\n"
+    "  .reg .b64 %rd<5>;\n"
+    "  ld.param.u64 %rd1, [spin_ns];\n"
+    "  mov.u64 %rd2, %globaltimer;\n"
+    "  add.u64 %rd3, %rd2, %rd1;\n"
+    "$L__spin_loop:\n"
+    "  mov.u64 %rd4, %globaltimer;\n"
+    "  setp.lt.u64 %p1, %rd4, %rd3;\n"
+    "  @%p1 bra $L__spin_loop;\n"
+    "  ret;\n"
+    "}\n";
+
+struct busy_sync {
+  CUcontext ctx;
+  CUfunction spin;
+  atomic_int launched, done;
+  CUresult launch_r, sync_r;
+  double took;
+};
+
+/* Launches a 2 s kernel on the thread's stream and waits for it. */
+static void *busy_sync_thread(void *arg) {
+  struct busy_sync *b = arg;
+  b->launch_r = drv.ctx_set_current(b->ctx);
+  uint64_t ns = 2000000000ull;
+  void *args[] = {&ns};
+  if (b->launch_r == CUDA_SUCCESS)
+    b->launch_r = drv.launch(b->spin, 1, 1, 1, 1, 1, 1, 0, NULL, args, NULL);
+  double t0 = gpt_now();
+  atomic_store(&b->launched, 1);
+  b->sync_r = drv.stream_synchronize(NULL);
+  b->took = gpt_now() - t0;
+  atomic_store(&b->done, 1);
+  return NULL;
+}
+
+/* cudart asks for its context's storage at the start of every runtime
+ * call: a thread's lookups of its current context's storage go on while
+ * another thread sits in cuStreamSynchronize behind a long kernel (which
+ * holds the connection for the whole wait). */
+static void test_binding_cls_busy(int argc, char **argv) {
+  bind_all();
+  start();
+  cls = table(&CONTEXT_LOCAL_STORAGE);
+  CUdevice dev;
+  CUcontext ctx;
+  CUmodule mod;
+  int key, val;
+  REQUIRE_OK(drv.device_get(&dev, 0));
+  REQUIRE_OK(drv.ctx_create(&ctx, NULL, 0, dev));
+  REQUIRE_OK(cls->put(NULL, &key, &val, NULL));
+  static struct busy_sync b;
+  b.ctx = ctx;
+  REQUIRE_OK(drv.module_load_data(&mod, spin_ptx));
+  REQUIRE_OK(drv.module_function(&b.spin, mod, "spin"));
+  pthread_t t;
+  REQUIRE_TRUE(pthread_create(&t, NULL, busy_sync_thread, &b) == 0);
+  for (int i = 0; i < 500 && !atomic_load(&b.launched); i++)
+    gpt_sleep_ms(10);
+  gpt_sleep_ms(200); /* in its synchronize by now */
+  double t0 = gpt_now(), worst = 0;
+  int bad = 0;
+  for (int i = 0; i < 2000; i++) {
+    void *v = NULL;
+    double t1 = gpt_now();
+    /* NULL and the current context's own handle both name it. */
+    CUresult r = cls->get(&v, (i & 1) ? ctx : NULL, &key);
+    double dt = gpt_now() - t1;
+    if (dt > worst) worst = dt;
+    bad += r != CUDA_SUCCESS || v != &val;
+  }
+  double took = gpt_now() - t0;
+  int still_syncing = !atomic_load(&b.done);
+  CHECK_EQ_I(bad, 0);
+  CHECK_LE_D(took, 0.5);
+  CHECK_EQ_I(still_syncing, 1);
+  /* A value stored and deleted meanwhile: the same. */
+  int key2, val2;
+  void *v = NULL;
+  t0 = gpt_now();
+  CHECK_OK(cls->put(NULL, &key2, &val2, NULL));
+  CHECK_OK(cls->get(&v, ctx, &key2));
+  CHECK_EQ_PTR(v, &val2);
+  CHECK_OK(cls->del(NULL, &key2));
+  CHECK_LE_D(gpt_now() - t0, 0.5);
+  still_syncing = !atomic_load(&b.done);
+  CHECK_EQ_I(still_syncing, 1);
+  printf("2000 storage lookups took %.4f s (the slowest %.6f s) while "
+         "another thread synchronized behind a 2 s kernel\n", took, worst);
+  pthread_join(t, NULL);
+  CHECK_OK(b.launch_r);
+  CHECK_OK(b.sync_r);
+  CHECK_GE_D(b.took, 1.5);
+  CHECK_OK(drv.module_unload(mod));
+  CHECK_OK(drv.ctx_destroy(ctx));
+  (void)argc;
+  (void)argv;
+}
+
 /* ---- fatbin_slots: CUDART_INTERFACE's loaders ---------------------------------- */
 
 /* The wrapper cudart registers (section .nvFatBinSegment). */
@@ -868,6 +984,7 @@ int main(int argc, char **argv) {
       {"proc", test_binding_proc, 30},
       {"tables", test_binding_tables, 30},
       {"cls", test_binding_cls, 30},
+      {"cls_busy", test_binding_cls_busy, 30},
       {"fatbin_slots", test_binding_fatbin_slots, 60},
       {"driver_version_old", test_binding_driver_version_old, 30},
       {"driver_version_new", test_binding_driver_version_new, 30},

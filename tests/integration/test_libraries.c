@@ -18,6 +18,7 @@
  * (the library's loads appear in the trace), as meson.build says.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -646,7 +647,7 @@ static void test_libraries_two_contexts(int argc, char **argv) {
   CHECK_OK(cuCtxGetDevice(&dev));
   CUlibrary lib = NULL;
   REQUIRE_OK(load_plain(&lib, ptx));
-  CUkernel kb = kernel(lib, BUMP), kv = kernel(lib, VECADD);
+  CUkernel kb = kernel(lib, BUMP);
   CHECK_EQ_I(run_bump((CUfunction)kb), 5);
   CHECK_EQ_I(run_bump((CUfunction)kb), 6);
   CUfunction f1 = NULL;
@@ -662,6 +663,8 @@ static void test_libraries_two_contexts(int argc, char **argv) {
   CHECK_EQ_I(count(trace, "loaded into context"), 1);
   CHECK_EQ_I(count(trace, ", cached)"), 1);
   free(trace);
+  /* Made (and checked) in c2: vecadd is not looked up in c1. */
+  CUkernel kv = kernel(lib, VECADD);
   CUfunction f2 = NULL;
   CHECK_OK(cuKernelGetFunction(&f2, kb));
   CHECK_NE_U((uintptr_t)f2, (uintptr_t)f1);
@@ -670,6 +673,25 @@ static void test_libraries_two_contexts(int argc, char **argv) {
   void *none[] = {NULL};
   CHECK_CU(cuLaunchKernel(f1, 1, 1, 1, 1, 1, 1, 0, NULL, none, NULL),
            CUDA_ERROR_INVALID_HANDLE);
+  /* The kernel's settings go to its functions that exist, without asking
+   * the server anything: vecadd has a function in c2 only, and the
+   * library a module in both. With the server stopped, a round trip (a
+   * lookup of vecadd in c1) would not come back. */
+  CUfunction v2 = NULL;
+  CHECK_OK(cuKernelGetFunction(&v2, kv));
+  gpt_server_signal(&server, SIGSTOP, true);
+  double t0 = gpt_now();
+  CUresult set_r = cuKernelSetAttribute(DYN_SMEM, 256, kv, dev);
+  CUresult cache_r =
+      cuKernelSetCacheConfig(kv, CU_FUNC_CACHE_PREFER_SHARED, dev);
+  double took = gpt_now() - t0;
+  gpt_server_signal(&server, SIGCONT, true);
+  CHECK_OK(set_r);
+  CHECK_OK(cache_r);
+  CHECK_LE_D(took, 1.0);
+  int v = -1;
+  CHECK_OK(cuFuncGetAttribute(&v, DYN_SMEM, v2));
+  CHECK_EQ_I(v, 256);
   /* Back in the first: its module and counter as they were; no load. */
   CHECK_OK(cuCtxPushCurrent(c1));
   capture_begin(&cap);
@@ -677,6 +699,14 @@ static void test_libraries_two_contexts(int argc, char **argv) {
   trace = capture_end(&cap);
   CHECK_EQ_I(count(trace, "loaded into context"), 0);
   free(trace);
+  /* vecadd's function in c1, made now, gets the setting at once. */
+  CUfunction v1 = NULL;
+  CHECK_OK(cuKernelGetFunction(&v1, kv));
+  CHECK_NE_U((uintptr_t)v1, (uintptr_t)v2);
+  v = -1;
+  CHECK_OK(cuFuncGetAttribute(&v, DYN_SMEM, v1));
+  CHECK_EQ_I(v, 256);
+  CHECK_TRUE(run_vecadd((CUfunction)kv, 300, 2.0f));
   CHECK_OK(cuCtxPopCurrent(NULL));
   CHECK_OK(cuLibraryUnload(lib));
   CHECK_OK(cuCtxDestroy(c2));
@@ -867,12 +897,20 @@ static void test_libraries_ctx_gone(int argc, char **argv) {
   REQUIRE_OK(cuCtxSetCurrent(p));
   CHECK_EQ_I(run_bump((CUfunction)k), 5);
   CHECK_EQ_I(run_bump((CUfunction)k), 6);
+  /* What the kernel was told reaches its function in the next incarnation
+   * too, made anew there. */
+  CHECK_OK(cuKernelSetAttribute(DYN_SMEM, 128, k, dev));
   CHECK_OK(cuDevicePrimaryCtxReset(dev));
   CHECK_CU(cuLaunchKernel((CUfunction)k, 1, 1, 1, 1, 1, 1, 0, NULL, none,
                           NULL),
            CUDA_ERROR_CONTEXT_IS_DESTROYED);
   REQUIRE_OK(cuDevicePrimaryCtxRetain(&p, dev));
   CHECK_EQ_I(run_bump((CUfunction)k), 5);
+  CUfunction f3 = NULL;
+  int dyn = -1;
+  CHECK_OK(cuKernelGetFunction(&f3, k));
+  CHECK_OK(cuFuncGetAttribute(&dyn, DYN_SMEM, f3));
+  CHECK_EQ_I(dyn, 128);
   CHECK_TRUE(run_vecadd((CUfunction)kernel(lib, VECADD), 200, 3.0f));
   CHECK_OK(cuLibraryUnload(lib));
   CHECK_OK(cuDevicePrimaryCtxRelease(dev));

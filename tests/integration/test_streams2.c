@@ -283,6 +283,14 @@ static void CUDA_CB gate_host(void *arg) {
   atomic_store(&g->done, 1);
 }
 
+/* Opens gate |arg| 3 s from now (a thread's body). */
+static void *open_gate_later(void *arg) {
+  struct gate *g = arg;
+  gpt_sleep_ms(3000);
+  sem_post(&g->open);
+  return NULL;
+}
+
 static void gate_init(struct gate *g) {
   memset(g, 0, sizeof(*g));
   sem_init(&g->open, 0, 0);
@@ -1227,6 +1235,39 @@ static void test_streams2_hostfn_async(int argc, char **argv) {
          "waited behind a 1 s kernel\n", took);
   CHECK_OK(cuEventDestroy(ev));
   CHECK_OK(cuMemFree(d));
+
+  /* A release of a primary context that does not end it (another retain
+   * remains) does not wait for its host functions: the gate opens only
+   * 3 s later, from another thread. */
+  CUdevice dev;
+  CUcontext p, p2, mine;
+  REQUIRE_OK(cuCtxGetCurrent(&mine));
+  REQUIRE_OK(cuDeviceGet(&dev, 0));
+  REQUIRE_OK(cuDevicePrimaryCtxRetain(&p, dev));
+  REQUIRE_OK(cuDevicePrimaryCtxRetain(&p2, dev));
+  REQUIRE_OK(cuCtxSetCurrent(p));
+  CUstream ps;
+  REQUIRE_OK(cuStreamCreate(&ps, CU_STREAM_NON_BLOCKING));
+  struct gate pg;
+  gate_init(&pg);
+  CHECK_OK(cuLaunchHostFunc(ps, gate_host, &pg));
+  for (int i = 0; i < 500 && !atomic_load(&pg.entered); i++) gpt_sleep_ms(10);
+  CHECK_EQ_I(atomic_load(&pg.entered), 1);
+  pthread_t opener;
+  REQUIRE_TRUE(pthread_create(&opener, NULL, open_gate_later, &pg) == 0);
+  double t2 = gpt_now();
+  CHECK_OK(cuDevicePrimaryCtxRelease(dev));
+  double rel = gpt_now() - t2;
+  CHECK_LE_D(rel, 1.0);
+  CHECK_EQ_I(atomic_load(&pg.done), 0);
+  printf("a release that leaves a retain took %.3f s with a host function "
+         "pending\n", rel);
+  /* The last release does wait for it. */
+  CHECK_OK(cuStreamDestroy(ps));
+  CHECK_OK(cuDevicePrimaryCtxRelease(dev));
+  CHECK_EQ_I(atomic_load(&pg.done), 1);
+  pthread_join(opener, NULL);
+  CHECK_OK(cuCtxSetCurrent(mine));
   (void)argc;
   (void)argv;
 }
