@@ -123,6 +123,11 @@ static double median(double *v, int n) {
   return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
+/* The |q|th percentile of |n| values that median() has sorted. */
+static double pct(const double *v, int n, int q) {
+  return v[(int64_t)(n - 1) * q / 100];
+}
+
 /* Reads the port the server wrote to |path|: the port once the file holds
  * a whole line, else 0. */
 static int read_port(const char *path) {
@@ -272,6 +277,7 @@ int main(int argc, char **argv) {
   CUlibrary lib;
   CUkernel k1, k8;
   double issue[2][4], total[2][4], fastest[2][4], slowest[2][4];
+  double ratio[2][2];
   double rt_med, pair1_med, pair8_med;
   double *rt, *pair1, *pair8;
   int nsamples;
@@ -333,6 +339,13 @@ int main(int argc, char **argv) {
       time_calls(v[0].f, pair1 + at, p->calls);
       time_calls(v[3].f, pair8 + at, p->calls);
     }
+    /* The ratios per repetition, whose runs were side by side. */
+    for (int j = 0; j < 2; j++) {
+      double q[MAX_REPS];
+      for (int rep = 0; rep < p->reps; rep++)
+        q[rep] = v[2 * j + 1].total[rep] / v[2 * j].total[rep];
+      ratio[s][j] = median(q, p->reps);
+    }
     for (int i = 0; i < 4; i++) {
       double tot[MAX_REPS], iss[MAX_REPS];
 
@@ -352,13 +365,19 @@ int main(int argc, char **argv) {
   printf("server %s%s, backend emu, %s run\n",
          remote ? remote : srv.addr, remote ? " (GPUPOOL_SERVER)" : "",
          p == &quick_plan ? "quick" : "full");
-  printf("\nsynchronous calls, median of %d each:\n", nsamples);
-  printf("  round trip: cuCtxSynchronize, nothing queued  %7.2f us\n",
-         rt_med * 1e6);
-  printf("  launch + cuStreamSynchronize, CUfunction, 1 param  %7.2f us "
-         "= %.2f round trips\n", pair1_med * 1e6, pair1_med / rt_med);
-  printf("  launch + cuStreamSynchronize, CUkernel, 8 params   %7.2f us "
-         "= %.2f round trips\n", pair8_med * 1e6, pair8_med / rt_med);
+  printf("\nsynchronous calls, %d of each: median (10th-90th "
+         "percentile)\n", nsamples);
+  printf("  round trip: cuCtxSynchronize, nothing queued     %7.2f us "
+         "(%.2f-%.2f)\n", rt_med * 1e6, pct(rt, nsamples, 10) * 1e6,
+         pct(rt, nsamples, 90) * 1e6);
+  printf("  launch + cuStreamSynchronize, CUfunction, 1 param %7.2f us "
+         "(%.2f-%.2f) = %.2f round trips\n", pair1_med * 1e6,
+         pct(pair1, nsamples, 10) * 1e6, pct(pair1, nsamples, 90) * 1e6,
+         pair1_med / rt_med);
+  printf("  launch + cuStreamSynchronize, CUkernel, 8 params  %7.2f us "
+         "(%.2f-%.2f) = %.2f round trips\n", pair8_med * 1e6,
+         pct(pair8, nsamples, 10) * 1e6, pct(pair8, nsamples, 90) * 1e6,
+         pair8_med / rt_med);
 
   printf("\nN launches of an empty kernel then one cuCtxSynchronize, "
          "median of %d runs each\n", p->reps);
@@ -375,11 +394,11 @@ int main(int argc, char **argv) {
              total[s][i] / n * 1e6, n / total[s][i], n / slowest[s][i],
              n / fastest[s][i], total[s][i] / n / rt_med);
   }
-  printf("\nCUkernel / CUfunction, total time:");
+  printf("\nCUkernel / CUfunction, total time, median of the runs' "
+         "ratios:\n");
   for (int s = 0; s < 2; s++)
-    printf("%s N=%u: %.3f (1 param), %.3f (8 params)", s ? ";" : "",
-           p->sizes[s], total[s][1] / total[s][0], total[s][3] / total[s][2]);
-  printf("\n");
+    printf("  N=%-6u %.3f (1 param), %.3f (8 params)\n", p->sizes[s],
+           ratio[s][0], ratio[s][1]);
 
   CU(cuModuleUnload(mod));
   CU(cuLibraryUnload(lib));
