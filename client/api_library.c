@@ -374,7 +374,10 @@ static CUresult lib_options(unsigned n, const CUlibraryOption *opts,
   *preserved = false;
   if (n == 0)
     return CUDA_SUCCESS;
-  if (opts == NULL || values == NULL)
+  /* The values may be NULL: every option then takes its default (a
+   * binary that is not preserved). cuBLASLt 13 loads the cubins it builds
+   * at run time so, with CU_LIBRARY_BINARY_IS_PRESERVED and no values. */
+  if (opts == NULL)
     return CUDA_ERROR_INVALID_VALUE;
   for (unsigned i = 0; i < n; i++) {
     switch (opts[i]) {
@@ -387,7 +390,7 @@ static CUresult lib_options(unsigned n, const CUlibraryOption *opts,
       if (file)
         return CUDA_ERROR_INVALID_VALUE;
       /* A hint; anything but 1 (a pointer, say) keeps the copy. */
-      *preserved = (uintptr_t)values[i] == GP__PRESERVED;
+      *preserved = values != NULL && (uintptr_t)values[i] == GP__PRESERVED;
       break;
     default:
       return CUDA_ERROR_INVALID_VALUE;

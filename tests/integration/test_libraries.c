@@ -415,10 +415,25 @@ static void test_libraries_kinds(int argc, char **argv) {
   CHECK_CU(cuLibraryLoadFromFile(&l4, image_path(LIB_FATBIN), NULL, NULL, 0,
                                  &opt, &val, 1),
            CUDA_ERROR_INVALID_VALUE);
+  /* Options without values take their defaults, as cuBLASLt 13 loads the
+   * cubins it builds: not preserved, so the caller's bytes may go at
+   * once. */
+  size_t fb_len = 0;
+  unsigned char *bytes = read_image(LIB_FATBIN, &fb_len);
+  CUlibrary l5 = NULL;
+  REQUIRE_OK(cuLibraryLoadData(&l5, bytes, NULL, NULL, 0, &opt, NULL, 1));
+  memset(bytes, 0, fb_len);
+  free(bytes);
+  CHECK_TRUE(run_vecadd((CUfunction)kernel(l5, VECADD), 200, 7.0f));
+  /* A count with no option names is refused before the image is read. */
+  CHECK_CU(cuLibraryLoadData(&l5, image_path(LIB_PTX), NULL, NULL, 0, NULL,
+                             &val, 1),
+           CUDA_ERROR_INVALID_VALUE);
   CHECK_OK(cuLibraryUnload(l1));
   CHECK_OK(cuLibraryUnload(l2));
   CHECK_OK(cuLibraryUnload(l3));
   CHECK_OK(cuLibraryUnload(l4));
+  CHECK_OK(cuLibraryUnload(l5));
   (void)argc;
   (void)argv;
 }
