@@ -292,3 +292,35 @@ GP_API CUresult cuMemAllocFromPoolAsync_ptsz(CUdeviceptr *dptr,
 GP_API CUresult cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream hStream) {
   PER_THREAD(cuMemFreeAsync(dptr, hStream));
 }
+
+/* ---- Capture status ------------------------------------------------------------ */
+
+GP_API CUresult cuStreamIsCapturing_ptsz(CUstream hStream,
+                                         CUstreamCaptureStatus *captureStatus) {
+  PER_THREAD(cuStreamIsCapturing(hStream, captureStatus));
+}
+
+GP_API CUresult cuStreamGetCaptureInfo_ptsz(
+    CUstream hStream, CUstreamCaptureStatus *captureStatus_out,
+    cuuint64_t *id_out) {
+  PER_THREAD(cuStreamGetCaptureInfo(hStream, captureStatus_out, id_out));
+}
+
+GP_API CUresult cuStreamGetCaptureInfo_v2_ptsz(
+    CUstream hStream, CUstreamCaptureStatus *captureStatus_out,
+    cuuint64_t *id_out, CUgraph *graph_out,
+    const CUgraphNode **dependencies_out, size_t *numDependencies_out) {
+  PER_THREAD(cuStreamGetCaptureInfo_v2(hStream, captureStatus_out, id_out,
+                                       graph_out, dependencies_out,
+                                       numDependencies_out));
+}
+
+GP_API CUresult cuStreamGetCaptureInfo_v3_ptsz(
+    CUstream hStream, CUstreamCaptureStatus *captureStatus_out,
+    cuuint64_t *id_out, CUgraph *graph_out,
+    const CUgraphNode **dependencies_out, const CUgraphEdgeData **edgeData_out,
+    size_t *numDependencies_out) {
+  PER_THREAD(cuStreamGetCaptureInfo_v3(hStream, captureStatus_out, id_out,
+                                       graph_out, dependencies_out,
+                                       edgeData_out, numDependencies_out));
+}

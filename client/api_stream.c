@@ -526,6 +526,122 @@ out:
   return r;
 }
 
+/* ---- Capture status ---------------------------------------------------------
+ *
+ * Stream capture (cuStreamBeginCapture and graphs) is not supported, so no
+ * stream is ever capturing: these answer CU_STREAM_CAPTURE_STATUS_NONE for
+ * every live stream, which is exactly what the driver says of a stream not
+ * being captured. Libraries ask before they enqueue (cuBLAS does, for
+ * results it returns in host memory). The other outputs are documented as
+ * meaningful only while a capture is active; they read 0 / NULL. */
+
+static CUresult capture_status(CUstream h, CUstreamCaptureStatus *status) {
+  struct gp__client *c = gp__client();
+  struct gp__stream_ref ref;
+  CUresult r = gp__ready();
+  if (r != CUDA_SUCCESS)
+    return r;
+  if (status == NULL)
+    return CUDA_ERROR_INVALID_VALUE;
+  gp__lock();
+  r = gp__stream_ref_locked(c, h, &ref);
+  gp__unlock();
+  if (r == CUDA_SUCCESS)
+    *status = CU_STREAM_CAPTURE_STATUS_NONE;
+  return r;
+}
+
+static CUresult capture_info(CUstream h, CUstreamCaptureStatus *status,
+                             cuuint64_t *id, CUgraph *graph,
+                             const CUgraphNode **deps,
+                             const CUgraphEdgeData **edges, size_t *ndeps) {
+  CUresult r = capture_status(h, status);
+  if (r != CUDA_SUCCESS)
+    return r;
+  if (id != NULL)
+    *id = 0;
+  if (graph != NULL)
+    *graph = NULL;
+  if (deps != NULL)
+    *deps = NULL;
+  if (edges != NULL)
+    *edges = NULL;
+  if (ndeps != NULL)
+    *ndeps = 0;
+  return CUDA_SUCCESS;
+}
+
+GP_API CUresult cuStreamIsCapturing(CUstream hStream,
+                                    CUstreamCaptureStatus *captureStatus) {
+  CUresult r = capture_status(hStream, captureStatus);
+  GP_TRACE(r, "hStream=%p, captureStatus=%d", (void *)hStream,
+           (int)GP_OUT(r, captureStatus));
+  return r;
+}
+
+GP_API CUresult cuStreamGetCaptureInfo(CUstream hStream,
+                                       CUstreamCaptureStatus *captureStatus_out,
+                                       cuuint64_t *id_out) {
+  CUresult r = capture_info(hStream, captureStatus_out, id_out, NULL, NULL,
+                            NULL, NULL);
+  GP_TRACE(r, "hStream=%p, captureStatus=%d", (void *)hStream,
+           (int)GP_OUT(r, captureStatus_out));
+  return r;
+}
+
+GP_API CUresult cuStreamGetCaptureInfo_v2(
+    CUstream hStream, CUstreamCaptureStatus *captureStatus_out,
+    cuuint64_t *id_out, CUgraph *graph_out,
+    const CUgraphNode **dependencies_out, size_t *numDependencies_out) {
+  CUresult r = capture_info(hStream, captureStatus_out, id_out, graph_out,
+                            dependencies_out, NULL, numDependencies_out);
+  GP_TRACE(r, "hStream=%p, captureStatus=%d", (void *)hStream,
+           (int)GP_OUT(r, captureStatus_out));
+  return r;
+}
+
+GP_API CUresult cuStreamGetCaptureInfo_v3(
+    CUstream hStream, CUstreamCaptureStatus *captureStatus_out,
+    cuuint64_t *id_out, CUgraph *graph_out,
+    const CUgraphNode **dependencies_out, const CUgraphEdgeData **edgeData_out,
+    size_t *numDependencies_out) {
+  CUresult r = capture_info(hStream, captureStatus_out, id_out, graph_out,
+                            dependencies_out, edgeData_out,
+                            numDependencies_out);
+  GP_TRACE(r, "hStream=%p, captureStatus=%d", (void *)hStream,
+           (int)GP_OUT(r, captureStatus_out));
+  return r;
+}
+
+/* The calling thread's capture interaction mode: kept, though with no
+ * capture it changes nothing. */
+static _Thread_local CUstreamCaptureMode capture_mode =
+    CU_STREAM_CAPTURE_MODE_GLOBAL;
+
+static CUresult exchange_capture_mode(CUstreamCaptureMode *mode) {
+  CUresult r = gp__ready();
+  if (r != CUDA_SUCCESS)
+    return r;
+  if (mode == NULL || (*mode != CU_STREAM_CAPTURE_MODE_GLOBAL &&
+                       *mode != CU_STREAM_CAPTURE_MODE_THREAD_LOCAL &&
+                       *mode != CU_STREAM_CAPTURE_MODE_RELAXED))
+    return CUDA_ERROR_INVALID_VALUE;
+  CUstreamCaptureMode previous = capture_mode;
+  capture_mode = *mode;
+  *mode = previous;
+  return CUDA_SUCCESS;
+}
+
+GP_API CUresult cuThreadExchangeStreamCaptureMode(CUstreamCaptureMode *mode) {
+  CUresult r = exchange_capture_mode(mode);
+  GP_TRACE(r, "mode=%d", (int)GP_OUT(r, mode));
+  return r;
+}
+
+CUresult gp__stream_unique_id(CUstream h, unsigned long long *id) {
+  return stream_get(h, FACT_ID, id);
+}
+
 GP_API CUresult cuStreamGetPriority(CUstream hStream, int *priority) {
   CUresult r = stream_get(hStream, FACT_PRIORITY, priority);
   GP_TRACE(r, "hStream=%p, priority=%d", (void *)hStream,

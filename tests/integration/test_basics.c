@@ -343,6 +343,10 @@ static const char *const implemented[] = {
     "cuLaunchHostFunc", "cuStreamAddCallback", "cuStreamAttachMemAsync",
     "cuStreamCopyAttributes", "cuStreamGetAttribute", "cuStreamSetAttribute",
     "cuStreamGetCtx_v2", "cuStreamGetDevice", "cuStreamGetId",
+    /* Capture status queries (no stream ever captures): test_streams2
+     * (stream_ids), test_cudart (cublas_blas). */
+    "cuStreamIsCapturing", "cuStreamGetCaptureInfo", "cuStreamGetCaptureInfo_v2",
+    "cuStreamGetCaptureInfo_v3", "cuThreadExchangeStreamCaptureMode",
     "cuOccupancyAvailableDynamicSMemPerBlock",
     "cuOccupancyMaxActiveBlocksPerMultiprocessor",
     "cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags",

@@ -746,6 +746,39 @@ static void test_streams2_stream_ids(int argc, char **argv) {
   CHECK_CU(cuStreamGetId((CUstream)(uintptr_t)0x7777, &pt2),
            CUDA_ERROR_INVALID_HANDLE);
 
+  /* Capture status: no stream is ever capturing; the other outputs are
+   * cleared; bad handles and outputs are refused. */
+  CUstreamCaptureStatus cs = (CUstreamCaptureStatus)77;
+  CHECK_OK(cuStreamIsCapturing(a, &cs));
+  CHECK_EQ_I(cs, CU_STREAM_CAPTURE_STATUS_NONE);
+  cs = (CUstreamCaptureStatus)77;
+  CHECK_OK(cuStreamIsCapturing(NULL, &cs));
+  CHECK_EQ_I(cs, CU_STREAM_CAPTURE_STATUS_NONE);
+  cuuint64_t cap_id = 5;
+  CUgraph graph = (CUgraph)0x1;
+  const CUgraphNode *deps = (const CUgraphNode *)0x1;
+  const CUgraphEdgeData *edges = (const CUgraphEdgeData *)0x1;
+  size_t ndeps = 9;
+  cs = (CUstreamCaptureStatus)77;
+  CHECK_OK(cuStreamGetCaptureInfo_v3(b, &cs, &cap_id, &graph, &deps, &edges,
+                                     &ndeps));
+  CHECK_EQ_I(cs, CU_STREAM_CAPTURE_STATUS_NONE);
+  CHECK_EQ_U(cap_id, 0);
+  CHECK_TRUE(graph == NULL && deps == NULL && edges == NULL);
+  CHECK_EQ_U(ndeps, 0);
+  CHECK_OK(cuStreamGetCaptureInfo(CU_STREAM_PER_THREAD, &cs, NULL, NULL,
+                                  NULL, NULL, NULL));
+  CHECK_CU(cuStreamIsCapturing(a, NULL), CUDA_ERROR_INVALID_VALUE);
+  CHECK_CU(cuStreamIsCapturing((CUstream)(uintptr_t)0x7777, &cs),
+           CUDA_ERROR_INVALID_HANDLE);
+  CUstreamCaptureMode mode = CU_STREAM_CAPTURE_MODE_RELAXED;
+  CHECK_OK(cuThreadExchangeStreamCaptureMode(&mode));
+  CHECK_EQ_I(mode, CU_STREAM_CAPTURE_MODE_GLOBAL);
+  CHECK_OK(cuThreadExchangeStreamCaptureMode(&mode));
+  CHECK_EQ_I(mode, CU_STREAM_CAPTURE_MODE_RELAXED);
+  mode = (CUstreamCaptureMode)42;
+  CHECK_CU(cuThreadExchangeStreamCaptureMode(&mode), CUDA_ERROR_INVALID_VALUE);
+
   /* Another thread: its own per-thread stream, the same legacy one. */
   struct thread_ids t = {.ctx = ctx};
   pthread_t th;
