@@ -14,8 +14,9 @@
  *   TOOLS_RUNTIME_CALLBACK_HOOKS two zeroed buffers for tools
  *   TOOLS_TLS                    fetched by cudart; slot 2, the current
  *                                context, called by cuBLASLt
- *   CONTEXT_ID                   a context's id, unique for the life of
- *                                the process (cuBLASLt, with TOOLS_TLS)
+ *   CONTEXT_ID                   the ids of a context and of its streams,
+ *                                unique for the life of the process
+ *                                (cuBLAS and cuBLASLt, with TOOLS_TLS)
  *   CONTEXT_LOCAL_STORAGE        a key/value store per context, with
  *                                destructors run when the context goes
  *   CONTEXT_CHECKS               "is this a wrapped context": no
@@ -29,6 +30,7 @@
  */
 #include <pthread.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -219,12 +221,22 @@ static const struct tools_tls tools_tls = {
 
 /* ---- CONTEXT_ID (21318C60-9714-3248-8CA6-41FF7324C8F2) ------------------------
  *
- * Fetched by cuBLASLt 13.0, which calls only slot 4, int (CUcontext ctx,
- * unsigned long long *id), with the context TOOLS_TLS slot 2 gave. The id
- * must be unique for the life of the process (a context created later at
- * the same address must not find the state of an earlier one): the
- * context's incarnation id, never reused. Slot 0 holds the size, as in the
- * other tables; the unknown slots are NULL. */
+ * Fetched by cuBLAS and cuBLASLt 13, which key their per-context and
+ * per-stream state (GEMM heuristics, workspaces) by the ids this table
+ * gives, for the context TOOLS_TLS slot 2 gave. Three slots are called,
+ * observed, not documented:
+ *   slot 4   int (CUcontext ctx, unsigned long long *id): the context's id;
+ *   slot 51  int (CUcontext ctx, CUstream s, CUstream *out, int per_thread):
+ *            the stream |s| names in |ctx| (NULL with |per_thread| set is
+ *            the per-thread default stream), as a handle slot 39 takes;
+ *   slot 39  int (CUcontext ctx, CUstream s, unsigned long long *id): that
+ *            stream's id.
+ * Ids must be unique for the life of the process (a context or stream
+ * created later at the same address must not find the state of an earlier
+ * one): a context's incarnation id and cuStreamGetId's answer, never
+ * reused. The table's real size is unknown; cuBLAS reads slot 51, so it
+ * has 64 slots, the unknown ones NULL, and slot 0 holds the size, as in
+ * the other tables. */
 
 static int context_id(CUcontext h, unsigned long long *id) {
   struct gp__client *c = gp__client();
@@ -244,16 +256,70 @@ static int context_id(CUcontext h, unsigned long long *id) {
   return (int)r;
 }
 
+/* |ctx| must be the calling thread's current context: the stream handles
+ * are resolved in it (that is how cuBLAS calls these). */
+static CUresult check_current(CUcontext h) {
+  struct gp__ctx *cur = NULL;
+  CUresult r = gp__ready();
+  if (r == CUDA_SUCCESS)
+    r = gp__current_ctx(&cur);
+  if (r == CUDA_SUCCESS && h != NULL && h != (CUcontext)cur)
+    r = CUDA_ERROR_INVALID_CONTEXT;
+  return r;
+}
+
+static int context_stream(CUcontext h, CUstream s, CUstream *out,
+                          int per_thread) {
+  CUresult r = check_current(h);
+  unsigned long long id = 0;
+  if (r == CUDA_SUCCESS && out == NULL)
+    r = CUDA_ERROR_INVALID_VALUE;
+  if (r == CUDA_SUCCESS && s == NULL && per_thread)
+    s = CU_STREAM_PER_THREAD;
+  /* Resolving it checks that it is a live stream of this context. */
+  if (r == CUDA_SUCCESS)
+    r = gp__stream_unique_id(s, &id);
+  if (out != NULL)
+    *out = r == CUDA_SUCCESS ? s : NULL;
+  GP_TRACE_AS("CONTEXT_ID[51]", r, "ctx=%p, stream=%p, per_thread=%d",
+              (void *)h, (void *)s, per_thread);
+  return (int)r;
+}
+
+static int context_stream_id(CUcontext h, CUstream s,
+                             unsigned long long *id) {
+  CUresult r = check_current(h);
+  if (r == CUDA_SUCCESS && id == NULL)
+    r = CUDA_ERROR_INVALID_VALUE;
+  if (r == CUDA_SUCCESS)
+    r = gp__stream_unique_id(s, id);
+  GP_TRACE_AS("CONTEXT_ID[39]", r, "ctx=%p, stream=%p, id=%llu", (void *)h,
+              (void *)s, (unsigned long long)GP_OUT(r, id));
+  return (int)r;
+}
+
 struct context_id_table {
   size_t size;
-  void *unused[3];
-  int (*context_id)(CUcontext, unsigned long long *);
-  void *unused5[3];
+  void *unused1[3];
+  int (*context_id)(CUcontext, unsigned long long *);          /* 4 */
+  void *unused5[34];
+  int (*stream_id)(CUcontext, CUstream, unsigned long long *); /* 39 */
+  void *unused40[11];
+  int (*stream)(CUcontext, CUstream, CUstream *, int);         /* 51 */
+  void *unused52[12];
 };
+_Static_assert(sizeof(struct context_id_table) == 64 * 8,
+               "CONTEXT_ID has 64 slots");
+_Static_assert(offsetof(struct context_id_table, stream_id) == 39 * 8,
+               "CONTEXT_ID slot 39");
+_Static_assert(offsetof(struct context_id_table, stream) == 51 * 8,
+               "CONTEXT_ID slot 51");
 
 static const struct context_id_table context_id_table = {
     .size = sizeof(struct context_id_table),
     .context_id = context_id,
+    .stream_id = context_stream_id,
+    .stream = context_stream,
 };
 
 /* ---- CONTEXT_LOCAL_STORAGE ---------------------------------------------------

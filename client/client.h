@@ -669,6 +669,11 @@ CUresult gp__stream_ref_locked(struct gp__client *c, CUstream h,
 CUresult gp__stream_use_locked(struct gp__client *c, CUstream h,
                                struct gp__stream_ref *out);
 
+/* cuStreamGetId's answer for |h| in the calling thread (see
+ * gp__stream_id_locked() for NULL and the special handles): unique in the
+ * process, never reused. Takes the lock. */
+CUresult gp__stream_unique_id(CUstream h, unsigned long long *id);
+
 /* Inside a _ptds/_ptsz entry point, NULL means the per-thread default
  * stream: gp__ptds_begin() says so for the calling thread and returns the
  * previous setting, which gp__ptds_end() restores. Any thread; no lock. */

@@ -411,8 +411,12 @@ static void test_binding_tables(int argc, char **argv) {
     size_t size;
     void *unused[3];
     int (*context_id)(CUcontext, unsigned long long *);
+    void *unused5[34];
+    int (*stream_id)(CUcontext, CUstream, unsigned long long *);
+    void *unused40[11];
+    int (*stream)(CUcontext, CUstream, CUstream *, int);
   } *cid = table(&CONTEXT_ID);
-  CHECK_EQ_U(cid->size, 8 * 8);
+  CHECK_EQ_U(cid->size, 64 * 8);
   REQUIRE_TRUE(tls->current_ctx != NULL && cid->context_id != NULL);
   void *cur = (void *)0x1;
   CHECK_CU(tls->current_ctx(&cur), CUDA_ERROR_INVALID_CONTEXT); /* none */
@@ -439,6 +443,39 @@ static void test_binding_tables(int argc, char **argv) {
   REQUIRE_OK(drv.ctx_create(&c2, NULL, 0, dev));
   CHECK_OK(cid->context_id(c2, &id2));
   CHECK_NE_U(id2, id1);
+
+  /* Slots 51 and 39 (cuBLAS, per-stream state): a stream of the current
+   * context as a handle, then its id, which is cuStreamGetId's. */
+  PFN_cuStreamCreate_v2000 stream_create = get("cuStreamCreate", 2000, 0);
+  PFN_cuStreamGetId_v12000 stream_get_id = get("cuStreamGetId", 12000, 0);
+  PFN_cuStreamDestroy_v4000 stream_destroy = get("cuStreamDestroy", 4000, 0);
+  REQUIRE_TRUE(cid->stream != NULL && cid->stream_id != NULL);
+  CUstream s1 = NULL, as = (CUstream)0x1, pt = NULL;
+  unsigned long long sid = 0, api_id = 0, legacy = 0, per_thread = 0;
+  REQUIRE_OK(stream_create(&s1, 0));
+  CHECK_OK(cid->stream(c2, s1, &as, 0));
+  CHECK_EQ_PTR(as, s1);
+  CHECK_OK(cid->stream_id(c2, as, &sid));
+  CHECK_OK(stream_get_id(s1, &api_id));
+  CHECK_EQ_U(sid, api_id);
+  /* NULL: the legacy stream, or the per-thread one when asked. */
+  CHECK_OK(cid->stream(c2, NULL, &as, 0));
+  CHECK_OK(cid->stream_id(c2, as, &legacy));
+  CHECK_OK(cid->stream(c2, NULL, &pt, 1));
+  CHECK_EQ_PTR(pt, CU_STREAM_PER_THREAD);
+  CHECK_OK(cid->stream_id(c2, pt, &per_thread));
+  CHECK_NE_U(legacy, per_thread);
+  CHECK_NE_U(legacy, sid);
+  CHECK_NE_U(per_thread, sid);
+  /* Not a stream, not the current context, no output. */
+  CHECK_CU(cid->stream(c2, (CUstream)&sid, &as, 0),
+           CUDA_ERROR_INVALID_HANDLE);
+  CHECK_TRUE(as == NULL);
+  CHECK_CU(cid->stream(c1, s1, &as, 0), CUDA_ERROR_INVALID_CONTEXT);
+  CHECK_CU(cid->stream(c2, s1, NULL, 0), CUDA_ERROR_INVALID_VALUE);
+  CHECK_CU(cid->stream_id(c2, s1, NULL), CUDA_ERROR_INVALID_VALUE);
+  CHECK_OK(stream_destroy(s1));
+  CHECK_CU(cid->stream_id(c2, s1, &sid), CUDA_ERROR_INVALID_HANDLE);
   CHECK_OK(drv.ctx_destroy(c2));
 
   /* CONTEXT_LOCAL_STORAGE: three functions, no size (scenario cls). */
