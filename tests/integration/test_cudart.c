@@ -243,6 +243,7 @@ SIMPLE(host_func, "rt_host_func: PASS")
 SIMPLE(malloc_async, "rt_malloc_async: PASS")
 SIMPLE(threads, "rt_threads: PASS")
 SIMPLE(ptds, "rt_ptds: PASS")
+SIMPLE(cublas_blas, "rt_cublas_blas: PASS")
 SIMPLE(pointer_2d, "rt_pointer_2d: PASS")
 
 /* examples/rt_demo.cu, the program scripts/demo.sh builds with plain nvcc
@@ -435,6 +436,7 @@ int main(int argc, char **argv) {
       {"pointer_2d", test_cudart_pointer_2d, 60},
       {"demo", test_cudart_demo, 60},
       {"cublas_sgemm", test_cudart_cublas_sgemm, 60},
+      {"cublas_blas", test_cudart_cublas_blas, 60},
       {NULL, NULL, 0},
   };
   return gpt_main(argc, argv, table);
