@@ -1325,8 +1325,11 @@ static int serve_one(struct gp_worker *w) {
     return protocol_error(w, GP_EPROTO, &h, "empty %s message",
                           gp_msg_type_name(h.type));
 
-  wlog(w, GP_LOG_DEBUG, "%s request %u%s", gp_msg_type_name(h.type),
-       h.request_id, (h.flags & GP_FRAME_F_NOREPLY) ? " (no reply)" : "");
+  /* Every request passes here: its name is looked up only when it will
+   * be printed. */
+  if (gp__log_level() >= GP_LOG_DEBUG)
+    wlog(w, GP_LOG_DEBUG, "%s request %u%s", gp_msg_type_name(h.type),
+         h.request_id, (h.flags & GP_FRAME_F_NOREPLY) ? " (no reply)" : "");
   gp__heartbeat_busy(w->hb);
   r = dispatch(w, &h, msg);
   gp__heartbeat_idle(w->hb);
