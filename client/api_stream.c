@@ -486,7 +486,14 @@ GP_API CUresult cuStreamWaitEvent(CUstream hStream, CUevent hEvent,
 
 /* The local facts about a stream. The default streams have priority 0 and
  * no flags, and belong to the current context. */
-enum stream_fact { FACT_PRIORITY, FACT_FLAGS, FACT_CTX, FACT_ID, FACT_DEVICE };
+enum stream_fact {
+  FACT_PRIORITY,
+  FACT_FLAGS,
+  FACT_CTX,
+  FACT_ID,
+  FACT_DEVICE,
+  FACT_CAPTURE, /* see "Capture status" below */
+};
 
 static CUresult stream_get(CUstream h, enum stream_fact what, void *out) {
   struct gp__client *c = gp__client();
@@ -520,6 +527,9 @@ static CUresult stream_get(CUstream h, enum stream_fact what, void *out) {
   case FACT_DEVICE:
     *(CUdevice *)out = ref.ctx->device;
     break;
+  case FACT_CAPTURE:
+    *(CUstreamCaptureStatus *)out = CU_STREAM_CAPTURE_STATUS_NONE;
+    break;
   }
 out:
   gp__unlock();
@@ -535,27 +545,11 @@ out:
  * results it returns in host memory). The other outputs are documented as
  * meaningful only while a capture is active; they read 0 / NULL. */
 
-static CUresult capture_status(CUstream h, CUstreamCaptureStatus *status) {
-  struct gp__client *c = gp__client();
-  struct gp__stream_ref ref;
-  CUresult r = gp__ready();
-  if (r != CUDA_SUCCESS)
-    return r;
-  if (status == NULL)
-    return CUDA_ERROR_INVALID_VALUE;
-  gp__lock();
-  r = gp__stream_ref_locked(c, h, &ref);
-  gp__unlock();
-  if (r == CUDA_SUCCESS)
-    *status = CU_STREAM_CAPTURE_STATUS_NONE;
-  return r;
-}
-
 static CUresult capture_info(CUstream h, CUstreamCaptureStatus *status,
                              cuuint64_t *id, CUgraph *graph,
                              const CUgraphNode **deps,
                              const CUgraphEdgeData **edges, size_t *ndeps) {
-  CUresult r = capture_status(h, status);
+  CUresult r = stream_get(h, FACT_CAPTURE, status);
   if (r != CUDA_SUCCESS)
     return r;
   if (id != NULL)
@@ -573,7 +567,7 @@ static CUresult capture_info(CUstream h, CUstreamCaptureStatus *status,
 
 GP_API CUresult cuStreamIsCapturing(CUstream hStream,
                                     CUstreamCaptureStatus *captureStatus) {
-  CUresult r = capture_status(hStream, captureStatus);
+  CUresult r = stream_get(hStream, FACT_CAPTURE, captureStatus);
   GP_TRACE(r, "hStream=%p, captureStatus=%d", (void *)hStream,
            (int)GP_OUT(r, captureStatus));
   return r;
