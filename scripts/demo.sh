@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The gpupool demo: builds if needed, starts a pool server on the emulated
-# device on an ephemeral loopback port, compiles a plain CUDA runtime
+# The gpupool demo: builds if needed, starts a pool server on an ephemeral
+# loopback port (on the machine's NVIDIA GPU through the real driver when
+# it has one, else on the emulated device), compiles a plain CUDA runtime
 # program (examples/rt_demo.cu) with `nvcc rt_demo.cu -o rt_demo` and runs
 # it unmodified through `gpupool attach`; then real CUDA driver-API
 # programs (examples/kernel_demo.c, whose kernels are an nvcc-built fatbin,
@@ -10,6 +11,9 @@
 #
 # usage: scripts/demo.sh [--no-measure]
 # env:   GPUPOOL_BUILD_DIR  build folder (default build)
+#        GPUPOOL_DEMO_BACKEND  emu or cuda (default: cuda when nvidia-smi
+#                           lists a GPU and NVIDIA's libcuda.so.1 is
+#                           installed, else emu)
 #        NVCC               the nvcc to use (default: nvcc on PATH, else
 #                           /usr/local/cuda/bin/nvcc)
 set -uo pipefail
@@ -61,9 +65,34 @@ trap stop_server EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-echo "== starting gpupool-server on 127.0.0.1 (emulated device, 2 GiB)"
-"$server_bin" --listen 127.0.0.1:0 --port-file "$work/port" --backend emu \
-  --emu-memory 2G --log-level warn 2>"$work/server.log" &
+# NVIDIA's driver library, as the dynamic linker would find it: the first
+# libcuda.so.1 in the cache that is not gpupool's own.
+nvidia_libcuda() {
+  ldconfig -p 2>/dev/null | awk '/libcuda\.so\.1 /{print $NF}' |
+    while read -r lib; do
+      grep -qa gpupool "$lib" 2>/dev/null || { echo "$lib"; break; }
+    done
+}
+backend=${GPUPOOL_DEMO_BACKEND:-}
+if [ -z "$backend" ]; then
+  backend=emu
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null |
+      grep -q '^GPU ' && [ -n "$(nvidia_libcuda)" ]; then
+    backend=cuda
+  fi
+fi
+case "$backend" in
+  emu)
+    echo "== starting gpupool-server on 127.0.0.1 (emulated device, 2 GiB)"
+    backend_args=(--backend emu --emu-memory 2G) ;;
+  cuda)
+    echo "== starting gpupool-server on 127.0.0.1 (NVIDIA GPU, real driver)"
+    nvidia-smi -L 2>/dev/null | sed 's/^/   /'
+    backend_args=(--backend cuda) ;;
+  *) echo "demo: GPUPOOL_DEMO_BACKEND must be emu or cuda" >&2; exit 2 ;;
+esac
+"$server_bin" --listen 127.0.0.1:0 --port-file "$work/port" \
+  "${backend_args[@]}" --log-level warn 2>"$work/server.log" &
 server_pid=$!
 port=""
 for _ in $(seq 100); do
@@ -134,7 +163,8 @@ else
   echo "   rt_demo: FAILED (exit status $rt_status)"
 fi
 if [ "$kernel_status" -eq 0 ]; then
-  echo "   kernel_demo: nvcc-built kernels ran on the emulated device, results checked: OK"
+  [ "$backend" = cuda ] && where="the GPU" || where="the emulated device"
+  echo "   kernel_demo: nvcc-built kernels ran on $where, results checked: OK"
 else
   echo "   kernel_demo: FAILED (exit status $kernel_status)"
 fi
