@@ -348,7 +348,13 @@ int gp__inventory_select(struct gp_inventory *inv, const struct gp_devsel *sel,
           return sel_fail(GP_ENOENT, why, whylen, "--devices: NVML lists no "
                           "MIG device %s (it lists %d)", e->text,
                           mig_count(inv));
-      } else if (i < 0) {
+      } else if (i >= 0) {
+        /* The driver shows it (cuDeviceGetUuid_v2 gives a MIG device's
+         * own UUID) and the entry says it is a MIG device: its
+         * CUDA_VISIBLE_DEVICES name is MIG-. */
+        inv->d[i].mig = true;
+        gp__uuid_format("MIG-", e->uuid, inv->d[i].uuid_str);
+      } else {
         /* Without NVML there is no list to check a MIG device against:
          * it is offered as written, and the driver judges it when a
          * session starts. */

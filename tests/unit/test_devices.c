@@ -288,6 +288,16 @@ START_TEST(test_devices_select) {
   ck_assert_str_eq(inv->d[2].uuid_str, "MIG-" UM);
   ck_assert(!inv->d[2].has_total);
 
+  /* Without NVML, a MIG UUID the driver shows is that device, now known
+   * to be a MIG device. */
+  two_plus_nvml(inv, false);
+  ck_assert_int_eq(sel_run(inv, "MIG-" U0, &warn), 0);
+  ck_assert(!warn);
+  ck_assert_int_eq(inv->n, 2);
+  ck_assert(inv->d[0].mig && inv->d[0].offered);
+  ck_assert_str_eq(inv->d[0].uuid_str, "MIG-" U0);
+  ck_assert_int_eq(inv->d[0].ordinal, 0);
+
   memset(inv, 0, sizeof(*inv));
   ck_assert_int_eq(sel_run(inv, "all", &warn), GP_ENOENT);
   free(inv);
