@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -533,6 +534,151 @@ static void test_devices_visible(int argc, char **argv) {
   (void)argv;
 }
 
+/* ---- A session's device (needs the cuda backend) ------------------------------------ */
+
+/* Holds a session open: a context and an allocation, then "ready", then
+ * waits for a line. */
+static void child_hold(int argc, char **argv) {
+  char line[64];
+  CUdevice dev;
+  int n = 0;
+  gpt_init_context(&dev);
+  CHECK_OK(cuDeviceGetCount(&n));
+  CUdeviceptr d;
+  REQUIRE_OK(cuMemAlloc(&d, 1 << 20));
+  gpt_child_say("ready %d", n);
+  gpt_child_hear(line, sizeof line, 30000);
+  CHECK_OK(cuMemFree(d));
+  (void)argc;
+  (void)argv;
+}
+
+/* The value of |name| in process |pid|'s initial environment, or "". */
+static void env_of(pid_t pid, const char *name, char *out, size_t len) {
+  char path[64], buf[65536];
+  snprintf(path, sizeof path, "/proc/%d/environ", (int)pid);
+  out[0] = '\0';
+  FILE *f = fopen(path, "r");
+  if (f == NULL) return;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  size_t nl = strlen(name);
+  for (size_t i = 0; i < n; i += strlen(buf + i) + 1)
+    if (strncmp(buf + i, name, nl) == 0 && buf[i + nl] == '=')
+      snprintf(out, len, "%s", buf + i + nl + 1);
+}
+
+/* Starts a relay: the server binary with --backend cuda --cuda-lib
+ * <gpupool's libcuda.so.1> and GPUPOOL_SERVER=|behind|, dying with this
+ * process. Returns its pid and sets |*port|, or -1. */
+static pid_t start_relay(const char *behind, int *port) {
+  char dir[256], port_file[300];
+  const char *tmp = getenv("TMPDIR");
+  snprintf(dir, sizeof dir, "%s/gpupool-dev-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+  if (mkdtemp(dir) == NULL) return -1;
+  snprintf(port_file, sizeof port_file, "%s/port", dir);
+  const char *argv[] = {server_bin(), "--listen", "127.0.0.1:0", "--port-file",
+                        port_file, "--backend", "cuda", "--cuda-lib",
+                        libcuda(), NULL};
+  pid_t parent = getpid();
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(126);
+    setenv("GPUPOOL_SERVER", behind, 1);
+    execv(argv[0], (char *const *)argv);
+    _exit(127);
+  }
+  *port = 0;
+  for (double end = gpt_now() + 20; gpt_now() < end; gpt_sleep_ms(10)) {
+    char buf[32] = "";
+    FILE *f = fopen(port_file, "r");
+    if (f == NULL) continue;
+    bool got = fgets(buf, sizeof buf, f) != NULL && strchr(buf, '\n');
+    fclose(f);
+    if (got) {
+      *port = atoi(buf);
+      break;
+    }
+  }
+  unlink(port_file);
+  rmdir(dir);
+  if (*port <= 0) {
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    return -1;
+  }
+  return pid;
+}
+
+/* The live children of |pid| (its workers). */
+static int children(pid_t pid, pid_t *out, int max) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)pid, (int)pid);
+  FILE *f = fopen(path, "r");
+  int n = 0, v;
+  if (f == NULL) return 0;
+  while (n < max && fscanf(f, "%d", &v) == 1) out[n++] = v;
+  fclose(f);
+  return n;
+}
+
+/* A relay (--backend cuda onto gpupool's own library, GPUPOOL_SERVER an
+ * emu server) gives each session's worker CUDA_VISIBLE_DEVICES naming the
+ * device it chose; the sessions work through it. */
+static void test_devices_session_device(int argc, char **argv) {
+  if (gpt_server_start(&server, NULL) != 0) gpt__abort_scenario();
+  char uuid[48], emu_addr[64];
+  emu_uuid(uuid);
+  snprintf(emu_addr, sizeof emu_addr, "%s", server.addr);
+  int port;
+  pid_t relay = start_relay(emu_addr, &port);
+  REQUIRE_TRUE(relay > 0);
+  char relay_addr[64];
+  snprintf(relay_addr, sizeof relay_addr, "127.0.0.1:%d", port);
+  setenv("GPUPOOL_SERVER", relay_addr, 1);
+
+  struct gpt_child a, b;
+  char line[128], cvd[128];
+  bool ok = CHECK_TRUE(gpt_spawn(&a, "child_hold", NULL) == 0) &&
+            CHECK_TRUE(gpt_spawn(&b, "child_hold", NULL) == 0);
+  if (ok && CHECK_GE_I(gpt_child_recv(&a, line, sizeof line, 30000), 0))
+    CHECK_STR_EQ(line, "ready 1");
+  if (ok && CHECK_GE_I(gpt_child_recv(&b, line, sizeof line, 30000), 0))
+    CHECK_STR_EQ(line, "ready 1");
+  pid_t pids[8];
+  int n = children(relay, pids, 8);
+  CHECK_EQ_I(n, 2);
+  for (int i = 0; i < n; i++) {
+    env_of(pids[i], "CUDA_VISIBLE_DEVICES", cvd, sizeof cvd);
+    printf("relay worker %d: CUDA_VISIBLE_DEVICES=%s\n", (int)pids[i], cvd);
+    CHECK_STR_EQ(cvd, uuid);
+  }
+  /* The emu server's workers (this process's session, and the relay
+   * workers' sessions there) get nothing. */
+  n = children(server.pid, pids, 8);
+  CHECK_EQ_I(n, 3);
+  for (int i = 0; i < n; i++) {
+    env_of(pids[i], "CUDA_VISIBLE_DEVICES", cvd, sizeof cvd);
+    CHECK_STR_EQ(cvd, "");
+  }
+  if (ok) {
+    gpt_child_send(&a, "done");
+    gpt_child_send(&b, "done");
+    CHECK_EQ_I(gpt_child_wait(&a, 30000), 0);
+    CHECK_EQ_I(gpt_child_wait(&b, 30000), 0);
+  }
+  int st = 0;
+  kill(relay, SIGTERM);
+  waitpid(relay, &st, 0);
+  CHECK_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  (void)argc;
+  (void)argv;
+}
+
 int main(int argc, char **argv) {
   static const struct gpt_scenario table[] = {
       {"server_flags", test_devices_server_flags, 60},
@@ -541,6 +687,8 @@ int main(int argc, char **argv) {
       {"nvml", test_devices_nvml, 120},
       {"visible", test_devices_visible, 120},
       {"child_visible", child_visible, 60},
+      {"session_device", test_devices_session_device, 120},
+      {"child_hold", child_hold, 60},
       {NULL, NULL, 0},
   };
   return gpt_main(argc, argv, table);
