@@ -161,7 +161,7 @@ static CUresult ctx_create(CUcontext *pctx, unsigned int flags, CUdevice dev) {
 
   Gpupool__CtxCreate m = GPUPOOL__CTX_CREATE__INIT;
   m.ctx = ctx->id;
-  m.device = dev;
+  m.device = c->devices[dev].server_ordinal;
   m.flags = flags;
   gp__lock();
   r = gp__call_locked(c, GP_MSG_CTX_CREATE, &m.base, NULL, 0, NULL);
@@ -539,7 +539,7 @@ static CUresult primary_retain(CUcontext *pctx, CUdevice dev) {
   if (atomic_load(&p->state) != GP__CTX_LIVE) {
     Gpupool__PrimaryCtxRetain m = GPUPOOL__PRIMARY_CTX_RETAIN__INIT;
     m.ctx = gp__new_id();
-    m.device = dev;
+    m.device = c->devices[dev].server_ordinal;
     m.flags = p->flags;
     r = gp__call_locked(c, GP_MSG_PRIMARY_CTX_RETAIN, &m.base, NULL, 0, NULL);
     if (r == CUDA_SUCCESS) {

@@ -327,6 +327,7 @@ struct gp__device {
   uint64_t total_mem;
   int attr[GP__NATTR];
   struct gp__ctx *primary; /* stable for the life of the process */
+  int server_ordinal;      /* the server's number for it (visible.c) */
 };
 
 /* Where cuInit stands. */
@@ -394,6 +395,24 @@ void gp__unlock(void);
  * table. Returns CUDA_SUCCESS or CUDA_ERROR_NO_DEVICE after printing one
  * line on stderr that says why. */
 CUresult gp__connect_locked(struct gp__client *c);
+
+/* ---- CUDA_VISIBLE_DEVICES (visible.c) ------------------------------------ */
+
+/* Applies CUDA_VISIBLE_DEVICES |spec| (NULL: unset) to |n| devices whose
+ * UUIDs are |uuids|: writes the indices of the visible ones, in the order
+ * the list gives, to |map| (room for |n|) and returns how many. Entries
+ * are ordinals or "GPU-"/"MIG-" and the start of a UUID as nvidia-smi
+ * prints it (unique); the first entry that names no device ends the list;
+ * a device named twice makes it empty. Pure: any thread. */
+int gp__visible_devices(const char *spec, const uint8_t (*uuids)[16], int n,
+                        int *map);
+
+/* At cuInit, after the handshake: keeps only the devices
+ * CUDA_VISIBLE_DEVICES makes visible, in its order, and sets each one's
+ * server_ordinal. Returns 0, or -1 with |why| filled when none is visible
+ * (cuInit then fails with CUDA_ERROR_NO_DEVICE). */
+int gp__apply_visible_devices(struct gp__client *c, char *why,
+                              size_t why_len);
 
 /* Sends one request frame of |type| (NOREPLY when |noreply|), |payload|
  * after the message. Sets |*request_id| (may be NULL). Returns CUDA_SUCCESS,

@@ -417,6 +417,8 @@ static int handshake(struct gp__client *c, char *why, size_t why_len) {
     snprintf(why, why_len, "server %s has no devices", c->addr);
     goto out;
   }
+  if (gp__apply_visible_devices(c, why, why_len) < 0)
+    goto out;
   c->version = hr->version;
   c->driver_version = hr->driver_version > 0 ? hr->driver_version
                                              : CUDA_VERSION;

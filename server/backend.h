@@ -27,6 +27,8 @@ struct gp_backend; /* opaque, per backend */
 struct gp_backend_config {
   uint64_t emu_memory;      /* emu: arena bytes per session */
   int emu_sm_count;         /* emu: 0 = number of host cores */
+  const char *cuda_lib;     /* cuda: the driver library to dlopen
+                               (--cuda-lib, default libcuda.so.1) */
 };
 
 struct gp_device_attr {

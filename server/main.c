@@ -23,6 +23,13 @@ static void usage(FILE *f) {
     "                         IPv6 as [ADDR]:PORT; port 0 picks a free port\n"
     "  --port-file FILE       write the bound port number to FILE\n"
     "  --backend NAME         device backend: emu (default emu)\n"
+    "  --cuda-lib PATH        cuda: the driver library to load\n"
+    "                         (default libcuda.so.1)\n"
+    "  --devices all|LIST     the devices to offer: all (default) or a\n"
+    "                         comma-separated list of CUDA ordinals, GPU-...\n"
+    "                         and MIG-... UUIDs\n"
+    "  --list-devices         print the devices and which are offered, and\n"
+    "                         exit\n"
     "  --emu-memory SIZE      emu: device memory per session, K/M/G/T\n"
     "                         suffixes (default 2G, 1M to 1T)\n"
     "  --max-sessions N       sessions at once; more are refused\n"
@@ -157,6 +164,26 @@ const char *gp__exit_name(int status) {
   }
 }
 
+/* --list-devices: the inventory the supervisor would start with, as a
+ * table on stdout. */
+static int list_devices(const struct gp_server_config *cfg) {
+  struct gp_inventory *inv = malloc(sizeof(*inv));
+  int r;
+
+  if (!inv) {
+    fprintf(stderr, "gpupool-server: out of memory\n");
+    return GP_EXIT_FAILURE;
+  }
+  r = gp__inventory_build(cfg, inv);
+  if (r == 0) {
+    gp__inventory_print(inv, stdout);
+    if (fflush(stdout) != 0)
+      r = GP_EXIT_FAILURE;
+  }
+  free(inv);
+  return r;
+}
+
 enum {
   OPT_LISTEN = 256,
   OPT_PORT_FILE,
@@ -168,6 +195,10 @@ enum {
   OPT_VERSION,
   OPT_WORKER,
   OPT_SUPERVISOR_PID,
+  OPT_CUDA_LIB,
+  OPT_DEVICES,
+  OPT_LIST_DEVICES,
+  OPT_PROBE_DEVICES,
 };
 
 static const struct option long_opts[] = {
@@ -179,6 +210,11 @@ static const struct option long_opts[] = {
   {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
   {"help", no_argument, NULL, OPT_HELP},
   {"version", no_argument, NULL, OPT_VERSION},
+  {"cuda-lib", required_argument, NULL, OPT_CUDA_LIB},
+  {"devices", required_argument, NULL, OPT_DEVICES},
+  {"list-devices", no_argument, NULL, OPT_LIST_DEVICES},
+  /* Internal: how the supervisor lists the devices (probe.c). */
+  {"probe-devices", no_argument, NULL, OPT_PROBE_DEVICES},
   /* Internal: how the supervisor starts a worker. */
   {"worker", no_argument, NULL, OPT_WORKER},
   {"supervisor-pid", required_argument, NULL, OPT_SUPERVISOR_PID},
@@ -188,6 +224,7 @@ static const struct option long_opts[] = {
 int main(int argc, char **argv) {
   struct gp_server_config cfg;
   const char *listen = GP_SERVER_DEFAULT_HOST, *why = NULL;
+  char whybuf[160];
   unsigned long long v;
   uint64_t size;
   int c;
@@ -197,6 +234,8 @@ int main(int argc, char **argv) {
   cfg.bcfg.emu_memory = GP_SERVER_DEFAULT_EMU_MEMORY;
   cfg.max_sessions = GP_SERVER_DEFAULT_MAX_SESSIONS;
   cfg.log_level = GP_LOG_INFO;
+  cfg.bcfg.cuda_lib = GP_SERVER_DEFAULT_CUDA_LIB;
+  cfg.devsel.all = true;
 
   opterr = 0;
   /* "+": stop at the first non-option, so a stray word is reported;
@@ -247,6 +286,22 @@ int main(int argc, char **argv) {
         return bad("--supervisor-pid: '%s' is not a process id", optarg);
       cfg.supervisor_pid = (pid_t)v;
       break;
+    case OPT_CUDA_LIB:
+      if (optarg[0] == '\0')
+        return bad("--cuda-lib needs a library name or path");
+      cfg.bcfg.cuda_lib = optarg;
+      break;
+    case OPT_DEVICES:
+      if (gp__devsel_parse(optarg, &cfg.devsel, whybuf, sizeof(whybuf),
+                           &why) != 0)
+        return bad("--devices '%s': %s", optarg, why);
+      break;
+    case OPT_LIST_DEVICES:
+      cfg.list_devices = true;
+      break;
+    case OPT_PROBE_DEVICES:
+      cfg.probe = true;
+      break;
     case ':':
       return bad("%s needs a value", argv[optind - 1]);
     default:
@@ -257,9 +312,18 @@ int main(int argc, char **argv) {
     return bad("unexpected argument '%s'", argv[optind]);
 
   cfg.backend = gp__backend_find(cfg.backend_name);
-  if (!cfg.backend)
+  /* Listing the devices of the real driver needs only the probe's own
+   * dlopen of it (probe.c), not the cuda backend's table. */
+  if (!cfg.backend && !(strcmp(cfg.backend_name, "cuda") == 0 &&
+                        (cfg.list_devices || cfg.probe)))
     return bad("--backend: unknown backend '%s' (available: emu)",
                cfg.backend_name);
+  /* The emulated device is the only device of the emu backend. */
+  if (strcmp(cfg.backend_name, "emu") == 0 && !cfg.devsel.all &&
+      !(cfg.devsel.n == 1 && cfg.devsel.e[0].kind == GP_DEVSEL_ORDINAL &&
+        cfg.devsel.e[0].ordinal == 0))
+    return bad("--devices: the emu backend has one device: use 'all' or "
+               "'0'");
   if (gp__parse_listen(listen, GP_DEFAULT_SERVER_PORT, cfg.host,
                        sizeof(cfg.host), &cfg.port, &why) != 0) {
     fprintf(stderr, "gpupool-server: --listen '%s': %s\n"
@@ -268,7 +332,11 @@ int main(int argc, char **argv) {
   }
   gp__log_set_level(cfg.log_level);
 
+  if (cfg.probe)
+    return gp__probe_run(&cfg);
   if (cfg.worker)
     return gp__worker_run(&cfg);
+  if (cfg.list_devices)
+    return list_devices(&cfg);
   return gp__supervisor_run(&cfg);
 }

@@ -11,11 +11,13 @@
 #include <sys/types.h>
 
 #include "backend.h"
+#include "devices.h"
 #include "log.h"
 
 #define GP_SERVER_DEFAULT_HOST "127.0.0.1"
 #define GP_SERVER_DEFAULT_MAX_SESSIONS 128u
 #define GP_SERVER_MAX_SESSIONS_LIMIT 65536u
+#define GP_SERVER_DEFAULT_CUDA_LIB "libcuda.so.1"
 #define GP_SERVER_DEFAULT_EMU_MEMORY (2ull << 30)
 #define GP_SERVER_MIN_EMU_MEMORY (1ull << 20)
 #define GP_SERVER_MAX_EMU_MEMORY (1ull << 40)
@@ -54,6 +56,11 @@ struct gp_server_config {
   const char *port_file;       /* --port-file, NULL: none */
   unsigned max_sessions;       /* --max-sessions */
   enum gp_log_level log_level; /* --log-level */
+  /* Devices (devices.h). */
+  struct gp_devsel devsel;     /* --devices, parsed */
+  bool list_devices;           /* --list-devices: print the inventory, exit */
+  bool probe;                  /* --probe-devices (internal): list the
+                                * backend's devices on fd 3, exit */
 };
 
 /* Parses a size with an optional K, M, G or T suffix (powers of 1024;

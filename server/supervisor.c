@@ -23,6 +23,8 @@
 #include "gpupool/errors.h"
 #include "server.h"
 
+extern char **environ;
+
 #define GP_SUPERVISOR_BACKLOG 128
 #define GP_SUPERVISOR_GRACE_MS 5000
 #define GP_PEER_MAX 64
@@ -36,6 +38,7 @@ struct gp_session {
   uint64_t seq;                 /* 1, 2, ... in accept order */
   char peer[GP_PEER_MAX];
   uint64_t started_ms;
+  int device;                   /* index in sv->inv, -1: none chosen */
   struct gp_session *prev, *next;
 };
 
@@ -49,6 +52,9 @@ struct gp_supervisor {
   unsigned nsessions;
   uint64_t next_seq;
   bool stopping;
+  /* The devices (devices.h); per_device: sessions are given one each. */
+  struct gp_inventory inv;
+  bool per_device;
   /* The worker's command line. */
   char memory_arg[32], pid_arg[32];
   char *worker_argv[16];
@@ -116,6 +122,8 @@ static void on_worker_exit(uv_process_t *proc, int64_t status, int sig) {
   if (s->next)
     s->next->prev = s->prev;
   sv->nsessions--;
+  if (s->device >= 0)
+    sv->inv.d[s->device].sessions--;
   proc->data = s;
   uv_close((uv_handle_t *)proc, session_closed);
   maybe_finish(sv);
@@ -126,6 +134,8 @@ static void spawn_worker(struct gp_supervisor *sv, uv_tcp_t *conn,
   struct gp_session *s;
   uv_process_options_t opt;
   uv_stdio_container_t stdio[GP_WORKER_FD + 1];
+  char **env = NULL;
+  char what[GP_UUID_STR_LEN + 32] = "";
   int r;
 
   s = calloc(1, sizeof(*s));
@@ -137,6 +147,21 @@ static void spawn_worker(struct gp_supervisor *sv, uv_tcp_t *conn,
   s->seq = ++sv->next_seq;
   snprintf(s->peer, sizeof(s->peer), "%s", peer);
   s->started_ms = uv_now(&sv->loop);
+  s->device = -1;
+  if (sv->per_device) {
+    /* The worker's driver sees exactly this device: CUDA_VISIBLE_DEVICES
+     * is read when it initialises, before the session's first call. */
+    s->device = gp__inventory_pick(&sv->inv);
+    env = gp__env_with(environ, "CUDA_VISIBLE_DEVICES",
+                       sv->inv.d[s->device].uuid_str);
+    if (!env) {
+      gp__error("session #%llu from %s refused: out of memory",
+                (unsigned long long)s->seq, peer);
+      free(s);
+      return;
+    }
+    snprintf(what, sizeof(what), " on %s", sv->inv.d[s->device].uuid_str);
+  }
 
   memset(&opt, 0, sizeof(opt));
   memset(stdio, 0, sizeof(stdio));
@@ -154,9 +179,11 @@ static void spawn_worker(struct gp_supervisor *sv, uv_tcp_t *conn,
   opt.stdio = stdio;
   opt.stdio_count = GP_WORKER_FD + 1;
   opt.exit_cb = on_worker_exit;
+  opt.env = env; /* NULL: the supervisor's own */
 
   s->proc.data = s;
   r = uv_spawn(&sv->loop, &s->proc, &opt);
+  gp__env_free(env);
   if (r != 0) {
     gp__error("session #%llu from %s refused: cannot start a worker: %s",
               (unsigned long long)s->seq, peer, uv_strerror(r));
@@ -169,8 +196,11 @@ static void spawn_worker(struct gp_supervisor *sv, uv_tcp_t *conn,
     sv->sessions->prev = s;
   sv->sessions = s;
   sv->nsessions++;
-  gp__info("session #%llu from %s: worker %d started (%u running)",
-           (unsigned long long)s->seq, peer, s->proc.pid, sv->nsessions);
+  if (s->device >= 0)
+    sv->inv.d[s->device].sessions++;
+  gp__info("session #%llu from %s: worker %d started%s (%u running)",
+           (unsigned long long)s->seq, peer, s->proc.pid, what,
+           sv->nsessions);
 }
 
 static void on_connection(uv_stream_t *server, int status) {
@@ -334,6 +364,8 @@ static void build_worker_argv(struct gp_supervisor *sv) {
   sv->worker_argv[i++] = (char *)cfg->backend_name;
   sv->worker_argv[i++] = "--emu-memory";
   sv->worker_argv[i++] = sv->memory_arg;
+  sv->worker_argv[i++] = "--cuda-lib";
+  sv->worker_argv[i++] = (char *)cfg->bcfg.cuda_lib;
   sv->worker_argv[i++] = "--log-level";
   sv->worker_argv[i++] = (char *)gp__log_level_name(cfg->log_level);
   sv->worker_argv[i] = NULL;
@@ -359,6 +391,21 @@ int gp__supervisor_run(const struct gp_server_config *cfg) {
   }
   sv->cfg = cfg;
   build_worker_argv(sv);
+  /* Before the loop exists: the probe is a child of its own, reaped here. */
+  status = gp__inventory_build(cfg, &sv->inv);
+  if (status != 0) {
+    free(sv);
+    return status;
+  }
+  status = GP_EXIT_FAILURE;
+  for (r = 0; r < sv->inv.noffer; r++) {
+    char line[256];
+    gp__inventory_describe(&sv->inv, sv->inv.offer[r], line, sizeof(line));
+    gp__info("offering %s", line);
+  }
+  /* Only a real driver reads CUDA_VISIBLE_DEVICES; the emulated device is
+   * every session's own. */
+  sv->per_device = strcmp(cfg->backend_name, "emu") != 0;
   if (uv_loop_init(&sv->loop) != 0) {
     gp__error("cannot create the event loop");
     free(sv);

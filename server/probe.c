@@ -1,0 +1,400 @@
+/* The device probe: the supervisor never initialises CUDA (a driver
+ * initialised in the parent of every worker would be shared state that
+ * fork and a hung GPU can break), so it runs this binary once more, with
+ * --probe-devices, to ask the driver which devices there are. The probe
+ * writes one line per device on its fd 3 and exits; the supervisor reads
+ * the lines strictly (devices.c) with a deadline.
+ *
+ * With --backend cuda the probe loads the driver library (--cuda-lib) with
+ * dlopen and resolves its entry points through cuGetProcAddress_v2, as
+ * cudart does; any other backend is asked through its operations table.
+ *
+ * Lines (each at most GP_PROBE_LINE_MAX bytes):
+ *   device ORDINAL GPU-UUID TOTAL_BYTES NAME
+ *   end COUNT                       the list is complete
+ *   error TEXT                      the probe failed (and exits non-zero)
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cuda.h>
+
+#include "devices.h"
+#include "gpupool/errors.h"
+#include "server.h"
+
+/* How long the supervisor waits for the whole list. A driver that hangs in
+ * cuInit (or a relay whose server does not answer) must not hang start-up
+ * for ever. */
+#define GP_PROBE_TIMEOUT_MS 30000
+
+extern char **environ;
+
+/* ---- The probe role ---------------------------------------------------------- */
+
+__attribute__((format(printf, 1, 2)))
+static int say(const char *fmt, ...) {
+  char line[GP_PROBE_LINE_MAX];
+  va_list ap;
+  int n;
+
+  va_start(ap, fmt);
+  n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
+  va_end(ap);
+  if (n < 0)
+    return -1;
+  if ((size_t)n > sizeof(line) - 2)
+    n = (int)sizeof(line) - 2;
+  line[n++] = '\n';
+  return write(GP_WORKER_FD, line, (size_t)n) == n ? 0 : -1;
+}
+
+/* Writes a device's line; the name's unprintable characters become '?'
+ * and it is cut to fit, so the supervisor's strict reading accepts it. */
+static int say_device(int ordinal, const uint8_t uuid[16], uint64_t total,
+                      const char *name) {
+  char u[GP_UUID_STR_LEN], clean[GP_DEVNAME_MAX];
+  size_t i;
+
+  gp__uuid_format("GPU-", uuid, u);
+  for (i = 0; name[i] && i < sizeof(clean) - 1; i++)
+    clean[i] = (unsigned char)name[i] < 0x20 || (unsigned char)name[i] > 0x7e
+                   ? '?' : name[i];
+  clean[i] = '\0';
+  if (i == 0)
+    snprintf(clean, sizeof(clean), "?");
+  return say("device %d %s %llu %s", ordinal, u, (unsigned long long)total,
+             clean);
+}
+
+typedef CUresult (*proc_v2_fn)(const char *, void **, int, cuuint64_t,
+                               CUdriverProcAddressQueryResult *);
+
+static int probe_driver(const char *path) {
+  CUresult (*init)(unsigned);
+  CUresult (*count)(int *);
+  CUresult (*get)(CUdevice *, int);
+  CUresult (*name)(char *, int, CUdevice);
+  CUresult (*uuid)(CUuuid *, CUdevice);
+  CUresult (*total)(size_t *, CUdevice);
+  struct { const char *sym; void **fn; } want[] = {
+    {"cuInit", (void **)&init},
+    {"cuDeviceGetCount", (void **)&count},
+    {"cuDeviceGet", (void **)&get},
+    {"cuDeviceGetName", (void **)&name},
+    {"cuDeviceGetUuid", (void **)&uuid},
+    {"cuDeviceTotalMem", (void **)&total},
+  };
+  proc_v2_fn proc;
+  void *lib;
+  int n = 0, i;
+  CUresult r;
+
+  lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  if (!lib) {
+    say("error cannot load the driver library: %s", dlerror());
+    return GP_EXIT_BACKEND;
+  }
+  proc = (proc_v2_fn)dlsym(lib, "cuGetProcAddress_v2");
+  if (!proc) {
+    say("error %s has no cuGetProcAddress_v2 (a driver older than CUDA 12)",
+        path);
+    return GP_EXIT_BACKEND;
+  }
+  for (i = 0; i < (int)(sizeof(want) / sizeof(want[0])); i++) {
+    CUdriverProcAddressQueryResult st = CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND;
+    *want[i].fn = NULL;
+    /* The version this file was built against names the current variant
+     * (cuDeviceTotalMem_v2, cuDeviceGetUuid_v2: a MIG device's own
+     * UUID). */
+    r = proc(want[i].sym, want[i].fn, CUDA_VERSION,
+             CU_GET_PROC_ADDRESS_DEFAULT, &st);
+    if (r != CUDA_SUCCESS || !*want[i].fn) {
+      say("error the driver does not provide %s (CUresult %d)", want[i].sym,
+          (int)r);
+      return GP_EXIT_BACKEND;
+    }
+  }
+  r = init(0);
+  if (r == CUDA_SUCCESS)
+    r = count(&n);
+  if (r != CUDA_SUCCESS) {
+    say("error cuInit or cuDeviceGetCount returned CUresult %d", (int)r);
+    return GP_EXIT_BACKEND;
+  }
+  if (n < 0 || n > GP_DEVICES_MAX) {
+    say("error the driver shows %d devices (at most %d)", n, GP_DEVICES_MAX);
+    return GP_EXIT_BACKEND;
+  }
+  for (i = 0; i < n; i++) {
+    CUdevice dev;
+    CUuuid u;
+    char nm[GP_DEVNAME_MAX];
+    size_t bytes = 0;
+    if ((r = get(&dev, i)) != CUDA_SUCCESS ||
+        (r = name(nm, sizeof(nm), dev)) != CUDA_SUCCESS ||
+        (r = uuid(&u, dev)) != CUDA_SUCCESS ||
+        (r = total(&bytes, dev)) != CUDA_SUCCESS) {
+      say("error device %d: CUresult %d", i, (int)r);
+      return GP_EXIT_BACKEND;
+    }
+    if (say_device(i, (const uint8_t *)u.bytes, bytes, nm) != 0)
+      return GP_EXIT_CONN_LOST;
+  }
+  /* The library stays loaded: unloading a driver at exit gains nothing. */
+  return say("end %d", n) == 0 ? GP_EXIT_OK : GP_EXIT_CONN_LOST;
+}
+
+static int probe_backend(const struct gp_server_config *cfg) {
+  const struct gp_backend_ops *ops = cfg->backend;
+  struct gp_backend *b = NULL;
+  struct gp_device_desc *desc;
+  int n = 0, i, r, status = GP_EXIT_OK;
+
+  desc = malloc(sizeof(*desc));
+  if (!desc) {
+    say("error out of memory");
+    return GP_EXIT_BACKEND;
+  }
+  r = ops->open(&cfg->bcfg, &b);
+  if (r == CUDA_SUCCESS)
+    r = ops->device_count(b, &n);
+  if (r != CUDA_SUCCESS || n < 0 || n > GP_DEVICES_MAX) {
+    say("error the %s backend does not open (CUresult %d)", ops->name, r);
+    status = GP_EXIT_BACKEND;
+    goto out;
+  }
+  for (i = 0; i < n; i++) {
+    if ((r = ops->device_describe(b, i, desc)) != CUDA_SUCCESS) {
+      say("error device %d: CUresult %d", i, r);
+      status = GP_EXIT_BACKEND;
+      goto out;
+    }
+    if (say_device(i, desc->uuid, desc->total_mem, desc->name) != 0) {
+      status = GP_EXIT_CONN_LOST;
+      goto out;
+    }
+  }
+  if (say("end %d", n) != 0)
+    status = GP_EXIT_CONN_LOST;
+out:
+  if (b)
+    ops->close(b);
+  free(desc);
+  return status;
+}
+
+int gp__probe_run(const struct gp_server_config *cfg) {
+  int fl = fcntl(GP_WORKER_FD, F_GETFL);
+
+  signal(SIGPIPE, SIG_IGN);
+  if (fl < 0 || (fl & O_ACCMODE) == O_RDONLY) {
+    gp__error("--probe-devices: fd %d is not open for writing",
+              GP_WORKER_FD);
+    return GP_EXIT_USAGE;
+  }
+  if (strcmp(cfg->backend_name, "cuda") == 0)
+    return probe_driver(cfg->bcfg.cuda_lib);
+  if (!cfg->backend) {
+    say("error unknown backend '%s'", cfg->backend_name);
+    return GP_EXIT_USAGE;
+  }
+  return probe_backend(cfg);
+}
+
+/* ---- The supervisor's side ----------------------------------------------------- */
+
+static int64_t now_ms(void) {
+  struct timespec ts;
+
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Handles one complete line. Returns 1 when it was "end", 0 to go on, or
+ * an error with |why| set. */
+static int take_line(const char *line, struct gp_inventory *inv, int *ndev,
+                     char *why, size_t whylen) {
+  struct gp_device_rec rec;
+  char *stop;
+  long v;
+  int r;
+
+  if (strncmp(line, "device ", 7) == 0) {
+    if (gp__probe_parse_line(line, &rec) != 0) {
+      snprintf(why, whylen, "the probe wrote a malformed line: '%.80s'",
+               line);
+      return GP_EPROTO;
+    }
+    if (rec.ordinal != *ndev) {
+      snprintf(why, whylen, "the probe listed device %d in place %d",
+               rec.ordinal, *ndev);
+      return GP_EPROTO;
+    }
+    r = gp__inventory_add_probe(inv, &rec);
+    if (r != 0) {
+      snprintf(why, whylen, "the probe listed more than %d devices",
+               GP_DEVICES_MAX);
+      return GP_EPROTO;
+    }
+    (*ndev)++;
+    return 0;
+  }
+  if (strncmp(line, "end ", 4) == 0) {
+    errno = 0;
+    v = strtol(line + 4, &stop, 10);
+    if (errno != 0 || *stop != '\0' || v != *ndev || line[4] < '0' ||
+        line[4] > '9') {
+      snprintf(why, whylen, "the probe ended its list wrongly: '%.80s'",
+               line);
+      return GP_EPROTO;
+    }
+    return 1;
+  }
+  if (strncmp(line, "error ", 6) == 0) {
+    snprintf(why, whylen, "%.200s", line + 6);
+    return GP_EIO;
+  }
+  snprintf(why, whylen, "the probe wrote a malformed line: '%.80s'", line);
+  return GP_EPROTO;
+}
+
+/* Reads the probe's lines from |fd| until "end", an error, EOF or the
+ * deadline. */
+static int read_lines(int fd, pid_t pid, struct gp_inventory *inv, char *why,
+                      size_t whylen) {
+  char buf[GP_PROBE_LINE_MAX * 2];
+  size_t have = 0;
+  int64_t deadline = now_ms() + GP_PROBE_TIMEOUT_MS;
+  int ndev = 0;
+
+  for (;;) {
+    struct pollfd pf = {fd, POLLIN, 0};
+    int64_t left = deadline - now_ms();
+    char *nl;
+    ssize_t got;
+    int r;
+
+    /* Whole lines first. */
+    while ((nl = memchr(buf, '\n', have)) != NULL) {
+      *nl = '\0';
+      r = take_line(buf, inv, &ndev, why, whylen);
+      if (r != 0)
+        return r == 1 ? 0 : r;
+      have -= (size_t)(nl + 1 - buf);
+      memmove(buf, nl + 1, have);
+    }
+    if (have >= GP_PROBE_LINE_MAX) {
+      snprintf(why, whylen, "the probe wrote a line over %d bytes",
+               GP_PROBE_LINE_MAX);
+      return GP_EPROTO;
+    }
+    if (left <= 0) {
+      snprintf(why, whylen, "the probe (pid %d) did not finish within %d s",
+               (int)pid, GP_PROBE_TIMEOUT_MS / 1000);
+      return GP_ETIMEDOUT;
+    }
+    r = poll(&pf, 1, (int)left);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      continue;
+    got = read(fd, buf + have, sizeof(buf) - have);
+    if (got < 0 && errno == EINTR)
+      continue;
+    if (got <= 0) {
+      snprintf(why, whylen, "the probe exited without listing the devices "
+               "(see its messages above)");
+      return GP_EIO;
+    }
+    have += (size_t)got;
+  }
+}
+
+int gp__probe_devices(const struct gp_server_config *cfg,
+                      struct gp_inventory *inv, char *why, size_t whylen) {
+  posix_spawn_file_actions_t fa;
+  char mem[32];
+  char *argv[16];
+  int p[2], i = 0, r, st;
+  pid_t pid;
+
+  snprintf(mem, sizeof(mem), "%llu",
+           (unsigned long long)cfg->bcfg.emu_memory);
+  argv[i++] = "gpupool-server";
+  argv[i++] = "--probe-devices";
+  argv[i++] = "--backend";
+  argv[i++] = (char *)cfg->backend_name;
+  argv[i++] = "--emu-memory";
+  argv[i++] = mem;
+  argv[i++] = "--cuda-lib";
+  argv[i++] = (char *)cfg->bcfg.cuda_lib;
+  argv[i++] = "--log-level";
+  argv[i++] = (char *)gp__log_level_name(cfg->log_level);
+  argv[i] = NULL;
+
+  if (pipe2(p, O_CLOEXEC) != 0) {
+    snprintf(why, whylen, "pipe: %s", strerror(errno));
+    return GP_EIO;
+  }
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  /* dup2 clears close-on-exec on the copy: the probe keeps fd 3 only. */
+  posix_spawn_file_actions_adddup2(&fa, p[1], GP_WORKER_FD);
+  r = posix_spawn(&pid, "/proc/self/exe", &fa, NULL, argv, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  close(p[1]);
+  if (r != 0) {
+    close(p[0]);
+    snprintf(why, whylen, "cannot start the probe: %s", strerror(r));
+    return GP_EIO;
+  }
+  r = read_lines(p[0], pid, inv, why, whylen);
+  close(p[0]);
+  if (r == GP_ETIMEDOUT)
+    kill(pid, SIGKILL);
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+    ;
+  return r;
+}
+
+int gp__inventory_build(const struct gp_server_config *cfg,
+                        struct gp_inventory *inv) {
+  char why[512];
+  bool warn = false;
+  int r;
+
+  memset(inv, 0, sizeof(*inv));
+  r = gp__probe_devices(cfg, inv, why, sizeof(why));
+  if (r != 0) {
+    gp__error("cannot list the devices (backend %s): %s", cfg->backend_name,
+              why);
+    return GP_EXIT_FAILURE;
+  }
+  /* NVML knows real GPUs only; the emulated device is none of them. */
+  if (strcmp(cfg->backend_name, "cuda") == 0) {
+    if (gp__nvml_load(inv, why, sizeof(why)) != 0)
+      gp__info("NVML: %s: memory use, utilisation and MIG devices are not "
+               "shown", why);
+  }
+  r = gp__inventory_select(inv, &cfg->devsel, why, sizeof(why), &warn);
+  if (r != 0) {
+    gp__error("%s", why);
+    return GP_EXIT_FAILURE;
+  }
+  if (warn)
+    gp__warn("--devices: MIG devices are offered unchecked: NVML "
+             "(libnvidia-ml.so.1) is not available to list them");
+  return 0;
+}
