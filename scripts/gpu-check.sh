@@ -125,33 +125,38 @@ gc_gpu_absent_reason() {
 
 # ---- Build dependencies from .deps/debs ---------------------------------------
 
-# Prints field $2 of the control file of the .deb $1.
+# Prints field $2 of the control file of the .deb $1. Without dpkg-deb
+# (or with GC_NO_DPKG=1) reads the archive with ar and tar: a .deb is an
+# ar archive holding control.tar.* and data.tar.*.
 gc_deb_field() {
-  local tmp
+  local deb tmp
 
-  if command -v dpkg-deb >/dev/null 2>&1; then
+  if [ "${GC_NO_DPKG:-0}" != 1 ] && command -v dpkg-deb >/dev/null 2>&1; then
     dpkg-deb -f "$1" "$2"
     return
   fi
-  # Without dpkg: a .deb is an ar archive holding control.tar.*.
-  tmp=$(mktemp -d) || return 1
-  (cd "$tmp" && ar x "$1" && tar -xf control.tar.* ./control 2>/dev/null ||
-     tar -xf control.tar.* control) >/dev/null 2>&1
-  sed -n "/^$2:/{s/^$2: *//;p;q}" "$tmp/control" 2>/dev/null
+  deb=$(readlink -f "$1") && tmp=$(mktemp -d) || return 1
+  if (cd "$tmp" && ar x "$deb" && tar -xf control.tar.*) >/dev/null 2>&1; then
+    sed -n "/^$2:/{s/^$2: *//;p;q}" "$tmp/control"
+  else
+    gc_err "cannot read $1 (ar and tar)"
+  fi
   rm -rf "$tmp"
 }
 
-# Extracts the files of the .deb $1 under $2.
+# Extracts the files of the .deb $1 under $2 (dpkg-deb -x, or as above).
 gc_deb_extract() {
-  local tmp
+  local deb tmp rc=1
 
-  if command -v dpkg-deb >/dev/null 2>&1; then
+  if [ "${GC_NO_DPKG:-0}" != 1 ] && command -v dpkg-deb >/dev/null 2>&1; then
     dpkg-deb -x "$1" "$2"
     return
   fi
-  tmp=$(mktemp -d) || return 1
-  (cd "$tmp" && ar x "$1") && tar -xf "$tmp"/data.tar.* -C "$2"
-  local rc=$?
+  deb=$(readlink -f "$1") && tmp=$(mktemp -d) || return 1
+  if (cd "$tmp" && ar x "$deb"); then
+    tar -xf "$tmp"/data.tar.* -C "$2"
+    rc=$?
+  fi
   rm -rf "$tmp"
   return $rc
 }
@@ -185,7 +190,7 @@ gc_missing_packages() {
 # emptied first. Fails, saying why, if a named package has no .deb in $1,
 # or the .debs are for another architecture.
 gc_deps_setup() {
-  local debs=$1 prefix=$2 f p dep arch want link target d
+  local debs=$1 prefix=$2 f p dep arch want link target d extracted=0
   local -A file_of=() done_=()
   local -a queue=() libdirs=() pcdirs=()
   shift 2
@@ -207,13 +212,14 @@ gc_deps_setup() {
     fi
     arch=$(gc_deb_field "${file_of[$p]}" Architecture)
     if [ "$arch" != all ] && [ "$arch" != "$want" ]; then
-      gc_err "$(basename "${file_of[$p]}") is for $arch, this machine is $want: fetch the packages on a $want machine"
+      gc_err "$(basename "${file_of[$p]}") is for $arch, this machine is $want: fetch the packages on a machine of that architecture"
       return 1
     fi
   done
   if [ -f "$debs/MANIFEST" ] && [ -r /etc/os-release ]; then
     local rel mine
     rel=$(sed -n 's/^release //p' "$debs/MANIFEST")
+    # shellcheck disable=SC1091
     mine=$(. /etc/os-release && echo "${ID:-?} ${VERSION_ID:-?}")
     [ "$rel" = "$mine" ] ||
       gc_log "warning: the packages are from $rel, this machine runs $mine; their libraries may need a newer C library than this one has"
@@ -229,6 +235,7 @@ gc_deps_setup() {
     [ -z "${done_[$p]:-}" ] || continue
     done_[$p]=1
     [ -n "${file_of[$p]:-}" ] || continue
+    extracted=$((extracted + 1))
     gc_deb_extract "${file_of[$p]}" "$prefix" || {
       gc_err "could not extract ${file_of[$p]}"
       return 1
@@ -272,7 +279,7 @@ gc_deps_setup() {
   if [ -d "$prefix/usr/lib/python3/dist-packages" ]; then
     export PYTHONPATH="$prefix/usr/lib/python3/dist-packages${PYTHONPATH:+:$PYTHONPATH}"
   fi
-  gc_log "extracted ${#done_[@]} packages into $prefix ($*)"
+  gc_log "extracted $extracted packages into $prefix ($*)"
 }
 
 # Points the libdir of every .pc file under $1 whose libraries are not in
@@ -509,7 +516,8 @@ gc_main() {
     gc_err "no cuda.h beside $nvcc (../include)"
     return 1
   fi
-  export PATH="$(dirname "$nvcc"):$PATH"
+  PATH="$(dirname "$nvcc"):$PATH"
+  export PATH
   echo "nvcc: $nvcc ($("$nvcc" --version | sed -n 's/.*release \([0-9.]*\).*/\1/p'))"
   echo "cuda.h: $inc (CUDA_VERSION $(sed -n 's/^#define CUDA_VERSION \([0-9]*\).*/\1/p' "$inc/cuda.h"))"
   for t in python3 cc; do
