@@ -88,6 +88,7 @@ rm -f "$dest"/*.deb "$dest/MANIFEST"
 echo "fetch-debs: downloading ${#packages[@]} packages into ${dest#"$root"/}/"
 (cd "$dest" && apt-get download -q "${packages[@]}") >/dev/null
 
+# shellcheck disable=SC1091
 . /etc/os-release 2>/dev/null || true
 {
   echo "release ${ID:-unknown} ${VERSION_ID:-unknown}"
