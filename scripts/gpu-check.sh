@@ -585,8 +585,11 @@ gc_main() {
 
   echo "== tests: GPT_SERVER_MODE=cuda meson test --suite integration --suite cudart"
   # The test programs must bind gpupool's libcuda.so.1 (their RUNPATH),
-  # which a folder of NVIDIA's on LD_LIBRARY_PATH would override; the
-  # servers they start find NVIDIA's through GPT_CUDA_LIB (--cuda-lib).
+  # which a folder of NVIDIA's on LD_LIBRARY_PATH would override. meson
+  # test itself puts build-gpu/client first on the tests' LD_LIBRARY_PATH,
+  # which the servers they start inherit: a cuda backend that dlopens
+  # plain "libcuda.so.1" there gets gpupool's, so the harness must hand
+  # them NVIDIA's explicitly: GPT_CUDA_LIB, for --cuda-lib.
   GPT_SERVER_MODE=cuda GPT_CUDA_LIB=$nvlib \
   LD_LIBRARY_PATH=$(gc_ld_path_without_nvidia) \
     meson test -C "$build" --suite integration --suite cudart \
