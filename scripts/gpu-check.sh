@@ -537,15 +537,18 @@ gc_main() {
   fi
 
   echo "== build ($build)"
+  tmp=$(mktemp "${TMPDIR:-/tmp}/gpu-check-setup.XXXXXX")
   if [ -f "$build/build.ninja" ]; then
-    meson setup --reconfigure "$build" -Dtoolkit_include="$inc" >"$gc_root/$build.setup.log" 2>&1
+    meson setup --reconfigure "$build" -Dtoolkit_include="$inc" >"$tmp" 2>&1
   else
-    meson setup "$build" -Dtoolkit_include="$inc" >"$gc_root/$build.setup.log" 2>&1
+    meson setup "$build" -Dtoolkit_include="$inc" >"$tmp" 2>&1
   fi || {
-    tail -n 30 "$gc_root/$build.setup.log" >&2
-    gc_err "meson setup failed (log: $build.setup.log)"
+    tail -n 30 "$tmp" >&2
+    gc_err "meson setup failed (its output above)"
+    rm -f "$tmp"
     return 1
   }
+  mv "$tmp" "$build/gpu-check-setup.log"
   if ! ninja -C "$build" >"$build/gpu-check-build.log" 2>&1; then
     grep -B2 -A12 -m3 'FAILED\|error' "$build/gpu-check-build.log" >&2
     gc_err "the build failed (log: $build/gpu-check-build.log)"
