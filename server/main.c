@@ -22,7 +22,9 @@ static void usage(FILE *f) {
     "  --listen HOST[:PORT]   address to listen on (default %s:%d);\n"
     "                         IPv6 as [ADDR]:PORT; port 0 picks a free port\n"
     "  --port-file FILE       write the bound port number to FILE\n"
-    "  --backend NAME         device backend: emu (default emu)\n"
+    "  --backend NAME         device backend: emu or cuda (default emu)\n"
+    "  --cuda-lib PATH        cuda: the driver library each worker dlopens\n"
+    "                         (default libcuda.so.1)\n"
     "  --emu-memory SIZE      emu: device memory per session, K/M/G/T\n"
     "                         suffixes (default 2G, 1M to 1T)\n"
     "  --max-sessions N       sessions at once; more are refused\n"
@@ -162,6 +164,7 @@ enum {
   OPT_PORT_FILE,
   OPT_BACKEND,
   OPT_EMU_MEMORY,
+  OPT_CUDA_LIB,
   OPT_MAX_SESSIONS,
   OPT_LOG_LEVEL,
   OPT_HELP,
@@ -175,6 +178,7 @@ static const struct option long_opts[] = {
   {"port-file", required_argument, NULL, OPT_PORT_FILE},
   {"backend", required_argument, NULL, OPT_BACKEND},
   {"emu-memory", required_argument, NULL, OPT_EMU_MEMORY},
+  {"cuda-lib", required_argument, NULL, OPT_CUDA_LIB},
   {"max-sessions", required_argument, NULL, OPT_MAX_SESSIONS},
   {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
   {"help", no_argument, NULL, OPT_HELP},
@@ -222,6 +226,11 @@ int main(int argc, char **argv) {
         return bad("--emu-memory: '%s' is out of range (1M to 1T)", optarg);
       cfg.bcfg.emu_memory = size;
       break;
+    case OPT_CUDA_LIB:
+      if (optarg[0] == '\0')
+        return bad("--cuda-lib needs a library path");
+      cfg.bcfg.cuda_lib = optarg;
+      break;
     case OPT_MAX_SESSIONS:
       if (parse_uint(optarg, GP_SERVER_MAX_SESSIONS_LIMIT, &v) != 0 || v == 0)
         return bad("--max-sessions: '%s' is not a number from 1 to 65536",
@@ -258,7 +267,7 @@ int main(int argc, char **argv) {
 
   cfg.backend = gp__backend_find(cfg.backend_name);
   if (!cfg.backend)
-    return bad("--backend: unknown backend '%s' (available: emu)",
+    return bad("--backend: unknown backend '%s' (available: emu, cuda)",
                cfg.backend_name);
   if (gp__parse_listen(listen, GP_DEFAULT_SERVER_PORT, cfg.host,
                        sizeof(cfg.host), &cfg.port, &why) != 0) {

@@ -336,6 +336,10 @@ static void build_worker_argv(struct gp_supervisor *sv) {
   sv->worker_argv[i++] = sv->memory_arg;
   sv->worker_argv[i++] = "--log-level";
   sv->worker_argv[i++] = (char *)gp__log_level_name(cfg->log_level);
+  if (cfg->bcfg.cuda_lib) {
+    sv->worker_argv[i++] = "--cuda-lib";
+    sv->worker_argv[i++] = (char *)cfg->bcfg.cuda_lib;
+  }
   sv->worker_argv[i] = NULL;
 }
 
