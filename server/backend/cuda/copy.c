@@ -21,14 +21,14 @@
 #include "cuda_be.h"
 #include "log.h"
 
-void cub_stage_free(struct gp_backend *b) {
+void cub_stage_free(struct gp_backend *b, bool ctx_dying) {
   int k;
 
   if (b->stage_ctx && cub_make_current(b, b->stage_ctx) == CUDA_SUCCESS) {
     for (k = 0; k < CUB_STAGE_CHUNKS; k++) {
       struct cub_chunk *c = &b->stage[k];
       /* The events' copies are complete: every pipe waits for its own. */
-      if (c->done)
+      if (c->done && !ctx_dying)
         b->drv.cuEventDestroy(c->done);
       if (c->host)
         b->drv.cuMemFreeHost(c->host);
@@ -51,7 +51,7 @@ static int stage_ready(struct gp_backend *b) {
   if (b->stage_failed && b->plain)
     return CUDA_SUCCESS;
   if (b->stage_ctx)
-    cub_stage_free(b);
+    cub_stage_free(b, false);
   if (cub_make_current(b, cur) != CUDA_SUCCESS)
     r = CUDA_ERROR_INVALID_CONTEXT;
   if (!b->drv.cuMemHostAlloc || !b->drv.cuMemFreeHost)
@@ -66,7 +66,7 @@ static int stage_ready(struct gp_backend *b) {
     return CUDA_SUCCESS;
   gp__info("cuda backend: no pinned staging memory (%s): bulk copies go "
            "through one ordinary buffer", cub_error_name(&b->drv, r));
-  cub_stage_free(b);
+  cub_stage_free(b, false);
   b->stage_failed = true;
   b->plain = malloc(CUB_STAGE_CHUNK);
   return b->plain ? CUDA_SUCCESS : CUDA_ERROR_OUT_OF_MEMORY;

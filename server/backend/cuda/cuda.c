@@ -233,7 +233,7 @@ static int ctx_end(struct gp_backend *b, struct cub_ctx *c) {
   int r;
 
   if (b->stage_ctx == h)
-    cub_stage_free(b);
+    cub_stage_free(b, true);
   ctx_forget(b, c);
   if (primary) {
     /* Not current while it goes away. */
@@ -253,7 +253,7 @@ static void cub_close(struct gp_backend *b) {
 
   if (!b)
     return;
-  cub_stage_free(b);
+  cub_stage_free(b, false);
   for (i = 0; i < b->ctxs.cap; i++) {
     while (b->ctxs.slots[i].key != 0)
       ctx_end(b, b->ctxs.slots[i].value);
@@ -789,9 +789,9 @@ static void msg_line(char *out, size_t len, const char *s) {
 
 #define CUB_JIT_LOG 4096
 
-/* Loads |image| of |im| into the current context: one image through
- * cuModuleLoadDataEx with the JIT logs, several fatbins through a rebuilt
- * version-2 wrapper and cuModuleLoadData. */
+/* Loads |image| of |im| into the current context through
+ * cuModuleLoadDataEx with the JIT logs: one image as it is, several
+ * fatbins (a -rdc=true program's) through a rebuilt version-2 wrapper. */
 static int load_module(struct gp_backend *b, const uint8_t *image,
                        size_t size, const struct cub_image *im, CUmodule *h,
                        char *msg, size_t msglen) {
@@ -813,12 +813,7 @@ static int load_module(struct gp_backend *b, const uint8_t *image,
       msg_line(msg, msglen, "out of memory for the fatbin wrapper");
       return CUDA_ERROR_OUT_OF_MEMORY;
     }
-    r = b->drv.cuModuleLoadData(h, wrapper);
-    free(wrapper);
-    if (r != CUDA_SUCCESS)
-      snprintf(msg, msglen, "the driver refused the %zu linked fatbins: %s",
-               im->n, cub_error_name(&b->drv, r));
-    return r;
+    data = wrapper;
   }
   if (im->kind == CUB_IMAGE_PTX && memchr(image, '\0', size) == NULL) {
     /* The driver reads PTX up to its NUL. */
@@ -837,6 +832,7 @@ static int load_module(struct gp_backend *b, const uint8_t *image,
   vals[3] = (void *)(uintptr_t)sizeof(infolog);
   r = b->drv.cuModuleLoadDataEx(h, data, 4, opts, vals);
   free(text);
+  free(wrapper);
   if (r != CUDA_SUCCESS) {
     errlog[sizeof(errlog) - 1] = '\0';
     if (errlog[0])
@@ -1019,6 +1015,9 @@ static int cub_module_get_function(struct gp_backend *b, uint64_t module,
   f->mod = m;
   f->nparams = out->nparams;
   f->params_size = out->params_size;
+  if (b->drv.cuFuncGetAttribute(&f->dyn_shared_max,
+          CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, h) != CUDA_SUCCESS)
+    f->dyn_shared_max = 0;
   r = gp__idmap_put(&b->funcs, function, f);
   if (r != CUDA_SUCCESS) {
     free(f->params);
@@ -1139,6 +1138,15 @@ static int cub_launch(struct gp_backend *b, const struct gp_launch_desc *l) {
   if (l->params_size != f->params_size ||
       (l->params_size != 0 && !l->params))
     return CUDA_ERROR_INVALID_VALUE;
+  /* The client checked the dynamic shared memory against the function's
+   * attribute as its program set it; the driver wants to have been told
+   * too before it launches with more than the default. */
+  if (l->shared_mem > (uint32_t)f->dyn_shared_max &&
+      l->shared_mem <= INT32_MAX && b->drv.cuFuncSetAttribute &&
+      b->drv.cuFuncSetAttribute(f->h,
+          CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+          (int)l->shared_mem) == CUDA_SUCCESS)
+    f->dyn_shared_max = (int)l->shared_mem;
   for (i = 0; i < f->nparams; i++)
     args[i] = (char *)l->params + f->params[i].offset;
   return b->drv.cuLaunchKernel(f->h, l->grid[0], l->grid[1], l->grid[2],

@@ -82,6 +82,7 @@
   X(cuFuncGetName, 12030, false)                    \
   X(cuFuncGetParamInfo, 12040, false)               \
   X(cuFuncGetAttribute, 2020, true)                 \
+  X(cuFuncSetAttribute, 9000, false)                \
   X(cuLaunchKernel, 4000, true)                     \
   X(cuGetErrorName, 6000, false)
 
@@ -234,6 +235,8 @@ struct cub_func {
   uint32_t nparams;
   uint32_t params_size;
   struct gp_kernel_param *params;   /* nparams */
+  int dyn_shared_max;       /* CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+                               as the backend last set or read it */
   struct cub_func *prev, *next;
 };
 
@@ -300,7 +303,9 @@ int cub_memcpy_htod_pipe(struct gp_backend *b, uint64_t dst, uint64_t size,
 int cub_memcpy_dtoh_pipe(struct gp_backend *b, uint64_t src, uint64_t size,
                          uint64_t stream, gp_copy_drain_fn drain, void *arg,
                          int *copy_error);
-/* Frees the staging chunks (in close). */
-void cub_stage_free(struct gp_backend *b);
+/* Frees the staging chunks (in close). With |ctx_dying| (their context
+ * is being destroyed, perhaps after a fault) the events are left to die
+ * with it: destroying them would only earn its sticky error. */
+void cub_stage_free(struct gp_backend *b, bool ctx_dying);
 
 #endif

@@ -111,6 +111,13 @@ int cub_image_split(const uint8_t *image, size_t size, struct cub_image *out,
   out->kind = CUB_IMAGE_FATBINS;
   for (;;) {
     n = fatbin_extent(image + pos, size - pos);
+    if (n == 0 && out->n > 0 && (size - pos < FATBIN_HEADER ||
+                                 rd32(image + pos) != CUB_FATBIN_MAGIC)) {
+      snprintf(why, whylen, "%zu stray bytes after fatbin %zu", size - pos,
+               out->n - 1);
+      cub_image_free(out);
+      return CUDA_ERROR_INVALID_IMAGE;
+    }
     if (n == 0) {
       snprintf(why, whylen, "fatbin %zu at offset %zu: bad header or "
                "truncated", out->n, pos);
