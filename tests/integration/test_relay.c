@@ -133,11 +133,9 @@ static int raw_dtoh(struct raw *r, uint64_t src, void *p, size_t n,
   return raw_call(r, GP_MSG_MEMCPY_DTOH, &m.base, NULL, 0, p, n, NULL);
 }
 
-/* How many sessions the server behind the client's (relay) or the
- * client's server itself has once the count is |want| or |ms| passed;
- * -1 when the kernel does not list children. */
-static int sessions_behind(int want, int ms) {
-  struct gpt_server *s = server.behind != NULL ? server.behind : &server;
+/* How many sessions (workers) server |s| has once the count is |want| or
+ * |ms| passed; -1 when the kernel does not list children. */
+static int sessions_of(struct gpt_server *s, int want, int ms) {
   pid_t pids[16];
   double deadline = gpt_now() + ms / 1000.0;
   int n;
@@ -150,6 +148,13 @@ static int sessions_behind(int want, int ms) {
   snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)s->pid,
            (int)s->pid);
   return access(path, R_OK) == 0 ? n : -1;
+}
+
+/* sessions_of() the server behind the client's (relay) or the client's
+ * server itself. */
+static int sessions_behind(int want, int ms) {
+  return sessions_of(server.behind != NULL ? server.behind : &server, want,
+                     ms);
 }
 
 /* The other client: a separate process with a session of its own, using
@@ -267,6 +272,7 @@ static void test_relay_isolation(int argc, char **argv) {
   int n = sessions_behind(1, 10000);
   if (n >= 0) CHECK_EQ_I(n, 1);
   pid_t workers[4];
+  sessions_of(&server, 1, 10000);
   int nw = gpt_server_workers(&server, workers, 4);
   if (n >= 0) {
     CHECK_EQ_I(nw, 1);
