@@ -5,6 +5,7 @@
 
 static const struct gp_backend_ops *const backends[] = {
   &gp__backend_emu,
+  &gp__backend_cuda,
 };
 
 const struct gp_backend_ops *gp__backend_find(const char *name) {

@@ -1,6 +1,7 @@
 /* The backend interface: one table of operations that executes a session's
  * calls on a device. `emu` (server/backend/emu/) runs on the CPU; `cuda`
- * (server/backend/cuda.c, a later issue) runs on the real driver.
+ * (server/backend/cuda/) runs on a real CUDA driver it dlopens (or on
+ * gpupool's own client library: a relay to another server).
  *
  * One backend instance serves one session inside that session's worker
  * process, so operations are called from one thread at a time. Every
@@ -27,8 +28,8 @@ struct gp_backend; /* opaque, per backend */
 struct gp_backend_config {
   uint64_t emu_memory;      /* emu: arena bytes per session */
   int emu_sm_count;         /* emu: 0 = number of host cores */
-  const char *cuda_lib;     /* cuda: the driver library to dlopen
-                               (--cuda-lib, default libcuda.so.1) */
+  const char *cuda_lib;     /* cuda: the driver library to dlopen; NULL:
+                               "libcuda.so.1" */
 };
 
 struct gp_device_attr {
@@ -87,7 +88,20 @@ struct gp_launch_desc {
                                client has gone: stop the kernel soon */
 };
 
-/* Every operation is required, except mem_host_view. */
+/* Pipelined bulk copies (memcpy_htod_pipe, memcpy_dtoh_pipe): the backend
+ * moves the data through its own staging buffers and calls back the
+ * worker, which reads the bytes from the socket or writes them to it.
+ *
+ * A fill callback puts the next |len| bytes of the copy's source into
+ * |buf|; with |buf| NULL it reads and drops them. A drain callback sends
+ * the next |len| bytes of the copy's data from |buf|. Both return 0 or a
+ * negative GP_E* code when the connection failed, which the backend
+ * returns at once (the session is over). */
+typedef int (*gp_copy_fill_fn)(void *arg, void *buf, size_t len);
+typedef int (*gp_copy_drain_fn)(void *arg, const void *buf, size_t len);
+
+/* Every operation is required, except mem_host_view, memcpy_htod_pipe,
+ * memcpy_dtoh_pipe and module_kernel. */
 struct gp_backend_ops {
   const char *name;
 
@@ -148,6 +162,33 @@ struct gp_backend_ops {
                      uint64_t size, uint64_t stream);
   int (*memset)(struct gp_backend *b, uint64_t dst, uint32_t value,
                 unsigned element_size, uint64_t count, uint64_t stream);
+
+  /* A host-to-device copy of |size| (> 0) bytes to |dst| on |stream|
+   * whose source the worker reads from the socket: the backend calls
+   * |fill| for consecutive pieces of the source until all |size| bytes
+   * have been taken, overlapping the reading of one piece with the copy of
+   * the previous one, and returns when the copy is complete. It takes all
+   * |size| bytes whatever happens (after an error, with |buf| NULL), so
+   * the stream stays in step. Returns a CUresult (the stream or range is
+   * checked first: CUDA_ERROR_INVALID_HANDLE, CUDA_ERROR_INVALID_VALUE), or
+   * the negative GP_E* code a callback returned. May be NULL: the worker
+   * then stages through memcpy_htod. */
+  int (*memcpy_htod_pipe)(struct gp_backend *b, uint64_t dst, uint64_t size,
+                          uint64_t stream, gp_copy_fill_fn fill, void *arg);
+  /* A device-to-host copy of |size| (> 0) bytes from |src| on |stream|
+   * whose data the worker writes to the socket. The stream and the whole
+   * range are checked before the first call of |drain|; an error found
+   * then is returned with |drain| never called (the worker answers it
+   * without a payload). Otherwise |drain| gets consecutive pieces totalling
+   * exactly |size| bytes, each sent while the next one is copied. If a
+   * piece's copy fails after the first call of |drain|, the rest is sent
+   * as zeros and the copy's error is stored in |*copy_error| (the worker
+   * reports it as a deferred error on the next reply); the return value is
+   * then CUDA_SUCCESS. Returns a CUresult or a negative GP_E* code from
+   * |drain|. May be NULL: the worker stages through memcpy_dtoh. */
+  int (*memcpy_dtoh_pipe)(struct gp_backend *b, uint64_t src, uint64_t size,
+                          uint64_t stream, gp_copy_drain_fn drain, void *arg,
+                          int *copy_error);
 
   int (*stream_create)(struct gp_backend *b, uint64_t ctx, uint64_t stream,
                        unsigned flags, int priority);
@@ -218,6 +259,7 @@ struct gp_backend_ops {
 
 /* The backends compiled in. */
 extern const struct gp_backend_ops gp__backend_emu;
+extern const struct gp_backend_ops gp__backend_cuda;
 
 /* The backend called |name|, or NULL. */
 const struct gp_backend_ops *gp__backend_find(const char *name);

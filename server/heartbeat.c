@@ -6,11 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "gpupool/errors.h"
 #include "heartbeat.h"
 #include "log.h"
 #include "msg.h"
+#include "server.h"
 
 /* How often the thread looks at the clock and the socket while a request
  * runs. */
@@ -27,6 +29,7 @@ struct gp_heartbeat {
   uint64_t last_sent;     /* ms (locked) */
   bool write_failed;      /* locked: stop writing after a failure */
   int cancel;             /* atomic */
+  uint64_t cancelled_at;  /* ms, when cancel was raised (locked) */
 };
 
 static int no_cancel; /* the flag of a heartbeat that could not start */
@@ -110,6 +113,17 @@ static void *heartbeat_main(void *arg) {
       gp__info("the client hung up during a request of %llu ms; "
                "cancelling it", (unsigned long long)(t - hb->busy_since));
       __atomic_store_n(&hb->cancel, 1, __ATOMIC_RELAXED);
+      hb->cancelled_at = t;
+    }
+    /* A backend that cannot stop its request (a driver call blocked on a
+     * GPU kernel, or on the server behind a relay) would keep the session
+     * for nobody: the process ends, and the driver's context and kernel
+     * with it. */
+    if (__atomic_load_n(&hb->cancel, __ATOMIC_RELAXED) &&
+        t - hb->cancelled_at >= GP_HEARTBEAT_ABANDON_MS) {
+      gp__warn("the request did not stop within %d ms of the client "
+               "hanging up; ending the worker", GP_HEARTBEAT_ABANDON_MS);
+      _exit(GP_EXIT_CONN_LOST);
     }
     if (!hb->write_failed && t - hb->last_sent >= GP_HEARTBEAT_PERIOD_MS) {
       send_busy(hb, t - hb->busy_since);

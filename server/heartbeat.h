@@ -4,7 +4,8 @@
  * client waiting for a reply can tell a busy server from a frozen one
  * (see docs/protocol.md, "Server notices"). The same thread watches the
  * connection: when the client hangs up during a long request, it raises a
- * cancel flag the backend checks, so an abandoned kernel stops.
+ * cancel flag the backend checks, so an abandoned kernel stops; if the
+ * request still runs GP_HEARTBEAT_ABANDON_MS later, it ends the worker.
  *
  * The worker's own thread and the heartbeat thread never write to the wire
  * at once: gp__heartbeat_idle() returns only once the heartbeat thread has
@@ -22,6 +23,11 @@
  * reply-silence timeout (GPUPOOL_IO_TIMEOUT=1) keeps waiting. */
 #define GP_HEARTBEAT_FIRST_MS 200
 #define GP_HEARTBEAT_PERIOD_MS 500
+
+/* A request still running this long after the client hung up (the backend
+ * could not cancel it: a driver call waiting for a GPU kernel) ends the
+ * worker process, with status GP_EXIT_CONN_LOST. */
+#define GP_HEARTBEAT_ABANDON_MS 2000
 
 struct gp_heartbeat;
 

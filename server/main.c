@@ -22,7 +22,7 @@ static void usage(FILE *f) {
     "  --listen HOST[:PORT]   address to listen on (default %s:%d);\n"
     "                         IPv6 as [ADDR]:PORT; port 0 picks a free port\n"
     "  --port-file FILE       write the bound port number to FILE\n"
-    "  --backend NAME         device backend: emu (default emu)\n"
+    "  --backend NAME         device backend: emu or cuda (default emu)\n"
     "  --cuda-lib PATH        cuda: the driver library to load\n"
     "                         (default libcuda.so.1)\n"
     "  --devices all|LIST     the devices to offer: all (default) or a\n"
@@ -189,13 +189,13 @@ enum {
   OPT_PORT_FILE,
   OPT_BACKEND,
   OPT_EMU_MEMORY,
+  OPT_CUDA_LIB,
   OPT_MAX_SESSIONS,
   OPT_LOG_LEVEL,
   OPT_HELP,
   OPT_VERSION,
   OPT_WORKER,
   OPT_SUPERVISOR_PID,
-  OPT_CUDA_LIB,
   OPT_DEVICES,
   OPT_LIST_DEVICES,
   OPT_PROBE_DEVICES,
@@ -206,11 +206,11 @@ static const struct option long_opts[] = {
   {"port-file", required_argument, NULL, OPT_PORT_FILE},
   {"backend", required_argument, NULL, OPT_BACKEND},
   {"emu-memory", required_argument, NULL, OPT_EMU_MEMORY},
+  {"cuda-lib", required_argument, NULL, OPT_CUDA_LIB},
   {"max-sessions", required_argument, NULL, OPT_MAX_SESSIONS},
   {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
   {"help", no_argument, NULL, OPT_HELP},
   {"version", no_argument, NULL, OPT_VERSION},
-  {"cuda-lib", required_argument, NULL, OPT_CUDA_LIB},
   {"devices", required_argument, NULL, OPT_DEVICES},
   {"list-devices", no_argument, NULL, OPT_LIST_DEVICES},
   /* Internal: how the supervisor lists the devices (probe.c). */
@@ -261,6 +261,11 @@ int main(int argc, char **argv) {
         return bad("--emu-memory: '%s' is out of range (1M to 1T)", optarg);
       cfg.bcfg.emu_memory = size;
       break;
+    case OPT_CUDA_LIB:
+      if (optarg[0] == '\0')
+        return bad("--cuda-lib needs a library path");
+      cfg.bcfg.cuda_lib = optarg;
+      break;
     case OPT_MAX_SESSIONS:
       if (parse_uint(optarg, GP_SERVER_MAX_SESSIONS_LIMIT, &v) != 0 || v == 0)
         return bad("--max-sessions: '%s' is not a number from 1 to 65536",
@@ -286,11 +291,6 @@ int main(int argc, char **argv) {
         return bad("--supervisor-pid: '%s' is not a process id", optarg);
       cfg.supervisor_pid = (pid_t)v;
       break;
-    case OPT_CUDA_LIB:
-      if (optarg[0] == '\0')
-        return bad("--cuda-lib needs a library name or path");
-      cfg.bcfg.cuda_lib = optarg;
-      break;
     case OPT_DEVICES:
       if (gp__devsel_parse(optarg, &cfg.devsel, whybuf, sizeof(whybuf),
                            &why) != 0)
@@ -312,11 +312,8 @@ int main(int argc, char **argv) {
     return bad("unexpected argument '%s'", argv[optind]);
 
   cfg.backend = gp__backend_find(cfg.backend_name);
-  /* Listing the devices of the real driver needs only the probe's own
-   * dlopen of it (probe.c), not the cuda backend's table. */
-  if (!cfg.backend && !(strcmp(cfg.backend_name, "cuda") == 0 &&
-                        (cfg.list_devices || cfg.probe)))
-    return bad("--backend: unknown backend '%s' (available: emu)",
+  if (!cfg.backend)
+    return bad("--backend: unknown backend '%s' (available: emu, cuda)",
                cfg.backend_name);
   /* The emulated device is the only device of the emu backend. */
   if (strcmp(cfg.backend_name, "emu") == 0 && !cfg.devsel.all &&

@@ -26,6 +26,7 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -255,6 +256,10 @@ static int reply(struct gp_worker *w, const struct gp_frame_header *h,
   if (result != CUDA_SUCCESS)
     wlog(w, GP_LOG_DEBUG, "%s (request %u): CUDA error %d",
          gp_msg_type_name(h->type), h->request_id, result);
+  /* The heartbeat thread writes BUSY frames only while a request is busy:
+   * from here on the worker writes, and no frame may land inside its
+   * reply (a long payload takes a while). */
+  gp__heartbeat_idle(w->hb);
   r = send_device_output(w);
   if (r != 0)
     return r;
@@ -407,6 +412,82 @@ out:
 
 /* ---- copies --------------------------------------------------------------- */
 
+/* memcpy_htod_pipe's fill callback: the next |len| bytes of the payload
+ * into |buf|, or dropped when |buf| is NULL. */
+static int fill_from_wire(void *arg, void *buf, size_t len) {
+  struct gp_worker *w = arg;
+
+  return buf ? gp_wire_recv_payload(&w->wire, buf, len)
+             : gp_wire_discard(&w->wire, len);
+}
+
+/* Writes |len| bytes straight to the socket (after what the wire has
+ * buffered). Returns 0 or a fatal GP_E* code. */
+static int write_raw(struct gp_worker *w, const void *buf, size_t len) {
+  struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+  int r = gp_wire_flush(&w->wire);
+
+  while (r == 0 && iov.iov_len > 0) {
+    long n = w->wire.ops->writev(w->wire.ctx, &iov, 1);
+    if (n <= 0) {
+      r = n < 0 ? (int)n : GP_EIO;
+      w->wire.error = r;
+      break;
+    }
+    w->wire.bytes_sent += (uint64_t)n;
+    iov.iov_base = (uint8_t *)iov.iov_base + n;
+    iov.iov_len -= (size_t)n;
+  }
+  return r;
+}
+
+/* A MEMCPY_DTOH answered through memcpy_dtoh_pipe: the reply's header and
+ * Status go out before the first byte of data, which then follows piece
+ * by piece as the backend's copies complete. */
+struct dtoh_pipe {
+  struct gp_worker *w;
+  const struct gp_frame_header *h;
+  uint64_t size;
+  bool started;
+};
+
+static int drain_to_wire(void *arg, const void *buf, size_t len) {
+  struct dtoh_pipe *p = arg;
+  struct gp_worker *w = p->w;
+  int r;
+
+  if (!p->started) {
+    Gpupool__Status st = GPUPOOL__STATUS__INIT;
+    struct gp_frame_header fh = {0};
+    uint8_t head[GP_FRAME_HEADER_SIZE + 64];
+    size_t n;
+
+    p->started = true;
+    st.deferred = w->deferred;
+    w->deferred = CUDA_SUCCESS;
+    gp__heartbeat_idle(w->hb);
+    r = send_device_output(w);
+    if (r != 0)
+      return r;
+    n = protobuf_c_message_get_packed_size(&st.base);
+    if (n > sizeof(head) - GP_FRAME_HEADER_SIZE)
+      return GP_EPROTO;
+    fh.version = GP_FRAME_VERSION;
+    fh.type = p->h->type;
+    fh.flags = GP_FRAME_F_REPLY;
+    fh.request_id = p->h->request_id;
+    fh.msg_len = (uint32_t)n;
+    fh.payload_len = (uint32_t)p->size;
+    gp_frame_header_encode(&fh, head);
+    protobuf_c_message_pack(&st.base, head + GP_FRAME_HEADER_SIZE);
+    w->wire.frames_sent++;
+    r = write_raw(w, head, GP_FRAME_HEADER_SIZE + n);
+    if (r != 0)
+      return r;
+  }
+  return write_raw(w, buf, len);
+}
+
 static int handle_htod(struct gp_worker *w, const struct gp_frame_header *h,
                        const Gpupool__MemcpyHtoD *m) {
   const struct gp_backend_ops *ops = w->ops;
@@ -439,6 +520,15 @@ static int handle_htod(struct gp_worker *w, const struct gp_frame_header *h,
       return r;
     return reply_status(w, h, res != CUDA_ERROR_NOT_SUPPORTED
                                   ? res : CUDA_ERROR_INVALID_VALUE, NULL, 0);
+  }
+
+  if (ops->memcpy_htod_pipe) {
+    /* The backend's pipeline reads the payload through fill_from_wire. */
+    res = ops->memcpy_htod_pipe(w->be, m->dst, m->size, m->stream,
+                                fill_from_wire, w);
+    if (res < 0)
+      return res;
+    return reply_status(w, h, res, NULL, 0);
   }
 
   /* Stage through a bounded buffer, chunk by chunk. */
@@ -491,6 +581,22 @@ static int handle_dtoh(struct gp_worker *w, const struct gp_frame_header *h,
     return reply_status(w, h, CUDA_SUCCESS, host, m->size);
   if (res != CUDA_ERROR_NOT_SUPPORTED)
     return reply_status(w, h, res, NULL, 0);
+
+  if (ops->memcpy_dtoh_pipe) {
+    struct dtoh_pipe p = {.w = w, .h = h, .size = m->size};
+    int copy_error = CUDA_SUCCESS;
+    res = ops->memcpy_dtoh_pipe(w->be, m->src, m->size, m->stream,
+                                drain_to_wire, &p, &copy_error);
+    if (res < 0)
+      return res;
+    if (!p.started)
+      return reply_status(w, h, res, NULL, 0);
+    /* The data went out with CUDA_SUCCESS; a copy that failed after that
+     * (its rest sent as zeros) is reported on the next reply. */
+    if (copy_error != CUDA_SUCCESS && w->deferred == CUDA_SUCCESS)
+      w->deferred = copy_error;
+    return 0;
+  }
 
   buf = malloc(m->size);
   if (!buf)

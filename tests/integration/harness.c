@@ -342,15 +342,23 @@ static int read_port_file(const char *path) {
   return (int)port;
 }
 
-int gpt_server_start(struct gpt_server *s, const char *const *extra) {
+const char *gpt_server_mode(void) {
+  const char *m = getenv("GPT_SERVER_MODE");
+  if (m == NULL || *m == '\0') return "emu";
+  return m;
+}
+
+/* True for an argument that belongs to the emu backend (relay: server B;
+ * cuda: dropped). */
+static bool emu_arg(const char *a) { return strncmp(a, "--emu-", 6) == 0; }
+
+/* Starts one server: |bin| with |args| (NULL-terminated, after the listen
+ * and port-file arguments), with GPUPOOL_SERVER=|behind| in its environment
+ * when |behind| is not NULL. */
+static int start_one(struct gpt_server *s, const char *bin,
+                     const char *const *args, const char *behind) {
   memset(s, 0, sizeof *s);
   s->pid = -1;
-  const char *bin = getenv("GPUPOOL_TEST_SERVER");
-  if (bin == NULL || *bin == '\0') {
-    gpt__check_fail(__FILE__, __LINE__, "getenv(\"GPUPOOL_TEST_SERVER\")",
-                    "%s", "not set: run the tests with meson test");
-    return -1;
-  }
   const char *tmp = getenv("TMPDIR");
   snprintf(s->dir, sizeof s->dir, "%s/gpupool-it-XXXXXX",
            tmp && *tmp ? tmp : "/tmp");
@@ -361,18 +369,14 @@ int gpt_server_start(struct gpt_server *s, const char *const *extra) {
   char port_file[300];
   snprintf(port_file, sizeof port_file, "%s/port", s->dir);
 
-  const char *argv[64];
+  const char *argv[72];
   int argc = 0;
   argv[argc++] = bin;
   argv[argc++] = "--listen";
   argv[argc++] = "127.0.0.1:0";
   argv[argc++] = "--port-file";
   argv[argc++] = port_file;
-  argv[argc++] = "--backend";
-  argv[argc++] = "emu";
-  argv[argc++] = "--emu-memory";
-  argv[argc++] = "1G";
-  for (int i = 0; extra && extra[i] && argc < 62; i++) argv[argc++] = extra[i];
+  for (int i = 0; args && args[i] && argc < 70; i++) argv[argc++] = args[i];
   argv[argc] = NULL;
 
   pid_t parent = getpid();
@@ -389,6 +393,10 @@ int gpt_server_start(struct gpt_server *s, const char *const *extra) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(126);
     signal(SIGPIPE, SIG_DFL);
+    if (behind != NULL)
+      setenv("GPUPOOL_SERVER", behind, 1);
+    else
+      unsetenv("GPUPOOL_SERVER");
     execv(bin, (char *const *)argv);
     fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
     _exit(127);
@@ -414,10 +422,8 @@ int gpt_server_start(struct gpt_server *s, const char *const *extra) {
     if (port > 0 && port == last) {
       s->port = port;
       snprintf(s->addr, sizeof s->addr, "127.0.0.1:%d", port);
-      setenv("GPUPOOL_SERVER", s->addr, 1);
       unlink(port_file);
       rmdir(s->dir);
-      gpt__check_pass();
       return 0;
     }
     last = port;
@@ -427,6 +433,94 @@ int gpt_server_start(struct gpt_server *s, const char *const *extra) {
                   "no port in the port file after 10 s");
   gpt_server_stop(s, 0);
   return -1;
+}
+
+int gpt_server_start(struct gpt_server *s, const char *const *extra) {
+  const char *bin = getenv("GPUPOOL_TEST_SERVER");
+  const char *mode = gpt_server_mode();
+  memset(s, 0, sizeof *s);
+  s->pid = -1;
+  if (bin == NULL || *bin == '\0') {
+    gpt__check_fail(__FILE__, __LINE__, "getenv(\"GPUPOOL_TEST_SERVER\")",
+                    "%s", "not set: run the tests with meson test");
+    return -1;
+  }
+  const char *args[72], *bargs[72];
+  int n = 0, nb = 0;
+  if (strcmp(mode, "emu") == 0) {
+    args[n++] = "--backend";
+    args[n++] = "emu";
+    args[n++] = "--emu-memory";
+    args[n++] = "1G";
+    for (int i = 0; extra && extra[i] && n < 70; i++) args[n++] = extra[i];
+    args[n] = NULL;
+    if (start_one(s, bin, args, NULL) != 0) return -1;
+  } else if (strcmp(mode, "relay") == 0 || strcmp(mode, "cuda") == 0) {
+    bool relay = strcmp(mode, "relay") == 0;
+    const char *lib = getenv("GPUPOOL_TEST_CLIENT_LIB");
+    if (relay && (lib == NULL || *lib == '\0')) {
+      gpt__check_fail(__FILE__, __LINE__, "GPUPOOL_TEST_CLIENT_LIB", "%s",
+                      "not set: the relay needs gpupool's libcuda.so.1");
+      return -1;
+    }
+    bargs[nb++] = "--backend";
+    bargs[nb++] = "emu";
+    bargs[nb++] = "--emu-memory";
+    bargs[nb++] = "1G";
+    args[n++] = "--backend";
+    args[n++] = "cuda";
+    /* cuda: NVIDIA's library, named by path, since meson test puts
+     * gpupool's own build/client first on every test's library path and a
+     * server inheriting that would load gpupool's library and call itself. */
+    const char *nvlib = getenv("GPT_CUDA_LIB");
+    if (!relay && (nvlib == NULL || *nvlib == '\0')) {
+      gpt__check_fail(__FILE__, __LINE__, "GPT_CUDA_LIB", "%s",
+                      "not set: GPT_SERVER_MODE=cuda needs the path of "
+                      "NVIDIA's libcuda.so.1 (scripts/gpu-check.sh sets it)");
+      return -1;
+    }
+    args[n++] = "--cuda-lib";
+    args[n++] = relay ? lib : nvlib;
+    for (int i = 0; extra && extra[i] && n < 70 && nb < 70; i++) {
+      bool emu = emu_arg(extra[i]);
+      bool both = strncmp(extra[i], "--log-level", 11) == 0;
+      /* A flag's value is its own word unless written FLAG=VALUE. */
+      bool valued = strchr(extra[i], '=') == NULL && extra[i + 1] != NULL &&
+                    strncmp(extra[i + 1], "--", 2) != 0 &&
+                    strncmp(extra[i], "--", 2) == 0;
+      int words = valued ? 2 : 1;
+      for (int k = 0; k < words; k++) {
+        if (emu || both) bargs[nb++] = extra[i + k];
+        if (!emu || both) args[n++] = extra[i + k];
+      }
+      i += words - 1;
+    }
+    args[n] = NULL;
+    bargs[nb] = NULL;
+    if (relay) {
+      struct gpt_server *b = calloc(1, sizeof *b);
+      if (b == NULL) return -1;
+      if (start_one(b, bin, bargs, NULL) != 0) {
+        free(b);
+        return -1;
+      }
+      if (start_one(s, bin, args, b->addr) != 0) {
+        gpt_server_stop(b, 0);
+        free(b);
+        return -1;
+      }
+      s->behind = b;
+    } else if (start_one(s, bin, args, NULL) != 0) {
+      return -1;
+    }
+  } else {
+    gpt__check_fail(__FILE__, __LINE__, "GPT_SERVER_MODE",
+                    "'%s' is not emu, relay or cuda", mode);
+    return -1;
+  }
+  setenv("GPUPOOL_SERVER", s->addr, 1);
+  gpt__check_pass();
+  return 0;
 }
 
 bool gpt_server_alive(struct gpt_server *s) {
@@ -475,6 +569,11 @@ int gpt_server_stop(struct gpt_server *s, int grace_ms) {
     s->reaped = true;
   }
   untrack_server(s);
+  if (s->behind != NULL) {
+    gpt_server_stop(s->behind, grace_ms);
+    free(s->behind);
+    s->behind = NULL;
+  }
   return result;
 }
 

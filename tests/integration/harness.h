@@ -171,14 +171,32 @@ struct gpt_server {
   char dir[256];      /* temporary folder holding the port file */
   int status;         /* wait status once reaped */
   bool reaped;
+  /* GPT_SERVER_MODE=relay: the emu server behind this one (the one the
+   * client talks to runs --backend cuda on gpupool's client library,
+   * which connects here); NULL in the other modes. */
+  struct gpt_server *behind;
 };
+
+/* The server mode of this test run, from GPT_SERVER_MODE: "emu" (the
+ * default: one --backend emu server), "relay" (a --backend cuda server A
+ * whose workers dlopen $GPUPOOL_TEST_CLIENT_LIB, relaying to a --backend
+ * emu server B; the client talks to A), or "cuda" (one --backend cuda
+ * server on the machine's real driver; --emu-* arguments are dropped). */
+const char *gpt_server_mode(void);
 
 /* Starts $GPUPOOL_TEST_SERVER --listen 127.0.0.1:0 --port-file DIR/port
  * --backend emu --emu-memory 1G, then the NULL-terminated |extra| arguments
  * (may be NULL; a later flag overrides an earlier one, so extra may give
  * --emu-memory again), in a process group of its own that dies with this
  * process. Waits up to 10 s for the port and sets GPUPOOL_SERVER to
- * s->addr. Returns 0, or -1 after printing why (a failed check). */
+ * s->addr. Returns 0, or -1 after printing why (a failed check).
+ *
+ * In relay mode (gpt_server_mode()) it first starts the emu server B with
+ * the --emu-* and --log-level arguments of |extra|, then the server A the
+ * client talks to (s->addr), --backend cuda --cuda-lib
+ * $GPUPOOL_TEST_CLIENT_LIB with GPUPOOL_SERVER=B in its environment and the
+ * other arguments of |extra| (--log-level too); s->behind is B. Stopping,
+ * signalling and killing act on A; gpt_server_stop stops B after it. */
 int gpt_server_start(struct gpt_server *s, const char *const *extra);
 
 /* SIGTERM, then waits up to |grace_ms| for it to exit, then SIGKILLs the

@@ -12,7 +12,7 @@
 #include "backend.h"
 #include "backend/emu/arena.h"
 #include "backend/emu/emu.h"
-#include "backend/emu/idmap.h"
+#include "idmap.h"
 
 #define KiB (1ull << 10)
 #define MiB (1ull << 20)
@@ -567,26 +567,26 @@ END_TEST
 /* ---- id map --------------------------------------------------------------- */
 
 START_TEST(test_arena_idmap_put_get_remove) {
-  struct emu_idmap m;
+  struct gp__idmap m;
   static int objs[5000];
   uint64_t k;
 
-  emu_idmap_init(&m, 4000);
-  ck_assert_ptr_null(emu_idmap_get(&m, 1));
-  ck_assert_int_eq(emu_idmap_put(&m, 0, &objs[0]), CUDA_ERROR_INVALID_VALUE);
+  gp__idmap_init(&m, 4000);
+  ck_assert_ptr_null(gp__idmap_get(&m, 1));
+  ck_assert_int_eq(gp__idmap_put(&m, 0, &objs[0]), CUDA_ERROR_INVALID_VALUE);
   for (k = 1; k <= 4000; k++)
-    ck_assert_int_eq(emu_idmap_put(&m, k * 0x10001, &objs[k]), CUDA_SUCCESS);
-  ck_assert_int_eq(emu_idmap_put(&m, 5, &objs[0]), CUDA_ERROR_OUT_OF_MEMORY);
-  ck_assert_int_eq(emu_idmap_put(&m, 0x10001, &objs[0]),
+    ck_assert_int_eq(gp__idmap_put(&m, k * 0x10001, &objs[k]), CUDA_SUCCESS);
+  ck_assert_int_eq(gp__idmap_put(&m, 5, &objs[0]), CUDA_ERROR_OUT_OF_MEMORY);
+  ck_assert_int_eq(gp__idmap_put(&m, 0x10001, &objs[0]),
                    CUDA_ERROR_INVALID_VALUE);
   for (k = 1; k <= 4000; k += 2)
-    ck_assert_ptr_eq(emu_idmap_remove(&m, k * 0x10001), &objs[k]);
-  ck_assert_ptr_null(emu_idmap_remove(&m, 0x10001));
+    ck_assert_ptr_eq(gp__idmap_remove(&m, k * 0x10001), &objs[k]);
+  ck_assert_ptr_null(gp__idmap_remove(&m, 0x10001));
   for (k = 1; k <= 4000; k++)
-    ck_assert_ptr_eq(emu_idmap_get(&m, k * 0x10001),
+    ck_assert_ptr_eq(gp__idmap_get(&m, k * 0x10001),
                      k % 2 ? NULL : (void *)&objs[k]);
   ck_assert_uint_eq(m.count, 2000);
-  emu_idmap_free(&m);
+  gp__idmap_free(&m);
 }
 END_TEST
 

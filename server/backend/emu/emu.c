@@ -83,11 +83,11 @@ static int emu_open(const struct gp_backend_config *cfg,
     free(b);
     return r;
   }
-  emu_idmap_init(&b->ctxs, EMU_MAX_CTXS);
-  emu_idmap_init(&b->streams, EMU_MAX_STREAMS);
-  emu_idmap_init(&b->events, EMU_MAX_EVENTS);
-  emu_idmap_init(&b->modules, EMU_MAX_MODULES);
-  emu_idmap_init(&b->funcs, EMU_MAX_FUNCS);
+  gp__idmap_init(&b->ctxs, EMU_MAX_CTXS);
+  gp__idmap_init(&b->streams, EMU_MAX_STREAMS);
+  gp__idmap_init(&b->events, EMU_MAX_EVENTS);
+  gp__idmap_init(&b->modules, EMU_MAX_MODULES);
+  gp__idmap_init(&b->funcs, EMU_MAX_FUNCS);
   *out = b;
   return CUDA_SUCCESS;
 }
@@ -99,20 +99,20 @@ static void ctx_free_objects(struct gp_backend *b, struct emu_ctx *c) {
   while (c->streams) {
     struct emu_stream *s = c->streams;
     c->streams = s->next;
-    emu_idmap_remove(&b->streams, s->id);
+    gp__idmap_remove(&b->streams, s->id);
     free(s);
   }
   while (c->events) {
     struct emu_event *e = c->events;
     c->events = e->next;
-    emu_idmap_remove(&b->events, e->id);
+    gp__idmap_remove(&b->events, e->id);
     free(e);
   }
   emu_arena_release_owner(&b->arena, &c->mem);
   if (c->primary && c->device >= 0 && c->device < EMU_DEVICE_COUNT &&
       b->primary[c->device] == c)
     b->primary[c->device] = NULL;
-  emu_idmap_remove(&b->ctxs, c->id);
+  gp__idmap_remove(&b->ctxs, c->id);
   free(c);
 }
 
@@ -126,11 +126,11 @@ static void emu_close(struct gp_backend *b) {
     while (b->ctxs.slots[i].key != 0)
       ctx_free_objects(b, b->ctxs.slots[i].value);
   }
-  emu_idmap_free(&b->ctxs);
-  emu_idmap_free(&b->streams);
-  emu_idmap_free(&b->events);
-  emu_idmap_free(&b->modules);
-  emu_idmap_free(&b->funcs);
+  gp__idmap_free(&b->ctxs);
+  gp__idmap_free(&b->streams);
+  gp__idmap_free(&b->events);
+  gp__idmap_free(&b->modules);
+  gp__idmap_free(&b->funcs);
   emu_arena_free(&b->arena);
   emu_output_free(&b->out);
   free(b);
@@ -157,7 +157,7 @@ static int emu_device_describe_op(struct gp_backend *b, int ordinal,
 /* ---- contexts ------------------------------------------------------------- */
 
 static struct emu_ctx *ctx_get(struct gp_backend *b, uint64_t id) {
-  return emu_idmap_get(&b->ctxs, id);
+  return gp__idmap_get(&b->ctxs, id);
 }
 
 int emu_ctx_state(const struct emu_ctx *c) {
@@ -201,7 +201,7 @@ static int ctx_make(struct gp_backend *b, uint64_t id, int device,
   c->device = device;
   c->flags = flags;
   c->primary = primary;
-  r = emu_idmap_put(&b->ctxs, id, c);
+  r = gp__idmap_put(&b->ctxs, id, c);
   if (r != CUDA_SUCCESS) {
     free(c);
     return r;
@@ -263,7 +263,7 @@ static int stream_check(struct gp_backend *b, uint64_t stream) {
 
   if (stream == 0)
     return CUDA_SUCCESS;
-  s = emu_idmap_get(&b->streams, stream);
+  s = gp__idmap_get(&b->streams, stream);
   if (!s)
     return CUDA_ERROR_INVALID_HANDLE;
   return s->ctx->sticky;
@@ -446,7 +446,7 @@ static int emu_stream_create(struct gp_backend *b, uint64_t ctx,
 
   if (r != CUDA_SUCCESS)
     return r;
-  if (stream == 0 || emu_idmap_get(&b->streams, stream) ||
+  if (stream == 0 || gp__idmap_get(&b->streams, stream) ||
       (flags & ~(unsigned)CU_STREAM_NON_BLOCKING))
     return CUDA_ERROR_INVALID_VALUE;
   s = calloc(1, sizeof(*s));
@@ -458,7 +458,7 @@ static int emu_stream_create(struct gp_backend *b, uint64_t ctx,
   s->priority = priority < EMU_PRIORITY_GREATEST ? EMU_PRIORITY_GREATEST
                 : priority > EMU_PRIORITY_LEAST  ? EMU_PRIORITY_LEAST
                                                  : priority;
-  r = emu_idmap_put(&b->streams, stream, s);
+  r = gp__idmap_put(&b->streams, stream, s);
   if (r != CUDA_SUCCESS) {
     free(s);
     return r;
@@ -471,13 +471,13 @@ static int emu_stream_create(struct gp_backend *b, uint64_t ctx,
 }
 
 static int emu_stream_destroy(struct gp_backend *b, uint64_t stream) {
-  struct emu_stream *s = emu_idmap_get(&b->streams, stream);
+  struct emu_stream *s = gp__idmap_get(&b->streams, stream);
 
   if (!s)
     return CUDA_ERROR_INVALID_HANDLE;
   if (s->ctx->sticky)
     return s->ctx->sticky;
-  emu_idmap_remove(&b->streams, stream);
+  gp__idmap_remove(&b->streams, stream);
   if (s->prev)
     s->prev->next = s->next;
   else
@@ -498,7 +498,7 @@ static int emu_stream_query(struct gp_backend *b, uint64_t ctx,
 
   if (stream != 0)
     return stream_check(b, stream);
-  c = emu_idmap_get(&b->ctxs, ctx);
+  c = gp__idmap_get(&b->ctxs, ctx);
   if (!c)
     return CUDA_ERROR_INVALID_CONTEXT;
   return c->sticky;
@@ -511,7 +511,7 @@ static int emu_stream_wait_event(struct gp_backend *b, uint64_t stream,
 
   if (r != CUDA_SUCCESS)
     return r;
-  e = emu_idmap_get(&b->events, event);
+  e = gp__idmap_get(&b->events, event);
   if (!e)
     return CUDA_ERROR_INVALID_HANDLE;
   if (e->ctx->sticky)
@@ -532,7 +532,7 @@ static int emu_event_create(struct gp_backend *b, uint64_t ctx,
 
   if (r != CUDA_SUCCESS)
     return r;
-  if (event == 0 || emu_idmap_get(&b->events, event) ||
+  if (event == 0 || gp__idmap_get(&b->events, event) ||
       (flags & ~(unsigned)EMU_EVENT_FLAGS))
     return CUDA_ERROR_INVALID_VALUE;
   /* The driver requires an interprocess event to disable timing. */
@@ -544,7 +544,7 @@ static int emu_event_create(struct gp_backend *b, uint64_t ctx,
   e->id = event;
   e->ctx = c;
   e->flags = flags;
-  r = emu_idmap_put(&b->events, event, e);
+  r = gp__idmap_put(&b->events, event, e);
   if (r != CUDA_SUCCESS) {
     free(e);
     return r;
@@ -558,13 +558,13 @@ static int emu_event_create(struct gp_backend *b, uint64_t ctx,
 
 static int emu_event_record(struct gp_backend *b, uint64_t event,
                             uint64_t stream) {
-  struct emu_event *e = emu_idmap_get(&b->events, event);
+  struct emu_event *e = gp__idmap_get(&b->events, event);
   struct emu_stream *s = NULL;
 
   if (!e)
     return CUDA_ERROR_INVALID_HANDLE;
   if (stream != 0) {
-    s = emu_idmap_get(&b->streams, stream);
+    s = gp__idmap_get(&b->streams, stream);
     /* The driver wants the event and the stream in one context. */
     if (!s || s->ctx != e->ctx)
       return CUDA_ERROR_INVALID_HANDLE;
@@ -577,7 +577,7 @@ static int emu_event_record(struct gp_backend *b, uint64_t event,
 }
 
 static int emu_event_query(struct gp_backend *b, uint64_t event) {
-  struct emu_event *e = emu_idmap_get(&b->events, event);
+  struct emu_event *e = gp__idmap_get(&b->events, event);
 
   if (!e)
     return CUDA_ERROR_INVALID_HANDLE;
@@ -590,8 +590,8 @@ static int emu_event_synchronize(struct gp_backend *b, uint64_t event) {
 
 static int emu_event_elapsed_time(struct gp_backend *b, uint64_t start,
                                   uint64_t end, float *ms) {
-  struct emu_event *s = emu_idmap_get(&b->events, start);
-  struct emu_event *e = emu_idmap_get(&b->events, end);
+  struct emu_event *s = gp__idmap_get(&b->events, start);
+  struct emu_event *e = gp__idmap_get(&b->events, end);
   double d;
 
   if (!s || !e)
@@ -609,13 +609,13 @@ static int emu_event_elapsed_time(struct gp_backend *b, uint64_t start,
 }
 
 static int emu_event_destroy(struct gp_backend *b, uint64_t event) {
-  struct emu_event *e = emu_idmap_get(&b->events, event);
+  struct emu_event *e = gp__idmap_get(&b->events, event);
 
   if (!e)
     return CUDA_ERROR_INVALID_HANDLE;
   if (e->ctx->sticky)
     return e->ctx->sticky;
-  emu_idmap_remove(&b->events, event);
+  gp__idmap_remove(&b->events, event);
   if (e->prev)
     e->prev->next = e->next;
   else

@@ -109,7 +109,7 @@ struct gp_backend {
   int sm_count;
   int max_shared_optin;           /* static + dynamic shared per block */
   struct emu_arena arena;
-  struct emu_idmap ctxs, streams, events, modules, funcs;
+  struct gp__idmap ctxs, streams, events, modules, funcs;
   struct emu_ctx *primary[EMU_DEVICE_COUNT];
   struct emu_output out;
 };

@@ -195,7 +195,7 @@ static int launch_fault(struct emu_ctx *c, int st, char *err) {
 }
 
 int emu_launch(struct gp_backend *b, const struct gp_launch_desc *l) {
-  struct emu_ctx *c = emu_idmap_get(&b->ctxs, l->ctx);
+  struct emu_ctx *c = gp__idmap_get(&b->ctxs, l->ctx);
   struct emu_func *f;
   struct emu_stream *s;
   struct launch_mem lm;
@@ -207,11 +207,11 @@ int emu_launch(struct gp_backend *b, const struct gp_launch_desc *l) {
   r = emu_ctx_state(c);
   if (r != CUDA_SUCCESS)
     return r;
-  f = emu_idmap_get(&b->funcs, l->function);
+  f = gp__idmap_get(&b->funcs, l->function);
   if (!f || f->mod->ctx != c)
     return CUDA_ERROR_INVALID_HANDLE;
   if (l->stream != 0) {
-    s = emu_idmap_get(&b->streams, l->stream);
+    s = gp__idmap_get(&b->streams, l->stream);
     if (!s || s->ctx != c)
       return CUDA_ERROR_INVALID_HANDLE;
   }

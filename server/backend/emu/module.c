@@ -393,10 +393,10 @@ static void module_unlink(struct gp_backend *b, struct emu_module *em) {
   while (em->funcs) {
     struct emu_func *f = em->funcs;
     em->funcs = f->next;
-    emu_idmap_remove(&b->funcs, f->id);
+    gp__idmap_remove(&b->funcs, f->id);
     free(f);
   }
-  emu_idmap_remove(&b->modules, em->id);
+  gp__idmap_remove(&b->modules, em->id);
   if (em->prev)
     em->prev->next = em->next;
   else
@@ -415,7 +415,7 @@ static void module_del(struct emu_module *em) {
 int emu_module_load(struct gp_backend *b, uint64_t ctx, uint64_t module,
                     const void *image, size_t size, char *msg,
                     size_t msglen) {
-  struct emu_ctx *c = emu_idmap_get(&b->ctxs, ctx);
+  struct emu_ctx *c = gp__idmap_get(&b->ctxs, ctx);
   struct emu_module *em;
   char why[EMU_MSG_MAX] = "";
   size_t ptx_len = 0;
@@ -428,7 +428,7 @@ int emu_module_load(struct gp_backend *b, uint64_t ctx, uint64_t module,
                                 "fault)" : "no such context");
     return r;
   }
-  if (module == 0 || emu_idmap_get(&b->modules, module)) {
+  if (module == 0 || gp__idmap_get(&b->modules, module)) {
     msgf(msg, msglen, "module id %#" PRIx64 " is in use", module);
     return CUDA_ERROR_INVALID_VALUE;
   }
@@ -447,7 +447,7 @@ int emu_module_load(struct gp_backend *b, uint64_t ctx, uint64_t module,
   em->ctx = c;
   r = load_image(em, image, size, &ptx_len, why, sizeof(why));
   if (r == CUDA_SUCCESS) {
-    r = emu_idmap_put(&b->modules, module, em);
+    r = gp__idmap_put(&b->modules, module, em);
     if (r != CUDA_SUCCESS)
       snprintf(why, sizeof(why), "too many modules");
   }
@@ -472,7 +472,7 @@ int emu_module_load(struct gp_backend *b, uint64_t ctx, uint64_t module,
 }
 
 int emu_module_unload(struct gp_backend *b, uint64_t module) {
-  struct emu_module *em = emu_idmap_get(&b->modules, module);
+  struct emu_module *em = gp__idmap_get(&b->modules, module);
 
   if (!em)
     return CUDA_ERROR_INVALID_HANDLE;
@@ -495,7 +495,7 @@ void emu_ctx_unload_modules(struct gp_backend *b, struct emu_ctx *c) {
  * CUDA_SUCCESS, CUDA_ERROR_INVALID_HANDLE or the context's sticky error. */
 static int module_get(struct gp_backend *b, uint64_t module,
                       struct emu_module **out) {
-  struct emu_module *em = emu_idmap_get(&b->modules, module);
+  struct emu_module *em = gp__idmap_get(&b->modules, module);
 
   *out = em;
   if (!em)
@@ -554,7 +554,7 @@ int emu_module_get_function(struct gp_backend *b, uint64_t module,
   if (r != CUDA_SUCCESS)
     return r;
   if (!name_ok(name) || function == 0 ||
-      emu_idmap_get(&b->funcs, function))
+      gp__idmap_get(&b->funcs, function))
     return CUDA_ERROR_INVALID_VALUE;
   k = ptx_module_kernel(em->ptx, name);
   if (!k)
@@ -568,7 +568,7 @@ int emu_module_get_function(struct gp_backend *b, uint64_t module,
   f->id = function;
   f->mod = em;
   f->k = k;
-  r = emu_idmap_put(&b->funcs, function, f);
+  r = gp__idmap_put(&b->funcs, function, f);
   if (r != CUDA_SUCCESS) {
     free(f);
     return r;

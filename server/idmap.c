@@ -19,11 +19,11 @@ static uint64_t mix(uint64_t x) {
   return x;
 }
 
-static size_t home(const struct emu_idmap *m, uint64_t key) {
+static size_t home(const struct gp__idmap *m, uint64_t key) {
   return (size_t)(mix(key ^ m->seed) & (m->cap - 1));
 }
 
-void emu_idmap_init(struct emu_idmap *m, size_t max) {
+void gp__idmap_init(struct gp__idmap *m, size_t max) {
   struct timespec ts;
 
   memset(m, 0, sizeof(*m));
@@ -35,13 +35,13 @@ void emu_idmap_init(struct emu_idmap *m, size_t max) {
   }
 }
 
-void emu_idmap_free(struct emu_idmap *m) {
+void gp__idmap_free(struct gp__idmap *m) {
   free(m->slots);
   m->slots = NULL;
   m->cap = m->count = 0;
 }
 
-static struct emu_idmap_slot *find(const struct emu_idmap *m, uint64_t key) {
+static struct gp__idmap_slot *find(const struct gp__idmap *m, uint64_t key) {
   size_t i;
 
   if (key == 0 || m->cap == 0)
@@ -54,12 +54,12 @@ static struct emu_idmap_slot *find(const struct emu_idmap *m, uint64_t key) {
   }
 }
 
-void *emu_idmap_get(const struct emu_idmap *m, uint64_t key) {
-  struct emu_idmap_slot *s = find(m, key);
+void *gp__idmap_get(const struct gp__idmap *m, uint64_t key) {
+  struct gp__idmap_slot *s = find(m, key);
   return s ? s->value : NULL;
 }
 
-static void place(struct emu_idmap *m, uint64_t key, void *value) {
+static void place(struct gp__idmap *m, uint64_t key, void *value) {
   size_t i = home(m, key);
   while (m->slots[i].key != 0)
     i = (i + 1) & (m->cap - 1);
@@ -67,11 +67,11 @@ static void place(struct emu_idmap *m, uint64_t key, void *value) {
   m->slots[i].value = value;
 }
 
-static int grow(struct emu_idmap *m) {
-  struct emu_idmap_slot *old = m->slots;
+static int grow(struct gp__idmap *m) {
+  struct gp__idmap_slot *old = m->slots;
   size_t oldcap = m->cap, i;
   size_t cap = oldcap ? oldcap * 2 : IDMAP_MIN_CAP;
-  struct emu_idmap_slot *slots = calloc(cap, sizeof(*slots));
+  struct gp__idmap_slot *slots = calloc(cap, sizeof(*slots));
 
   if (!slots)
     return CUDA_ERROR_OUT_OF_MEMORY;
@@ -84,7 +84,7 @@ static int grow(struct emu_idmap *m) {
   return CUDA_SUCCESS;
 }
 
-int emu_idmap_put(struct emu_idmap *m, uint64_t key, void *value) {
+int gp__idmap_put(struct gp__idmap *m, uint64_t key, void *value) {
   int r;
 
   if (key == 0 || find(m, key))
@@ -102,8 +102,8 @@ int emu_idmap_put(struct emu_idmap *m, uint64_t key, void *value) {
   return CUDA_SUCCESS;
 }
 
-void *emu_idmap_remove(struct emu_idmap *m, uint64_t key) {
-  struct emu_idmap_slot *s = find(m, key);
+void *gp__idmap_remove(struct gp__idmap *m, uint64_t key) {
+  struct gp__idmap_slot *s = find(m, key);
   size_t i, j, h;
   void *value;
 
