@@ -431,11 +431,15 @@ int gp__supervisor_run(const struct gp_server_config *cfg) {
   }
   uv_signal_start(&sv->sigint, on_signal, SIGINT);
   uv_signal_start(&sv->sigterm, on_signal, SIGTERM);
-  gp__info("gpupool-server %s listening on %s (backend %s, %llu MiB per "
-           "session, at most %u sessions)", GP_VERSION_STRING, bound,
-           cfg->backend_name,
-           (unsigned long long)(cfg->bcfg.emu_memory >> 20),
-           cfg->max_sessions);
+  if (strcmp(cfg->backend_name, "emu") == 0)
+    gp__info("gpupool-server %s listening on %s (backend emu, %llu MiB per "
+             "session, at most %u sessions)", GP_VERSION_STRING, bound,
+             (unsigned long long)(cfg->bcfg.emu_memory >> 20),
+             cfg->max_sessions);
+  else
+    gp__info("gpupool-server %s listening on %s (backend %s, driver %s, at "
+             "most %u sessions)", GP_VERSION_STRING, bound,
+             cfg->backend_name, cfg->bcfg.cuda_lib, cfg->max_sessions);
 
   uv_run(&sv->loop, UV_RUN_DEFAULT);
   gp__info("stopped");
