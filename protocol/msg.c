@@ -102,7 +102,27 @@ static const struct msg_kind kinds[] = {
   {GP_MSG_MEMCPY_2D_DTOD, "MEMCPY_2D_DTOD",
    &gpupool__memcpy2_ddto_d__descriptor, STATUS},
   {GP_MSG_MEMSET_2D, "MEMSET_2D", &gpupool__memset2_d__descriptor, STATUS},
+
+  {GP_MSG_BROKER_REGISTER, "BROKER_REGISTER",
+   &gpupool__broker_register__descriptor,
+   &gpupool__broker_register_reply__descriptor},
+  {GP_MSG_BROKER_HEARTBEAT, "BROKER_HEARTBEAT",
+   &gpupool__broker_heartbeat__descriptor, NULL},
+  {GP_MSG_BROKER_SESSION_END, "BROKER_SESSION_END",
+   &gpupool__broker_session_end__descriptor, NULL},
+  {GP_MSG_BROKER_REQUEST_SESSION, "BROKER_REQUEST_SESSION",
+   &gpupool__broker_session_request__descriptor,
+   &gpupool__broker_session_grant__descriptor},
+  {GP_MSG_BROKER_STATUS, "BROKER_STATUS",
+   &gpupool__broker_status_request__descriptor,
+   &gpupool__broker_status_reply__descriptor},
+  {GP_MSG_BROKER_DRAIN, "BROKER_DRAIN", &gpupool__broker_drain__descriptor,
+   &gpupool__broker_drain_reply__descriptor},
 };
+
+bool gp_msg_is_broker(uint16_t type) {
+  return type >= GP_MSG_BROKER_REGISTER && type < 120;
+}
 
 static const struct msg_kind *find(uint16_t type) {
   for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)

@@ -64,7 +64,20 @@ enum gp_msg_type {
   GP_MSG_MEMCPY_2D_DTOH = 61,  /* Memcpy2DDtoH -> Status + packed rows */
   GP_MSG_MEMCPY_2D_DTOD = 62,  /* Memcpy2DDtoD -> Status */
   GP_MSG_MEMSET_2D = 63,       /* Memset2D -> Status */
+
+  /* The broker (100-119; docs/broker.md). Never valid on a server's
+   * session port. */
+  GP_MSG_BROKER_REGISTER = 100,        /* BrokerRegister -> ...Reply */
+  GP_MSG_BROKER_HEARTBEAT = 101,       /* BrokerHeartbeat, never answered */
+  GP_MSG_BROKER_SESSION_END = 102,     /* BrokerSessionEnd, never answered */
+  GP_MSG_BROKER_REQUEST_SESSION = 110, /* BrokerSessionRequest ->
+                                          BrokerSessionGrant */
+  GP_MSG_BROKER_STATUS = 111,          /* BrokerStatusRequest -> ...Reply */
+  GP_MSG_BROKER_DRAIN = 112,           /* BrokerDrain -> BrokerDrainReply */
 };
+
+/* True for the broker's types (GP_MSG_BROKER_*). */
+bool gp_msg_is_broker(uint16_t type);
 
 /* The descriptor of the message a frame of |type| carries: the request's
  * when |reply| is false, the reply's otherwise. NULL for an unknown type, or

@@ -25,7 +25,7 @@ dest=$root/.deps/debs
 # What the build needs; gpu-check.sh extracts only those it lacks.
 wanted=(
   libprotobuf-c-dev protobuf-c-compiler
-  libuv1-dev libssl-dev libzstd-dev liblz4-dev
+  libuv1-dev libssl-dev libzstd-dev liblz4-dev libinih-dev
   check libsubunit-dev
   pkgconf pkg-config meson ninja-build
 )

@@ -41,7 +41,7 @@ gc_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # package that ships its .pc file.
 gc_modules=(libprotobuf-c:libprotobuf-c-dev libuv:libuv1-dev
             libcrypto:libssl-dev libzstd:libzstd-dev liblz4:liblz4-dev
-            check:check)
+            check:check inih:libinih-dev)
 # The programs the build runs, each with its package.
 gc_programs=(protoc-c:protobuf-c-compiler pkg-config:pkgconf
              meson:meson ninja:ninja-build)

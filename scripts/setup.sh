@@ -16,7 +16,7 @@ packages=(
   gcc libc6-dev binutils pkg-config python3
   meson ninja-build
   protobuf-c-compiler libprotobuf-c-dev
-  libuv1-dev libssl-dev libzstd-dev liblz4-dev
+  libuv1-dev libssl-dev libzstd-dev liblz4-dev libinih-dev
   check libsubunit-dev
   clang
 )

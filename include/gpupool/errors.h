@@ -16,6 +16,13 @@
 #define GP_EAGAIN (-3)   /* more input is needed before anything can be said */
 #define GP_ENOTSUP (-4)  /* not implemented (yet) */
 #define GP_ENOENT (-5)   /* no such object */
+/* The broker's and the grants' answers (docs/broker.md). */
+#define GP_EAUTH (-6)    /* unknown token, or a server's bad registration */
+#define GP_EQUOTA (-7)   /* over the tenant's quota */
+#define GP_ENOFIT (-8)   /* no up GPU fits the request */
+#define GP_EPERM (-9)    /* the admin token is needed */
+#define GP_EGRANT (-10)  /* a grant that is forged, expired or not for us */
+#define GP_EIDLE (-11)   /* the session was reclaimed after being idle */
 
 /* Fatal: the connection must be closed. */
 #define GP_E_FATAL (-100)

@@ -19,5 +19,13 @@
 #define GP_ENV_CONNECT_TIMEOUT "GPUPOOL_CONNECT_TIMEOUT" /* seconds, default 10 */
 #define GP_ENV_LIB_DIR "GPUPOOL_LIB_DIR"         /* gpupool attach: where libcuda.so.1 is */
 #define GP_ENV_IO_TIMEOUT "GPUPOOL_IO_TIMEOUT"   /* seconds a dead link may go unnoticed, default 5 */
+#define GP_ENV_BROKER "GPUPOOL_BROKER"           /* host[:port] of the broker */
+#define GP_ENV_TOKEN "GPUPOOL_TOKEN"             /* the tenant's API token */
+#define GP_ENV_TOKEN_FILE "GPUPOOL_TOKEN_FILE"   /* a file holding it */
+#define GP_ENV_MEM "GPUPOOL_MEM"                 /* memory to ask the broker for (8G) */
+#define GP_ENV_LABELS "GPUPOOL_LABELS"           /* k=v[,k=v...] the server must have */
+#define GP_ENV_SERVER_NAME "GPUPOOL_SERVER_NAME" /* through the broker: this server only */
+#define GP_ENV_CONFIG "GPUPOOL_CONFIG"           /* client.conf path (default
+                                                    $XDG_CONFIG_HOME/gpupool/client.conf) */
 
 #endif

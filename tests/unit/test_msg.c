@@ -23,6 +23,8 @@ static const uint16_t all_types[] = {
   GP_MSG_MODULE_GET_KERNELS,
   GP_MSG_MEMCPY_2D_HTOD, GP_MSG_MEMCPY_2D_DTOH, GP_MSG_MEMCPY_2D_DTOD,
   GP_MSG_MEMSET_2D,
+  GP_MSG_BROKER_REGISTER, GP_MSG_BROKER_HEARTBEAT, GP_MSG_BROKER_SESSION_END,
+  GP_MSG_BROKER_REQUEST_SESSION, GP_MSG_BROKER_STATUS, GP_MSG_BROKER_DRAIN,
 };
 #define NTYPES (sizeof(all_types) / sizeof(all_types[0]))
 
@@ -40,7 +42,9 @@ START_TEST(test_msg_every_reply_carries_result_and_deferred) {
   for (size_t i = 0; i < NTYPES; i++) {
     const ProtobufCMessageDescriptor *d = gp_msg_descriptor(all_types[i], true);
     if (all_types[i] == GP_MSG_GOODBYE || all_types[i] == GP_MSG_PROTOCOL_ERROR ||
-        all_types[i] == GP_MSG_BUSY || all_types[i] == GP_MSG_DEVICE_OUTPUT) {
+        all_types[i] == GP_MSG_BUSY || all_types[i] == GP_MSG_DEVICE_OUTPUT ||
+        all_types[i] == GP_MSG_BROKER_HEARTBEAT ||
+        all_types[i] == GP_MSG_BROKER_SESSION_END) {
       ck_assert_ptr_null(d);
       continue;
     }

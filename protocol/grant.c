@@ -1,0 +1,199 @@
+/* Grants and keys: see grant.h and docs/broker.md. */
+#include "grant.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "gpupool/errors.h"
+
+int gp_key_load(const char *path, uint8_t *key, size_t *len, char *why,
+                size_t whylen) {
+  struct stat st;
+  ssize_t n;
+  size_t got = 0;
+  int fd;
+
+  *len = 0;
+  fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) {
+    snprintf(why, whylen, "cannot open %s: %s", path, strerror(errno));
+    return GP_EINVAL;
+  }
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    snprintf(why, whylen, "%s is not a regular file", path);
+    close(fd);
+    return GP_EINVAL;
+  }
+  if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+    snprintf(why, whylen, "%s is readable by others than its owner (mode "
+             "%03o): chmod 600 it", path, (unsigned)(st.st_mode & 0777));
+    close(fd);
+    return GP_EINVAL;
+  }
+  /* One byte more than the limit, to tell "too long" from "exactly". */
+  for (;;) {
+    n = read(fd, key + got, GP_KEY_MAX_LEN - got);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0) {
+      snprintf(why, whylen, "cannot read %s: %s", path, strerror(errno));
+      close(fd);
+      return GP_EINVAL;
+    }
+    if (n == 0)
+      break;
+    got += (size_t)n;
+    if (got == GP_KEY_MAX_LEN) {
+      uint8_t extra;
+      if (read(fd, &extra, 1) == 1) {
+        snprintf(why, whylen, "%s is longer than %u bytes", path,
+                 GP_KEY_MAX_LEN);
+        close(fd);
+        return GP_EINVAL;
+      }
+      break;
+    }
+  }
+  close(fd);
+  if (got > 0 && key[got - 1] == '\n')
+    got--;
+  if (got > 0 && key[got - 1] == '\r')
+    got--;
+  if (got < GP_KEY_MIN_LEN) {
+    snprintf(why, whylen, "%s holds %zu bytes; a key needs at least %u "
+             "(openssl rand -hex 32 makes one)", path, got, GP_KEY_MIN_LEN);
+    OPENSSL_cleanse(key, GP_KEY_MAX_LEN);
+    return GP_EINVAL;
+  }
+  *len = got;
+  return 0;
+}
+
+int gp_hmac_sha256(const uint8_t *key, size_t keylen, const void *data,
+                   size_t len, uint8_t mac[GP_GRANT_MAC_LEN]) {
+  unsigned int maclen = 0;
+
+  if (keylen > INT32_MAX)
+    return GP_EINVAL;
+  if (!HMAC(EVP_sha256(), key, (int)keylen, data, len, mac, &maclen) ||
+      maclen != GP_GRANT_MAC_LEN)
+    return GP_ENOMEM;
+  return 0;
+}
+
+bool gp_ct_equal(const void *a, const void *b, size_t len) {
+  return CRYPTO_memcmp(a, b, len) == 0;
+}
+
+void gp_sha256_hex(const void *data, size_t len, char hex[65]) {
+  static const char digits[] = "0123456789abcdef";
+  uint8_t md[32];
+  unsigned int mdlen = 0;
+
+  memset(md, 0, sizeof(md));
+  EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
+  for (int i = 0; i < 32; i++) {
+    hex[2 * i] = digits[md[i] >> 4];
+    hex[2 * i + 1] = digits[md[i] & 15];
+  }
+  hex[64] = '\0';
+}
+
+int gp_register_auth(const uint8_t *key, size_t keylen, const char *name,
+                     uint64_t timestamp_unix, uint8_t mac[GP_GRANT_MAC_LEN]) {
+  static const char prefix[] = "gpupool-register"; /* and its NUL */
+  char stamp[24];
+  size_t nlen = strlen(name), slen, total;
+  uint8_t *buf;
+  int r;
+
+  slen = (size_t)snprintf(stamp, sizeof(stamp), "%" PRIu64, timestamp_unix);
+  if (nlen > 4096)
+    return GP_EINVAL;
+  total = sizeof(prefix) + nlen + 1 + slen;
+  buf = malloc(total);
+  if (!buf)
+    return GP_ENOMEM;
+  memcpy(buf, prefix, sizeof(prefix));
+  memcpy(buf + sizeof(prefix), name, nlen);
+  buf[sizeof(prefix) + nlen] = '\0';
+  memcpy(buf + sizeof(prefix) + nlen + 1, stamp, slen);
+  r = gp_hmac_sha256(key, keylen, buf, total, mac);
+  free(buf);
+  return r;
+}
+
+int gp_grant_sign(const uint8_t *key, size_t keylen, const Gpupool__Grant *g,
+                  uint8_t **out, size_t *outlen) {
+  size_t body = gpupool__grant__get_packed_size(g);
+  uint8_t *buf;
+  int r;
+
+  *out = NULL;
+  *outlen = 0;
+  if (body + GP_GRANT_MAC_LEN > GP_GRANT_MAX_LEN)
+    return GP_ETOOBIG;
+  buf = malloc(body + GP_GRANT_MAC_LEN);
+  if (!buf)
+    return GP_ENOMEM;
+  gpupool__grant__pack(g, buf);
+  r = gp_hmac_sha256(key, keylen, buf, body, buf + body);
+  if (r != 0) {
+    free(buf);
+    return r;
+  }
+  *out = buf;
+  *outlen = body + GP_GRANT_MAC_LEN;
+  return 0;
+}
+
+int gp_grant_verify(const uint8_t *key, size_t keylen, const uint8_t *buf,
+                    size_t len, uint64_t now_unix, Gpupool__Grant **out,
+                    char *why, size_t whylen) {
+  uint8_t mac[GP_GRANT_MAC_LEN];
+  Gpupool__Grant *g;
+  size_t body;
+
+  *out = NULL;
+  if (len <= GP_GRANT_MAC_LEN || len > GP_GRANT_MAX_LEN) {
+    snprintf(why, whylen, "grant of %zu bytes is malformed", len);
+    return GP_EGRANT;
+  }
+  body = len - GP_GRANT_MAC_LEN;
+  if (gp_hmac_sha256(key, keylen, buf, body, mac) != 0) {
+    snprintf(why, whylen, "grant cannot be checked (out of memory)");
+    return GP_EGRANT;
+  }
+  if (!gp_ct_equal(mac, buf + body, GP_GRANT_MAC_LEN)) {
+    snprintf(why, whylen, "grant signature does not verify");
+    return GP_EGRANT;
+  }
+  g = gpupool__grant__unpack(NULL, body, buf);
+  if (!g) {
+    snprintf(why, whylen, "grant is signed but malformed");
+    return GP_EGRANT;
+  }
+  if (g->version != 1) {
+    snprintf(why, whylen, "grant version %u is not 1", g->version);
+    gpupool__grant__free_unpacked(g, NULL);
+    return GP_EGRANT;
+  }
+  if (g->expires_unix <= now_unix) {
+    snprintf(why, whylen, "grant expired %" PRIu64 " s ago",
+             now_unix - g->expires_unix);
+    gpupool__grant__free_unpacked(g, NULL);
+    return GP_EGRANT;
+  }
+  *out = g;
+  return 0;
+}

@@ -1,0 +1,203 @@
+/* Unit tests of grants and keys (protocol/grant.c). */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "gpupool/errors.h"
+#include "grant.h"
+
+static const uint8_t key[] = "0123456789abcdef0123456789abcdef-test-key";
+#define KEYLEN (sizeof(key) - 1)
+
+static Gpupool__Grant sample(void) {
+  Gpupool__Grant g = GPUPOOL__GRANT__INIT;
+  static uint8_t nonce[16] = {1, 2, 3};
+  g.version = 1;
+  g.session_id = 0x1234567890abcdefull;
+  g.tenant = "alice";
+  g.server = "pool01";
+  g.gpu_uuid = "GPU-23d1a775-bf03-83f4-aed8-2b294173328f";
+  g.memory_limit = 1ull << 30;
+  g.issued_unix = 1000;
+  g.expires_unix = 1060;
+  g.nonce.data = nonce;
+  g.nonce.len = sizeof(nonce);
+  return g;
+}
+
+START_TEST(test_grant_sign_verify_round_trip) {
+  Gpupool__Grant g = sample(), *out = NULL;
+  uint8_t *buf;
+  size_t len;
+  char why[128];
+
+  ck_assert_int_eq(gp_grant_sign(key, KEYLEN, &g, &buf, &len), 0);
+  ck_assert_uint_gt(len, GP_GRANT_MAC_LEN);
+  ck_assert_int_eq(gp_grant_verify(key, KEYLEN, buf, len, 1059, &out, why,
+                                   sizeof(why)), 0);
+  ck_assert_ptr_nonnull(out);
+  ck_assert_uint_eq(out->session_id, g.session_id);
+  ck_assert_str_eq(out->tenant, "alice");
+  ck_assert_str_eq(out->server, "pool01");
+  ck_assert_str_eq(out->gpu_uuid, g.gpu_uuid);
+  ck_assert_uint_eq(out->memory_limit, 1ull << 30);
+  ck_assert_uint_eq(out->expires_unix, 1060);
+  gpupool__grant__free_unpacked(out, NULL);
+  free(buf);
+}
+END_TEST
+
+START_TEST(test_grant_refuses_tampering_and_wrong_key) {
+  Gpupool__Grant g = sample(), *out = NULL;
+  uint8_t *buf;
+  size_t len;
+  char why[128];
+
+  ck_assert_int_eq(gp_grant_sign(key, KEYLEN, &g, &buf, &len), 0);
+  /* Every single flipped bit, in the body or the MAC, is refused. */
+  for (size_t i = 0; i < len; i++) {
+    buf[i] ^= 0x10;
+    ck_assert_int_eq(gp_grant_verify(key, KEYLEN, buf, len, 1000, &out, why,
+                                     sizeof(why)), GP_EGRANT);
+    ck_assert_ptr_null(out);
+    buf[i] ^= 0x10;
+  }
+  ck_assert_int_eq(gp_grant_verify((const uint8_t *)"another key of 32 bytes or more!",
+                                   32, buf, len, 1000, &out, why, sizeof(why)),
+                   GP_EGRANT);
+  ck_assert_str_eq(why, "grant signature does not verify");
+  /* Truncated, empty, oversized. */
+  ck_assert_int_eq(gp_grant_verify(key, KEYLEN, buf, len - 1, 1000, &out, why,
+                                   sizeof(why)), GP_EGRANT);
+  ck_assert_int_eq(gp_grant_verify(key, KEYLEN, buf, 0, 1000, &out, why,
+                                   sizeof(why)), GP_EGRANT);
+  ck_assert_int_eq(gp_grant_verify(key, KEYLEN, buf, GP_GRANT_MAX_LEN + 1,
+                                   1000, &out, why, sizeof(why)), GP_EGRANT);
+  free(buf);
+}
+END_TEST
+
+START_TEST(test_grant_expiry_and_version) {
+  Gpupool__Grant g = sample(), *out = NULL;
+  uint8_t *buf;
+  size_t len;
+  char why[128];
+
+  ck_assert_int_eq(gp_grant_sign(key, KEYLEN, &g, &buf, &len), 0);
+  ck_assert_int_eq(gp_grant_verify(key, KEYLEN, buf, len, 1060, &out, why,
+                                   sizeof(why)), GP_EGRANT);
+  ck_assert_str_eq(why, "grant expired 0 s ago");
+  ck_assert_int_eq(gp_grant_verify(key, KEYLEN, buf, len, 1072, &out, why,
+                                   sizeof(why)), GP_EGRANT);
+  ck_assert_str_eq(why, "grant expired 12 s ago");
+  free(buf);
+  g.version = 2;
+  ck_assert_int_eq(gp_grant_sign(key, KEYLEN, &g, &buf, &len), 0);
+  ck_assert_int_eq(gp_grant_verify(key, KEYLEN, buf, len, 1000, &out, why,
+                                   sizeof(why)), GP_EGRANT);
+  ck_assert_str_eq(why, "grant version 2 is not 1");
+  free(buf);
+  /* A signed body that is not a Grant. */
+  {
+    uint8_t junk[40];
+    memset(junk, 0xff, sizeof(junk));
+    ck_assert_int_eq(gp_hmac_sha256(key, KEYLEN, junk, 8, junk + 8), 0);
+    ck_assert_int_eq(gp_grant_verify(key, KEYLEN, junk, 40, 1000, &out, why,
+                                     sizeof(why)), GP_EGRANT);
+    ck_assert_str_eq(why, "grant is signed but malformed");
+  }
+}
+END_TEST
+
+static char *write_key(const char *text, size_t n, mode_t mode) {
+  char *path = strdup("/tmp/gp-test-key-XXXXXX");
+  int fd = mkstemp(path);
+  ck_assert_int_ge(fd, 0);
+  ck_assert_int_eq(write(fd, text, n), (ssize_t)n);
+  close(fd);
+  chmod(path, mode);
+  return path;
+}
+
+START_TEST(test_grant_key_file_rules) {
+  uint8_t k[GP_KEY_MAX_LEN];
+  size_t len;
+  char why[256];
+  char *p;
+  const char *hex64 =
+      "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n";
+
+  p = write_key(hex64, strlen(hex64), 0600);
+  ck_assert_int_eq(gp_key_load(p, k, &len, why, sizeof(why)), 0);
+  ck_assert_uint_eq(len, 64);
+  ck_assert_int_eq(memcmp(k, hex64, 64), 0);
+  chmod(p, 0644);
+  ck_assert_int_eq(gp_key_load(p, k, &len, why, sizeof(why)), GP_EINVAL);
+  ck_assert_ptr_nonnull(strstr(why, "chmod 600"));
+  unlink(p);
+  free(p);
+
+  p = write_key("short\n", 6, 0600);
+  ck_assert_int_eq(gp_key_load(p, k, &len, why, sizeof(why)), GP_EINVAL);
+  ck_assert_ptr_nonnull(strstr(why, "at least 32"));
+  unlink(p);
+  free(p);
+
+  {
+    char *big = malloc(GP_KEY_MAX_LEN + 1);
+    memset(big, 'a', GP_KEY_MAX_LEN + 1);
+    p = write_key(big, GP_KEY_MAX_LEN + 1, 0600);
+    ck_assert_int_eq(gp_key_load(p, k, &len, why, sizeof(why)), GP_EINVAL);
+    ck_assert_ptr_nonnull(strstr(why, "longer than"));
+    unlink(p);
+    free(p);
+    p = write_key(big, GP_KEY_MAX_LEN, 0600);
+    ck_assert_int_eq(gp_key_load(p, k, &len, why, sizeof(why)), 0);
+    ck_assert_uint_eq(len, GP_KEY_MAX_LEN);
+    unlink(p);
+    free(p);
+    free(big);
+  }
+  ck_assert_int_eq(gp_key_load("/nonexistent/key", k, &len, why,
+                               sizeof(why)), GP_EINVAL);
+  ck_assert_int_eq(gp_key_load("/tmp", k, &len, why, sizeof(why)),
+                   GP_EINVAL);
+}
+END_TEST
+
+START_TEST(test_grant_register_auth_and_sha256) {
+  uint8_t a[32], b[32];
+  char hex[65];
+
+  ck_assert_int_eq(gp_register_auth(key, KEYLEN, "pool01", 1700000000, a), 0);
+  ck_assert_int_eq(gp_register_auth(key, KEYLEN, "pool01", 1700000000, b), 0);
+  ck_assert(gp_ct_equal(a, b, 32));
+  ck_assert_int_eq(gp_register_auth(key, KEYLEN, "pool01", 1700000001, b), 0);
+  ck_assert(!gp_ct_equal(a, b, 32));
+  ck_assert_int_eq(gp_register_auth(key, KEYLEN, "pool0", 11700000000, b), 0);
+  ck_assert(!gp_ct_equal(a, b, 32));
+  /* FIPS 180-2's "abc". */
+  gp_sha256_hex("abc", 3, hex);
+  ck_assert_str_eq(hex, "ba7816bf8f01cfea414140de5dae2223"
+                        "b00361a396177a9cb410ff61f20015ad");
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("grant");
+  TCase *tc = tcase_create("core");
+  tcase_add_test(tc, test_grant_sign_verify_round_trip);
+  tcase_add_test(tc, test_grant_refuses_tampering_and_wrong_key);
+  tcase_add_test(tc, test_grant_expiry_and_version);
+  tcase_add_test(tc, test_grant_key_file_rules);
+  tcase_add_test(tc, test_grant_register_auth_and_sha256);
+  suite_add_tcase(s, tc);
+  SRunner *sr = srunner_create(s);
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
