@@ -65,30 +65,32 @@ trap stop_server EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# NVIDIA's driver library, as the dynamic linker would find it: the first
-# libcuda.so.1 in the cache that is not gpupool's own.
-nvidia_libcuda() {
-  ldconfig -p 2>/dev/null | awk '/libcuda\.so\.1 /{print $NF}' |
-    while read -r lib; do
-      grep -qa gpupool "$lib" 2>/dev/null || { echo "$lib"; break; }
-    done
-}
+# GPU detection is gpu-check's (sourcing it runs nothing): a /dev/nvidia0,
+# a working nvidia-smi and NVIDIA's own libcuda.so.1, named to the server by
+# path so that it can never load gpupool's library of the same name.
+# shellcheck source=gpu-check.sh
+source "$root/scripts/gpu-check.sh"
 backend=${GPUPOOL_DEMO_BACKEND:-}
+nvlib=""
+if [ "$backend" != emu ] && [ -z "$(gc_gpu_absent_reason)" ]; then
+  nvlib=$(gc_find_nvidia_libcuda)
+fi
 if [ -z "$backend" ]; then
   backend=emu
-  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null |
-      grep -q '^GPU ' && [ -n "$(nvidia_libcuda)" ]; then
-    backend=cuda
-  fi
+  [ -n "$nvlib" ] && backend=cuda
 fi
 case "$backend" in
   emu)
     echo "== starting gpupool-server on 127.0.0.1 (emulated device, 2 GiB)"
     backend_args=(--backend emu --emu-memory 2G) ;;
   cuda)
-    echo "== starting gpupool-server on 127.0.0.1 (NVIDIA GPU, real driver)"
+    if [ -z "$nvlib" ]; then
+      echo "demo: GPUPOOL_DEMO_BACKEND=cuda but no GPU here: $(gc_gpu_absent_reason)" >&2
+      exit 1
+    fi
+    echo "== starting gpupool-server on 127.0.0.1 (NVIDIA GPU, driver $nvlib)"
     nvidia-smi -L 2>/dev/null | sed 's/^/   /'
-    backend_args=(--backend cuda) ;;
+    backend_args=(--backend cuda --cuda-lib "$nvlib") ;;
   *) echo "demo: GPUPOOL_DEMO_BACKEND must be emu or cuda" >&2; exit 2 ;;
 esac
 "$server_bin" --listen 127.0.0.1:0 --port-file "$work/port" \

@@ -495,6 +495,8 @@ gc_main() {
   fi
   cd "$gc_root" || return 1
   build=${GC_BUILD_DIR:-build-gpu}
+  # Absolute from here on: it is joined to other paths below.
+  case "$build" in /*) ;; *) build=$gc_root/$build ;; esac
   nvlib=$(gc_find_nvidia_libcuda)
   read -r -a bench_args <<<"${GC_BENCH_ARGS:-}"
 
@@ -575,12 +577,12 @@ gc_main() {
   gc_start_server "$build/server/gpupool-server" cuda --cuda-lib "$nvlib" || return 2
   trap gc_stop_server EXIT
   GPUPOOL_SERVER=$gc_server_addr \
-  LD_LIBRARY_PATH="$gc_root/$build/client$(p=$(gc_ld_path_without_nvidia); [ -n "$p" ] && echo ":$p")" \
+  LD_LIBRARY_PATH="$build/client$(p=$(gc_ld_path_without_nvidia); [ -n "$p" ] && echo ":$p")" \
     "$build/bench/gpu_bench" "${bench_args[@]}" >"$remote" 2>&1
   rc=$?
   gc_stop_server
   grep -v '^metric ' "$remote"
-  if [ $rc -ne 0 ] || ! gc_check_bench "$remote" "$gc_root/$build/client/libcuda.so.1"; then
+  if [ $rc -ne 0 ] || ! gc_check_bench "$remote" "$build/client/libcuda.so.1"; then
     tail -n 20 "$remote" >&2
     gc_err "gpu_bench through gpupool failed (status $rc)"
     return 2
@@ -593,12 +595,23 @@ gc_main() {
   # which the servers they start inherit: a cuda backend that dlopens
   # plain "libcuda.so.1" there gets gpupool's, so the harness must hand
   # them NVIDIA's explicitly: GPT_CUDA_LIB, for --cuda-lib.
+  # A run that ends before writing its log must not be read as the
+  # previous run's.
+  rm -f "$build/meson-logs/testlog.json"
+  local test_rc=0
   GPT_SERVER_MODE=cuda GPT_CUDA_LIB=$nvlib \
   LD_LIBRARY_PATH=$(gc_ld_path_without_nvidia) \
     meson test -C "$build" --suite integration --suite cudart \
-    --print-errorlogs >"$build/gpu-check-tests.log" 2>&1
+    --print-errorlogs >"$build/gpu-check-tests.log" 2>&1 || test_rc=$?
   read -r passed failed skipped < <(gc_test_counts "$build")
   [ "$failed" -eq 0 ] || tests_ok=0
+  if [ ! -s "$build/meson-logs/testlog.json" ]; then
+    gc_err "meson test wrote no results (exit status $test_rc; log: $build/gpu-check-tests.log)"
+    tests_ok=0
+  elif [ "$test_rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
+    gc_err "meson test exited with status $test_rc although no test failed (log: $build/gpu-check-tests.log)"
+    tests_ok=0
+  fi
 
   echo
   echo "gpupool against $(sed -n 's/^info device //p' "$native"), CUDA driver $(sed -n 's/^info driver_version //p' "$native" | awk '{ printf "%d.%d (%d)", $1 / 1000, ($1 % 1000) / 10, $1 }')"
