@@ -179,7 +179,9 @@ struct cub_output {
   bool reader_started;
   int stop;                 /* atomic: the reader ends */
   int rfd;                  /* read end of the pipe on fd 1; -1: none */
-  int saved_stdout;         /* fd 1 before, restored on free; -1: none */
+  int saved_stdout;         /* fd 1 before (above 2), restored on free;
+                               -1: fd 1 was closed, and is closed again */
+  bool own_stdout;          /* fd 1 is the pipe's write end */
   char *buf;                /* CUB_OUTPUT_MAX bytes */
   size_t len;
   uint64_t dropped;
@@ -189,10 +191,12 @@ struct cub_output {
   uint64_t peek_dropped;
 };
 
-/* Points fd 1 at a pipe drained by a reader thread. Returns CUDA_SUCCESS
- * or CUDA_ERROR_OPERATING_SYSTEM / CUDA_ERROR_OUT_OF_MEMORY. */
+/* Points fd 1 at a pipe drained by a reader thread (both ends of the pipe
+ * above fd 2, whichever of fds 0-2 are closed). Returns CUDA_SUCCESS or
+ * CUDA_ERROR_OPERATING_SYSTEM / CUDA_ERROR_OUT_OF_MEMORY. */
 int cub_output_init(struct cub_output *o);
-/* Stops the reader and puts fd 1 back. Safe on a failed init. */
+/* Stops the reader and puts fd 1 back as it was (closed again if it was
+ * closed). Safe on a failed init. */
 void cub_output_free(struct cub_output *o);
 void cub_output_peek(struct cub_output *o, const void **data, size_t *len,
                      uint64_t *dropped);
@@ -208,7 +212,8 @@ void cub_output_consumed(struct cub_output *o);
 #define CUB_MAX_DEVICES 64
 
 /* Pinned staging for pipelined copies: CUB_STAGE_CHUNKS chunks of
- * CUB_STAGE_CHUNK bytes, allocated on the first bulk copy. */
+ * CUB_STAGE_CHUNK bytes (a whole GP_COPY_CHUNK request), allocated on the
+ * first bulk copy. */
 #define CUB_STAGE_CHUNKS 4
 #define CUB_STAGE_CHUNK (4u << 20)
 
