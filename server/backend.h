@@ -176,19 +176,21 @@ struct gp_backend_ops {
   int (*memcpy_htod_pipe)(struct gp_backend *b, uint64_t dst, uint64_t size,
                           uint64_t stream, gp_copy_fill_fn fill, void *arg);
   /* A device-to-host copy of |size| (> 0) bytes from |src| on |stream|
-   * whose data the worker writes to the socket. The stream and the whole
-   * range are checked before the first call of |drain|; an error found
-   * then is returned with |drain| never called (the worker answers it
-   * without a payload). Otherwise |drain| gets consecutive pieces totalling
-   * exactly |size| bytes, each sent while the next one is copied. If a
-   * piece's copy fails after the first call of |drain|, the rest is sent
-   * as zeros and the copy's error is stored in |*copy_error| (the worker
-   * reports it as a deferred error on the next reply); the return value is
-   * then CUDA_SUCCESS. Returns a CUresult or a negative GP_E* code from
-   * |drain|. May be NULL: the worker stages through memcpy_dtoh. */
+   * whose data the worker writes to the socket. The stream, the whole
+   * range and the copy itself (up to GP_COPY_CHUNK bytes, the most the
+   * worker asks for) are complete before the first call of |drain|: an
+   * error is returned with |drain| never called (the worker answers it
+   * without a payload), so the data sent is never anything but the
+   * copy's. Then |drain| gets consecutive pieces totalling exactly |size|
+   * bytes. A backend that overlaps the copy of a larger request with the
+   * sending, and has a piece fail after the first call of |drain|, returns
+   * a fatal negative GP_E* code (the reply's header has promised the
+   * data; the session ends). Returns a CUresult or a negative GP_E* code,
+   * |drain|'s own included. May be NULL: the worker stages through
+   * memcpy_dtoh. */
   int (*memcpy_dtoh_pipe)(struct gp_backend *b, uint64_t src, uint64_t size,
-                          uint64_t stream, gp_copy_drain_fn drain, void *arg,
-                          int *copy_error);
+                          uint64_t stream, gp_copy_drain_fn drain,
+                          void *arg);
 
   int (*stream_create)(struct gp_backend *b, uint64_t ctx, uint64_t stream,
                        unsigned flags, int priority);

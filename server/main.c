@@ -1,6 +1,7 @@
 /* gpupool-server: command line, then the supervisor or (with the internal
  * --worker flag) one session's worker. See docs/server.md. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -227,7 +228,15 @@ int main(int argc, char **argv) {
   char whybuf[160];
   unsigned long long v;
   uint64_t size;
-  int c;
+  int c, fd;
+
+  /* A closed fd 0, 1 or 2 would be handed to the next file opened (a
+   * socket, the cuda backend's printf pipe) and then read or written as
+   * stdin, stdout or stderr: hold each with /dev/null. */
+  for (fd = 0; fd <= 2; fd++)
+    if (fcntl(fd, F_GETFD) < 0 && errno == EBADF &&
+        open("/dev/null", O_RDWR) < 0)
+      return GP_EXIT_FAILURE;
 
   memset(&cfg, 0, sizeof(cfg));
   cfg.backend_name = "emu";

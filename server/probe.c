@@ -5,16 +5,16 @@
  * writes one line per device on its fd 3 and exits; the supervisor reads
  * the lines strictly (devices.c) with a deadline.
  *
- * With --backend cuda the probe loads the driver library (--cuda-lib) with
- * dlopen and resolves its entry points through cuGetProcAddress_v2, as
- * cudart does; any other backend is asked through its operations table.
+ * With --backend cuda the probe opens the driver library (--cuda-lib) as
+ * the cuda backend does (backend/cuda/driver.c: dlopen, cuGetProcAddress
+ * at each entry point's typedef version, cuInit); any other backend is
+ * asked through its operations table.
  *
  * Lines (each at most GP_PROBE_LINE_MAX bytes):
  *   device ORDINAL GPU-UUID TOTAL_BYTES NAME
  *   end COUNT                       the list is complete
  *   error TEXT                      the probe failed (and exits non-zero)
  */
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -30,6 +30,7 @@
 
 #include <cuda.h>
 
+#include "backend/cuda/cuda_be.h"
 #include "devices.h"
 #include "gpupool/errors.h"
 #include "server.h"
@@ -78,59 +79,36 @@ static int say_device(int ordinal, const uint8_t uuid[16], uint64_t total,
              clean);
 }
 
-typedef CUresult (*proc_v2_fn)(const char *, void **, int, cuuint64_t,
-                               CUdriverProcAddressQueryResult *);
-
+/* The driver's entry points come from the cuda backend's own table
+ * (backend/cuda/driver.c): each requested at its PFN typedef's version,
+ * which every driver at least that new accepts (a version above the
+ * driver's own is refused with CUDA_ERROR_INVALID_VALUE), through
+ * cuGetProcAddress_v2 or, from an 11.x driver, cuGetProcAddress. So the
+ * probe accepts exactly the drivers a worker can open. */
 static int probe_driver(const char *path) {
-  CUresult (*init)(unsigned);
-  CUresult (*count)(int *);
-  CUresult (*get)(CUdevice *, int);
-  CUresult (*name)(char *, int, CUdevice);
-  CUresult (*uuid)(CUuuid *, CUdevice);
-  CUresult (*total)(size_t *, CUdevice);
-  struct { const char *sym; void **fn; } want[] = {
-    {"cuInit", (void **)&init},
-    {"cuDeviceGetCount", (void **)&count},
-    {"cuDeviceGet", (void **)&get},
-    {"cuDeviceGetName", (void **)&name},
-    {"cuDeviceGetUuid", (void **)&uuid},
-    {"cuDeviceTotalMem", (void **)&total},
-  };
-  proc_v2_fn proc;
-  void *lib;
+  struct cub_driver d;
+  char why[512];
   int n = 0, i;
   CUresult r;
 
-  lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-  if (!lib) {
-    say("error cannot load the driver library: %s", dlerror());
+  r = (CUresult)cub_driver_open(&d, path, why, sizeof(why));
+  if (r == CUDA_ERROR_NOT_FOUND) {
+    say("error cannot load the driver library: %s", why);
     return GP_EXIT_BACKEND;
   }
-  proc = (proc_v2_fn)dlsym(lib, "cuGetProcAddress_v2");
-  if (!proc) {
-    say("error %s has no cuGetProcAddress_v2 (a driver older than CUDA 12)",
-        path);
-    return GP_EXIT_BACKEND;
-  }
-  for (i = 0; i < (int)(sizeof(want) / sizeof(want[0])); i++) {
-    CUdriverProcAddressQueryResult st = CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND;
-    *want[i].fn = NULL;
-    /* The version this file was built against names the current variant
-     * (cuDeviceTotalMem_v2, cuDeviceGetUuid_v2: a MIG device's own
-     * UUID). */
-    r = proc(want[i].sym, want[i].fn, CUDA_VERSION,
-             CU_GET_PROC_ADDRESS_DEFAULT, &st);
-    if (r != CUDA_SUCCESS || !*want[i].fn) {
-      say("error the driver does not provide %s (CUresult %d)", want[i].sym,
-          (int)r);
-      return GP_EXIT_BACKEND;
-    }
-  }
-  r = init(0);
-  if (r == CUDA_SUCCESS)
-    r = count(&n);
   if (r != CUDA_SUCCESS) {
-    say("error cuInit or cuDeviceGetCount returned CUresult %d", (int)r);
+    say("error %s", why);
+    return GP_EXIT_BACKEND;
+  }
+  /* cuDeviceGetUuid is optional for a session, not for the inventory. */
+  if (!d.cuDeviceGetUuid) {
+    say("error the driver (version %d) does not provide cuDeviceGetUuid "
+        "at version 11040", d.version);
+    return GP_EXIT_BACKEND;
+  }
+  r = d.cuDeviceGetCount(&n);
+  if (r != CUDA_SUCCESS) {
+    say("error cuDeviceGetCount returned CUresult %d", (int)r);
     return GP_EXIT_BACKEND;
   }
   if (n < 0 || n > GP_DEVICES_MAX) {
@@ -142,10 +120,11 @@ static int probe_driver(const char *path) {
     CUuuid u;
     char nm[GP_DEVNAME_MAX];
     size_t bytes = 0;
-    if ((r = get(&dev, i)) != CUDA_SUCCESS ||
-        (r = name(nm, sizeof(nm), dev)) != CUDA_SUCCESS ||
-        (r = uuid(&u, dev)) != CUDA_SUCCESS ||
-        (r = total(&bytes, dev)) != CUDA_SUCCESS) {
+    /* cuDeviceGetUuid_v2 (11040): a MIG device's own UUID. */
+    if ((r = d.cuDeviceGet(&dev, i)) != CUDA_SUCCESS ||
+        (r = d.cuDeviceGetName(nm, sizeof(nm), dev)) != CUDA_SUCCESS ||
+        (r = d.cuDeviceGetUuid(&u, dev)) != CUDA_SUCCESS ||
+        (r = d.cuDeviceTotalMem(&bytes, dev)) != CUDA_SUCCESS) {
       say("error device %d: CUresult %d", i, (int)r);
       return GP_EXIT_BACKEND;
     }
@@ -270,13 +249,13 @@ static int take_line(const char *line, struct gp_inventory *inv, int *ndev,
   return GP_EPROTO;
 }
 
-/* Reads the probe's lines from |fd| until "end", an error, EOF or the
- * deadline. */
+/* Reads the probe's lines from |fd| until "end", an error, EOF or
+ * |*deadline_at| (now_ms() time). */
 static int read_lines(int fd, pid_t pid, struct gp_inventory *inv, char *why,
-                      size_t whylen) {
+                      size_t whylen, const int64_t *deadline_at) {
   char buf[GP_PROBE_LINE_MAX * 2];
   size_t have = 0;
-  int64_t deadline = now_ms() + GP_PROBE_TIMEOUT_MS;
+  int64_t deadline = *deadline_at;
   int ndev = 0;
 
   for (;;) {
@@ -328,6 +307,7 @@ int gp__probe_devices(const struct gp_server_config *cfg,
   char mem[32];
   char *argv[16];
   int p[2], i = 0, r, st;
+  int64_t deadline;
   pid_t pid;
 
   snprintf(mem, sizeof(mem), "%llu",
@@ -352,6 +332,7 @@ int gp__probe_devices(const struct gp_server_config *cfg,
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   /* dup2 clears close-on-exec on the copy: the probe keeps fd 3 only. */
   posix_spawn_file_actions_adddup2(&fa, p[1], GP_WORKER_FD);
+  deadline = now_ms() + GP_PROBE_TIMEOUT_MS;
   r = posix_spawn(&pid, "/proc/self/exe", &fa, NULL, argv, environ);
   posix_spawn_file_actions_destroy(&fa);
   close(p[1]);
@@ -360,12 +341,30 @@ int gp__probe_devices(const struct gp_server_config *cfg,
     snprintf(why, whylen, "cannot start the probe: %s", strerror(r));
     return GP_EIO;
   }
-  r = read_lines(p[0], pid, inv, why, whylen);
+  r = read_lines(p[0], pid, inv, why, whylen, &deadline);
   close(p[0]);
-  if (r == GP_ETIMEDOUT)
+  /* A probe that failed has nothing more to say; one that listed its
+   * devices must still exit by the deadline (a driver can hang in its
+   * exit handlers). */
+  if (r != 0)
     kill(pid, SIGKILL);
-  while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-    ;
+  for (;;) {
+    pid_t w = waitpid(pid, &st, WNOHANG);
+    if (w == pid || (w < 0 && errno != EINTR))
+      break;
+    if (w == 0 && now_ms() >= deadline) {
+      gp__warn("the device probe (pid %d) did not exit within %d s of "
+               "starting: killed", (int)pid, GP_PROBE_TIMEOUT_MS / 1000);
+      kill(pid, SIGKILL);
+      while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+      break;
+    }
+    if (w == 0) {
+      struct timespec ts = {0, 5 * 1000 * 1000};
+      nanosleep(&ts, NULL);
+    }
+  }
   return r;
 }
 

@@ -584,17 +584,13 @@ static int handle_dtoh(struct gp_worker *w, const struct gp_frame_header *h,
 
   if (ops->memcpy_dtoh_pipe) {
     struct dtoh_pipe p = {.w = w, .h = h, .size = m->size};
-    int copy_error = CUDA_SUCCESS;
     res = ops->memcpy_dtoh_pipe(w->be, m->src, m->size, m->stream,
-                                drain_to_wire, &p, &copy_error);
+                                drain_to_wire, &p);
     if (res < 0)
       return res;
+    /* Data goes out only once the whole copy has succeeded. */
     if (!p.started)
       return reply_status(w, h, res, NULL, 0);
-    /* The data went out with CUDA_SUCCESS; a copy that failed after that
-     * (its rest sent as zeros) is reported on the next reply. */
-    if (copy_error != CUDA_SUCCESS && w->deferred == CUDA_SUCCESS)
-      w->deferred = copy_error;
     return 0;
   }
 

@@ -341,6 +341,44 @@ static void test_devices_probe(int argc, char **argv) {
   (void)argv;
 }
 
+/* A 12.2 driver (the stand-in of tests/fakes), which refuses any
+ * cuGetProcAddress version above its own: the probe asks for each function
+ * at its typedef's version, so the device is listed. */
+static void test_devices_probe_old_driver(int argc, char **argv) {
+  const char *env[] = {"LD_LIBRARY_PATH", NULL};
+  const char *uuid = "GPU-12021202-1202-1202-1202-120212021202";
+  struct run r;
+  char w[24][64];
+  int n;
+
+  const char *a[] = {server_bin(), "--list-devices", "--backend", "cuda",
+                     "--cuda-lib", need_env("GPUPOOL_TEST_FAKE_CUDA122"),
+                     NULL};
+  run(&r, a, env, 60);
+  CHECK_EQ_I(r.status, 0);
+  n = row(r.out, uuid, w);
+  if (CHECK_GE_I(n, 11)) {
+    CHECK_STR_EQ(w[0], "0");
+    CHECK_STR_EQ(w[n - 1], "yes");
+    CHECK_STR_EQ(w[n - 6], "8192");
+  }
+  CHECK_TRUE(strstr(r.out, "Fake 12.2 GPU") != NULL);
+
+  /* A probe that lists its devices, then hangs on its way out: killed at
+   * the probe's deadline (30 s), and start-up goes on. */
+  const char *hang[] = {"LD_LIBRARY_PATH", "GP_FAKE_CUDA_HANG_AT_EXIT=1",
+                        NULL};
+  double t0 = gpt_now();
+  run(&r, a, hang, 50);
+  CHECK_EQ_I(r.status, 0);
+  CHECK_TRUE(gpt_now() - t0 < 45);
+  CHECK_TRUE(strstr(r.out, "did not exit within 30 s") != NULL);
+  n = row(r.out, uuid, w);
+  CHECK_GE_I(n, 11);
+  (void)argc;
+  (void)argv;
+}
+
 /* ---- NVML (the stand-in of tests/fakes) -------------------------------------------- */
 
 static void test_devices_nvml(int argc, char **argv) {
@@ -684,6 +722,7 @@ int main(int argc, char **argv) {
       {"server_flags", test_devices_server_flags, 60},
       {"list_emu", test_devices_list_emu, 60},
       {"probe", test_devices_probe, 120},
+      {"probe_old_driver", test_devices_probe_old_driver, 90},
       {"nvml", test_devices_nvml, 120},
       {"visible", test_devices_visible, 120},
       {"child_visible", child_visible, 60},

@@ -12,8 +12,10 @@
  * The driver keeps a current context per thread; the worker has one
  * thread, so the backend remembers which it made current and switches only
  * when an operation needs another one. Stream id 0 is the legacy default
- * stream (NULL) of the context the operation names, or, for an operation
- * that names none (a copy, a free), of the current context.
+ * stream (NULL) of the context the operation names; a copy or memset
+ * names none, and runs on the legacy stream of the context owning its
+ * device memory (cub_stream_enter_ptr); anything else that names none (a
+ * free) runs in the current context.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -26,18 +28,35 @@
 #define CUB_EVENT_FLAGS \
   (CU_EVENT_BLOCKING_SYNC | CU_EVENT_DISABLE_TIMING | CU_EVENT_INTERPROCESS)
 
-/* An operation whose entry point the driver lacks. */
-static int missing(const struct gp_backend *b, const char *fn) {
-  (void)b;
-  gp__info("cuda backend: the driver has no %s: CUDA_ERROR_NOT_SUPPORTED",
-           fn);
+/* An operation (|op|, a function name) whose entry point |fn| the driver
+ * lacks: says which function, which driver, and which driver has it. */
+static int missing(const struct gp_backend *b, const char *op,
+                   const char *fn) {
+  const struct cub_symbol *t;
+  size_t i, n;
+  int since = 0, v = b->drv.version;
+
+  t = cub_symbols(&n);
+  for (i = 0; i < n; i++)
+    if (strcmp(t[i].name, fn) == 0)
+      since = t[i].version;
+  if (strncmp(op, "cub_", 4) == 0)
+    op += 4;
+  if (since > v)
+    gp__info("cuda backend: %s needs %s, new in CUDA %d.%d; the driver is "
+             "%d.%d: CUDA_ERROR_NOT_SUPPORTED", op, fn, since / 1000,
+             since % 1000 / 10, v / 1000, v % 1000 / 10);
+  else
+    gp__info("cuda backend: %s needs %s, which the driver (%d.%d) does not "
+             "provide: CUDA_ERROR_NOT_SUPPORTED", op, fn, v / 1000,
+             v % 1000 / 10);
   return CUDA_ERROR_NOT_SUPPORTED;
 }
 
 #define NEED(b, fn)                                   \
   do {                                                \
     if (!(b)->drv.fn)                                 \
-      return missing((b), #fn);                       \
+      return missing((b), __func__, #fn);             \
   } while (0)
 
 /* ---- session -------------------------------------------------------------- */
@@ -106,6 +125,38 @@ int cub_stream_enter(struct gp_backend *b, uint64_t stream, CUstream *out) {
     return CUDA_ERROR_INVALID_HANDLE;
   *out = s->h;
   return cub_make_current(b, s->ctx->h);
+}
+
+/* The session's context owning device address |ptr|, or NULL. */
+static struct cub_ctx *ptr_ctx(struct gp_backend *b, uint64_t ptr) {
+  CUcontext h = NULL;
+  size_t i;
+
+  if (ptr == 0 || !b->drv.cuPointerGetAttribute ||
+      b->drv.cuPointerGetAttribute(&h, CU_POINTER_ATTRIBUTE_CONTEXT,
+                                   (CUdeviceptr)ptr) != CUDA_SUCCESS || !h)
+    return NULL;
+  for (i = 0; i < b->ctxs.cap; i++) {
+    struct cub_ctx *c = b->ctxs.slots[i].value;
+    if (b->ctxs.slots[i].key != 0 && c->h == h)
+      return c;
+  }
+  return NULL;
+}
+
+int cub_stream_enter_ptr(struct gp_backend *b, uint64_t stream, uint64_t ptr,
+                         uint64_t ptr2, CUstream *out) {
+  struct cub_ctx *c;
+
+  if (stream != 0)
+    return cub_stream_enter(b, stream, out);
+  *out = NULL;
+  c = ptr_ctx(b, ptr);
+  if (!c)
+    c = ptr_ctx(b, ptr2);
+  if (!c)
+    return cub_stream_enter(b, 0, out);
+  return cub_make_current(b, c->h);
 }
 
 static int cub_open(const struct gp_backend_config *cfg,
@@ -232,8 +283,7 @@ static int ctx_end(struct gp_backend *b, struct cub_ctx *c) {
   bool primary = c->primary;
   int r;
 
-  if (b->stage_ctx == h)
-    cub_stage_free(b, true);
+  cub_stage_ctx_end(b, h);
   ctx_forget(b, c);
   if (primary) {
     /* Not current while it goes away. */
@@ -253,7 +303,7 @@ static void cub_close(struct gp_backend *b) {
 
   if (!b)
     return;
-  cub_stage_free(b, false);
+  cub_stage_free(b);
   for (i = 0; i < b->ctxs.cap; i++) {
     while (b->ctxs.slots[i].key != 0)
       ctx_end(b, b->ctxs.slots[i].value);
@@ -510,7 +560,7 @@ static int cub_mem_host_view(struct gp_backend *b, uint64_t dptr,
 static int cub_memcpy_htod(struct gp_backend *b, uint64_t dst,
                            const void *src, uint64_t size, uint64_t stream) {
   CUstream s;
-  int r = cub_stream_enter(b, stream, &s);
+  int r = cub_stream_enter_ptr(b, stream, dst, 0, &s);
 
   if (r != CUDA_SUCCESS || size == 0)
     return r;
@@ -525,7 +575,7 @@ static int cub_memcpy_htod(struct gp_backend *b, uint64_t dst,
 static int cub_memcpy_dtoh(struct gp_backend *b, void *dst, uint64_t src,
                            uint64_t size, uint64_t stream) {
   CUstream s;
-  int r = cub_stream_enter(b, stream, &s);
+  int r = cub_stream_enter_ptr(b, stream, src, 0, &s);
 
   if (r != CUDA_SUCCESS || size == 0)
     return r;
@@ -540,7 +590,7 @@ static int cub_memcpy_dtoh(struct gp_backend *b, void *dst, uint64_t src,
 static int cub_memcpy_dtod(struct gp_backend *b, uint64_t dst, uint64_t src,
                            uint64_t size, uint64_t stream) {
   CUstream s;
-  int r = cub_stream_enter(b, stream, &s);
+  int r = cub_stream_enter_ptr(b, stream, dst, src, &s);
 
   if (r != CUDA_SUCCESS || size == 0)
     return r;
@@ -560,7 +610,7 @@ static int cub_memset(struct gp_backend *b, uint64_t dst, uint32_t value,
     return CUDA_ERROR_INVALID_VALUE;
   if (dst % element_size != 0)
     return CUDA_ERROR_INVALID_VALUE;
-  r = cub_stream_enter(b, stream, &s);
+  r = cub_stream_enter_ptr(b, stream, dst, 0, &s);
   if (r != CUDA_SUCCESS || count == 0)
     return r;
   if (!b->current || count > SIZE_MAX)

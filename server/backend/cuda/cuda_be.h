@@ -53,6 +53,7 @@
   X(cuMemFree, 3020, true)                          \
   X(cuMemGetInfo, 3020, false)                      \
   X(cuMemGetAddressRange, 3020, true)               \
+  X(cuPointerGetAttribute, 4000, false)             \
   X(cuMemHostAlloc, 2020, false)                    \
   X(cuMemFreeHost, 2000, false)                     \
   X(cuMemcpyHtoDAsync, 3020, true)                  \
@@ -179,7 +180,9 @@ struct cub_output {
   bool reader_started;
   int stop;                 /* atomic: the reader ends */
   int rfd;                  /* read end of the pipe on fd 1; -1: none */
-  int saved_stdout;         /* fd 1 before, restored on free; -1: none */
+  int saved_stdout;         /* fd 1 before (above 2), restored on free;
+                               -1: fd 1 was closed, and is closed again */
+  bool own_stdout;          /* fd 1 is the pipe's write end */
   char *buf;                /* CUB_OUTPUT_MAX bytes */
   size_t len;
   uint64_t dropped;
@@ -189,10 +192,12 @@ struct cub_output {
   uint64_t peek_dropped;
 };
 
-/* Points fd 1 at a pipe drained by a reader thread. Returns CUDA_SUCCESS
- * or CUDA_ERROR_OPERATING_SYSTEM / CUDA_ERROR_OUT_OF_MEMORY. */
+/* Points fd 1 at a pipe drained by a reader thread (both ends of the pipe
+ * above fd 2, whichever of fds 0-2 are closed). Returns CUDA_SUCCESS or
+ * CUDA_ERROR_OPERATING_SYSTEM / CUDA_ERROR_OUT_OF_MEMORY. */
 int cub_output_init(struct cub_output *o);
-/* Stops the reader and puts fd 1 back. Safe on a failed init. */
+/* Stops the reader and puts fd 1 back as it was (closed again if it was
+ * closed). Safe on a failed init. */
 void cub_output_free(struct cub_output *o);
 void cub_output_peek(struct cub_output *o, const void **data, size_t *len,
                      uint64_t *dropped);
@@ -208,7 +213,8 @@ void cub_output_consumed(struct cub_output *o);
 #define CUB_MAX_DEVICES 64
 
 /* Pinned staging for pipelined copies: CUB_STAGE_CHUNKS chunks of
- * CUB_STAGE_CHUNK bytes, allocated on the first bulk copy. */
+ * CUB_STAGE_CHUNK bytes (a whole GP_COPY_CHUNK request), allocated on the
+ * first bulk copy. */
 #define CUB_STAGE_CHUNKS 4
 #define CUB_STAGE_CHUNK (4u << 20)
 
@@ -262,9 +268,9 @@ struct cub_ctx {
 };
 
 struct cub_chunk {
-  void *host;               /* pinned, CUB_STAGE_CHUNK bytes */
-  CUevent done;             /* recorded after the chunk's copy */
-  CUcontext ctx;            /* the context |done| belongs to */
+  void *host;               /* pinned (portable), CUB_STAGE_CHUNK bytes */
+  CUevent done;             /* recorded after the chunk's copy, in
+                               stage_ev_ctx */
 };
 
 struct gp_backend {
@@ -278,9 +284,12 @@ struct gp_backend {
   struct gp__idmap ctxs, streams, events, modules, funcs;
   CUcontext current;        /* what the backend last made current */
   struct cub_chunk stage[CUB_STAGE_CHUNKS];
-  CUcontext stage_ctx;      /* the context the pinned chunks belong to */
-  bool stage_failed;        /* no pinned memory: copies use plain buffers */
-  void *plain;              /* CUB_STAGE_CHUNK bytes when stage_failed */
+  CUcontext stage_host_ctx; /* the context that allocated the pinned chunks
+                               (they serve all; they die with it) */
+  CUcontext stage_ev_ctx;   /* the context the chunks' events belong to */
+  bool stage_warned;        /* a failed pinned allocation was logged */
+  void *plain;              /* CUB_STAGE_CHUNKS * CUB_STAGE_CHUNK bytes, for
+                               copies without pinned chunks; lazily */
 };
 
 /* Makes |h| current (if it is not already). Returns the driver's result. */
@@ -296,16 +305,26 @@ struct cub_ctx *cub_any_ctx(struct gp_backend *b);
  * CUDA_SUCCESS, CUDA_ERROR_INVALID_HANDLE for an unknown id. */
 int cub_stream_enter(struct gp_backend *b, uint64_t stream, CUstream *out);
 
+/* As cub_stream_enter for a copy or memset touching device addresses
+ * |ptr| and |ptr2| (0: none). The protocol's copies name no context, so
+ * for stream 0 the context is the one owning |ptr| (else |ptr2|) as
+ * cuPointerGetAttribute(CU_POINTER_ATTRIBUTE_CONTEXT) says, if it is one
+ * of the session's: its legacy stream is ordered after that context's
+ * work. Without an answer, cub_any_ctx()'s, as cub_stream_enter. */
+int cub_stream_enter_ptr(struct gp_backend *b, uint64_t stream, uint64_t ptr,
+                         uint64_t ptr2, CUstream *out);
+
 /* ---- copy.c: pipelined bulk copies ----------------------------------------- */
 
 int cub_memcpy_htod_pipe(struct gp_backend *b, uint64_t dst, uint64_t size,
                          uint64_t stream, gp_copy_fill_fn fill, void *arg);
 int cub_memcpy_dtoh_pipe(struct gp_backend *b, uint64_t src, uint64_t size,
-                         uint64_t stream, gp_copy_drain_fn drain, void *arg,
-                         int *copy_error);
-/* Frees the staging chunks (in close). With |ctx_dying| (their context
- * is being destroyed, perhaps after a fault) the events are left to die
- * with it: destroying them would only earn its sticky error. */
-void cub_stage_free(struct gp_backend *b, bool ctx_dying);
+                         uint64_t stream, gp_copy_drain_fn drain, void *arg);
+/* Before context |h| is destroyed: forgets the events that belong to it
+ * (they die with it; destroying them after a fault would only earn its
+ * sticky error) and frees the pinned chunks if |h| allocated them. */
+void cub_stage_ctx_end(struct gp_backend *b, CUcontext h);
+/* Frees the staging chunks and buffer (in close). */
+void cub_stage_free(struct gp_backend *b);
 
 #endif

@@ -80,6 +80,20 @@ static void *reader_main(void *arg) {
   }
 }
 
+/* Moves |*fd| above the standard descriptors (a pipe end at 0, 1 or 2,
+ * because one of them was closed, would be taken for stdin, stdout or
+ * stderr). Returns 0 or -1. */
+static int above_stdio(int *fd) {
+  int n;
+
+  if (*fd > 2)
+    return 0;
+  n = fcntl(*fd, F_DUPFD_CLOEXEC, 3);
+  close(*fd);
+  *fd = n;
+  return n < 0 ? -1 : 0;
+}
+
 int cub_output_init(struct cub_output *o) {
   int fds[2];
 
@@ -93,12 +107,24 @@ int cub_output_init(struct cub_output *o) {
     cub_output_free(o);
     return CUDA_ERROR_OUT_OF_MEMORY;
   }
+  fflush(stdout);
+  /* fd 1 as it is, taken before the pipe exists (-1: fd 1 is closed, and
+   * is closed again on free). */
+  o->saved_stdout = fcntl(1, F_DUPFD_CLOEXEC, 3);
   if (pipe2(fds, O_CLOEXEC) != 0) {
     cub_output_free(o);
     return CUDA_ERROR_OPERATING_SYSTEM;
   }
-  fflush(stdout);
-  o->saved_stdout = fcntl(1, F_DUPFD_CLOEXEC, 3);
+  /* With fd 1 closed, pipe2 hands out fd 1 itself: the read end would
+   * become "stdout", and dup2 below would close it. */
+  if (above_stdio(&fds[0]) != 0 || above_stdio(&fds[1]) != 0) {
+    if (fds[0] >= 0)
+      close(fds[0]);
+    if (fds[1] >= 0)
+      close(fds[1]);
+    cub_output_free(o);
+    return CUDA_ERROR_OPERATING_SYSTEM;
+  }
   /* The reader never blocks in read(): it polls first, and a peek drains
    * without blocking. */
   fcntl(fds[0], F_SETFL, O_NONBLOCK);
@@ -108,6 +134,7 @@ int cub_output_init(struct cub_output *o) {
     cub_output_free(o);
     return CUDA_ERROR_OPERATING_SYSTEM;
   }
+  o->own_stdout = true;
   close(fds[1]);
   o->rfd = fds[0];
   if (pthread_create(&o->reader, NULL, reader_main, o) != 0) {
@@ -120,9 +147,15 @@ int cub_output_init(struct cub_output *o) {
 
 void cub_output_free(struct cub_output *o) {
   fflush(stdout);
+  /* Closing the pipe's write end (fd 1) ends the reader. */
+  if (o->own_stdout) {
+    if (o->saved_stdout >= 0)
+      dup2(o->saved_stdout, 1);
+    else
+      close(1);
+    o->own_stdout = false;
+  }
   if (o->saved_stdout >= 0) {
-    /* Closing the pipe's write end (fd 1) ends the reader. */
-    dup2(o->saved_stdout, 1);
     close(o->saved_stdout);
     o->saved_stdout = -1;
   }
