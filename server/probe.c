@@ -12,6 +12,8 @@
  *
  * Lines (each at most GP_PROBE_LINE_MAX bytes):
  *   device ORDINAL GPU-UUID TOTAL_BYTES NAME
+ *   cc ORDINAL MAJOR MINOR          optional, after its device's line: the
+ *                                   compute capability
  *   end COUNT                       the list is complete
  *   error TEXT                      the probe failed (and exits non-zero)
  */
@@ -79,6 +81,22 @@ static int say_device(int ordinal, const uint8_t uuid[16], uint64_t total,
              clean);
 }
 
+/* The device's compute capability as a "cc" line, when its attributes
+ * name it. */
+static int say_cc(int ordinal, const struct gp_device_desc *d) {
+  int major = 0, minor = -1, i;
+
+  for (i = 0; i < d->nattrs && i < GP_DEVICE_MAX_ATTRS; i++) {
+    if (d->attrs[i].attr == CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)
+      major = d->attrs[i].value;
+    if (d->attrs[i].attr == CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)
+      minor = d->attrs[i].value;
+  }
+  if (major < 1 || major > 99 || minor < 0 || minor > 99)
+    return 0;
+  return say("cc %d %d %d", ordinal, major, minor);
+}
+
 /* The driver's entry points come from the cuda backend's own table
  * (backend/cuda/driver.c): each requested at its PFN typedef's version,
  * which every driver at least that new accepts (a version above the
@@ -130,6 +148,20 @@ static int probe_driver(const char *path) {
     }
     if (say_device(i, (const uint8_t *)u.bytes, bytes, nm) != 0)
       return GP_EXIT_CONN_LOST;
+    /* The compute capability is extra: a driver that cannot say leaves
+     * it unknown. */
+    {
+      int major = 0, minor = 0;
+      if (d.cuDeviceGetAttribute(&major,
+                                 CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR,
+                                 dev) == CUDA_SUCCESS &&
+          d.cuDeviceGetAttribute(&minor,
+                                 CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR,
+                                 dev) == CUDA_SUCCESS &&
+          major >= 1 && major <= 99 && minor >= 0 && minor <= 99 &&
+          say("cc %d %d %d", i, major, minor) != 0)
+        return GP_EXIT_CONN_LOST;
+    }
   }
   /* The library stays loaded: unloading a driver at exit gains nothing. */
   return say("end %d", n) == 0 ? GP_EXIT_OK : GP_EXIT_CONN_LOST;
@@ -160,7 +192,8 @@ static int probe_backend(const struct gp_server_config *cfg) {
       status = GP_EXIT_BACKEND;
       goto out;
     }
-    if (say_device(i, desc->uuid, desc->total_mem, desc->name) != 0) {
+    if (say_device(i, desc->uuid, desc->total_mem, desc->name) != 0 ||
+        say_cc(i, desc) != 0) {
       status = GP_EXIT_CONN_LOST;
       goto out;
     }
@@ -228,6 +261,20 @@ static int take_line(const char *line, struct gp_inventory *inv, int *ndev,
       return GP_EPROTO;
     }
     (*ndev)++;
+    return 0;
+  }
+  if (strncmp(line, "cc ", 3) == 0) {
+    int ord, major, minor;
+    /* Optional, right after its device's line. */
+    if (gp__probe_parse_cc(line, &ord, &major, &minor) != 0 ||
+        *ndev == 0 || ord != *ndev - 1 || inv->n == 0 ||
+        inv->d[inv->n - 1].ordinal != ord || inv->d[inv->n - 1].cc_major) {
+      snprintf(why, whylen, "the probe wrote a malformed line: '%.80s'",
+               line);
+      return GP_EPROTO;
+    }
+    inv->d[inv->n - 1].cc_major = major;
+    inv->d[inv->n - 1].cc_minor = minor;
     return 0;
   }
   if (strncmp(line, "end ", 4) == 0) {
