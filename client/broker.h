@@ -93,11 +93,14 @@ struct gp__pool {
   char server[300];      /* with a broker: a server name (may be empty);
                             without: HOST[:PORT] (may be empty) */
   const char *server_from; /* the setting |server| came from, for messages */
-  char token[GP__MAX_TOKEN]; /* with a broker and |need_token|: the token */
+  char token[GP__MAX_TOKEN]; /* with a broker and GP__RESOLVE_TOKEN */
   uint64_t memory;       /* bytes; 0: the broker's default */
   struct gp__label labels[GP__MAX_LABELS];
   int nlabels;
 };
+
+#define GP__RESOLVE_TOKEN 1u   /* read the token */
+#define GP__RESOLVE_REQUEST 2u /* parse the memory and the labels */
 
 /* Decides how to reach the pool from the environment and |cf| (the
  * environment wins; docs/client.md, "The pool"):
@@ -106,14 +109,14 @@ struct gp__pool {
  *   server: with a broker $GPUPOOL_SERVER_NAME, else `server` (a name);
  *           without, $GPUPOOL_SERVER, else `server` (an address).
  *   token:  $GPUPOOL_TOKEN, else the file $GPUPOOL_TOKEN_FILE, else
- *           `token`, else the file `token_file` (read only with a broker and
- *           |need_token|; none at all is an error then).
+ *           `token`, else the file `token_file` (only with a broker and
+ *           GP__RESOLVE_TOKEN in |what|; none at all is an error then).
  *   memory: $GPUPOOL_MEM, else `memory`; labels: $GPUPOOL_LABELS, else
- *           `labels` (both only with a broker).
+ *           `labels` (only with a broker and GP__RESOLVE_REQUEST).
  * |broker_arg| and |token_file_arg| (the CLI's --broker and --token-file;
  * NULL: none) come before everything else. Returns 0, or -1 with |why|. */
 int gp__pool_resolve(const struct gp__conf *cf, const char *broker_arg,
-                     const char *token_file_arg, int need_token,
+                     const char *token_file_arg, unsigned what,
                      struct gp__pool *pool, char *why, size_t why_len);
 
 /* ---- The broker's requests (broker.c) -------------------------------------- */

@@ -328,7 +328,7 @@ static int copy_setting(char *dst, size_t cap, const char *v, const char *what,
 }
 
 int gp__pool_resolve(const struct gp__conf *cf, const char *broker_arg,
-                     const char *token_file_arg, int need_token,
+                     const char *token_file_arg, unsigned what,
                      struct gp__pool *pool, char *why, size_t why_len) {
   memset(pool, 0, sizeof(*pool));
   const char *broker;
@@ -361,8 +361,8 @@ int gp__pool_resolve(const struct gp__conf *cf, const char *broker_arg,
       copy_setting(pool->server, sizeof(pool->server), server, from, why,
                    why_len) < 0)
     return -1;
-  if (pool->broker[0] == '\0')
-    return 0;
+  if (pool->broker[0] == '\0' || !(what & GP__RESOLVE_REQUEST))
+    goto token;
 
   /* The memory and the labels. */
   const char *mem = env(GP_ENV_MEM);
@@ -386,7 +386,8 @@ int gp__pool_resolve(const struct gp__conf *cf, const char *broker_arg,
   if (pool->nlabels < 0)
     return -1;
 
-  if (!need_token)
+token:
+  if (pool->broker[0] == '\0' || !(what & GP__RESOLVE_TOKEN))
     return 0;
   const char *tok;
   if (token_file_arg != NULL)

@@ -310,7 +310,8 @@ static int find_server(struct gp__client *c, struct gp__grant *g, char *why,
   int ret = -1;
   struct gp__hostport hp;
   if (gp__conf_load(&st->cf, why, why_len) < 0 ||
-      gp__pool_resolve(&st->cf, NULL, NULL, 1, &st->pool, why, why_len) < 0)
+      gp__pool_resolve(&st->cf, NULL, NULL,
+                       GP__RESOLVE_TOKEN | GP__RESOLVE_REQUEST, &st->pool, why, why_len) < 0)
     goto out;
   if (st->pool.broker[0] != '\0') {
     char host[256] = "", client[320];
