@@ -780,6 +780,15 @@ static void sc_malformed(int argc, char **argv) {
                           NULL, NULL, 0), 0);
   CHECK_EQ_I(expect_protocol_error(&c, "unexpected reply"), GP_EPROTO);
   conn_close(&c);
+  /* A request that must be answered, flagged NOREPLY. */
+  conn_open(&c);
+  {
+    Gpupool__BrokerStatusRequest m = GPUPOOL__BROKER_STATUS_REQUEST__INIT;
+    post(&c, GP_MSG_BROKER_STATUS, &m.base);
+  }
+  CHECK_EQ_I(expect_protocol_error(&c, "BROKER_STATUS flagged NOREPLY"),
+             GP_EPROTO);
+  conn_close(&c);
   /* A frame in pieces, a byte at a time for the header: answered. */
   {
     Gpupool__BrokerStatusRequest m = GPUPOOL__BROKER_STATUS_REQUEST__INIT;
