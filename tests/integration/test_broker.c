@@ -828,6 +828,33 @@ static void sc_malformed(int argc, char **argv) {
     for (int i = 0; i < 64; i++)
       conn_close(&many[i]);
   }
+  /* Random message bytes under the broker's types, each on a connection
+   * of its own: whatever each gets (an answer, a ProtocolError, or a
+   * refusal and the end), the broker stays up. */
+  {
+    uint64_t x = 0x243f6a8885a308d3ull;
+    static const uint16_t types[] = {
+      GP_MSG_BROKER_REGISTER, GP_MSG_BROKER_HEARTBEAT,
+      GP_MSG_BROKER_SESSION_END, GP_MSG_BROKER_REQUEST_SESSION,
+      GP_MSG_BROKER_STATUS, GP_MSG_BROKER_DRAIN, 113};
+    for (int i = 0; i < 200; i++) {
+      uint8_t fb[GP_FRAME_HEADER_SIZE + 64];
+      uint32_t n;
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      n = (uint32_t)(x % 65);
+      header(fb, types[(x >> 8) % 7], n, 0);
+      gpt_fill(fb + GP_FRAME_HEADER_SIZE, n, x);
+      conn_open(&c);
+      send_raw(&c, fb, GP_FRAME_HEADER_SIZE + n);
+      struct gp_frame_header h;
+      int r = gp_wire_recv_header(&c.w, &h);
+      if (r != 0 && r != GP_ECLOSED)
+        CHECK_EQ_I(r, 0);
+      conn_close(&c);
+    }
+  }
   /* The server's connection still works: a heartbeat keeps it up and a
    * request is placed on it. */
   heartbeat(&srv, &POOL02, NULL, NULL, 0);
