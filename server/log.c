@@ -17,6 +17,12 @@ static _Atomic int log_level = GP_LOG_INFO;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
+static const char *log_program = "gpupool-server";
+
+void gp__log_set_program(const char *name) {
+  log_program = name;
+}
+
 void gp__log_set_level(enum gp_log_level level) {
   atomic_store(&log_level, (int)level);
 }
@@ -52,8 +58,8 @@ void gp__vlog(enum gp_log_level level, const char *fmt, va_list ap) {
   clock_gettime(CLOCK_REALTIME, &ts);
   gmtime_r(&ts.tv_sec, &tm);
   n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-  k = snprintf(line + n, sizeof(line) - n, ".%03ldZ gpupool-server[%ld] %s: ",
-               ts.tv_nsec / 1000000, (long)getpid(), gp__log_level_name(level));
+  k = snprintf(line + n, sizeof(line) - n, ".%03ldZ %s[%ld] %s: ",
+               ts.tv_nsec / 1000000, log_program, (long)getpid(), gp__log_level_name(level));
   if (k > 0)
     n += (size_t)k < sizeof(line) - n ? (size_t)k : sizeof(line) - n - 1;
   k = vsnprintf(line + n, sizeof(line) - n, fmt, ap);

@@ -18,6 +18,11 @@ enum gp_log_level {
   GP_LOG_DEBUG = 3,
 };
 
+/* Sets the program name each line carries (default "gpupool-server";
+ * gpupool-broker builds this file in too). |name| must stay valid. Call
+ * before any thread logs. */
+void gp__log_set_program(const char *name);
+
 /* Sets the lowest level that is written (default GP_LOG_INFO). */
 void gp__log_set_level(enum gp_log_level level);
 

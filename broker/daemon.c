@@ -1,0 +1,1080 @@
+/* The broker's event loop (docs/broker.md): one libuv loop that accepts
+ * connections from pool servers, clients and the CLI, reads frames with a
+ * parser per connection, and answers from the pool (placement.c).
+ *
+ * Every size a peer controls is bounded: a frame's message (BRK_MAX_MSG),
+ * its payload (none: the broker's messages carry none), the counts in a
+ * message (before anything is allocated for them), the bytes queued to a
+ * peer that does not read (BRK_MAX_QUEUED), the number of connections
+ * (BRK_MAX_CONNS), and how long a connection that is not a server's may
+ * stay without sending a frame (BRK_CLIENT_IDLE_MS). A frame that does not
+ * decode, or a type the broker does not serve, gets a ProtocolError and
+ * the end of that connection only.
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/rand.h>
+#include <uv.h>
+
+#include "broker.h"
+#include "frame.h"
+#include "gp_config.h"
+#include "gpupool/errors.h"
+#include "log.h"
+#include "msg.h"
+
+#define BRK_BACKLOG 128
+#define BRK_MAX_CONNS 4096u
+#define BRK_MAX_MSG (1u << 20)
+#define BRK_MAX_QUEUED (16u << 20)
+#define BRK_CLIENT_IDLE_MS 30000u
+#define BRK_MAX_LISTED 65536u /* sessions in one registration or heartbeat */
+#define BRK_READ_BUF (64u << 10)
+#define BRK_PEER_MAX 64
+
+struct brk_daemon;
+
+/* One peer. Freed from its close callback only. */
+struct brk_conn {
+  uv_tcp_t tcp;
+  struct brk_daemon *d;
+  struct gp_frame_parser parser;
+  char peer[BRK_PEER_MAX];
+  struct brk_server *server; /* what it registered as; NULL: none */
+  uint64_t last_rx_ms;
+  bool finishing;            /* no more input is read */
+  struct brk_conn *prev, *next;
+};
+
+struct brk_daemon {
+  const struct brk_config *cfg;
+  uv_loop_t loop;
+  uv_tcp_t listener;
+  uv_signal_t sigint, sigterm;
+  uv_timer_t tick;
+  struct brk_pool pool;
+  struct brk_conn *conns;
+  uint32_t nconns;
+  uint64_t started_ms;
+  bool stopping;
+  uint8_t rbuf[BRK_READ_BUF]; /* every read lands here: one loop thread */
+};
+
+struct brk_write {
+  uv_write_t req;
+  uint8_t *buf;
+};
+
+static const struct gp_frame_limits brk_limits = {BRK_MAX_MSG, 0};
+
+/* ---- Connections --------------------------------------------------------- */
+
+static void addr_to_string(const struct sockaddr *sa, char *out,
+                           size_t len) {
+  char host[INET6_ADDRSTRLEN] = "?";
+
+  if (sa->sa_family == AF_INET) {
+    const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+    uv_ip4_name(in, host, sizeof(host));
+    snprintf(out, len, "%s:%d", host, ntohs(in->sin_port));
+  } else if (sa->sa_family == AF_INET6) {
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+    uv_ip6_name(in6, host, sizeof(host));
+    snprintf(out, len, "[%s]:%d", host, ntohs(in6->sin6_port));
+  } else {
+    snprintf(out, len, "?");
+  }
+}
+
+static void conn_closed(uv_handle_t *h) {
+  struct brk_conn *c = h->data;
+  struct brk_daemon *d = c->d;
+
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    d->conns = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  d->nconns--;
+  if (c->server && c->server->conn == c) {
+    c->server->conn = NULL;
+    if (!d->stopping)
+      gp__info("server %s: connection from %s closed", c->server->name,
+               c->peer);
+  }
+  gp_frame_parser_free(&c->parser);
+  free(c);
+}
+
+static void conn_close(struct brk_conn *c) {
+  c->finishing = true;
+  if (!uv_is_closing((uv_handle_t *)&c->tcp))
+    uv_close((uv_handle_t *)&c->tcp, conn_closed);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+  struct brk_conn *c = req->data;
+
+  free(req);
+  conn_close(c);
+}
+
+/* Stops reading, lets what is queued go out, then closes. */
+static void conn_finish(struct brk_conn *c) {
+  uv_shutdown_t *req;
+
+  if (c->finishing)
+    return;
+  c->finishing = true;
+  uv_read_stop((uv_stream_t *)&c->tcp);
+  req = malloc(sizeof(*req));
+  if (req) {
+    req->data = c;
+    if (uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) == 0)
+      return;
+    free(req);
+  }
+  conn_close(c);
+}
+
+static void on_written(uv_write_t *req, int status) {
+  struct brk_write *w = (struct brk_write *)req;
+  struct brk_conn *c = req->data;
+
+  free(w->buf);
+  free(w);
+  if (status < 0 && status != UV_ECANCELED)
+    conn_close(c);
+}
+
+/* Queues one frame of |type| (|msg| NULL: an empty message). Closes the
+ * connection when it cannot (out of memory, a peer that does not read). */
+static void conn_send(struct brk_conn *c, uint16_t type, uint16_t flags,
+                      uint32_t request_id, const ProtobufCMessage *msg) {
+  struct gp_frame_header h = {0};
+  struct brk_write *w;
+  size_t n = msg ? protobuf_c_message_get_packed_size(msg) : 0;
+  uv_buf_t b;
+
+  if (uv_is_closing((uv_handle_t *)&c->tcp))
+    return;
+  w = malloc(sizeof(*w));
+  if (w)
+    w->buf = malloc(GP_FRAME_HEADER_SIZE + n);
+  if (!w || !w->buf) {
+    gp__error("%s: out of memory for a reply: closing", c->peer);
+    if (w)
+      free(w);
+    conn_close(c);
+    return;
+  }
+  h.version = GP_FRAME_VERSION;
+  h.type = type;
+  h.flags = flags;
+  h.request_id = request_id;
+  h.msg_len = (uint32_t)n;
+  gp_frame_header_encode(&h, w->buf);
+  if (msg)
+    protobuf_c_message_pack(msg, w->buf + GP_FRAME_HEADER_SIZE);
+  b = uv_buf_init((char *)w->buf, (unsigned)(GP_FRAME_HEADER_SIZE + n));
+  w->req.data = c;
+  if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0) {
+    free(w->buf);
+    free(w);
+    conn_close(c);
+    return;
+  }
+  if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) >
+      BRK_MAX_QUEUED) {
+    gp__warn("%s: more than %u MiB queued and not read: closing", c->peer,
+             BRK_MAX_QUEUED >> 20);
+    conn_close(c);
+  }
+}
+
+static void reply(struct brk_conn *c, const struct gp_frame_header *h,
+                  const ProtobufCMessage *msg) {
+  conn_send(c, h->type, GP_FRAME_F_REPLY, h->request_id, msg);
+}
+
+/* Sends a ProtocolError and ends the connection. */
+__attribute__((format(printf, 4, 5)))
+static void protocol_error(struct brk_conn *c, int code, uint32_t request_id,
+                           const char *fmt, ...) {
+  Gpupool__ProtocolError pe = GPUPOOL__PROTOCOL_ERROR__INIT;
+  char msg[256];
+  va_list ap;
+
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  gp__warn("%s%s%s: protocol error: %s; closing", c->peer,
+           c->server ? " server " : "", c->server ? c->server->name : "",
+           msg);
+  pe.code = code;
+  pe.message = msg;
+  conn_send(c, GP_MSG_PROTOCOL_ERROR, 0, request_id, &pe.base);
+  conn_finish(c);
+}
+
+/* Copies |in| into |out| (|len| bytes) with anything not printable ASCII
+ * replaced, for logs and status. */
+static void sanitize(const char *in, char *out, size_t len) {
+  size_t i;
+
+  for (i = 0; in && in[i] && i + 1 < len; i++)
+    out[i] = in[i] >= 0x20 && in[i] < 0x7f ? in[i] : '?';
+  out[i] = '\0';
+}
+
+static uint64_t now_unix(void) {
+  return (uint64_t)time(NULL);
+}
+
+/* ---- Servers: registration, heartbeats, session ends ----------------------- */
+
+static void session_infos(Gpupool__BrokerSession **in, size_t n,
+                          struct brk_session_info *out) {
+  size_t i;
+
+  for (i = 0; i < n; i++) {
+    out[i].session_id = in[i]->session_id;
+    out[i].tenant = in[i]->tenant;
+    out[i].gpu_uuid = in[i]->gpu_uuid;
+    out[i].memory_limit = in[i]->memory_limit;
+    out[i].memory_used = in[i]->memory_used;
+    out[i].expires_unix = in[i]->expires_unix;
+    out[i].idle_ms = in[i]->idle_ms;
+  }
+}
+
+static void handle_register(struct brk_conn *c,
+                            const struct gp_frame_header *h,
+                            const Gpupool__BrokerRegister *m) {
+  struct brk_daemon *d = c->d;
+  Gpupool__BrokerRegisterReply rep = GPUPOOL__BROKER_REGISTER_REPLY__INIT;
+  struct brk_register r = {0};
+  struct brk_label *labels = NULL;
+  struct brk_gpu_info *gpus = NULL;
+  struct brk_session_info *sessions = NULL;
+  struct brk_server *srv = NULL;
+  uint8_t mac[GP_GRANT_MAC_LEN];
+  uint64_t now = now_unix();
+  char msg[256], name[80];
+  size_t i;
+  int ret;
+
+  sanitize(m->name, name, sizeof(name));
+  rep.result = GP_EAUTH;
+  rep.message = msg;
+  if (!brk_name_valid(m->name)) {
+    ret = GP_EINVAL;
+    snprintf(msg, sizeof(msg), "server name '%s' is not 1 to %u of "
+             "[A-Za-z0-9._-]", name, BRK_NAME_MAX);
+    goto refuse;
+  }
+  if (m->timestamp_unix + BRK_REGISTER_WINDOW_S < now ||
+      m->timestamp_unix > now + BRK_REGISTER_WINDOW_S) {
+    ret = GP_EAUTH;
+    snprintf(msg, sizeof(msg), "registration timestamp %llu is %lld s from "
+             "the broker's clock (at most %d s allowed)",
+             (unsigned long long)m->timestamp_unix,
+             (long long)(m->timestamp_unix - now), BRK_REGISTER_WINDOW_S);
+    goto refuse;
+  }
+  if (gp_register_auth(d->cfg->key, d->cfg->keylen, m->name,
+                       m->timestamp_unix, mac) != 0 ||
+      m->auth.len != GP_GRANT_MAC_LEN ||
+      !gp_ct_equal(mac, m->auth.data, GP_GRANT_MAC_LEN)) {
+    ret = GP_EAUTH;
+    snprintf(msg, sizeof(msg), "registration of %s: auth does not verify "
+             "(not the broker's grant key?)", name);
+    goto refuse;
+  }
+  if (m->n_labels > BRK_MAX_LABELS || m->n_gpus > BRK_MAX_GPUS ||
+      m->n_sessions > BRK_MAX_LISTED) {
+    ret = GP_EINVAL;
+    snprintf(msg, sizeof(msg), "registration of %s: %zu labels, %zu GPUs, "
+             "%zu sessions (at most %u, %u, %u)", name, m->n_labels,
+             m->n_gpus, m->n_sessions, BRK_MAX_LABELS, BRK_MAX_GPUS,
+             BRK_MAX_LISTED);
+    goto refuse;
+  }
+  labels = calloc(m->n_labels + 1, sizeof(*labels));
+  gpus = calloc(m->n_gpus + 1, sizeof(*gpus));
+  sessions = calloc(m->n_sessions + 1, sizeof(*sessions));
+  if (!labels || !gpus || !sessions) {
+    ret = GP_ENOMEM;
+    snprintf(msg, sizeof(msg), "out of memory");
+    goto refuse;
+  }
+  for (i = 0; i < m->n_labels; i++) {
+    labels[i].key = m->labels[i]->key;
+    labels[i].value = m->labels[i]->value;
+  }
+  for (i = 0; i < m->n_gpus; i++) {
+    gpus[i].uuid = m->gpus[i]->uuid;
+    gpus[i].name = m->gpus[i]->name;
+    gpus[i].mig_profile = m->gpus[i]->mig_profile;
+    gpus[i].total_mem = m->gpus[i]->total_mem;
+    gpus[i].cc_major = m->gpus[i]->cc_major;
+    gpus[i].cc_minor = m->gpus[i]->cc_minor;
+  }
+  session_infos(m->sessions, m->n_sessions, sessions);
+  r.name = m->name;
+  r.address = m->address;
+  r.version = m->version;
+  r.labels = labels;
+  r.nlabels = (uint32_t)m->n_labels;
+  r.gpus = gpus;
+  r.ngpus = (uint32_t)m->n_gpus;
+  r.sessions = sessions;
+  r.nsessions = (uint32_t)m->n_sessions;
+  ret = brk_pool_register(&d->pool, &r, uv_now(&d->loop), &srv, msg,
+                          sizeof(msg));
+  if (ret != 0)
+    goto refuse;
+
+  if (srv->conn && srv->conn != c) {
+    struct brk_conn *old = srv->conn;
+    gp__info("server %s: registered again from %s; closing its connection "
+             "from %s", srv->name, c->peer, old->peer);
+    old->server = NULL;
+    conn_close(old);
+  }
+  if (c->server && c->server != srv && c->server->conn == c)
+    c->server->conn = NULL;
+  srv->conn = c;
+  c->server = srv;
+  {
+    char ver[BRK_VERSION_MAX + 1];
+    sanitize(srv->version, ver, sizeof(ver));
+    gp__info("server %s registered from %s: address %s, %u GPUs, %zu "
+             "sessions running%s%s%s", srv->name, c->peer, srv->address,
+             srv->ngpus, m->n_sessions, *ver ? " (" : "", ver,
+             *ver ? ")" : "");
+  }
+  rep.result = 0;
+  rep.message = "";
+  rep.heartbeat_ms = d->cfg->heartbeat_ms;
+  reply(c, h, &rep.base);
+  goto out;
+
+refuse:
+  rep.result = ret;
+  gp__warn("%s: registration refused: %s", c->peer, msg);
+  reply(c, h, &rep.base);
+  conn_finish(c);
+out:
+  free(labels);
+  free(gpus);
+  free(sessions);
+}
+
+/* The server this connection registered as, or a ProtocolError. */
+static struct brk_server *registered(struct brk_conn *c,
+                                     const struct gp_frame_header *h) {
+  if (c->server && c->server->conn == c)
+    return c->server;
+  protocol_error(c, GP_EPROTO, h->request_id, "%s before BROKER_REGISTER",
+                 gp_msg_type_name(h->type));
+  return NULL;
+}
+
+static void handle_heartbeat(struct brk_conn *c,
+                             const struct gp_frame_header *h,
+                             const Gpupool__BrokerHeartbeat *m) {
+  struct brk_daemon *d = c->d;
+  struct brk_server *srv = registered(c, h);
+  struct brk_gpu_load *loads;
+  struct brk_session_info *sessions;
+  bool was_up;
+  size_t i;
+  int r;
+
+  if (!srv)
+    return;
+  if (m->n_gpus > BRK_MAX_GPUS || m->n_sessions > BRK_MAX_LISTED) {
+    protocol_error(c, GP_ETOOBIG, h->request_id, "heartbeat with %zu GPUs "
+                   "and %zu sessions (at most %u and %u)", m->n_gpus,
+                   m->n_sessions, BRK_MAX_GPUS, BRK_MAX_LISTED);
+    return;
+  }
+  loads = calloc(m->n_gpus + 1, sizeof(*loads));
+  sessions = calloc(m->n_sessions + 1, sizeof(*sessions));
+  if (!loads || !sessions) {
+    gp__error("server %s: heartbeat dropped: out of memory", srv->name);
+    goto out;
+  }
+  for (i = 0; i < m->n_gpus; i++) {
+    loads[i].uuid = m->gpus[i]->uuid;
+    loads[i].memory_used = m->gpus[i]->memory_used;
+    loads[i].utilisation = m->gpus[i]->utilisation;
+  }
+  session_infos(m->sessions, m->n_sessions, sessions);
+  was_up = srv->up;
+  r = brk_pool_heartbeat(&d->pool, srv, loads, (uint32_t)m->n_gpus, sessions,
+                         (uint32_t)m->n_sessions, uv_now(&d->loop));
+  if (!was_up)
+    gp__info("server %s is up again", srv->name);
+  if (r < 0)
+    gp__error("server %s: heartbeat applied in part: %s", srv->name,
+              gp_strerror(r));
+  else if (r > 0)
+    gp__info("server %s: %d sessions no longer running (released)",
+             srv->name, r);
+out:
+  free(loads);
+  free(sessions);
+}
+
+static void handle_session_end(struct brk_conn *c,
+                               const struct gp_frame_header *h,
+                               const Gpupool__BrokerSessionEnd *m) {
+  struct brk_server *srv = registered(c, h);
+  char reason[64];
+
+  if (!srv)
+    return;
+  sanitize(m->reason, reason, sizeof(reason));
+  if (brk_pool_end(&c->d->pool, m->session_id, srv) == 0)
+    gp__info("session %016llx on %s ended (%s)",
+             (unsigned long long)m->session_id, srv->name,
+             *reason ? reason : "no reason given");
+  else
+    gp__debug("server %s: end of unknown session %016llx (%s)", srv->name,
+              (unsigned long long)m->session_id, reason);
+}
+
+/* ---- Clients: sessions ---------------------------------------------------- */
+
+/* A random session id, not 0 and not in use. */
+static int new_session_id(struct brk_daemon *d, uint64_t *out) {
+  int tries;
+
+  for (tries = 0; tries < 16; tries++) {
+    uint64_t id;
+    if (RAND_bytes((unsigned char *)&id, sizeof(id)) != 1)
+      return GP_ENOMEM;
+    if (id != 0 && !brk_pool_session(&d->pool, id)) {
+      *out = id;
+      return 0;
+    }
+  }
+  return GP_ENOMEM;
+}
+
+static void handle_request(struct brk_conn *c,
+                           const struct gp_frame_header *h,
+                           const Gpupool__BrokerSessionRequest *m) {
+  struct brk_daemon *d = c->d;
+  const struct brk_config *cfg = d->cfg;
+  Gpupool__BrokerSessionGrant rep = GPUPOOL__BROKER_SESSION_GRANT__INIT;
+  Gpupool__Grant g = GPUPOOL__GRANT__INIT;
+  struct brk_label labels[BRK_MAX_LABELS];
+  struct brk_request req = {0};
+  struct brk_decision dec;
+  struct brk_session *s;
+  uint8_t nonce[16], *grant = NULL;
+  size_t grantlen = 0, i;
+  uint64_t id, now = now_unix();
+  char msg[320], client[BRK_CLIENT_MAX + 1];
+  int who, r;
+
+  sanitize(m->client, client, sizeof(client));
+  rep.message = msg;
+  msg[0] = '\0';
+  who = brk_config_token(cfg, m->token.data, m->token.len);
+  if (who == BRK_TOKEN_UNKNOWN) {
+    r = GP_EAUTH;
+    snprintf(msg, sizeof(msg), "unknown token");
+    goto refuse;
+  }
+  if (who == BRK_TOKEN_ADMIN) {
+    r = GP_EPERM;
+    snprintf(msg, sizeof(msg), "the admin token cannot ask for sessions: "
+             "use a tenant's");
+    goto refuse;
+  }
+  if (m->n_labels > BRK_MAX_LABELS) {
+    r = GP_EINVAL;
+    snprintf(msg, sizeof(msg), "%zu labels (at most %u)", m->n_labels,
+             BRK_MAX_LABELS);
+    goto refuse;
+  }
+  for (i = 0; i < m->n_labels; i++) {
+    labels[i].key = m->labels[i]->key;
+    labels[i].value = m->labels[i]->value;
+  }
+  req.tenant = who;
+  req.memory = m->memory;
+  req.gpu_count = m->gpu_count;
+  req.labels = labels;
+  req.nlabels = (uint32_t)m->n_labels;
+  req.server = m->server;
+  req.prefer_server = m->prefer_server;
+  r = brk_place(&d->pool, &req, &dec, msg, sizeof(msg));
+  if (r != 0)
+    goto refuse;
+  r = new_session_id(d, &id);
+  if (r == 0 && RAND_bytes(nonce, sizeof(nonce)) != 1)
+    r = GP_ENOMEM;
+  if (r != 0) {
+    snprintf(msg, sizeof(msg), "no random bytes for a session id");
+    goto refuse;
+  }
+  g.version = 1;
+  g.session_id = id;
+  g.tenant = cfg->tenants[who].t.name;
+  g.server = dec.server->name;
+  g.gpu_uuid = dec.server->gpus[dec.gpu].uuid;
+  g.memory_limit = dec.memory;
+  g.issued_unix = now;
+  g.expires_unix = now + cfg->grant_ttl_s;
+  g.nonce.data = nonce;
+  g.nonce.len = sizeof(nonce);
+  r = gp_grant_sign(cfg->key, cfg->keylen, &g, &grant, &grantlen);
+  if (r != 0) {
+    snprintf(msg, sizeof(msg), "cannot sign the grant: %s", gp_strerror(r));
+    goto refuse;
+  }
+  r = brk_pool_grant(&d->pool, &dec, who, id, g.expires_unix, client,
+                     uv_now(&d->loop), &s);
+  if (r != 0) {
+    snprintf(msg, sizeof(msg), "cannot record the session: %s",
+             gp_strerror(r));
+    goto refuse;
+  }
+  rep.result = 0;
+  rep.server = dec.server->name;
+  rep.address = dec.server->address;
+  rep.grant.data = grant;
+  rep.grant.len = grantlen;
+  rep.session_id = id;
+  rep.gpu_uuid = g.gpu_uuid;
+  rep.memory_limit = dec.memory;
+  rep.expires_unix = g.expires_unix;
+  gp__info("session %016llx granted to %s (%s): %s %s, %llu MiB",
+           (unsigned long long)id, g.tenant, *client ? client : c->peer,
+           g.server, g.gpu_uuid, (unsigned long long)(dec.memory >> 20));
+  reply(c, h, &rep.base);
+  free(grant);
+  return;
+
+refuse:
+  rep.result = r;
+  gp__info("session request from %s (%s, tenant %s) refused: %s", c->peer,
+           *client ? client : "?",
+           who >= 0 ? cfg->tenants[who].t.name : "-", msg);
+  reply(c, h, &rep.base);
+  free(grant);
+}
+
+/* ---- The CLI: status and drain ------------------------------------------------ */
+
+static void handle_status(struct brk_conn *c, const struct gp_frame_header *h,
+                          const Gpupool__BrokerStatusRequest *m) {
+  struct brk_daemon *d = c->d;
+  struct brk_pool *p = &d->pool;
+  Gpupool__BrokerStatusReply rep = GPUPOOL__BROKER_STATUS_REPLY__INIT;
+  Gpupool__BrokerServerStatus *ss = NULL, **ssp = NULL;
+  Gpupool__BrokerGpuStatus *gs = NULL, **gsp = NULL;
+  Gpupool__KeyValue *kv = NULL, **kvp = NULL;
+  Gpupool__BrokerSessionStatus *se = NULL, **sep = NULL;
+  uint64_t now = uv_now(&d->loop);
+  size_t ngpu = 0, nlab = 0, nses = 0, gi = 0, li = 0, k, packed;
+  uint32_t i, j, pos = 0;
+  struct brk_session *s;
+  char msg[160];
+  int who;
+
+  rep.message = msg;
+  msg[0] = '\0';
+  who = brk_config_token(d->cfg, m->token.data, m->token.len);
+  if (who == BRK_TOKEN_UNKNOWN) {
+    rep.result = GP_EAUTH;
+    snprintf(msg, sizeof(msg), "unknown token");
+    reply(c, h, &rep.base);
+    return;
+  }
+  for (i = 0; i < p->nservers; i++) {
+    ngpu += p->servers[i]->ngpus;
+    nlab += p->servers[i]->nlabels;
+  }
+  for (pos = 0; (s = brk_pool_next_session(p, &pos));)
+    if (who == BRK_TOKEN_ADMIN || s->tenant_index == who)
+      nses++;
+  ss = calloc(p->nservers + 1, sizeof(*ss));
+  ssp = calloc(p->nservers + 1, sizeof(*ssp));
+  gs = calloc(ngpu + 1, sizeof(*gs));
+  gsp = calloc(ngpu + 1, sizeof(*gsp));
+  kv = calloc(nlab + 1, sizeof(*kv));
+  kvp = calloc(nlab + 1, sizeof(*kvp));
+  se = calloc(nses + 1, sizeof(*se));
+  sep = calloc(nses + 1, sizeof(*sep));
+  if (!ss || !ssp || !gs || !gsp || !kv || !kvp || !se || !sep) {
+    rep.result = GP_ENOMEM;
+    snprintf(msg, sizeof(msg), "out of memory");
+    reply(c, h, &rep.base);
+    goto out;
+  }
+  for (i = 0; i < p->nservers; i++) {
+    struct brk_server *srv = p->servers[i];
+    Gpupool__BrokerServerStatus *x = &ss[i];
+    gpupool__broker_server_status__init(x);
+    ssp[i] = x;
+    x->name = srv->name;
+    x->address = srv->address;
+    x->version = srv->version;
+    x->up = srv->up;
+    x->draining = srv->draining;
+    x->last_heartbeat_ms = now >= srv->last_heartbeat_ms
+                               ? now - srv->last_heartbeat_ms : 0;
+    x->labels = &kvp[li];
+    x->n_labels = srv->nlabels;
+    for (j = 0; j < srv->nlabels; j++, li++) {
+      gpupool__key_value__init(&kv[li]);
+      kv[li].key = srv->labels[j].key;
+      kv[li].value = srv->labels[j].value;
+      kvp[li] = &kv[li];
+    }
+    x->gpus = &gsp[gi];
+    x->n_gpus = srv->ngpus;
+    for (j = 0; j < srv->ngpus; j++, gi++) {
+      const struct brk_gpu *g = &srv->gpus[j];
+      Gpupool__BrokerGpuStatus *y = &gs[gi];
+      gpupool__broker_gpu_status__init(y);
+      gsp[gi] = y;
+      y->uuid = (char *)g->uuid;
+      y->name = (char *)g->name;
+      y->total_mem = g->total_mem;
+      y->reserved = g->reserved;
+      y->memory_used = g->memory_used;
+      y->sessions = g->sessions;
+      y->utilisation = g->utilisation;
+      y->mig_profile = (char *)g->mig_profile;
+      y->cc_major = g->cc_major;
+      y->cc_minor = g->cc_minor;
+    }
+  }
+  rep.servers = ssp;
+  rep.n_servers = p->nservers;
+  k = 0;
+  for (pos = 0; (s = brk_pool_next_session(p, &pos));) {
+    Gpupool__BrokerSessionStatus *y;
+    if (who != BRK_TOKEN_ADMIN && s->tenant_index != who)
+      continue;
+    y = &se[k];
+    gpupool__broker_session_status__init(y);
+    sep[k++] = y;
+    y->session_id = s->id;
+    y->tenant = s->tenant;
+    y->server = s->server->name;
+    y->gpu_uuid = s->server->gpus[s->gpu].uuid;
+    y->memory_limit = s->memory_limit;
+    y->memory_used = s->memory_used;
+    y->age_ms = now >= s->created_ms ? now - s->created_ms : 0;
+    y->state = s->state == BRK_RUNNING ? "running" : "granted";
+    y->client = s->client;
+    y->idle_ms = s->idle_ms;
+  }
+  rep.sessions = sep;
+  rep.n_sessions = k;
+  rep.uptime_ms = now - d->started_ms;
+  rep.result = 0;
+  packed = gpupool__broker_status_reply__get_packed_size(&rep);
+  if (packed > BRK_MAX_MSG) {
+    Gpupool__BrokerStatusReply big = GPUPOOL__BROKER_STATUS_REPLY__INIT;
+    big.result = GP_ETOOBIG;
+    big.message = msg;
+    snprintf(msg, sizeof(msg), "the status is %zu bytes, over the %u-byte "
+             "limit of a message", packed, BRK_MAX_MSG);
+    reply(c, h, &big.base);
+    goto out;
+  }
+  reply(c, h, &rep.base);
+out:
+  free(ss);
+  free(ssp);
+  free(gs);
+  free(gsp);
+  free(kv);
+  free(kvp);
+  free(se);
+  free(sep);
+}
+
+static void handle_drain(struct brk_conn *c, const struct gp_frame_header *h,
+                         const Gpupool__BrokerDrain *m) {
+  struct brk_daemon *d = c->d;
+  Gpupool__BrokerDrainReply rep = GPUPOOL__BROKER_DRAIN_REPLY__INIT;
+  struct brk_server *srv;
+  char msg[160], name[80];
+  int who;
+
+  rep.message = msg;
+  sanitize(m->server, name, sizeof(name));
+  who = brk_config_token(d->cfg, m->token.data, m->token.len);
+  if (who == BRK_TOKEN_UNKNOWN) {
+    rep.result = GP_EAUTH;
+    snprintf(msg, sizeof(msg), "unknown token");
+  } else if (who != BRK_TOKEN_ADMIN) {
+    rep.result = GP_EPERM;
+    snprintf(msg, sizeof(msg), "%s needs the admin token",
+             m->drain ? "drain" : "undrain");
+  } else if (!(srv = brk_pool_server(&d->pool, m->server))) {
+    rep.result = GP_ENOENT;
+    snprintf(msg, sizeof(msg), "no server named %s", name);
+  } else {
+    brk_pool_drain(&d->pool, srv, m->drain);
+    rep.result = 0;
+    if (m->drain)
+      snprintf(msg, sizeof(msg), "%s is draining: no new sessions (%u "
+               "running or granted)", srv->name, srv->nsessions);
+    else
+      snprintf(msg, sizeof(msg), "%s takes new sessions again", srv->name);
+    gp__info("%s (from %s)", msg, c->peer);
+  }
+  if (rep.result != 0)
+    gp__info("%s from %s refused: %s", m->drain ? "drain" : "undrain",
+             c->peer, msg);
+  reply(c, h, &rep.base);
+}
+
+/* ---- Frames ------------------------------------------------------------------ */
+
+static void handle_frame(struct brk_conn *c, const struct gp_frame *f) {
+  const struct gp_frame_header *h = &f->hdr;
+  ProtobufCMessage *msg;
+
+  c->last_rx_ms = uv_now(&c->d->loop);
+  if (h->flags & GP_FRAME_F_REPLY) {
+    protocol_error(c, GP_EPROTO, h->request_id, "unexpected reply frame "
+                   "(type %u)", h->type);
+    return;
+  }
+  switch (h->type) {
+  case GP_MSG_BROKER_REGISTER:
+  case GP_MSG_BROKER_HEARTBEAT:
+  case GP_MSG_BROKER_SESSION_END:
+  case GP_MSG_BROKER_REQUEST_SESSION:
+  case GP_MSG_BROKER_STATUS:
+  case GP_MSG_BROKER_DRAIN:
+    break;
+  default:
+    protocol_error(c, GP_EPROTO, h->request_id, "message type %u (%s) is "
+                   "not served by the broker", h->type,
+                   gp_msg_type_name(h->type));
+    return;
+  }
+  msg = gp_msg_unpack(h->type, false, f->msg, h->msg_len);
+  if (!msg) {
+    protocol_error(c, GP_EPROTO, h->request_id, "malformed %s message",
+                   gp_msg_type_name(h->type));
+    return;
+  }
+  gp__debug("%s: %s (request %u)", c->peer, gp_msg_type_name(h->type),
+            h->request_id);
+  switch (h->type) {
+  case GP_MSG_BROKER_REGISTER:
+    handle_register(c, h, (const void *)msg);
+    break;
+  case GP_MSG_BROKER_HEARTBEAT:
+    handle_heartbeat(c, h, (const void *)msg);
+    break;
+  case GP_MSG_BROKER_SESSION_END:
+    handle_session_end(c, h, (const void *)msg);
+    break;
+  case GP_MSG_BROKER_REQUEST_SESSION:
+    handle_request(c, h, (const void *)msg);
+    break;
+  case GP_MSG_BROKER_STATUS:
+    handle_status(c, h, (const void *)msg);
+    break;
+  default:
+    handle_drain(c, h, (const void *)msg);
+    break;
+  }
+  protobuf_c_message_free_unpacked(msg, NULL);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  struct brk_conn *c = h->data;
+
+  *buf = uv_buf_init((char *)c->d->rbuf, sizeof(c->d->rbuf));
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
+  struct brk_conn *c = st->data;
+  const uint8_t *data = (const uint8_t *)buf->base;
+  size_t pos = 0, used;
+  struct gp_frame f;
+  int r;
+
+  if (nread < 0) {
+    if (nread != UV_EOF)
+      gp__debug("%s: read: %s", c->peer, uv_strerror((int)nread));
+    conn_close(c);
+    return;
+  }
+  while (pos < (size_t)nread && !c->finishing) {
+    r = gp_frame_feed(&c->parser, data + pos, (size_t)nread - pos, &used,
+                      &f);
+    pos += used;
+    if (r == 1) {
+      handle_frame(c, &f);
+    } else if (r < 0) {
+      protocol_error(c, r, 0, "bad frame: %s", gp_strerror(r));
+      break;
+    } else {
+      break;
+    }
+  }
+}
+
+static void on_connection(uv_stream_t *listener, int status) {
+  struct brk_daemon *d = listener->data;
+  struct sockaddr_storage ss;
+  int len = sizeof(ss);
+  struct brk_conn *c;
+
+  if (status < 0) {
+    gp__warn("accept failed: %s", uv_strerror(status));
+    return;
+  }
+  c = calloc(1, sizeof(*c));
+  if (!c) {
+    gp__error("accept: out of memory");
+    return;
+  }
+  c->d = d;
+  snprintf(c->peer, sizeof(c->peer), "?");
+  gp_frame_parser_init(&c->parser, &brk_limits);
+  uv_tcp_init(&d->loop, &c->tcp);
+  c->tcp.data = c;
+  c->next = d->conns;
+  if (d->conns)
+    d->conns->prev = c;
+  d->conns = c;
+  d->nconns++;
+  c->last_rx_ms = uv_now(&d->loop);
+  if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+    conn_close(c);
+    return;
+  }
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
+    addr_to_string((const struct sockaddr *)&ss, c->peer, sizeof(c->peer));
+  if (d->nconns > BRK_MAX_CONNS) {
+    gp__warn("connection from %s refused: %u connections open (at most %u)",
+             c->peer, d->nconns - 1, BRK_MAX_CONNS);
+    conn_close(c);
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
+    conn_close(c);
+}
+
+/* ---- Timers and signals --------------------------------------------------------- */
+
+static void log_down(struct brk_server *s, void *arg) {
+  const struct brk_config *cfg = arg;
+
+  gp__warn("server %s is down: no heartbeat for %u ms (%u sessions kept)",
+           s->name, cfg->down_after_ms, s->nsessions);
+}
+
+static void log_expired(const struct brk_session *s, void *arg) {
+  gp__info("session %016llx of %s on %s: grant expired unused; %llu MiB "
+           "released", (unsigned long long)s->id, s->tenant, s->server->name,
+           (unsigned long long)(s->memory_limit >> 20));
+}
+
+static void on_tick(uv_timer_t *t) {
+  struct brk_daemon *d = t->data;
+  uint64_t now = uv_now(&d->loop);
+  struct brk_conn *c, *next;
+
+  brk_pool_mark_down(&d->pool, now, d->cfg->down_after_ms, log_down,
+                     (void *)d->cfg);
+  brk_pool_expire(&d->pool, now_unix(), log_expired, NULL);
+  for (c = d->conns; c; c = next) {
+    next = c->next;
+    if (!c->server && !c->finishing &&
+        now - c->last_rx_ms >= BRK_CLIENT_IDLE_MS) {
+      gp__debug("%s: no request for %u s: closing", c->peer,
+                BRK_CLIENT_IDLE_MS / 1000);
+      conn_close(c);
+    }
+  }
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+  struct brk_daemon *d = h->data;
+  struct brk_conn *c;
+
+  if (d->stopping)
+    return;
+  d->stopping = true;
+  gp__info("%s: stopping (%u servers, %u sessions)", strsignal(signum),
+           d->pool.nservers, d->pool.nsessions);
+  for (c = d->conns; c; c = c->next)
+    conn_close(c);
+  uv_close((uv_handle_t *)&d->listener, NULL);
+  uv_close((uv_handle_t *)&d->tick, NULL);
+  uv_close((uv_handle_t *)&d->sigint, NULL);
+  uv_close((uv_handle_t *)&d->sigterm, NULL);
+}
+
+/* ---- Start and stop ----------------------------------------------------------- */
+
+/* Writes "PORT\n" to |path| through a temporary file and a rename, so a
+ * reader never sees a partial file. Returns 0 or -1 (errno set). */
+static int write_port_file(const char *path, int port) {
+  char tmp[4096];
+  FILE *f;
+  int n;
+
+  n = snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
+  if (n < 0 || (size_t)n >= sizeof(tmp)) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  f = fopen(tmp, "w");
+  if (!f)
+    return -1;
+  fprintf(f, "%d\n", port);
+  if (fclose(f) != 0 || rename(tmp, path) != 0) {
+    int e = errno;
+    unlink(tmp);
+    errno = e;
+    return -1;
+  }
+  return 0;
+}
+
+static int listen_on(struct brk_daemon *d, const char *host, int port,
+                     char *bound, size_t len, int *bound_port) {
+  struct addrinfo hints, *res = NULL;
+  struct sockaddr_storage ss;
+  char portstr[16];
+  int r, namelen = sizeof(ss);
+
+  memset(&hints, 0, sizeof(hints));
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  snprintf(portstr, sizeof(portstr), "%d", port);
+  r = getaddrinfo(host, portstr, &hints, &res);
+  if (r != 0) {
+    gp__error("--listen: cannot resolve '%s': %s", host, gai_strerror(r));
+    return GP_EINVAL;
+  }
+  r = uv_tcp_bind(&d->listener, res->ai_addr, 0);
+  if (r == 0)
+    r = uv_listen((uv_stream_t *)&d->listener, BRK_BACKLOG, on_connection);
+  freeaddrinfo(res);
+  if (r != 0) {
+    gp__error("cannot listen on %s:%d: %s", host, port, uv_strerror(r));
+    return GP_EIO;
+  }
+  r = uv_tcp_getsockname(&d->listener, (struct sockaddr *)&ss, &namelen);
+  if (r != 0) {
+    gp__error("getsockname: %s", uv_strerror(r));
+    return GP_EIO;
+  }
+  addr_to_string((const struct sockaddr *)&ss, bound, len);
+  *bound_port = ntohs(ss.ss_family == AF_INET6
+                          ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                          : ((struct sockaddr_in *)&ss)->sin_port);
+  return 0;
+}
+
+static void close_any(uv_handle_t *h, void *arg) {
+  if (!uv_is_closing(h))
+    uv_close(h, NULL);
+}
+
+int brk_daemon_run(const struct brk_config *cfg, const char *host, int port,
+                   const char *port_file) {
+  struct brk_daemon *d;
+  struct brk_tenant *tenants = NULL;
+  char bound[BRK_PEER_MAX];
+  uint64_t tick;
+  uint32_t i;
+  int bport = 0, r, status = BRK_EXIT_FAILURE;
+
+  signal(SIGPIPE, SIG_IGN);
+  d = calloc(1, sizeof(*d));
+  if (cfg->ntenants)
+    tenants = calloc(cfg->ntenants, sizeof(*tenants));
+  if (!d || (cfg->ntenants && !tenants)) {
+    gp__error("out of memory");
+    free(d);
+    free(tenants);
+    return BRK_EXIT_FAILURE;
+  }
+  for (i = 0; i < cfg->ntenants; i++)
+    tenants[i] = cfg->tenants[i].t;
+  d->cfg = cfg;
+  r = brk_pool_init(&d->pool, tenants, cfg->ntenants, cfg->default_memory);
+  free(tenants);
+  if (r != 0 || uv_loop_init(&d->loop) != 0) {
+    gp__error("cannot set up the pool or the event loop");
+    brk_pool_free(&d->pool);
+    free(d);
+    return BRK_EXIT_FAILURE;
+  }
+  uv_tcp_init(&d->loop, &d->listener);
+  uv_signal_init(&d->loop, &d->sigint);
+  uv_signal_init(&d->loop, &d->sigterm);
+  uv_timer_init(&d->loop, &d->tick);
+  d->listener.data = d->sigint.data = d->sigterm.data = d->tick.data = d;
+  d->started_ms = uv_now(&d->loop);
+
+  r = listen_on(d, host, port, bound, sizeof(bound), &bport);
+  if (r != 0) {
+    status = r == GP_EINVAL ? BRK_EXIT_USAGE : BRK_EXIT_FAILURE;
+    goto out;
+  }
+  if (port_file && write_port_file(port_file, bport) != 0) {
+    gp__error("cannot write --port-file %s: %s", port_file, strerror(errno));
+    goto out;
+  }
+  uv_signal_start(&d->sigint, on_signal, SIGINT);
+  uv_signal_start(&d->sigterm, on_signal, SIGTERM);
+  /* Often enough that a server goes down within a fifth of down_after_ms
+   * of its deadline. */
+  tick = cfg->down_after_ms / 5;
+  if (tick < 10)
+    tick = 10;
+  if (tick > 1000)
+    tick = 1000;
+  uv_timer_start(&d->tick, on_tick, tick, tick);
+  gp__info("gpupool-broker %s listening on %s (%u tenants%s; heartbeat "
+           "%u ms, down after %u ms, grants valid %u s)", GP_VERSION_STRING,
+           bound, cfg->ntenants, cfg->has_admin ? ", an admin" : "",
+           cfg->heartbeat_ms, cfg->down_after_ms, cfg->grant_ttl_s);
+  uv_run(&d->loop, UV_RUN_DEFAULT);
+  gp__info("stopped");
+  status = BRK_EXIT_OK;
+
+out:
+  uv_walk(&d->loop, close_any, NULL);
+  uv_run(&d->loop, UV_RUN_DEFAULT);
+  if (uv_loop_close(&d->loop) != 0)
+    gp__debug("event loop still busy at exit");
+  brk_pool_free(&d->pool);
+  free(d);
+  return status;
+}
