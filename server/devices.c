@@ -211,6 +211,24 @@ int gp__probe_parse_line(const char *line, struct gp_device_rec *out) {
   return 0;
 }
 
+int gp__probe_parse_cc(const char *line, int *ordinal, int *major,
+                       int *minor) {
+  const char *p = line;
+  uint64_t o, ma, mi;
+
+  if (strlen(line) >= GP_PROBE_LINE_MAX || strncmp(p, "cc ", 3) != 0)
+    return GP_EPROTO;
+  p += 3;
+  if (take_number(&p, ' ', 5, &o) != 0 || o > 65535 ||
+      take_number(&p, ' ', 2, &ma) != 0 || ma == 0 ||
+      take_number(&p, '\0', 2, &mi) != 0)
+    return GP_EPROTO;
+  *ordinal = (int)o;
+  *major = (int)ma;
+  *minor = (int)mi;
+  return 0;
+}
+
 /* ---- The inventory ---------------------------------------------------------- */
 
 static int find_uuid(const struct gp_inventory *inv, const uint8_t uuid[16]) {

@@ -93,6 +93,8 @@ struct gp_device_rec {
   char mig_profile[32];   /* e.g. "1g.5gb" (NVML, MIG devices only) */
   int parent;             /* a MIG device: index of its GPU's record, or
                            * -1 */
+  int cc_major, cc_minor; /* compute capability (the probe's "cc" line),
+                           * 0.0: unknown */
   bool offered;           /* chosen by --devices */
   unsigned sessions;      /* live sessions on it (supervisor) */
 };
@@ -111,6 +113,12 @@ struct gp_inventory {
  * printable ASCII, 1 to GP_DEVNAME_MAX - 1 characters. Strict: any other
  * form is GP_EPROTO. Fills |out| (the NVML fields absent). */
 int gp__probe_parse_line(const char *line, struct gp_device_rec *out);
+
+/* Parses the probe's optional line after a device's: "cc ORDINAL MAJOR
+ * MINOR" (its compute capability; MAJOR 1 to 99, MINOR 0 to 99, decimal
+ * without leading zeros). Strict: any other form is GP_EPROTO. */
+int gp__probe_parse_cc(const char *line, int *ordinal, int *major,
+                       int *minor);
 
 /* Initialises |rec| with every field absent. */
 void gp__device_rec_init(struct gp_device_rec *rec);

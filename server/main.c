@@ -8,8 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "gp_config.h"
 #include "gpupool/gpupool.h"
+#include "grant.h"
+#include "pool.h"
 #include "server.h"
 
 static void usage(FILE *f) {
@@ -35,10 +39,21 @@ static void usage(FILE *f) {
     "  --max-sessions N       sessions at once; more are refused\n"
     "                         (default %u, at most %u)\n"
     "  --log-level LEVEL      error, warn, info or debug (default info)\n"
+    "  --broker HOST[:PORT]   register with this broker (default port %d)\n"
+    "  --name NAME            this server's name in the pool (with --broker)\n"
+    "  --label KEY=VALUE      a label the broker matches requests against\n"
+    "                         (repeatable, at most %d)\n"
+    "  --advertise HOST:PORT  the address clients connect to (default the\n"
+    "                         bound --listen address)\n"
+    "  --grant-key-file FILE  admit only sessions with a grant signed with\n"
+    "                         this key (required with --broker)\n"
+    "  --idle-timeout SECONDS reclaim a session with no request for this\n"
+    "                         long (default 0: never)\n"
     "  --help                 print this and exit\n"
     "  --version              print the version and exit\n",
     GP_SERVER_DEFAULT_HOST, GP_DEFAULT_SERVER_PORT,
-    GP_SERVER_DEFAULT_MAX_SESSIONS, GP_SERVER_MAX_SESSIONS_LIMIT);
+    GP_SERVER_DEFAULT_MAX_SESSIONS, GP_SERVER_MAX_SESSIONS_LIMIT,
+    GP_BROKER_DEFAULT_PORT, GP_LABELS_MAX);
 }
 
 /* Prints a usage error and returns GP_EXIT_USAGE. */
@@ -160,6 +175,8 @@ const char *gp__exit_name(int status) {
   case GP_EXIT_PROTOCOL: return "protocol error";
   case GP_EXIT_BACKEND: return "backend failure";
   case GP_EXIT_CONN_LOST: return "connection lost";
+  case GP_EXIT_IDLE: return "reclaimed idle";
+  case GP_EXIT_REFUSED: return "grant refused";
   default: return "unexpected status";
   }
 }
@@ -199,6 +216,13 @@ enum {
   OPT_DEVICES,
   OPT_LIST_DEVICES,
   OPT_PROBE_DEVICES,
+  OPT_BROKER,
+  OPT_NAME,
+  OPT_LABEL,
+  OPT_ADVERTISE,
+  OPT_GRANT_KEY_FILE,
+  OPT_IDLE_TIMEOUT,
+  OPT_OFFER,
 };
 
 static const struct option long_opts[] = {
@@ -213,6 +237,14 @@ static const struct option long_opts[] = {
   {"version", no_argument, NULL, OPT_VERSION},
   {"devices", required_argument, NULL, OPT_DEVICES},
   {"list-devices", no_argument, NULL, OPT_LIST_DEVICES},
+  {"broker", required_argument, NULL, OPT_BROKER},
+  {"name", required_argument, NULL, OPT_NAME},
+  {"label", required_argument, NULL, OPT_LABEL},
+  {"advertise", required_argument, NULL, OPT_ADVERTISE},
+  {"grant-key-file", required_argument, NULL, OPT_GRANT_KEY_FILE},
+  {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
+  /* Internal: the offered GPUs, passed to workers. */
+  {"offer", required_argument, NULL, OPT_OFFER},
   /* Internal: how the supervisor lists the devices (probe.c). */
   {"probe-devices", no_argument, NULL, OPT_PROBE_DEVICES},
   /* Internal: how the supervisor starts a worker. */
@@ -302,6 +334,61 @@ int main(int argc, char **argv) {
     case OPT_PROBE_DEVICES:
       cfg.probe = true;
       break;
+    case OPT_BROKER:
+      if (gp__parse_listen(optarg, GP_BROKER_DEFAULT_PORT, cfg.broker_host,
+                           sizeof(cfg.broker_host), &cfg.broker_port,
+                           &why) != 0)
+        return bad("--broker '%s': %s", optarg, why);
+      if (cfg.broker_port == 0)
+        return bad("--broker '%s': the port must be 1 to 65535", optarg);
+      cfg.broker = optarg;
+      break;
+    case OPT_NAME:
+      if (!gp__pool_name_ok(optarg))
+        return bad("--name '%s': 1 to %d of A-Z a-z 0-9 . _ -", optarg,
+                   GP_POOL_NAME_MAX);
+      cfg.name = optarg;
+      break;
+    case OPT_LABEL: {
+      char key[GP_LABEL_KEY_MAX + 1], value[GP_LABEL_VALUE_MAX + 1];
+      int i;
+      if (gp__label_parse(optarg, key, value, &why) != 0)
+        return bad("--label '%s': %s", optarg, why);
+      for (i = 0; i < cfg.nlabels; i++)
+        if (strncmp(cfg.labels[i], optarg, strlen(key)) == 0 &&
+            cfg.labels[i][strlen(key)] == '=')
+          return bad("--label '%s': the key '%s' is given twice", optarg,
+                     key);
+      if (cfg.nlabels == GP_LABELS_MAX)
+        return bad("--label: at most %d labels", GP_LABELS_MAX);
+      cfg.labels[cfg.nlabels++] = optarg;
+      break;
+    }
+    case OPT_ADVERTISE: {
+      char host[256];
+      int port;
+      if (gp__parse_listen(optarg, -1, host, sizeof(host), &port, &why) != 0)
+        return bad("--advertise '%s': %s", optarg, why);
+      if (port <= 0)
+        return bad("--advertise '%s': HOST:PORT with a port from 1 to 65535",
+                   optarg);
+      cfg.advertise = optarg;
+      break;
+    }
+    case OPT_GRANT_KEY_FILE:
+      if (optarg[0] == '\0')
+        return bad("--grant-key-file needs a file name");
+      cfg.grant_key_file = optarg;
+      break;
+    case OPT_IDLE_TIMEOUT:
+      if (parse_uint(optarg, 1u << 30, &v) != 0)
+        return bad("--idle-timeout: '%s' is not a number of seconds",
+                   optarg);
+      cfg.idle_timeout_s = (unsigned)v;
+      break;
+    case OPT_OFFER:
+      cfg.offer = optarg;
+      break;
     case ':':
       return bad("%s needs a value", argv[optind - 1]);
     default:
@@ -328,6 +415,27 @@ int main(int argc, char **argv) {
     return GP_EXIT_USAGE;
   }
   gp__log_set_level(cfg.log_level);
+  if (cfg.broker && !cfg.name)
+    return bad("--broker needs --name");
+  if (cfg.broker && !cfg.grant_key_file)
+    return bad("--broker needs --grant-key-file (the broker's key)");
+  if (cfg.grant_key_file && !cfg.name)
+    return bad("--grant-key-file needs --name (grants name the server)");
+  if (cfg.grant_key_file && !cfg.worker && !cfg.probe) {
+    /* Checked here so that a bad key is a usage error with its reason;
+     * each worker loads it again for itself. */
+    uint8_t *key = malloc(GP_KEY_MAX_LEN);
+    size_t keylen;
+    char kwhy[512];
+    int kr;
+    if (!key)
+      return GP_EXIT_FAILURE;
+    kr = gp_key_load(cfg.grant_key_file, key, &keylen, kwhy, sizeof(kwhy));
+    OPENSSL_cleanse(key, GP_KEY_MAX_LEN);
+    free(key);
+    if (kr != 0)
+      return bad("--grant-key-file: %s", kwhy);
+  }
 
   if (cfg.probe)
     return gp__probe_run(&cfg);

@@ -11,6 +11,8 @@
  *
  * Lines (each at most GP_PROBE_LINE_MAX bytes):
  *   device ORDINAL GPU-UUID TOTAL_BYTES NAME
+ *   cc ORDINAL MAJOR MINOR          optional, after its device's line: the
+ *                                   compute capability
  *   end COUNT                       the list is complete
  *   error TEXT                      the probe failed (and exits non-zero)
  */
@@ -78,6 +80,22 @@ static int say_device(int ordinal, const uint8_t uuid[16], uint64_t total,
              clean);
 }
 
+/* The device's compute capability as a "cc" line, when its attributes
+ * name it. */
+static int say_cc(int ordinal, const struct gp_device_desc *d) {
+  int major = 0, minor = -1, i;
+
+  for (i = 0; i < d->nattrs && i < GP_DEVICE_MAX_ATTRS; i++) {
+    if (d->attrs[i].attr == CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)
+      major = d->attrs[i].value;
+    if (d->attrs[i].attr == CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)
+      minor = d->attrs[i].value;
+  }
+  if (major < 1 || major > 99 || minor < 0 || minor > 99)
+    return 0;
+  return say("cc %d %d %d", ordinal, major, minor);
+}
+
 typedef CUresult (*proc_v2_fn)(const char *, void **, int, cuuint64_t,
                                CUdriverProcAddressQueryResult *);
 
@@ -88,6 +106,7 @@ static int probe_driver(const char *path) {
   CUresult (*name)(char *, int, CUdevice);
   CUresult (*uuid)(CUuuid *, CUdevice);
   CUresult (*total)(size_t *, CUdevice);
+  CUresult (*attr)(int *, CUdevice_attribute, CUdevice) = NULL;
   struct { const char *sym; void **fn; } want[] = {
     {"cuInit", (void **)&init},
     {"cuDeviceGetCount", (void **)&count},
@@ -126,6 +145,12 @@ static int probe_driver(const char *path) {
       return GP_EXIT_BACKEND;
     }
   }
+  {
+    CUdriverProcAddressQueryResult st = CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND;
+    if (proc("cuDeviceGetAttribute", (void **)&attr, CUDA_VERSION,
+             CU_GET_PROC_ADDRESS_DEFAULT, &st) != CUDA_SUCCESS)
+      attr = NULL;
+  }
   r = init(0);
   if (r == CUDA_SUCCESS)
     r = count(&n);
@@ -151,6 +176,18 @@ static int probe_driver(const char *path) {
     }
     if (say_device(i, (const uint8_t *)u.bytes, bytes, nm) != 0)
       return GP_EXIT_CONN_LOST;
+    /* The compute capability is extra: a driver that cannot say leaves
+     * it unknown. */
+    if (attr) {
+      int major = 0, minor = 0;
+      if (attr(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev) ==
+              CUDA_SUCCESS &&
+          attr(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev) ==
+              CUDA_SUCCESS &&
+          major >= 1 && major <= 99 && minor >= 0 && minor <= 99 &&
+          say("cc %d %d %d", i, major, minor) != 0)
+        return GP_EXIT_CONN_LOST;
+    }
   }
   /* The library stays loaded: unloading a driver at exit gains nothing. */
   return say("end %d", n) == 0 ? GP_EXIT_OK : GP_EXIT_CONN_LOST;
@@ -181,7 +218,8 @@ static int probe_backend(const struct gp_server_config *cfg) {
       status = GP_EXIT_BACKEND;
       goto out;
     }
-    if (say_device(i, desc->uuid, desc->total_mem, desc->name) != 0) {
+    if (say_device(i, desc->uuid, desc->total_mem, desc->name) != 0 ||
+        say_cc(i, desc) != 0) {
       status = GP_EXIT_CONN_LOST;
       goto out;
     }
@@ -249,6 +287,20 @@ static int take_line(const char *line, struct gp_inventory *inv, int *ndev,
       return GP_EPROTO;
     }
     (*ndev)++;
+    return 0;
+  }
+  if (strncmp(line, "cc ", 3) == 0) {
+    int ord, major, minor;
+    /* Optional, right after its device's line. */
+    if (gp__probe_parse_cc(line, &ord, &major, &minor) != 0 ||
+        *ndev == 0 || ord != *ndev - 1 || inv->n == 0 ||
+        inv->d[inv->n - 1].ordinal != ord || inv->d[inv->n - 1].cc_major) {
+      snprintf(why, whylen, "the probe wrote a malformed line: '%.80s'",
+               line);
+      return GP_EPROTO;
+    }
+    inv->d[inv->n - 1].cc_major = major;
+    inv->d[inv->n - 1].cc_minor = minor;
     return 0;
   }
   if (strncmp(line, "end ", 4) == 0) {

@@ -42,7 +42,21 @@ enum gp_exit {
   GP_EXIT_BACKEND = 4,       /* worker: the backend could not open, or the
                               * worker ran out of memory */
   GP_EXIT_CONN_LOST = 5,     /* worker: the connection failed mid-frame */
+  GP_EXIT_IDLE = 6,          /* worker: the session was reclaimed after
+                              * --idle-timeout without a request */
+  GP_EXIT_REFUSED = 7,       /* worker: the session's grant was refused
+                              * (docs/broker.md, "Grants") */
 };
+
+/* The fd on which a worker reports to the supervisor (pool.h, "Worker
+ * reports"): a socketpair, lines both ways. */
+#define GP_WORKER_REPORT_FD 4
+
+/* The broker's port when --broker names none. */
+#define GP_BROKER_DEFAULT_PORT 7470
+
+/* --label: the most labels, and the longest key and value. */
+#define GP_LABELS_MAX 32
 
 /* The command line, parsed. Strings point into argv. */
 struct gp_server_config {
@@ -61,6 +75,19 @@ struct gp_server_config {
   bool list_devices;           /* --list-devices: print the inventory, exit */
   bool probe;                  /* --probe-devices (internal): list the
                                 * backend's devices on fd 3, exit */
+  /* The pool (docs/broker.md). */
+  const char *broker;          /* --broker HOST[:PORT], NULL: none */
+  char broker_host[256];
+  int broker_port;
+  const char *name;            /* --name, NULL: none */
+  const char *labels[GP_LABELS_MAX]; /* --label key=value, checked */
+  int nlabels;
+  const char *advertise;       /* --advertise HOST:PORT, NULL: the bound
+                                * listen address */
+  const char *grant_key_file;  /* --grant-key-file, NULL: admit everything */
+  unsigned idle_timeout_s;     /* --idle-timeout, 0: never */
+  const char *offer;           /* --offer (worker only, internal): the
+                                * offered GPU UUIDs, comma-separated */
 };
 
 /* Parses a size with an optional K, M, G or T suffix (powers of 1024;

@@ -19,8 +19,13 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include <strings.h>
+#include <time.h>
+
+#include "broker_link.h"
 #include "gp_config.h"
 #include "gpupool/errors.h"
+#include "pool.h"
 #include "server.h"
 
 extern char **environ;
@@ -28,6 +33,9 @@ extern char **environ;
 #define GP_SUPERVISOR_BACKLOG 128
 #define GP_SUPERVISOR_GRACE_MS 5000
 #define GP_PEER_MAX 64
+/* Session ids of admitted grants remembered at most (until their grant
+ * expires): a claim beyond it is refused. */
+#define GP_CLAIMS_MAX 65536
 
 struct gp_supervisor;
 
@@ -40,6 +48,21 @@ struct gp_session {
   uint64_t started_ms;
   int device;                   /* index in sv->inv, -1: none chosen */
   struct gp_session *prev, *next;
+  /* The worker's report socket (pool.h). */
+  uv_pipe_t report;
+  bool report_open;             /* |report| was initialised */
+  bool report_bad;              /* it broke the format: ignored from then */
+  char rbuf[GP_REPORT_LINE_MAX];
+  size_t rlen;
+  int handles;                  /* open handles; freed at 0 */
+  bool admitted;                /* under a grant: |ps| holds it */
+  struct gp_pool_session ps;
+};
+
+/* A session id taken by a grant, until the grant expires. */
+struct gp_claim {
+  uint64_t id;
+  uint64_t expires_unix;
 };
 
 struct gp_supervisor {
@@ -56,8 +79,13 @@ struct gp_supervisor {
   struct gp_inventory inv;
   bool per_device;
   /* The worker's command line. */
-  char memory_arg[32], pid_arg[32];
-  char *worker_argv[16];
+  char memory_arg[32], pid_arg[32], idle_arg[16];
+  char *offer_arg;
+  char *worker_argv[32];
+  /* The pool (docs/broker.md). */
+  struct gp_claim *claims;
+  size_t nclaims;
+  struct gp_broker_link *link;  /* NULL: no --broker */
 };
 
 static void addr_to_string(const struct sockaddr *sa, char *out,
@@ -85,12 +113,197 @@ static void free_on_close(uv_handle_t *h) {
 }
 
 static void session_closed(uv_handle_t *h) {
-  free(h->data);
+  struct gp_session *s = h->data;
+
+  if (--s->handles == 0)
+    free(s);
+}
+
+/* ---- Worker reports (pool.h) ------------------------------------------------ */
+
+/* Answers a claim: "ok" when |id| is new on this server (it is then taken
+ * until |expires|), "used" when it was admitted before, "full" when no
+ * more can be remembered. */
+static const char *take_claim(struct gp_supervisor *sv, uint64_t id,
+                              uint64_t expires) {
+  uint64_t now = (uint64_t)time(NULL);
+  size_t i, keep = 0;
+
+  /* Expired ids cannot come back: their grants no longer verify. */
+  for (i = 0; i < sv->nclaims; i++)
+    if (sv->claims[i].expires_unix > now)
+      sv->claims[keep++] = sv->claims[i];
+  sv->nclaims = keep;
+  for (i = 0; i < sv->nclaims; i++)
+    if (sv->claims[i].id == id)
+      return "used";
+  if (!sv->claims) {
+    sv->claims = calloc(GP_CLAIMS_MAX, sizeof(*sv->claims));
+    if (!sv->claims)
+      return "full";
+  }
+  if (sv->nclaims == GP_CLAIMS_MAX)
+    return "full";
+  sv->claims[sv->nclaims].id = id;
+  sv->claims[sv->nclaims].expires_unix = expires;
+  sv->nclaims++;
+  return "ok";
+}
+
+static int device_by_uuid(const struct gp_supervisor *sv, const char *uuid) {
+  int i;
+
+  for (i = 0; i < sv->inv.noffer; i++)
+    if (strcasecmp(sv->inv.d[sv->inv.offer[i]].uuid_str, uuid) == 0)
+      return sv->inv.offer[i];
+  return -1;
+}
+
+/* One line from session |s|'s worker. */
+static void take_report(struct gp_session *s, const char *line) {
+  struct gp_supervisor *sv = s->sv;
+  struct gp_report r;
+
+  if (gp__report_parse(line, &r) != 0) {
+    gp__warn("session #%llu from %s: worker %d wrote a malformed report; "
+             "its reports are ignored from now on",
+             (unsigned long long)s->seq, s->peer, s->proc.pid);
+    s->report_bad = true;
+    return;
+  }
+  switch (r.kind) {
+  case GP_REPORT_CLAIM: {
+    const char *answer = s->admitted ? "used"
+                         : take_claim(sv, r.session_id, r.expires_unix);
+    char out[8];
+    uv_buf_t b;
+    int n = snprintf(out, sizeof(out), "%s\n", answer);
+    b = uv_buf_init(out, (unsigned)n);
+    /* The worker waits for this line and nothing else is written here:
+     * the socket's buffer has room. */
+    if (uv_try_write((uv_stream_t *)&s->report, &b, 1) != n)
+      gp__warn("session #%llu: cannot answer the worker's claim",
+               (unsigned long long)s->seq);
+    break;
+  }
+  case GP_REPORT_ADMITTED:
+    if (s->admitted)
+      break; /* once per session */
+    s->admitted = true;
+    s->ps.session_id = r.session_id;
+    memcpy(s->ps.tenant, r.tenant, sizeof(s->ps.tenant));
+    memcpy(s->ps.gpu_uuid, r.gpu_uuid, sizeof(s->ps.gpu_uuid));
+    s->ps.memory_limit = r.limit;
+    s->ps.expires_unix = r.expires_unix;
+    if (s->device < 0) {
+      s->device = device_by_uuid(sv, r.gpu_uuid);
+      if (s->device >= 0)
+        sv->inv.d[s->device].sessions++;
+    }
+    gp__info("session #%llu from %s: admitted as %016llx for tenant %s on "
+             "%s", (unsigned long long)s->seq, s->peer,
+             (unsigned long long)r.session_id, r.tenant, r.gpu_uuid);
+    break;
+  case GP_REPORT_USED:
+    s->ps.memory_used = r.used;
+    s->ps.idle_ms = r.idle_ms;
+    break;
+  }
+}
+
+/* Splits what arrived into lines. */
+static void take_bytes(struct gp_session *s, const char *p, size_t n) {
+  while (n > 0 && !s->report_bad) {
+    size_t room = sizeof(s->rbuf) - s->rlen;
+    size_t take = n < room ? n : room;
+    char *nl;
+
+    memcpy(s->rbuf + s->rlen, p, take);
+    s->rlen += take;
+    p += take;
+    n -= take;
+    while (!s->report_bad &&
+           (nl = memchr(s->rbuf, '\n', s->rlen)) != NULL) {
+      size_t len = (size_t)(nl - s->rbuf);
+      *nl = '\0';
+      take_report(s, s->rbuf);
+      s->rlen -= len + 1;
+      memmove(s->rbuf, nl + 1, s->rlen);
+    }
+    if (s->rlen == sizeof(s->rbuf) && !s->report_bad) {
+      gp__warn("session #%llu: worker %d wrote a report line over %d bytes; "
+               "its reports are ignored from now on",
+               (unsigned long long)s->seq, s->proc.pid, GP_REPORT_LINE_MAX);
+      s->report_bad = true;
+    }
+  }
+}
+
+static void on_report_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf) {
+  static char scratch[4096]; /* the loop's thread only */
+
+  (void)h;
+  (void)size;
+  *buf = uv_buf_init(scratch, sizeof(scratch));
+}
+
+static void on_report(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
+  struct gp_session *s = st->data;
+
+  if (n > 0)
+    take_bytes(s, buf->base, (size_t)n);
+  if (n < 0 || s->report_bad)
+    uv_read_stop(st);
+}
+
+/* What the worker wrote just before it exited (its exit may be seen
+ * before its last lines). */
+static void drain_report(struct gp_session *s) {
+  uv_os_fd_t fd;
+  char buf[4096];
+  ssize_t n;
+
+  if (!s->report_open || s->report_bad ||
+      uv_fileno((uv_handle_t *)&s->report, &fd) != 0)
+    return;
+  while ((n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0 &&
+         !s->report_bad)
+    take_bytes(s, buf, (size_t)n);
+}
+
+/* The broker's word for how a session ended, from its worker's exit. */
+static const char *end_reason(int64_t status, int sig) {
+  if (sig != 0)
+    return "crashed";
+  switch (status) {
+  case GP_EXIT_OK:
+  case GP_EXIT_PROTOCOL:
+  case GP_EXIT_CONN_LOST:
+    return "ended";
+  case GP_EXIT_IDLE:
+    return "idle";
+  default:
+    return "crashed";
+  }
+}
+
+/* The running sessions under grants, for the broker link. */
+static size_t list_sessions(void *arg, struct gp_pool_session *out,
+                            size_t max) {
+  struct gp_supervisor *sv = arg;
+  struct gp_session *s;
+  size_t n = 0;
+
+  for (s = sv->sessions; s && n < max; s = s->next)
+    if (s->admitted)
+      out[n++] = s->ps;
+  return n;
 }
 
 static void maybe_finish(struct gp_supervisor *sv) {
   if (!sv->stopping || sv->nsessions > 0)
     return;
+  gp__broker_link_stop(sv->link);
   /* Closing the last handles lets uv_run() return. */
   if (!uv_is_closing((uv_handle_t *)&sv->sigint))
     uv_close((uv_handle_t *)&sv->sigint, NULL);
@@ -104,6 +317,13 @@ static void on_worker_exit(uv_process_t *proc, int64_t status, int sig) {
   struct gp_session *s = proc->data;
   struct gp_supervisor *sv = s->sv;
   double secs = (double)(uv_now(&sv->loop) - s->started_ms) / 1000.0;
+
+  drain_report(s);
+  if (s->admitted)
+    gp__broker_link_session_end(sv->link, s->ps.session_id,
+                                end_reason(status, sig));
+  if (s->report_open)
+    uv_close((uv_handle_t *)&s->report, session_closed);
 
   if (sig != 0)
     gp__warn("session #%llu from %s: worker %d killed by signal %d (%s) "
@@ -133,7 +353,7 @@ static void spawn_worker(struct gp_supervisor *sv, uv_tcp_t *conn,
                          const char *peer) {
   struct gp_session *s;
   uv_process_options_t opt;
-  uv_stdio_container_t stdio[GP_WORKER_FD + 1];
+  uv_stdio_container_t stdio[GP_WORKER_REPORT_FD + 1];
   char **env = NULL;
   char what[GP_UUID_STR_LEN + 32] = "";
   int r;
@@ -148,7 +368,9 @@ static void spawn_worker(struct gp_supervisor *sv, uv_tcp_t *conn,
   snprintf(s->peer, sizeof(s->peer), "%s", peer);
   s->started_ms = uv_now(&sv->loop);
   s->device = -1;
-  if (sv->per_device) {
+  /* With grants, the grant names the device (the worker sets
+   * CUDA_VISIBLE_DEVICES itself); it is counted once admitted. */
+  if (sv->per_device && !sv->cfg->grant_key_file) {
     /* The worker's driver sees exactly this device: CUDA_VISIBLE_DEVICES
      * is read when it initialises, before the session's first call. */
     s->device = gp__inventory_pick(&sv->inv);
@@ -172,12 +394,20 @@ static void spawn_worker(struct gp_supervisor *sv, uv_tcp_t *conn,
   stdio[2].data.fd = STDERR_FILENO;
   stdio[GP_WORKER_FD].flags = UV_INHERIT_STREAM;
   stdio[GP_WORKER_FD].data.stream = (uv_stream_t *)conn;
+  /* The report socket: libuv makes a socketpair, both ways. */
+  uv_pipe_init(&sv->loop, &s->report, 0);
+  s->report.data = s;
+  s->report_open = true;
+  s->handles = 1;
+  stdio[GP_WORKER_REPORT_FD].flags =
+      UV_CREATE_PIPE | UV_READABLE_PIPE | UV_WRITABLE_PIPE;
+  stdio[GP_WORKER_REPORT_FD].data.stream = (uv_stream_t *)&s->report;
   /* The kernel's link to our own executable: the worker is exactly this
    * binary, even if the file on disk was replaced since we started. */
   opt.file = "/proc/self/exe";
   opt.args = sv->worker_argv;
   opt.stdio = stdio;
-  opt.stdio_count = GP_WORKER_FD + 1;
+  opt.stdio_count = GP_WORKER_REPORT_FD + 1;
   opt.exit_cb = on_worker_exit;
   opt.env = env; /* NULL: the supervisor's own */
 
@@ -188,9 +418,13 @@ static void spawn_worker(struct gp_supervisor *sv, uv_tcp_t *conn,
     gp__error("session #%llu from %s refused: cannot start a worker: %s",
               (unsigned long long)s->seq, peer, uv_strerror(r));
     /* uv_spawn() initialised the handle; it must still be closed. */
+    s->handles++;
+    uv_close((uv_handle_t *)&s->report, session_closed);
     uv_close((uv_handle_t *)&s->proc, session_closed);
     return;
   }
+  s->handles++;
+  uv_read_start((uv_stream_t *)&s->report, on_report_alloc, on_report);
   s->next = sv->sessions;
   if (sv->sessions)
     sv->sessions->prev = s;
@@ -368,7 +602,38 @@ static void build_worker_argv(struct gp_supervisor *sv) {
   sv->worker_argv[i++] = (char *)cfg->bcfg.cuda_lib;
   sv->worker_argv[i++] = "--log-level";
   sv->worker_argv[i++] = (char *)gp__log_level_name(cfg->log_level);
+  if (cfg->idle_timeout_s) {
+    snprintf(sv->idle_arg, sizeof(sv->idle_arg), "%u", cfg->idle_timeout_s);
+    sv->worker_argv[i++] = "--idle-timeout";
+    sv->worker_argv[i++] = sv->idle_arg;
+  }
+  if (cfg->grant_key_file) {
+    sv->worker_argv[i++] = "--name";
+    sv->worker_argv[i++] = (char *)cfg->name;
+    sv->worker_argv[i++] = "--grant-key-file";
+    sv->worker_argv[i++] = (char *)cfg->grant_key_file;
+    if (sv->offer_arg) {
+      sv->worker_argv[i++] = "--offer";
+      sv->worker_argv[i++] = sv->offer_arg;
+    }
+  }
   sv->worker_argv[i] = NULL;
+}
+
+/* The offered devices' UUIDs, comma-separated, for the workers' grant
+ * checks. Returns 0 or GP_ENOMEM. */
+static int build_offer_arg(struct gp_supervisor *sv) {
+  size_t len = (size_t)sv->inv.noffer * GP_UUID_STR_LEN + 1, at = 0;
+  int i;
+
+  sv->offer_arg = malloc(len);
+  if (!sv->offer_arg)
+    return GP_ENOMEM;
+  sv->offer_arg[0] = '\0';
+  for (i = 0; i < sv->inv.noffer; i++)
+    at += (size_t)snprintf(sv->offer_arg + at, len - at, "%s%s",
+                           i ? "," : "", sv->inv.d[sv->inv.offer[i]].uuid_str);
+  return 0;
 }
 
 static void close_any(uv_handle_t *h, void *arg) {
@@ -390,13 +655,18 @@ int gp__supervisor_run(const struct gp_server_config *cfg) {
     return GP_EXIT_FAILURE;
   }
   sv->cfg = cfg;
-  build_worker_argv(sv);
   /* Before the loop exists: the probe is a child of its own, reaped here. */
   status = gp__inventory_build(cfg, &sv->inv);
   if (status != 0) {
     free(sv);
     return status;
   }
+  if (build_offer_arg(sv) != 0) {
+    gp__error("out of memory");
+    free(sv);
+    return GP_EXIT_FAILURE;
+  }
+  build_worker_argv(sv);
   status = GP_EXIT_FAILURE;
   for (r = 0; r < sv->inv.noffer; r++) {
     char line[256];
@@ -429,6 +699,24 @@ int gp__supervisor_run(const struct gp_server_config *cfg) {
               strerror(errno));
     goto out;
   }
+  if (cfg->broker) {
+    char advertised[GP_PEER_MAX + 256];
+    if (cfg->advertise) {
+      snprintf(advertised, sizeof(advertised), "%s", cfg->advertise);
+    } else {
+      snprintf(advertised, sizeof(advertised), "%s", bound);
+      if (strncmp(bound, "0.0.0.0:", 8) == 0 || strncmp(bound, "[::]:", 5) == 0)
+        gp__warn("--broker: the listen address %s is no address clients can "
+                 "connect to; give --advertise HOST:PORT", bound);
+    }
+    r = gp__broker_link_start(&sv->loop, cfg, &sv->inv, advertised,
+                              list_sessions, sv, &sv->link);
+    if (r != 0) {
+      if (r == GP_ENOMEM)
+        gp__error("out of memory");
+      goto out;
+    }
+  }
   uv_signal_start(&sv->sigint, on_signal, SIGINT);
   uv_signal_start(&sv->sigterm, on_signal, SIGTERM);
   if (strcmp(cfg->backend_name, "emu") == 0)
@@ -450,6 +738,9 @@ out:
   uv_run(&sv->loop, UV_RUN_DEFAULT);
   if (uv_loop_close(&sv->loop) != 0)
     gp__debug("event loop still busy at exit");
+  gp__broker_link_free(sv->link);
+  free(sv->claims);
+  free(sv->offer_arg);
   free(sv);
   return status;
 }

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -30,11 +31,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "gp_config.h"
 #include "gpupool/gpupool.h"
+#include "grant.h"
 #include "heartbeat.h"
+#include "idmap.h"
 #include "image_cache.h"
 #include "msg.h"
+#include "pool.h"
 #include "server.h"
 #include "wire.h"
 
@@ -68,6 +74,22 @@
 /* The session has ended (a handler's return value, not an error). */
 #define GP_WORKER_END 1
 
+/* While it waits for requests, a worker reports its memory and idle time
+ * to the supervisor this often (pool.h, "used" lines). */
+#define GP_WORKER_REPORT_MS 500
+
+/* How long a worker waits for the supervisor's answer to a claim. */
+#define GP_WORKER_CLAIM_TIMEOUT_MS 5000
+
+/* The most allocations whose sizes the worker tracks (the emu backend's
+ * own limit). */
+#define GP_WORKER_MAX_ALLOCS (1u << 20)
+
+/* The allocation map stores each allocation's size (never 0) as the
+ * pointer-sized value. */
+_Static_assert(sizeof(uintptr_t) >= sizeof(uint64_t),
+               "an allocation's size must fit in a map value");
+
 struct gp_worker {
   const struct gp_server_config *cfg;
   const struct gp_backend_ops *ops;
@@ -91,6 +113,17 @@ struct gp_worker {
     uint8_t *data;                /* |size| bytes; NULL after a failure */
     int32_t result;               /* the upload's error, 0 if none yet */
   } upload;
+  /* The pool (docs/broker.md, "Grants" and "Idle sessions"). */
+  uint8_t *key;                   /* the grant key, NULL: admit everything */
+  size_t keylen;
+  char key_why[160];              /* why the key could not be loaded */
+  bool report_ok;                 /* fd GP_WORKER_REPORT_FD is usable */
+  bool limited;                   /* a grant's memory limit applies */
+  uint64_t mem_limit;             /* bytes */
+  uint64_t mem_used;              /* bytes the session has allocated */
+  struct gp__idmap allocs;        /* dptr -> size, every live allocation */
+  uint64_t last_request_ms;       /* monotonic: the last request's end */
+  uint64_t last_report_ms;        /* monotonic: the last "used" line */
 };
 
 /* ---- helpers ------------------------------------------------------------- */
@@ -279,6 +312,216 @@ static int reply_status(struct gp_worker *w, const struct gp_frame_header *h,
   return reply(w, h, &st.base, &st.deferred, result, payload, payload_len);
 }
 
+/* ---- the pool: reports, admission, memory ------------------------------- */
+
+static uint64_t mono_ms(void) {
+  struct timespec ts;
+
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Writes one report line to the supervisor (pool.h), never blocking: a
+ * line that does not fit in the socket's buffer is dropped (the next
+ * "used" line supersedes it). Returns 0 or -1. */
+__attribute__((format(printf, 2, 3)))
+static int report(struct gp_worker *w, const char *fmt, ...) {
+  char line[GP_REPORT_LINE_MAX];
+  va_list ap;
+  ssize_t n;
+  int len;
+
+  if (!w->report_ok)
+    return -1;
+  va_start(ap, fmt);
+  len = vsnprintf(line, sizeof(line) - 1, fmt, ap);
+  va_end(ap);
+  if (len < 0 || (size_t)len >= sizeof(line) - 1)
+    return -1;
+  line[len++] = '\n';
+  do
+    n = send(GP_WORKER_REPORT_FD, line, (size_t)len,
+             MSG_DONTWAIT | MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+    wlog(w, GP_LOG_DEBUG, "report to the supervisor failed: %s",
+         strerror(errno));
+    w->report_ok = false;
+  }
+  return n == len ? 0 : -1;
+}
+
+/* A "used" line, when the last is GP_WORKER_REPORT_MS old. */
+static void report_used(struct gp_worker *w, uint64_t now) {
+  if (!w->report_ok || now - w->last_report_ms < GP_WORKER_REPORT_MS)
+    return;
+  w->last_report_ms = now;
+  report(w, "used %llu %llu", (unsigned long long)w->mem_used,
+         (unsigned long long)(now - w->last_request_ms));
+}
+
+/* Asks the supervisor whether session |id| is new on this server (pool.h,
+ * "claim"). Returns 1 when it is (the id is now taken), 0 when it was used
+ * before, -1 when the supervisor did not answer. */
+static int claim(struct gp_worker *w, uint64_t id, uint64_t expires) {
+  char buf[16];
+  size_t have = 0;
+  uint64_t deadline = mono_ms() + GP_WORKER_CLAIM_TIMEOUT_MS;
+
+  if (report(w, "claim %016llx %llu", (unsigned long long)id,
+             (unsigned long long)expires) != 0)
+    return -1;
+  while (have < sizeof(buf)) {
+    struct pollfd pfd = {GP_WORKER_REPORT_FD, POLLIN, 0};
+    uint64_t now = mono_ms();
+    ssize_t n;
+    int r;
+
+    if (now >= deadline)
+      return -1;
+    r = poll(&pfd, 1, (int)(deadline - now));
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      return -1;
+    n = recv(GP_WORKER_REPORT_FD, buf + have, sizeof(buf) - have,
+             MSG_DONTWAIT);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN))
+      continue;
+    if (n <= 0)
+      return -1;
+    have += (size_t)n;
+    if (memchr(buf, '\n', have)) {
+      if (have == 3 && memcmp(buf, "ok\n", 3) == 0)
+        return 1;
+      if (have == 5 && memcmp(buf, "used\n", 5) == 0)
+        return 0;
+      return -1;
+    }
+  }
+  return -1;
+}
+
+/* True when |uuid| is among the GPUs the supervisor said it offers. */
+static bool offered(const struct gp_worker *w, const char *uuid) {
+  const char *p = w->cfg->offer;
+  size_t n = strlen(uuid);
+
+  while (p && *p) {
+    const char *comma = strchr(p, ',');
+    size_t len = comma ? (size_t)(comma - p) : strlen(p);
+    if (len == n && n > 0 && strncasecmp(p, uuid, n) == 0)
+      return true;
+    p = comma ? comma + 1 : NULL;
+  }
+  return false;
+}
+
+/* Checks the session's grant (docs/broker.md, "Grants"). Returns 0 with
+ * |*out| the grant (the caller frees it), or GP_EGRANT with the reason the
+ * client is told in |why|. */
+static int admit(struct gp_worker *w, const Gpupool__HelloRequest *m,
+                 Gpupool__Grant **out, char *why, size_t whylen) {
+  char name[GP_POOL_NAME_MAX + 2], gpu[64];
+  Gpupool__Grant *g = NULL;
+  int c;
+
+  *out = NULL;
+  if (!w->key) {
+    snprintf(why, whylen, "the server cannot read its grant key: %s",
+             w->key_why);
+    return GP_EGRANT;
+  }
+  if (m->grant.len == 0) {
+    snprintf(why, whylen, "no grant: this server admits sessions only "
+             "through the broker");
+    return GP_EGRANT;
+  }
+  if (gp_grant_verify(w->key, w->keylen, m->grant.data, m->grant.len,
+                      (uint64_t)time(NULL), &g, why, whylen) != 0)
+    return GP_EGRANT;
+  if (!g->server || strcmp(g->server, w->cfg->name) != 0) {
+    sanitize(g->server, name, sizeof(name));
+    snprintf(why, whylen, "grant for server %s, this is %s", name,
+             w->cfg->name);
+    goto refuse;
+  }
+  if (!g->gpu_uuid || !offered(w, g->gpu_uuid)) {
+    sanitize(g->gpu_uuid, gpu, sizeof(gpu));
+    snprintf(why, whylen, "grant for GPU %s, which server %s does not "
+             "offer", gpu, w->cfg->name);
+    goto refuse;
+  }
+  if (g->session_id == 0) {
+    snprintf(why, whylen, "grant for session 0, which is not a session id");
+    goto refuse;
+  }
+  c = claim(w, g->session_id, g->expires_unix);
+  if (c == 0) {
+    snprintf(why, whylen, "grant already used: session %016llx was "
+             "admitted before on this server",
+             (unsigned long long)g->session_id);
+    goto refuse;
+  }
+  if (c < 0) {
+    snprintf(why, whylen, "grant cannot be checked against reuse: the "
+             "server's supervisor did not answer");
+    goto refuse;
+  }
+  *out = g;
+  return 0;
+
+refuse:
+  gpupool__grant__free_unpacked(g, NULL);
+  return GP_EGRANT;
+}
+
+/* Records a new allocation of |size| bytes at |dptr|. Returns 0, or -1
+ * when it cannot be tracked (then the caller frees it). */
+static int track_alloc(struct gp_worker *w, uint64_t dptr, uint64_t size) {
+  if (size == 0)
+    return 0;
+  if (gp__idmap_put(&w->allocs, dptr, (void *)(uintptr_t)size) !=
+      CUDA_SUCCESS)
+    return -1;
+  w->mem_used += size;
+  return 0;
+}
+
+static void track_free(struct gp_worker *w, uint64_t dptr) {
+  uintptr_t size = (uintptr_t)gp__idmap_remove(&w->allocs, dptr);
+
+  w->mem_used -= size <= w->mem_used ? size : w->mem_used;
+}
+
+/* After a context went away: forgets the allocations the backend no longer
+ * has (they went with their context). */
+static void track_prune(struct gp_worker *w) {
+  uint64_t *gone;
+  size_t i, n = 0;
+
+  if (w->allocs.count == 0)
+    return;
+  gone = malloc(w->allocs.count * sizeof(*gone));
+  if (!gone)
+    return;
+  for (i = 0; i < w->allocs.cap && n < w->allocs.count; i++) {
+    uint64_t key = w->allocs.slots[i].key, base = 0, size = 0;
+    if (key != 0 &&
+        w->ops->mem_get_address_range(w->be, key, &base, &size) !=
+            CUDA_SUCCESS)
+      gone[n++] = key;
+  }
+  for (i = 0; i < n; i++)
+    track_free(w, gone[i]);
+  free(gone);
+}
+
+/* True when |size| more bytes would take the session over its limit. */
+static bool over_limit(const struct gp_worker *w, uint64_t size) {
+  return w->limited && size > w->mem_limit - w->mem_used;
+}
+
 /* ---- handshake ------------------------------------------------------------ */
 
 static int handle_hello(struct gp_worker *w, const struct gp_frame_header *h,
@@ -287,7 +530,8 @@ static int handle_hello(struct gp_worker *w, const struct gp_frame_header *h,
   Gpupool__DeviceInfo *infos = NULL, **info_ptrs = NULL;
   Gpupool__DeviceAttribute *attrs = NULL, **attr_ptrs = NULL;
   struct gp_device_desc *descs = NULL;
-  char server_name[128], message[256], client[96], host[96];
+  char server_name[128], message[320], client[96], host[96];
+  Gpupool__Grant *grant = NULL;
   uint32_t lo, hi;
   int ndev = 0, i, j, r, res, ret = 0;
 
@@ -320,6 +564,31 @@ static int handle_hello(struct gp_worker *w, const struct gp_frame_header *h,
   }
   rep.version = hi;
 
+  if (w->cfg->grant_key_file) {
+    if (admit(w, m, &grant, message, sizeof(message)) != 0) {
+      wlog(w, GP_LOG_WARN, "HELLO from '%s' on '%s' refused: %s", client,
+           host, message);
+      rep.result = CUDA_ERROR_NOT_PERMITTED;
+      rep.message = message;
+      reply(w, h, &rep.base, &rep.deferred, rep.result, NULL, 0);
+      w->exit_status = GP_EXIT_REFUSED;
+      return GP_EGRANT;
+    }
+    /* From here the session is the grant's: its id names it in logs. */
+    w->session_id = grant->session_id;
+    rep.session_id = w->session_id;
+    w->limited = grant->memory_limit != 0;
+    w->mem_limit = grant->memory_limit;
+    /* The driver the backend loads sees only the granted GPU. */
+    if (setenv("CUDA_VISIBLE_DEVICES", grant->gpu_uuid, 1) != 0) {
+      wlog(w, GP_LOG_ERROR, "cannot set CUDA_VISIBLE_DEVICES: %s",
+           strerror(errno));
+      w->exit_status = GP_EXIT_BACKEND;
+      ret = GP_ENOMEM;
+      goto out;
+    }
+  }
+
   res = w->ops->open(&w->cfg->bcfg, &w->be);
   if (res != CUDA_SUCCESS) {
     snprintf(message, sizeof(message),
@@ -330,7 +599,8 @@ static int handle_hello(struct gp_worker *w, const struct gp_frame_header *h,
     rep.message = message;
     reply(w, h, &rep.base, &rep.deferred, rep.result, NULL, 0);
     w->exit_status = GP_EXIT_BACKEND;
-    return GP_ENOMEM;
+    ret = GP_ENOMEM;
+    goto out;
   }
   w->ops->driver_version(w->be, &rep.driver_version);
   res = w->ops->device_count(w->be, &ndev);
@@ -397,11 +667,25 @@ static int handle_hello(struct gp_worker *w, const struct gp_frame_header *h,
     goto out;
   }
   w->hello_done = true;
+  w->last_request_ms = mono_ms();
   wlog(w, GP_LOG_INFO, "HELLO from '%s' on '%s' pid %u: protocol %u, %d "
        "device%s", client, host, m->pid, rep.version, ndev,
        ndev == 1 ? "" : "s");
+  if (grant) {
+    char tenant[GP_TENANT_MAX + 1];
+    gp__tenant_clean(grant->tenant, tenant);
+    wlog(w, GP_LOG_INFO, "admitted: tenant %s, GPU %s, memory limit %llu "
+         "MiB", tenant, grant->gpu_uuid,
+         (unsigned long long)(grant->memory_limit >> 20));
+    report(w, "admitted %016llx %s %s %llu %llu",
+           (unsigned long long)w->session_id, tenant, grant->gpu_uuid,
+           (unsigned long long)grant->memory_limit,
+           (unsigned long long)grant->expires_unix);
+  }
 
 out:
+  if (grant)
+    gpupool__grant__free_unpacked(grant, NULL);
   free(attr_ptrs);
   free(attrs);
   free(info_ptrs);
@@ -1194,6 +1478,8 @@ static int dispatch(struct gp_worker *w, const struct gp_frame_header *h,
   case GP_MSG_CTX_DESTROY: {
     const Gpupool__CtxDestroy *m = (const void *)msg;
     res = ops->ctx_destroy(be, m->ctx);
+    if (res == CUDA_SUCCESS)
+      track_prune(w);
     break;
   }
   case GP_MSG_CTX_SYNCHRONIZE: {
@@ -1209,13 +1495,23 @@ static int dispatch(struct gp_worker *w, const struct gp_frame_header *h,
   case GP_MSG_PRIMARY_CTX_RELEASE: {
     const Gpupool__PrimaryCtxRelease *m = (const void *)msg;
     res = ops->primary_ctx_release(be, m->ctx);
+    if (res == CUDA_SUCCESS)
+      track_prune(w);
     break;
   }
   case GP_MSG_MEM_ALLOC: {
     const Gpupool__MemAlloc *m = (const void *)msg;
     Gpupool__MemAllocReply rep = GPUPOOL__MEM_ALLOC_REPLY__INIT;
     uint64_t dptr = 0;
-    rep.result = ops->mem_alloc(be, m->ctx, m->size, &dptr);
+    /* The grant's limit: refused before the backend sees it. */
+    if (m->size != 0 && over_limit(w, m->size))
+      rep.result = CUDA_ERROR_OUT_OF_MEMORY;
+    else
+      rep.result = ops->mem_alloc(be, m->ctx, m->size, &dptr);
+    if (rep.result == CUDA_SUCCESS && track_alloc(w, dptr, m->size) != 0) {
+      ops->mem_free(be, dptr);
+      rep.result = CUDA_ERROR_OUT_OF_MEMORY;
+    }
     rep.dptr = rep.result == CUDA_SUCCESS ? dptr : 0;
     return reply(w, h, &rep.base, &rep.deferred, rep.result, NULL, 0);
   }
@@ -1223,8 +1519,23 @@ static int dispatch(struct gp_worker *w, const struct gp_frame_header *h,
     const Gpupool__MemAllocPitch *m = (const void *)msg;
     Gpupool__MemAllocPitchReply rep = GPUPOOL__MEM_ALLOC_PITCH_REPLY__INIT;
     uint64_t dptr = 0, pitch = 0;
-    rep.result = ops->mem_alloc_pitch(be, m->ctx, m->width, m->height,
-                                      m->element_size, &dptr, &pitch);
+    /* The pitch is the backend's choice: width * height, a lower bound,
+     * is checked first, pitch * height once it is known. */
+    if (m->width != 0 && m->height != 0 &&
+        (m->width > UINT64_MAX / m->height ||
+         over_limit(w, m->width * m->height)))
+      rep.result = CUDA_ERROR_OUT_OF_MEMORY;
+    else
+      rep.result = ops->mem_alloc_pitch(be, m->ctx, m->width, m->height,
+                                        m->element_size, &dptr, &pitch);
+    if (rep.result == CUDA_SUCCESS) {
+      uint64_t bytes = pitch != 0 && m->height > UINT64_MAX / pitch
+                           ? UINT64_MAX : pitch * m->height;
+      if (over_limit(w, bytes) || track_alloc(w, dptr, bytes) != 0) {
+        ops->mem_free(be, dptr);
+        rep.result = CUDA_ERROR_OUT_OF_MEMORY;
+      }
+    }
     if (rep.result == CUDA_SUCCESS) {
       rep.dptr = dptr;
       rep.pitch = pitch;
@@ -1234,6 +1545,8 @@ static int dispatch(struct gp_worker *w, const struct gp_frame_header *h,
   case GP_MSG_MEM_FREE: {
     const Gpupool__MemFree *m = (const void *)msg;
     res = ops->mem_free(be, m->dptr);
+    if (res == CUDA_SUCCESS)
+      track_free(w, m->dptr);
     break;
   }
   case GP_MSG_MEM_GET_INFO: {
@@ -1241,6 +1554,14 @@ static int dispatch(struct gp_worker *w, const struct gp_frame_header *h,
     Gpupool__MemGetInfoReply rep = GPUPOOL__MEM_GET_INFO_REPLY__INIT;
     uint64_t fr = 0, total = 0;
     rep.result = ops->mem_get_info(be, m->ctx, &fr, &total);
+    if (rep.result == CUDA_SUCCESS && w->limited) {
+      /* The session sees its grant: the limit as the total (or the
+       * device's, if less), what is left of it as free. */
+      uint64_t left = w->mem_limit - (w->mem_used < w->mem_limit
+                                          ? w->mem_used : w->mem_limit);
+      total = total < w->mem_limit ? total : w->mem_limit;
+      fr = fr < left ? fr : left;
+    }
     if (rep.result == CUDA_SUCCESS) {
       rep.free = fr;
       rep.total = total;
@@ -1448,6 +1769,64 @@ static int serve_one(struct gp_worker *w) {
   return r;
 }
 
+/* --idle-timeout: tells the client why its session ends (a ProtocolError
+ * frame with GP_EIDLE, read when it comes back) and ends it. Returns
+ * GP_EIDLE for the loop to stop on. */
+static int reclaim_idle(struct gp_worker *w) {
+  Gpupool__ProtocolError pe = GPUPOOL__PROTOCOL_ERROR__INIT;
+  char msg[128];
+
+  snprintf(msg, sizeof(msg), "session reclaimed after %u s idle "
+           "(--idle-timeout)", w->cfg->idle_timeout_s);
+  wlog(w, GP_LOG_INFO, "idle: %s after %llu requests", msg,
+       (unsigned long long)w->requests);
+  pe.code = GP_EIDLE;
+  pe.message = msg;
+  if (gp_wire_send(&w->wire, GP_MSG_PROTOCOL_ERROR, 0, 0, &pe.base, NULL,
+                   0) == 0)
+    gp_wire_flush(&w->wire);
+  w->exit_status = GP_EXIT_IDLE;
+  return GP_EIDLE;
+}
+
+/* After the handshake, waits for the next request's first byte, reporting
+ * to the supervisor every GP_WORKER_REPORT_MS meanwhile and reclaiming the
+ * session after --idle-timeout. The time a request runs is never idle: the
+ * clock starts when the last one ended. Returns 0 (read on) or GP_EIDLE. */
+static int wait_request(struct gp_worker *w) {
+  uint64_t idle_ms = (uint64_t)w->cfg->idle_timeout_s * 1000;
+
+  for (;;) {
+    struct pollfd pfd = {w->wire.fd, POLLIN, 0};
+    uint64_t now = mono_ms();
+    int64_t wait = -1;
+    int r;
+
+    if (w->wire.rlen > w->wire.rpos)
+      return 0;
+    report_used(w, now);
+    if (w->report_ok)
+      wait = (int64_t)(w->last_report_ms + GP_WORKER_REPORT_MS) -
+             (int64_t)now;
+    if (idle_ms) {
+      int64_t left = (int64_t)(w->last_request_ms + idle_ms) - (int64_t)now;
+      if (left <= 0)
+        return reclaim_idle(w);
+      if (wait < 0 || left < wait)
+        wait = left;
+    }
+    if (wait < 0)
+      return 0; /* nothing to do meanwhile: block in the read */
+    if (wait == 0)
+      wait = 1;
+    r = poll(&pfd, 1, (int)wait);
+    if (r > 0)
+      return 0;
+    if (r < 0 && errno != EINTR)
+      return 0; /* the read will say what is wrong */
+  }
+}
+
 /* After a ProtocolError: stop sending, read what the client still sends
  * for a moment, so the close does not reset the connection before the
  * client has read our frame. */
@@ -1523,6 +1902,24 @@ int gp__worker_run(const struct gp_server_config *cfg) {
   w.exit_status = GP_EXIT_OK;
   peer_name(GP_WORKER_FD, w.peer, sizeof(w.peer));
   tune_socket(GP_WORKER_FD);
+  gp__idmap_init(&w.allocs, GP_WORKER_MAX_ALLOCS);
+
+  /* The supervisor's report socket (pool.h); a worker started without one
+   * serves all the same, and refuses grants (it cannot rule out reuse). */
+  if (fstat(GP_WORKER_REPORT_FD, &st) == 0 && S_ISSOCK(st.st_mode)) {
+    w.report_ok = true;
+    fcntl(GP_WORKER_REPORT_FD, F_SETFD, FD_CLOEXEC);
+  }
+  if (cfg->grant_key_file) {
+    w.key = malloc(GP_KEY_MAX_LEN);
+    if (!w.key)
+      snprintf(w.key_why, sizeof(w.key_why), "out of memory");
+    else if (gp_key_load(cfg->grant_key_file, w.key, &w.keylen, w.key_why,
+                         sizeof(w.key_why)) != 0) {
+      free(w.key);
+      w.key = NULL;
+    }
+  }
 
   r = gp_wire_init_fd(&w.wire, GP_WORKER_FD);
   if (r != 0) {
@@ -1539,13 +1936,17 @@ int gp__worker_run(const struct gp_server_config *cfg) {
 
   w.wire.timeout_ms = GP_WORKER_HELLO_TIMEOUT_MS;
   for (;;) {
+    if (w.hello_done && wait_request(&w) != 0)
+      break;
     r = serve_one(&w);
     if (r != 0)
       break;
-    if (w.hello_done)
+    if (w.hello_done) {
       w.wire.timeout_ms = -1;
+      w.last_request_ms = mono_ms();
+    }
   }
-  if (w.exit_status == GP_EXIT_PROTOCOL)
+  if (w.exit_status == GP_EXIT_PROTOCOL || w.exit_status == GP_EXIT_REFUSED)
     linger(&w);
 
   gp__heartbeat_stop(w.hb);
@@ -1557,6 +1958,11 @@ int gp__worker_run(const struct gp_server_config *cfg) {
   free(w.params);
   free(w.fdesc);
   free(w.upload.data);
+  gp__idmap_free(&w.allocs);
+  if (w.key) {
+    OPENSSL_cleanse(w.key, GP_KEY_MAX_LEN);
+    free(w.key);
+  }
   wlog(&w, GP_LOG_DEBUG, "worker exiting with status %d", w.exit_status);
   return w.exit_status;
 }
