@@ -36,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "broker.h"
 #include "client.h"
 #include "cuerrors.h"
 #include "gp_config.h"
@@ -146,150 +147,7 @@ static int env_ms(const char *name, int def_s) {
   return ms > 0 ? ms : 1;
 }
 
-/* Splits "host[:port]" or "[v6addr][:port]" into |c->host| and |c->port|.
- * Returns 0, or -1 with |why| filled. */
-static int parse_server(struct gp__client *c, const char *s, char *why,
-                        size_t why_len) {
-  const char *host = s, *port = NULL;
-  size_t host_len;
-  if (s[0] == '[') {
-    const char *close = strchr(s, ']');
-    if (close == NULL) {
-      snprintf(why, why_len, "missing ']' in %s=%s", GP_ENV_SERVER, s);
-      return -1;
-    }
-    host = s + 1;
-    host_len = (size_t)(close - host);
-    if (close[1] == ':')
-      port = close + 2;
-    else if (close[1] != '\0') {
-      snprintf(why, why_len, "junk after ']' in %s=%s", GP_ENV_SERVER, s);
-      return -1;
-    }
-  } else {
-    const char *colon = strrchr(s, ':');
-    /* More than one colon and no brackets: a bare IPv6 address. */
-    if (colon != NULL && strchr(s, ':') == colon) {
-      host_len = (size_t)(colon - s);
-      port = colon + 1;
-    } else {
-      host_len = strlen(s);
-    }
-  }
-  if (host_len == 0 || host_len >= sizeof(c->host)) {
-    snprintf(why, why_len, "bad host in %s=%s", GP_ENV_SERVER, s);
-    return -1;
-  }
-  memcpy(c->host, host, host_len);
-  c->host[host_len] = '\0';
-  c->port = GP_DEFAULT_SERVER_PORT;
-  if (port != NULL) {
-    char *end;
-    long p = strtol(port, &end, 10);
-    if (*port == '\0' || *end != '\0' || p < 1 || p > 65535) {
-      snprintf(why, why_len, "bad port in %s=%s", GP_ENV_SERVER, s);
-      return -1;
-    }
-    c->port = (int)p;
-  }
-  snprintf(c->addr, sizeof(c->addr), strchr(c->host, ':') ? "[%s]:%d"
-                                                          : "%s:%d",
-           c->host, c->port);
-  return 0;
-}
-
 /* ---- Connecting ------------------------------------------------------------------ */
-
-static long long now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Connects one socket to |ai| by |deadline|. Returns the fd (blocking
- * again) or -1 with errno set. */
-static int connect_one(const struct addrinfo *ai, long long deadline) {
-  int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
-                  ai->ai_protocol);
-  if (fd < 0)
-    return -1;
-  int err = 0;
-  if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
-    if (errno != EINPROGRESS) {
-      err = errno;
-      goto out;
-    }
-    for (;;) {
-      long long left = deadline - now_ms();
-      if (left <= 0) {
-        err = ETIMEDOUT;
-        goto out;
-      }
-      struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-      int pr = poll(&pfd, 1, (int)left);
-      if (pr < 0 && errno == EINTR)
-        continue;
-      if (pr < 0) {
-        err = errno;
-        goto out;
-      }
-      if (pr == 0) {
-        err = ETIMEDOUT;
-        goto out;
-      }
-      socklen_t len = sizeof(err);
-      if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-        err = errno;
-      goto out;
-    }
-  }
-out:
-  if (err == 0) {
-    int fl = fcntl(fd, F_GETFL);
-    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
-      err = errno;
-  }
-  if (err != 0) {
-    close(fd);
-    errno = err;
-    return -1;
-  }
-  return fd;
-}
-
-/* Resolves and connects to c->host:c->port within c->connect_timeout_ms.
- * Returns the fd or -1 with |why| filled. */
-static int dial(struct gp__client *c, char *why, size_t why_len) {
-  char port[16];
-  snprintf(port, sizeof(port), "%d", c->port);
-  struct addrinfo hints = {.ai_family = AF_UNSPEC,
-                           .ai_socktype = SOCK_STREAM,
-                           .ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG};
-  struct addrinfo *res = NULL;
-  int rc = getaddrinfo(c->host, port, &hints, &res);
-  if (rc != 0) {
-    snprintf(why, why_len, "cannot resolve %s: %s", c->host,
-             gai_strerror(rc));
-    return -1;
-  }
-  long long deadline = now_ms() + c->connect_timeout_ms;
-  int fd = -1, err = 0;
-  for (struct addrinfo *ai = res; ai != NULL && fd < 0; ai = ai->ai_next) {
-    fd = connect_one(ai, deadline);
-    if (fd < 0)
-      err = errno;
-  }
-  freeaddrinfo(res);
-  if (fd < 0) {
-    if (err == ETIMEDOUT)
-      snprintf(why, why_len, "cannot connect to %s: no answer within %.1f s",
-               c->addr, c->connect_timeout_ms / 1000.0);
-    else
-      snprintf(why, why_len, "cannot connect to %s: %s", c->addr,
-               strerror(err));
-  }
-  return fd;
-}
 
 /* TCP_NODELAY: requests are small and latency is everything. Keepalive
  * probes every second after one idle second, TCP_USER_TIMEOUT for
@@ -355,8 +213,10 @@ static int take_devices(struct gp__client *c, const Gpupool__HelloReply *hr,
   return 0;
 }
 
-/* Sends HELLO and reads the HelloReply. Returns 0, or -1 with |why|. */
-static int handshake(struct gp__client *c, char *why, size_t why_len) {
+/* Sends HELLO, with the broker's |grant| (|grant_len| 0: none), and reads
+ * the HelloReply. Returns 0, or -1 with |why|. */
+static int handshake(struct gp__client *c, const uint8_t *grant,
+                     size_t grant_len, char *why, size_t why_len) {
   char hostname[256] = "";
   gethostname(hostname, sizeof(hostname) - 1);
   Gpupool__HelloRequest req = GPUPOOL__HELLO_REQUEST__INIT;
@@ -365,6 +225,9 @@ static int handshake(struct gp__client *c, char *why, size_t why_len) {
   req.client_name = (char *)"libcuda.so.1 " GP_VERSION_STRING;
   req.hostname = hostname;
   req.pid = (uint32_t)getpid();
+  /* The broker's grant, passed on unread (docs/broker.md, "Grants"). */
+  req.grant.data = (uint8_t *)grant;
+  req.grant.len = grant_len;
 
   /* The handshake must not hang on a port that accepts and says nothing. */
   c->wire.timeout_ms = c->connect_timeout_ms;
@@ -430,24 +293,84 @@ out:
   return ret;
 }
 
-CUresult gp__connect_locked(struct gp__client *c) {
-  char why[512] = "";
-  int fd = -1;
-  const char *server = getenv(GP_ENV_SERVER);
-  if (server == NULL || *server == '\0') {
-    snprintf(why, sizeof(why), "%s is not set: no pool server to use "
-             "(run the program with `gpupool attach --server HOST -- ...`)",
-             GP_ENV_SERVER);
-    goto fail;
+/* Where the session comes from: a broker's grant, or the server named
+ * directly (docs/client.md, "The pool"). Fills c->host, c->port, c->addr
+ * and, through a broker, |g|. Returns 0; 1 when the broker refused (|why|
+ * is the whole line to print); -1 with |why|. */
+static int find_server(struct gp__client *c, struct gp__grant *g, char *why,
+                       size_t why_len) {
+  struct {
+    struct gp__conf cf;
+    struct gp__pool pool;
+  } *st = calloc(1, sizeof(*st));
+  if (st == NULL) {
+    snprintf(why, why_len, "out of memory");
+    return -1;
   }
-  if (parse_server(c, server, why, sizeof(why)) < 0)
-    goto fail;
+  int ret = -1;
+  struct gp__hostport hp;
+  if (gp__conf_load(&st->cf, why, why_len) < 0 ||
+      gp__pool_resolve(&st->cf, NULL, NULL,
+                       GP__RESOLVE_TOKEN | GP__RESOLVE_REQUEST, &st->pool, why, why_len) < 0)
+    goto out;
+  if (st->pool.broker[0] != '\0') {
+    char host[256] = "", client[320];
+    gethostname(host, sizeof(host) - 1);
+    snprintf(client, sizeof(client), "%s pid %d", host, (int)getpid());
+    ret = gp__broker_request_session(&st->pool, c->connect_timeout_ms, client,
+                                     g, why, why_len);
+    if (ret != 0)
+      goto out;
+    hp = g->server;
+    if (gp__trace_on)
+      gp__log("the broker %s granted session %016llx on server %s at %s",
+              st->pool.broker, (unsigned long long)g->session_id,
+              g->server_name, hp.addr);
+  } else {
+    if (st->pool.server[0] == '\0') {
+      snprintf(why, why_len, "%s is not set: no pool server to use (run the "
+               "program with `gpupool attach --server HOST -- ...`, or set %s "
+               "or `broker` in the configuration file)", GP_ENV_SERVER,
+               GP_ENV_BROKER);
+      goto out;
+    }
+    if (gp__parse_hostport(st->pool.server, GP_DEFAULT_SERVER_PORT,
+                           st->pool.server_from, &hp, why, why_len) < 0)
+      goto out;
+  }
+  snprintf(c->host, sizeof(c->host), "%s", hp.host);
+  c->port = hp.port;
+  snprintf(c->addr, sizeof(c->addr), "%s", hp.addr);
+  ret = 0;
+out:
+  /* The token is a secret: it does not outlive its use. */
+  explicit_bzero(st, sizeof(*st));
+  free(st);
+  return ret;
+}
+
+CUresult gp__connect_locked(struct gp__client *c) {
+  char why[768] = "";
+  int fd = -1, found;
+  struct gp__grant *g = calloc(1, sizeof(*g));
   c->connect_timeout_ms = env_ms(GP_ENV_CONNECT_TIMEOUT, 10);
   c->io_timeout_ms = env_ms(GP_ENV_IO_TIMEOUT, 5);
   long ps = sysconf(_SC_PAGESIZE);
   c->page_size = ps > 0 ? (uint64_t)ps : 4096;
+  if (g == NULL) {
+    snprintf(why, sizeof(why), "out of memory");
+    found = -1;
+  } else {
+    found = find_server(c, g, why, sizeof(why));
+  }
+  if (found != 0)
+    goto fail;
 
-  fd = dial(c, why, sizeof(why));
+  struct gp__hostport hp;
+  snprintf(hp.host, sizeof(hp.host), "%s", c->host);
+  hp.port = c->port;
+  snprintf(hp.addr, sizeof(hp.addr), "%s", c->addr);
+  fd = gp__dial(&hp, c->connect_timeout_ms, why, sizeof(why));
   if (fd < 0)
     goto fail;
   tune_socket(c, fd);
@@ -457,15 +380,17 @@ CUresult gp__connect_locked(struct gp__client *c) {
     goto fail;
   }
   c->wire_open = true;
-  if (handshake(c, why, sizeof(why)) < 0)
+  if (handshake(c, g->grant, g->grant_len, why, sizeof(why)) < 0)
     goto fail;
   if (gp__primary_init_locked(c) < 0) {
     snprintf(why, sizeof(why), "out of memory");
     goto fail;
   }
+  free(g);
   return CUDA_SUCCESS;
 
 fail:
+  free(g);
   if (c->wire_open) {
     gp_wire_free(&c->wire);
     c->wire_open = false;
@@ -473,7 +398,11 @@ fail:
   free(c->devices);
   c->devices = NULL;
   c->ndevices = 0;
-  gp__log("cuInit: no device: %s", why);
+  /* A broker's refusal is the whole story: its message says why. */
+  if (found == 1)
+    gp__log("%s", why);
+  else
+    gp__log("cuInit: no device: %s", why);
   return CUDA_ERROR_NO_DEVICE;
 }
 
@@ -516,6 +445,8 @@ CUresult gp__lost_locked(struct gp__client *c, int err, const char *what) {
   return CUDA_ERROR_DEVICE_UNAVAILABLE;
 }
 
+static int left_word(struct gp__client *c);
+
 CUresult gp__send_locked(struct gp__client *c, uint16_t type,
                          const ProtobufCMessage *msg, const void *payload,
                          size_t payload_len, bool noreply,
@@ -529,25 +460,70 @@ CUresult gp__send_locked(struct gp__client *c, uint16_t type,
    * could not be allocated was not sent at all. */
   if (rc == GP_ENOMEM)
     return CUDA_ERROR_OUT_OF_MEMORY;
-  if (rc < 0)
+  if (rc < 0) {
+    int saved_errno = errno;
+    int r = left_word(c);
+    if (r >= 0)
+      return (CUresult)r;
+    errno = saved_errno;
     return gp__lost_locked(c, rc, gp_msg_type_name(type));
+  }
   if (request_id != NULL)
     *request_id = id;
   return CUDA_SUCCESS;
 }
 
-/* Reads the server's ProtocolError after header |h| and reports it. */
+/* Reads the server's ProtocolError after header |h|, reports it in one
+ * line and ends the connection. A session the server reclaimed for being
+ * idle (GP_EIDLE, docs/broker.md "Idle sessions") is no fault of either
+ * end: the server's own message is the one line. Returns
+ * CUDA_ERROR_DEVICE_UNAVAILABLE. */
 static CUresult protocol_error(struct gp__client *c,
                                const struct gp_frame_header *h) {
   ProtobufCMessage *m = NULL;
+  int code = GP_EPROTO;
   if (gp_wire_recv_msg(&c->wire, h, &m) == 0) {
     const Gpupool__ProtocolError *pe = (const Gpupool__ProtocolError *)m;
-    gp__log("the server at %s reported a protocol error: %s", c->addr,
-            pe->message && *pe->message ? pe->message
-                                        : gp_strerror(pe->code));
+    const char *msg = pe->message && *pe->message ? pe->message
+                                                   : gp_strerror(pe->code);
+    code = pe->code;
+    if (!atomic_load(&c->dead)) {
+      if (code == GP_EIDLE)
+        gp__log("the server at %s ended the session: %s", c->addr, msg);
+      else
+        gp__log("the server at %s reported a protocol error: %s", c->addr,
+                msg);
+    }
     protobuf_c_message_free_unpacked(m, NULL);
   }
+  if (code == GP_EIDLE && !atomic_exchange(&c->dead, true) && c->wire_open) {
+    gp_wire_free(&c->wire);
+    c->wire_open = false;
+  }
   return gp__lost_locked(c, GP_EPROTO, NULL);
+}
+
+/* After a failed send: a server that ended the session (an idle one, say)
+ * sent its ProtocolError before it closed, and it may be waiting unread
+ * under the reset that failed the send. Reads it if it is there (for at
+ * most 100 ms) and returns protocol_error()'s answer; returns -1 when
+ * there is none, and the failure is the send's. */
+static int left_word(struct gp__client *c) {
+  if (!c->wire_open || atomic_load(&c->dead))
+    return -1;
+  /* The send failed, so the stream's write side is unusable; its read side
+   * may still hold whole frames. Nothing will be written again. */
+  c->wire.error = 0;
+  c->wire.wlen = 0;
+  if (!gp_wire_readable(&c->wire))
+    return -1;
+  c->wire.timeout_ms = 100;
+  struct gp_frame_header h;
+  int rc = gp_wire_recv_header(&c->wire, &h);
+  c->wire.timeout_ms = c->io_timeout_ms;
+  if (rc != 0 || h.type != GP_MSG_PROTOCOL_ERROR)
+    return -1;
+  return (int)protocol_error(c, &h);
 }
 
 /* Handles a server notice after header |h|: BUSY (the server is working
