@@ -1239,7 +1239,7 @@ static void test_placement(int argc, char **argv) {
   CHECK_EQ_I(m.ns, 0);
 
   static const unsigned long long sizes[] = {128, 64, 192, 96, 256, 160};
-  static struct sess s[40];
+  static struct sess s[48];
   int n = 0;
   for (; n < 30; n++) {
     const char *labels = NULL;
@@ -1247,6 +1247,20 @@ static void test_placement(int argc, char **argv) {
     if (n % 11 == 5) labels = "zone=b";
     arrive(&s[n], sizes[n % 6] * MIB, labels, n);
   }
+  /* More than the best-scoring GPU has free: the next best that holds it
+   * (step 2 before step 3). */
+  REQUIRE_TRUE(observe(&m));
+  int first = predict(&m, 0, NULL, NULL);
+  REQUIRE_TRUE(first >= 0);
+  unsigned long long squeeze =
+      m.gpu[first].total - m.gpu[first].reserved + 32 * MIB;
+  int other = predict(&m, squeeze, NULL, NULL);
+  REQUIRE_TRUE(other >= 0);
+  CHECK_NE_I(other, first);
+  printf("squeeze: %llu MiB, more than %s has free\n", squeeze / MIB,
+         m.srv[m.gpu[first].server].name);
+  arrive(&s[n], squeeze, NULL, n);
+  n++;
   /* Larger than any GPU's free memory; a label nobody has. */
   struct sess big, nolabel;
   arrive(&big, 5ull * 1024 * MIB, NULL, n);
@@ -1255,13 +1269,14 @@ static void test_placement(int argc, char **argv) {
   /* Every client has its session running on the server the broker named:
    * its work runs, and the broker shows it running after a heartbeat. */
   for (int i = 0; i < 30; i += 7) CHECK_TRUE(sess_work(&s[i]));
-  for (int i = 0; i < 30; i++)
+  for (int i = 0; i < n; i++)
     if (s[i].live && s[i].id[0]) {
       if (!CHECK_TRUE(wait_session(s[i].id, "running", 3000)))
         fprintf(stderr, "    session %s not running\n", s[i].id);
     }
   REQUIRE_TRUE(observe(&m));
   check_reserved(&m);
+  CHECK_EQ_I(m.ns, 31);
   for (int i = 0; i < m.ngpu; i++)
     CHECK_EQ_U(m.gpu[i].sessions, count_on(&m, &m.gpu[i]));
 
@@ -1272,8 +1287,8 @@ static void test_placement(int argc, char **argv) {
   }
   REQUIRE_TRUE(observe(&m));
   check_reserved(&m);
-  CHECK_EQ_I(m.ns, 20);
-  for (int i = 0; i < 30; i++) {
+  CHECK_EQ_I(m.ns, 21);
+  for (int i = 0; i < 31; i++) {
     const struct m_sess *ms = s[i].id[0] ? m_sess(&m, s[i].id) : NULL;
     CHECK_TRUE((ms != NULL) == s[i].live);
   }
