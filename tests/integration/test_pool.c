@@ -570,6 +570,8 @@ struct m_sess {
   char server[64];
   char gpu[128];
   unsigned long long limit;
+  unsigned long long used;  /* memory_used */
+  unsigned long long idle_ms;
   char state[16];
   char client[160];
 };
@@ -640,6 +642,8 @@ static bool read_sessions(const struct jv *root, struct model *m) {
     copy_str(s->server, sizeof s->server, jstr(js, "server"));
     copy_str(s->gpu, sizeof s->gpu, jstr(js, "gpu_uuid"));
     s->limit = juint(js, "memory_limit");
+    s->used = juint(js, "memory_used");
+    s->idle_ms = juint(js, "idle_ms");
     copy_str(s->state, sizeof s->state, jstr(js, "state"));
     copy_str(s->client, sizeof s->client, jstr(js, "client"));
   }
@@ -2200,6 +2204,22 @@ static void test_memory_limit(int argc, char **argv) {
   REQUIRE_TRUE(sscanf(line, "mem %llu %llu %d", &fr, &tot, &mr) == 3);
   CHECK_EQ_U(tot, 64 * MIB);
   CHECK_LE_U(fr, 15 * MIB);
+  /* The heartbeats carry what the session has allocated (1 + 48 MiB), to
+   * the session's line and its GPU's. */
+  unsigned long long used = 0, gpu_used = 0;
+  double deadline = gpt_now() + 3.0;
+  while (gpt_now() < deadline) {
+    struct model mu;
+    if (observe(&mu) && m_sess(&mu, s.id) != NULL) {
+      used = m_sess(&mu, s.id)->used;
+      gpu_used = mu.ngpu > 0 ? mu.gpu[0].used : 0;
+      if (used >= 49 * MIB && gpu_used >= 49 * MIB) break;
+    }
+    gpt_sleep_ms(50);
+  }
+  CHECK_GE_U(used, 49 * MIB);
+  CHECK_LE_U(used, 64 * MIB);
+  CHECK_GE_U(gpu_used, 49 * MIB);
   /* 1 + 48 + 16 > 64. */
   snprintf(cmd, sizeof cmd, "alloc %llu", 16 * MIB);
   CHECK_TRUE(sess_ask(&s, cmd, line, sizeof line));
