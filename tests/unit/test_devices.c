@@ -351,6 +351,32 @@ START_TEST(test_devices_env_with) {
 }
 END_TEST
 
+START_TEST(test_devices_probe_cc) {
+  int o = -1, ma = -1, mi = -1;
+
+  ck_assert_int_eq(gp__probe_parse_cc("cc 0 7 5", &o, &ma, &mi), 0);
+  ck_assert_int_eq(o, 0);
+  ck_assert_int_eq(ma, 7);
+  ck_assert_int_eq(mi, 5);
+  ck_assert_int_eq(gp__probe_parse_cc("cc 12 10 0", &o, &ma, &mi), 0);
+  ck_assert_int_eq(o, 12);
+  ck_assert_int_eq(ma, 10);
+  ck_assert_int_eq(mi, 0);
+  ck_assert_int_eq(gp__probe_parse_cc("cc 0 0 5", &o, &ma, &mi), GP_EPROTO);
+  ck_assert_int_eq(gp__probe_parse_cc("cc 0 100 5", &o, &ma, &mi),
+                   GP_EPROTO);
+  ck_assert_int_eq(gp__probe_parse_cc("cc 0 07 5", &o, &ma, &mi), GP_EPROTO);
+  ck_assert_int_eq(gp__probe_parse_cc("cc 0 7", &o, &ma, &mi), GP_EPROTO);
+  ck_assert_int_eq(gp__probe_parse_cc("cc 0 7 5 ", &o, &ma, &mi), GP_EPROTO);
+  ck_assert_int_eq(gp__probe_parse_cc("cc -1 7 5", &o, &ma, &mi), GP_EPROTO);
+  ck_assert_int_eq(gp__probe_parse_cc("cc 65536 7 5", &o, &ma, &mi),
+                   GP_EPROTO);
+  ck_assert_int_eq(gp__probe_parse_cc("cc  0 7 5", &o, &ma, &mi), GP_EPROTO);
+  ck_assert_int_eq(gp__probe_parse_cc("device 0 7 5", &o, &ma, &mi),
+                   GP_EPROTO);
+}
+END_TEST
+
 static Suite *devices_suite(void) {
   Suite *s = suite_create("devices");
   TCase *tc = tcase_create("devices");
@@ -363,6 +389,7 @@ static Suite *devices_suite(void) {
   tcase_add_test(tc, test_devices_select);
   tcase_add_test(tc, test_devices_pick_fewest_sessions);
   tcase_add_test(tc, test_devices_env_with);
+  tcase_add_test(tc, test_devices_probe_cc);
   suite_add_tcase(s, tc);
   return s;
 }
