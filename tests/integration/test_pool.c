@@ -409,6 +409,8 @@ struct pool {
 };
 
 static struct pool pool;
+/* The broker's grant_ttl_s for the next pool_start(). */
+static int pool_ttl = 20;
 
 /* Every scenario's tenants: alice (no limits), bob (max_sessions 2),
  * carol (max_memory 256M) and the admin. */
@@ -455,7 +457,7 @@ static void pool_start(int n, const char *const *specs) {
   snprintf(config, sizeof config,
            "heartbeat_ms = 200\n"
            "down_after_ms = 1000\n"
-           "grant_ttl_s = 20\n"
+           "grant_ttl_s = %d\n"
            "default_memory = 128M\n"
            "\n"
            "[tenant.alice]\n"
@@ -471,7 +473,7 @@ static void pool_start(int n, const char *const *specs) {
            "\n"
            "[admin]\n"
            "token_sha256 = %s\n",
-           hal, hb, hc, ha);
+           pool_ttl, hal, hb, hc, ha);
   if (gpt_broker_start(&pool.b, config) != 0) gpt__abort_scenario();
   printf("broker on %s, config %s\n", pool.b.addr, pool.b.config_file);
   write_token("admin", pool.admin_token, pool.admin_file,
@@ -1316,6 +1318,29 @@ static void test_placement(int argc, char **argv) {
 static void test_server_down(int argc, char **argv) {
   const char *specs[] = {"2G", NULL, "2G", NULL, "2G", NULL};
   pool_start(3, specs);
+  /* A session whose worker is killed: its server tells the broker, which
+   * releases it at once. */
+  struct sess x;
+  sess_open_found(&x, "512M", "pool03");
+  CHECK_TRUE(wait_session(x.id, "running", 3000));
+  pid_t workers[4];
+  int nw = gpt_server_workers(&pool.srv[2], workers, 4);
+  if (nw == 1) {
+    kill(workers[0], SIGKILL);
+    double tk = gpt_now();
+    CHECK_TRUE(wait_session(x.id, NULL, 3000));
+    printf("a killed worker's session released %.2f s after the kill\n",
+           gpt_now() - tk);
+    /* Before the server could be seen down: the end was reported. */
+    CHECK_LE_D(gpt_now() - tk, 0.9);
+  } else {
+    printf("workers of pool03 not listed (%d): skipping the killed worker\n",
+           nw);
+  }
+  x.live = false;
+  gpt_child_send(&x.c, "exit");
+  gpt_child_wait(&x.c, 15000);
+
   struct sess a, b, c;
   sess_open_found(&a, "256M", "pool01");
   sess_open_found(&b, "256M", "pool02");
@@ -1639,7 +1664,12 @@ static void raw_close(struct raw *r) {
   r->open = false;
 }
 
-/* One request and its reply: the result (-1: the connection failed), the
+/* raw_call()'s result when the connection failed (no GP_E* code nor
+ * CUresult). */
+#define RAW_FAILED (-100000)
+
+/* One request and its reply: the result (RAW_FAILED: the connection
+ * failed), the
  * reply in |*rep| when asked for (free with
  * protobuf_c_message_free_unpacked). */
 static int raw_call(struct raw *r, uint16_t type, const ProtobufCMessage *m,
@@ -1647,20 +1677,20 @@ static int raw_call(struct raw *r, uint16_t type, const ProtobufCMessage *m,
   uint32_t id = r->next++;
   if (gp_wire_send(&r->w, type, 0, id, m, NULL, 0) != 0 ||
       gp_wire_flush(&r->w) != 0)
-    return -1;
+    return RAW_FAILED;
   for (;;) {
     struct gp_frame_header h;
     ProtobufCMessage *msg = NULL;
-    if (gp_wire_recv_header(&r->w, &h) != 0) return -1;
-    if (gp_wire_recv_msg(&r->w, &h, &msg) != 0) return -1;
+    if (gp_wire_recv_header(&r->w, &h) != 0) return RAW_FAILED;
+    if (gp_wire_recv_msg(&r->w, &h, &msg) != 0) return RAW_FAILED;
     if (!(h.flags & GP_FRAME_F_REPLY)) {
       protobuf_c_message_free_unpacked(msg, NULL);
-      if (gp_wire_discard(&r->w, h.payload_len) != 0) return -1;
+      if (gp_wire_discard(&r->w, h.payload_len) != 0) return RAW_FAILED;
       continue;
     }
     int32_t res = -1, deferred = 0;
     gp_msg_reply_status(msg, &res, &deferred);
-    if (gp_wire_discard(&r->w, h.payload_len) != 0) res = -1;
+    if (gp_wire_discard(&r->w, h.payload_len) != 0) res = RAW_FAILED;
     if (rep != NULL)
       *rep = msg;
     else
@@ -1694,12 +1724,12 @@ static int hello(struct raw *r, const char *addr, const uint8_t *grant,
     copy_str(why, whylen, hr->message);
     protobuf_c_message_free_unpacked(rep, NULL);
   }
-  if (res != 0 && res != -1) {
+  if (res != 0 && res != RAW_FAILED) {
     /* Refused: the worker exits, so the next request finds the connection
      * closed. */
     Gpupool__CtxCreate cc = GPUPOOL__CTX_CREATE__INIT;
     cc.ctx = 5;
-    CHECK_EQ_I(raw_call(r, GP_MSG_CTX_CREATE, &cc.base, NULL), -1);
+    CHECK_EQ_I(raw_call(r, GP_MSG_CTX_CREATE, &cc.base, NULL), RAW_FAILED);
   }
   if (res != 0) raw_close(r);
   return res;
@@ -1931,6 +1961,237 @@ static void test_grants(int argc, char **argv) {
   }
   CHECK_TRUE(gone);
   protobuf_c_message_free_unpacked(rep, NULL);
+  gpt_broker_stop(&pool.b, 2000);
+  (void)argc;
+  (void)argv;
+}
+
+/* ---- broker_wire ---------------------------------------------------------------------------------- */
+
+/* Reads the next frame's header and message: its type, or -1 at the end of
+ * the connection; a ProtocolError's code into |*code|. */
+static int raw_next(struct raw *r, int32_t *code) {
+  struct gp_frame_header h;
+  ProtobufCMessage *msg = NULL;
+  if (gp_wire_recv_header(&r->w, &h) != 0) return -1;
+  if (gp_wire_recv_msg(&r->w, &h, &msg) != 0) return -1;
+  if (h.type == GP_MSG_PROTOCOL_ERROR && msg != NULL && code != NULL) {
+    const Gpupool__ProtocolError *pe = (const Gpupool__ProtocolError *)msg;
+    *code = pe->code;
+    printf("ProtocolError %d: %s\n", pe->code, pe->message);
+  }
+  if (msg != NULL) protobuf_c_message_free_unpacked(msg, NULL);
+  gp_wire_discard(&r->w, h.payload_len);
+  return h.type;
+}
+
+/* A raw session request; the answer in |*g| (free it) when 0 or not. */
+static int raw_request(const char *token, unsigned long long mem,
+                       unsigned gpus, const char *server, const char *prefer,
+                       Gpupool__BrokerSessionGrant **g) {
+  struct raw br;
+  REQUIRE_TRUE(raw_open(&br, pool.b.addr));
+  Gpupool__BrokerSessionRequest q = GPUPOOL__BROKER_SESSION_REQUEST__INIT;
+  q.token.data = (uint8_t *)token;
+  q.token.len = strlen(token);
+  q.memory = mem;
+  q.gpu_count = gpus;
+  q.server = (char *)(server ? server : "");
+  q.prefer_server = (char *)(prefer ? prefer : "");
+  q.client = "test_pool broker_wire";
+  ProtobufCMessage *rep = NULL;
+  int res = raw_call(&br, GP_MSG_BROKER_REQUEST_SESSION, &q.base, &rep);
+  raw_close(&br);
+  *g = (Gpupool__BrokerSessionGrant *)rep;
+  if (rep != NULL && res != 0)
+    printf("request refused: %d \"%s\"\n", res, (*g)->message);
+  return res;
+}
+
+/* A raw BROKER_REGISTER of a server that is not there: |name|, one 8 GiB
+ * GPU, signed with |key| at |stamp|. The result (RAW_FAILED: no answer); the
+ * connection stays open in |r|. */
+static int raw_register(struct raw *r, const char *name, const uint8_t *key,
+                        size_t keylen, uint64_t stamp, unsigned *hb_ms) {
+  REQUIRE_TRUE(raw_open(r, pool.b.addr));
+  Gpupool__BrokerGpu gpu = GPUPOOL__BROKER_GPU__INIT;
+  gpu.uuid = "GPU-99999999-0000-0000-0000-000000000001";
+  gpu.name = "stand-in";
+  gpu.total_mem = 8ull << 30;
+  gpu.cc_major = 9;
+  gpu.cc_minor = 0;
+  Gpupool__BrokerGpu *gpus[] = {&gpu};
+  Gpupool__BrokerRegister reg = GPUPOOL__BROKER_REGISTER__INIT;
+  reg.name = (char *)name;
+  reg.address = "127.0.0.1:9";
+  reg.n_gpus = 1;
+  reg.gpus = gpus;
+  reg.version = "test_pool";
+  reg.timestamp_unix = stamp;
+  uint8_t mac[GP_GRANT_MAC_LEN];
+  REQUIRE_TRUE(gp_register_auth(key, keylen, name, stamp, mac) == 0);
+  reg.auth.data = mac;
+  reg.auth.len = sizeof mac;
+  ProtobufCMessage *rep = NULL;
+  int res = raw_call(r, GP_MSG_BROKER_REGISTER, &reg.base, &rep);
+  if (rep != NULL) {
+    const Gpupool__BrokerRegisterReply *rr =
+        (const Gpupool__BrokerRegisterReply *)rep;
+    if (hb_ms != NULL) *hb_ms = rr->heartbeat_ms;
+    printf("register %s: %d \"%s\"\n", name, res, rr->message);
+    protobuf_c_message_free_unpacked(rep, NULL);
+  }
+  return res;
+}
+
+/* Polls status until server |name|'s GPU has |want| bytes reserved or |ms|
+ * passed; true if it did. */
+static bool wait_reserved(const char *name, unsigned long long want, int ms) {
+  double deadline = gpt_now() + ms / 1000.0;
+  unsigned long long got = ~0ull;
+  do {
+    struct model m;
+    memset(&m, 0, sizeof m);
+    if (query("status", &m) == 0)
+      for (int i = 0; i < m.ngpu; i++)
+        if (strcmp(m.srv[m.gpu[i].server].name, name) == 0)
+          got = m.gpu[i].reserved;
+    if (got == want) return true;
+    gpt_sleep_ms(25);
+  } while (gpt_now() < deadline);
+  fprintf(stderr, "    %s: reserved %llu, wanted %llu\n", name, got, want);
+  return false;
+}
+
+static void test_broker_wire(int argc, char **argv) {
+  pool_ttl = 2;
+  const char *specs[] = {"1G", NULL, "1G", NULL};
+  pool_start(2, specs);
+  uint8_t key[GP_KEY_MAX_LEN];
+  size_t keylen = 0;
+  char why[512];
+  REQUIRE_TRUE(gp_key_load(pool.b.key_file, key, &keylen, why, sizeof why) == 0);
+
+  /* A type the broker does not serve, then bytes that are no frame: a
+   * ProtocolError and that connection closed, the broker serving on. */
+  struct raw r;
+  REQUIRE_TRUE(raw_open(&r, pool.b.addr));
+  Gpupool__HelloRequest h = GPUPOOL__HELLO_REQUEST__INIT;
+  h.min_version = GP_PROTOCOL_VERSION_MIN;
+  h.max_version = GP_PROTOCOL_VERSION_MAX;
+  REQUIRE_TRUE(gp_wire_send(&r.w, GP_MSG_HELLO, 0, 1, &h.base, NULL, 0) == 0 &&
+               gp_wire_flush(&r.w) == 0);
+  int32_t code = 0;
+  CHECK_EQ_I(raw_next(&r, &code), GP_MSG_PROTOCOL_ERROR);
+  CHECK_EQ_I(raw_next(&r, NULL), -1);
+  raw_close(&r);
+  REQUIRE_TRUE(raw_open(&r, pool.b.addr));
+  static const char junk[] = "GET / HTTP/1.1\r\nHost: broker\r\n\r\n";
+  CHECK_TRUE(write(r.w.fd, junk, sizeof junk - 1) == (ssize_t)(sizeof junk - 1));
+  code = 0;
+  CHECK_EQ_I(raw_next(&r, &code), GP_MSG_PROTOCOL_ERROR);
+  CHECK_NE_I(code, 0);
+  CHECK_EQ_I(raw_next(&r, NULL), -1);
+  raw_close(&r);
+  wait_all_up(2);
+
+  /* Registration: a MAC under another key, a stale timestamp, a bad name. */
+  uint8_t other[32];
+  for (size_t i = 0; i < sizeof other; i++) other[i] = (uint8_t)(key[i] ^ 0x33);
+  CHECK_EQ_I(raw_register(&r, "ghost", other, sizeof other, unix_now(), NULL),
+             GP_EAUTH);
+  raw_close(&r);
+  CHECK_EQ_I(raw_register(&r, "ghost", key, keylen, unix_now() - 600, NULL),
+             GP_EAUTH);
+  raw_close(&r);
+  int res = raw_register(&r, "bad name!", key, keylen, unix_now(), NULL);
+  CHECK_TRUE(res != 0 && res != RAW_FAILED);
+  raw_close(&r);
+  struct model m;
+  REQUIRE_TRUE(observe(&m));
+  CHECK_EQ_I(m.nsrv, 2);
+  CHECK_TRUE(m_server(&m, "ghost") == NULL);
+
+  /* Requests: two GPUs are not supported; prefer_server. */
+  Gpupool__BrokerSessionGrant *g1 = NULL, *g2 = NULL, *g3 = NULL, *gx = NULL;
+  CHECK_EQ_I(raw_request(pool.alice_token, 64 * MIB, 2, NULL, NULL, &gx),
+             GP_ENOTSUP);
+  if (gx) protobuf_c_message_free_unpacked(&gx->base, NULL);
+  REQUIRE_TRUE(raw_request(pool.alice_token, 128 * MIB, 1, NULL, NULL, &g1) == 0);
+  CHECK_STR_EQ(g1->server, "pool01");
+  CHECK_NE_U(g1->session_id, 0);
+  /* pool02 is emptier; preferred, pool01 wins while it fits. */
+  REQUIRE_TRUE(raw_request(pool.alice_token, 64 * MIB, 1, NULL, "pool01", &g2) == 0);
+  CHECK_STR_EQ(g2->server, "pool01");
+  CHECK_NE_U(g2->session_id, g1->session_id);
+  /* When it does not, the usual choice. */
+  REQUIRE_TRUE(raw_request(pool.alice_token, 1024 * MIB, 1, NULL, "pool01", &g3) == 0);
+  CHECK_STR_EQ(g3->server, "pool02");
+  CHECK_TRUE(wait_reserved("pool01", 192 * MIB, 0));
+  CHECK_TRUE(wait_reserved("pool02", 1024 * MIB, 0));
+  REQUIRE_TRUE(observe(&m));
+  CHECK_EQ_I(m.ns, 3);
+  for (int i = 0; i < m.ns; i++) CHECK_STR_EQ(m.s[i].state, "granted");
+  /* Full: nothing fits 1 GiB now, and the reason names the largest free. */
+  CHECK_EQ_I(raw_request(pool.alice_token, 1024 * MIB, 1, NULL, NULL, &gx),
+             GP_ENOFIT);
+  if (gx) {
+    CHECK_TRUE(strstr(gx->message, "free") != NULL);
+    protobuf_c_message_free_unpacked(&gx->base, NULL);
+  }
+
+  /* Granted sessions count against quotas: bob's two unused grants hold
+   * his max_sessions until they expire. */
+  Gpupool__BrokerSessionGrant *b1 = NULL, *b2 = NULL;
+  REQUIRE_TRUE(raw_request(pool.bob_token, 1 * MIB, 1, NULL, NULL, &b1) == 0);
+  REQUIRE_TRUE(raw_request(pool.bob_token, 1 * MIB, 1, NULL, NULL, &b2) == 0);
+  CHECK_EQ_I(raw_request(pool.bob_token, 1 * MIB, 1, NULL, NULL, &gx), GP_EQUOTA);
+  if (gx) protobuf_c_message_free_unpacked(&gx->base, NULL);
+
+  /* Never used, they are dropped at their expiry (grant_ttl_s 2) and the
+   * memory is free again. */
+  double t0 = gpt_now();
+  CHECK_TRUE(wait_reserved("pool01", 0, 5000));
+  CHECK_TRUE(wait_reserved("pool02", 0, 5000));
+  printf("unused grants dropped %.2f s after they were given\n",
+         gpt_now() - t0);
+  REQUIRE_TRUE(observe(&m));
+  CHECK_EQ_I(m.ns, 0);
+  CHECK_EQ_I(raw_request(pool.bob_token, 1 * MIB, 1, NULL, NULL, &gx), 0);
+  if (gx) protobuf_c_message_free_unpacked(&gx->base, NULL);
+  /* ... and the server refuses them now. */
+  res = hello(&r, g1->address, g1->grant.data, g1->grant.len, why, sizeof why);
+  printf("expired broker grant: %d \"%s\"\n", res, why);
+  CHECK_EQ_I(res, CUDA_ERROR_NOT_PERMITTED);
+  CHECK_TRUE(strstr(why, "expired") != NULL);
+
+  /* A registration with the key: listed; the same name registered again
+   * on another connection closes the first. No heartbeats: down after
+   * down_after_ms. */
+  unsigned hb = 0;
+  CHECK_EQ_I(raw_register(&r, "ghost", key, keylen, unix_now(), &hb), 0);
+  CHECK_EQ_U(hb, 200);
+  REQUIRE_TRUE(observe(&m));
+  const struct m_server *gs = m_server(&m, "ghost");
+  if (CHECK_TRUE(gs != NULL)) {
+    CHECK_TRUE(gs->up);
+    CHECK_STR_EQ(gs->address, "127.0.0.1:9");
+  }
+  struct raw r2;
+  CHECK_EQ_I(raw_register(&r2, "ghost", key, keylen, unix_now(), NULL), 0);
+  r.w.timeout_ms = 3000;
+  CHECK_EQ_I(raw_next(&r, NULL), -1);
+  raw_close(&r);
+  double t = wait_server("ghost", false, false, 5000);
+  printf("ghost down %.2f s after it registered\n", t);
+  CHECK_GE_D(t, 0.5);
+  raw_close(&r2);
+
+  protobuf_c_message_free_unpacked(&g1->base, NULL);
+  protobuf_c_message_free_unpacked(&g2->base, NULL);
+  protobuf_c_message_free_unpacked(&g3->base, NULL);
+  protobuf_c_message_free_unpacked(&b1->base, NULL);
+  protobuf_c_message_free_unpacked(&b2->base, NULL);
   gpt_broker_stop(&pool.b, 2000);
   (void)argc;
   (void)argv;
@@ -2273,6 +2534,7 @@ int main(int argc, char **argv) {
       {"quotas", test_quotas, 90},
       {"attach_exit", test_attach_exit, 90},
       {"memory_limit", test_memory_limit, 60},
+      {"broker_wire", test_broker_wire, 60},
       {"child_session", child_session, 600},
       {"child_attach", child_attach, 60},
       {NULL, NULL, 0},
