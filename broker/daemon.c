@@ -777,6 +777,16 @@ static void handle_frame(struct brk_conn *c, const struct gp_frame *f) {
                    gp_msg_type_name(h->type));
     return;
   }
+  /* The answered types must be allowed an answer (the server refuses a
+   * HELLO flagged NOREPLY likewise); heartbeats and session ends are
+   * never answered, flagged or not. */
+  if ((h->flags & GP_FRAME_F_NOREPLY) &&
+      h->type != GP_MSG_BROKER_HEARTBEAT &&
+      h->type != GP_MSG_BROKER_SESSION_END) {
+    protocol_error(c, GP_EPROTO, h->request_id, "%s flagged NOREPLY",
+                   gp_msg_type_name(h->type));
+    return;
+  }
   msg = gp_msg_unpack(h->type, false, f->msg, h->msg_len);
   if (!msg) {
     protocol_error(c, GP_EPROTO, h->request_id, "malformed %s message",

@@ -1,0 +1,1004 @@
+/* gpupool-broker as a real process on loopback, spoken to in raw frames
+ * (as a pool server, a client, the CLI or a hostile peer would): register
+ * with good and bad auth, sessions granted with grants that verify, status
+ * as a tenant and as the admin, drain, malformed frames, servers going
+ * down, grants expiring. The broker comes from $GPUPOOL_TEST_BROKER (set by
+ * tests/integration/meson.build); each scenario starts its own with its
+ * own config file and grant key, and stops it with SIGTERM, checking that
+ * it exits 0.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "frame.h"
+#include "grant.h"
+#include "gpupool/errors.h"
+#include "harness.h"
+#include "msg.h"
+#include "wire.h"
+
+#define KEY "broker-test-key-0123456789abcdef0123456789"
+#define ALICE "alice-secret-token"
+#define BOB "bob-secret-token"
+#define ADMIN "admin-secret-token"
+#define GiB (1ull << 30)
+
+struct broker {
+  struct gpt_server s; /* pid, port; stopped with gpt_server_stop() */
+  char dir[256];
+  char conf[300], key[300], log[300];
+};
+
+static struct broker B;
+
+/* Writes the grant key and a config ([broker] gets |extra| lines) and
+ * starts the broker; ends the scenario if it does not come up. */
+static void broker_start(const char *extra) {
+  const char *bin = getenv("GPUPOOL_TEST_BROKER");
+  char ha[65], hb[65], hadm[65], port_file[300];
+  FILE *f;
+
+  if (!bin || !*bin) {
+    CHECK_TRUE(!"GPUPOOL_TEST_BROKER is not set: run with meson test");
+    gpt__abort_scenario();
+  }
+  snprintf(B.dir, sizeof(B.dir), "%s/gpupool-brk-XXXXXX",
+           getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+  REQUIRE_TRUE(mkdtemp(B.dir) != NULL);
+  snprintf(B.conf, sizeof(B.conf), "%s/broker.conf", B.dir);
+  snprintf(B.key, sizeof(B.key), "%s/grant.key", B.dir);
+  snprintf(B.log, sizeof(B.log), "%s/broker.log", B.dir);
+  snprintf(port_file, sizeof(port_file), "%s/port", B.dir);
+  f = fopen(B.key, "w");
+  REQUIRE_TRUE(f != NULL);
+  fprintf(f, "%s\n", KEY);
+  fclose(f);
+  chmod(B.key, 0600);
+  gp_sha256_hex(ALICE, strlen(ALICE), ha);
+  gp_sha256_hex(BOB, strlen(BOB), hb);
+  gp_sha256_hex(ADMIN, strlen(ADMIN), hadm);
+  f = fopen(B.conf, "w");
+  REQUIRE_TRUE(f != NULL);
+  fprintf(f, "[broker]\ngrant_key_file = %s\nheartbeat_ms = 200\n%s\n"
+          "[tenant.alice]\ntoken_sha256 = %s\n"
+          "[tenant.bob]\ntoken_sha256 = %s\nmax_sessions = 1\n"
+          "[admin]\ntoken_sha256 = %s\n", B.key, extra ? extra : "", ha, hb,
+          hadm);
+  fclose(f);
+
+  memset(&B.s, 0, sizeof(B.s));
+  pid_t parent = getpid();
+  fflush(NULL);
+  pid_t pid = fork();
+  REQUIRE_TRUE(pid >= 0);
+  if (pid == 0) {
+    setpgid(0, 0);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+      _exit(126);
+    int fd = open(B.log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd >= 0) {
+      dup2(fd, 2);
+      close(fd);
+    }
+    execl(bin, bin, "--listen", "127.0.0.1:0", "--port-file", port_file,
+          "--config", B.conf, "--log-level", "debug", (char *)NULL);
+    _exit(127);
+  }
+  setpgid(pid, pid);
+  B.s.pid = pid;
+  for (int i = 0; i < 1000; i++) {
+    char buf[32] = "";
+    int fd = open(port_file, O_RDONLY);
+    if (fd >= 0) {
+      ssize_t n = read(fd, buf, sizeof(buf) - 1);
+      close(fd);
+      if (n > 0 && buf[n - 1] == '\n') {
+        B.s.port = atoi(buf);
+        snprintf(B.s.addr, sizeof(B.s.addr), "127.0.0.1:%d", B.s.port);
+        unlink(port_file);
+        return;
+      }
+    }
+    int st;
+    if (waitpid(pid, &st, WNOHANG) == pid) {
+      B.s.reaped = true;
+      B.s.status = st;
+      break;
+    }
+    gpt_sleep_ms(10);
+  }
+  CHECK_TRUE(!"the broker did not write its port");
+  gpt__abort_scenario();
+}
+
+/* SIGTERM; the broker must stop cleanly (status 0). It stops at once;
+ * the grace is for a sanitizer build's leak check at exit, which on a
+ * loaded 2-core machine was seen to take over 5 s. */
+static void broker_stop(void) {
+  CHECK_EQ_I(gpt_server_stop(&B.s, 20000), 0);
+  unlink(B.key);
+  unlink(B.conf);
+  if (gpt_checks_failed() == 0)
+    unlink(B.log);
+  else
+    fprintf(stderr, "broker log kept: %s\n", B.log);
+  rmdir(B.dir);
+}
+
+/* The log contains |what|. */
+static bool log_has(const char *what) {
+  char buf[65536];
+  int fd = open(B.log, O_RDONLY);
+  ssize_t n;
+
+  if (fd < 0)
+    return false;
+  n = read(fd, buf, sizeof(buf) - 1);
+  close(fd);
+  buf[n > 0 ? n : 0] = '\0';
+  return strstr(buf, what) != NULL;
+}
+
+/* ---- Raw connections ----------------------------------------------------- */
+
+struct conn {
+  struct gp_wire w;
+  uint32_t next;
+  bool open;
+};
+
+static void conn_open(struct conn *c) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET,
+                           .sin_port = htons((uint16_t)B.s.port),
+                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+
+  REQUIRE_TRUE(fd >= 0);
+  REQUIRE_TRUE(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+  memset(c, 0, sizeof(*c));
+  REQUIRE_TRUE(gp_wire_init_fd(&c->w, fd) == 0);
+  c->w.timeout_ms = 5000;
+  c->next = 1;
+  c->open = true;
+}
+
+static void conn_close(struct conn *c) {
+  if (c->open)
+    gp_wire_free(&c->w);
+  c->open = false;
+}
+
+/* Sends one request and reads its reply into |*rep| (the caller frees it).
+ * Returns 0, or the fatal error. */
+static int call(struct conn *c, uint16_t type, const ProtobufCMessage *m,
+                ProtobufCMessage **rep) {
+  struct gp_frame_header h;
+  uint32_t id = c->next++;
+  int r;
+
+  *rep = NULL;
+  r = gp_wire_send(&c->w, type, 0, id, m, NULL, 0);
+  if (r == 0)
+    r = gp_wire_recv_header(&c->w, &h);
+  if (r != 0)
+    return r;
+  CHECK_EQ_U(h.type, type);
+  CHECK_EQ_U(h.request_id, id);
+  CHECK_TRUE((h.flags & GP_FRAME_F_REPLY) != 0);
+  return gp_wire_recv_msg(&c->w, &h, rep);
+}
+
+/* Sends a message that is never answered. */
+static void post(struct conn *c, uint16_t type, const ProtobufCMessage *m) {
+  CHECK_EQ_I(gp_wire_send(&c->w, type, GP_FRAME_F_NOREPLY, 0, m, NULL, 0),
+             0);
+  CHECK_EQ_I(gp_wire_flush(&c->w), 0);
+}
+
+/* Reads the next frame: it must be a ProtocolError, then the end of the
+ * connection. Returns its code. */
+static int expect_protocol_error(struct conn *c, const char *says) {
+  struct gp_frame_header h;
+  ProtobufCMessage *m = NULL;
+  int code = 0;
+
+  if (!CHECK_EQ_I(gp_wire_recv_header(&c->w, &h), 0))
+    return 0;
+  CHECK_EQ_U(h.type, GP_MSG_PROTOCOL_ERROR);
+  if (CHECK_EQ_I(gp_wire_recv_msg(&c->w, &h, &m), 0)) {
+    const Gpupool__ProtocolError *pe = (const void *)m;
+    code = pe->code;
+    if (!CHECK_TRUE(strstr(pe->message, says) != NULL))
+      fprintf(stderr, "    the message: %s\n", pe->message);
+    protobuf_c_message_free_unpacked(m, NULL);
+  }
+  CHECK_EQ_I(gp_wire_recv_header(&c->w, &h), GP_ECLOSED);
+  return code;
+}
+
+/* ---- A pool server's messages ---------------------------------------------- */
+
+struct fake_server {
+  const char *name;
+  int ngpus;
+  uint64_t mem[4];
+  const char *labels; /* "k=v" or NULL */
+};
+
+static char uuid_buf[8][48];
+
+static const char *uuid_of(const char *name, int i) {
+  static int slot;
+  char *u = uuid_buf[slot++ % 8];
+  snprintf(u, 48, "GPU-%s-%d", name, i);
+  return u;
+}
+
+/* Registers |fs| on |c| with timestamp now + |skew| and |key| (NULL: the
+ * right one). Returns the result (the reply's), or the fatal error. */
+static int do_register(struct conn *c, const struct fake_server *fs,
+                       long skew, const char *key,
+                       const Gpupool__BrokerSession *const *sessions,
+                       size_t nsessions, char *message, size_t msglen) {
+  Gpupool__BrokerRegister m = GPUPOOL__BROKER_REGISTER__INIT;
+  Gpupool__BrokerGpu gpus[4], *gp[4];
+  Gpupool__KeyValue kv = GPUPOOL__KEY_VALUE__INIT, *kvp = &kv;
+  char addr[64], kbuf[64] = "", uuids[4][48];
+  uint8_t mac[GP_GRANT_MAC_LEN];
+  const char *k = key ? key : KEY;
+  ProtobufCMessage *rep;
+  int r;
+
+  for (int i = 0; i < fs->ngpus; i++) {
+    gpupool__broker_gpu__init(&gpus[i]);
+    snprintf(uuids[i], sizeof(uuids[i]), "GPU-%s-%d", fs->name, i);
+    gpus[i].uuid = uuids[i];
+    gpus[i].name = "Emulated GPU";
+    gpus[i].total_mem = fs->mem[i];
+    gpus[i].cc_major = 8;
+    gp[i] = &gpus[i];
+  }
+  if (fs->labels) {
+    snprintf(kbuf, sizeof(kbuf), "%s", fs->labels);
+    char *eq = strchr(kbuf, '=');
+    *eq = '\0';
+    kv.key = kbuf;
+    kv.value = eq + 1;
+    m.labels = &kvp;
+    m.n_labels = 1;
+  }
+  snprintf(addr, sizeof(addr), "127.0.0.1:%d", 9000 + fs->ngpus);
+  m.name = (char *)fs->name;
+  m.address = addr;
+  m.gpus = gp;
+  m.n_gpus = (size_t)fs->ngpus;
+  m.sessions = (Gpupool__BrokerSession **)sessions;
+  m.n_sessions = nsessions;
+  m.version = "gpupool-server test";
+  m.timestamp_unix = (uint64_t)((long)time(NULL) + skew);
+  gp_register_auth((const uint8_t *)k, strlen(k), fs->name, m.timestamp_unix,
+                   mac);
+  m.auth.data = mac;
+  m.auth.len = sizeof(mac);
+  r = call(c, GP_MSG_BROKER_REGISTER, &m.base, &rep);
+  if (r != 0)
+    return r;
+  const Gpupool__BrokerRegisterReply *rr = (const void *)rep;
+  r = rr->result;
+  if (message)
+    snprintf(message, msglen, "%s", rr->message);
+  if (r == 0)
+    CHECK_EQ_U(rr->heartbeat_ms, 200);
+  protobuf_c_message_free_unpacked(rep, NULL);
+  return r;
+}
+
+static void heartbeat(struct conn *c, const struct fake_server *fs,
+                      const int32_t *util,
+                      const Gpupool__BrokerSession *const *sessions,
+                      size_t nsessions) {
+  Gpupool__BrokerHeartbeat m = GPUPOOL__BROKER_HEARTBEAT__INIT;
+  Gpupool__BrokerGpuLoad loads[4], *lp[4];
+
+  for (int i = 0; i < fs->ngpus; i++) {
+    gpupool__broker_gpu_load__init(&loads[i]);
+    loads[i].uuid = (char *)uuid_of(fs->name, i);
+    loads[i].utilisation = util ? util[i] : -1;
+    lp[i] = &loads[i];
+  }
+  m.gpus = lp;
+  m.n_gpus = (size_t)fs->ngpus;
+  m.sessions = (Gpupool__BrokerSession **)sessions;
+  m.n_sessions = nsessions;
+  post(c, GP_MSG_BROKER_HEARTBEAT, &m.base);
+}
+
+/* ---- A client's and the CLI's messages --------------------------------------- */
+
+/* One BROKER_REQUEST_SESSION on a connection of its own. The caller frees
+ * |*out| (may be NULL: not kept). Returns the result. */
+static int request(const char *token, uint64_t mem, uint32_t gpus,
+                   const char *label, const char *server, const char *prefer,
+                   Gpupool__BrokerSessionGrant **out, char *message,
+                   size_t msglen) {
+  Gpupool__BrokerSessionRequest m = GPUPOOL__BROKER_SESSION_REQUEST__INIT;
+  Gpupool__KeyValue kv = GPUPOOL__KEY_VALUE__INIT, *kvp = &kv;
+  ProtobufCMessage *rep = NULL;
+  char kbuf[64];
+  struct conn c;
+  int r;
+
+  m.token.data = (uint8_t *)token;
+  m.token.len = strlen(token);
+  m.memory = mem;
+  m.gpu_count = gpus;
+  m.server = (char *)(server ? server : "");
+  m.prefer_server = (char *)(prefer ? prefer : "");
+  m.client = "test_broker pid 1";
+  if (label) {
+    snprintf(kbuf, sizeof(kbuf), "%s", label);
+    char *eq = strchr(kbuf, '=');
+    *eq = '\0';
+    kv.key = kbuf;
+    kv.value = eq + 1;
+    m.labels = &kvp;
+    m.n_labels = 1;
+  }
+  conn_open(&c);
+  r = call(&c, GP_MSG_BROKER_REQUEST_SESSION, &m.base, &rep);
+  conn_close(&c);
+  if (!CHECK_EQ_I(r, 0))
+    return r;
+  Gpupool__BrokerSessionGrant *g = (void *)rep;
+  r = g->result;
+  if (message)
+    snprintf(message, msglen, "%s", g->message);
+  if (out)
+    *out = g;
+  else
+    protobuf_c_message_free_unpacked(rep, NULL);
+  return r;
+}
+
+static Gpupool__BrokerStatusReply *status(const char *token) {
+  Gpupool__BrokerStatusRequest m = GPUPOOL__BROKER_STATUS_REQUEST__INIT;
+  ProtobufCMessage *rep = NULL;
+  struct conn c;
+
+  m.token.data = (uint8_t *)token;
+  m.token.len = strlen(token);
+  conn_open(&c);
+  REQUIRE_TRUE(call(&c, GP_MSG_BROKER_STATUS, &m.base, &rep) == 0);
+  conn_close(&c);
+  return (void *)rep;
+}
+
+static int drain(const char *token, const char *server, bool on,
+                 char *message, size_t msglen) {
+  Gpupool__BrokerDrain m = GPUPOOL__BROKER_DRAIN__INIT;
+  ProtobufCMessage *rep = NULL;
+  struct conn c;
+  int r;
+
+  m.token.data = (uint8_t *)token;
+  m.token.len = strlen(token);
+  m.server = (char *)server;
+  m.drain = on;
+  conn_open(&c);
+  REQUIRE_TRUE(call(&c, GP_MSG_BROKER_DRAIN, &m.base, &rep) == 0);
+  conn_close(&c);
+  r = ((Gpupool__BrokerDrainReply *)rep)->result;
+  if (message)
+    snprintf(message, msglen, "%s", ((Gpupool__BrokerDrainReply *)rep)->message);
+  protobuf_c_message_free_unpacked(rep, NULL);
+  return r;
+}
+
+static const Gpupool__BrokerServerStatus *find_server(
+    const Gpupool__BrokerStatusReply *st, const char *name) {
+  for (size_t i = 0; i < st->n_servers; i++)
+    if (strcmp(st->servers[i]->name, name) == 0)
+      return st->servers[i];
+  return NULL;
+}
+
+/* ---- Scenarios ------------------------------------------------------------------ */
+
+static const struct fake_server POOL01 = {"pool01", 2, {8 * GiB, 16 * GiB},
+                                          "zone=eu"};
+static const struct fake_server POOL02 = {"pool02", 1, {4 * GiB}, NULL};
+
+static void sc_register(int argc, char **argv) {
+  struct conn c;
+  char msg[256];
+
+  broker_start(NULL);
+  /* A wrong key. */
+  conn_open(&c);
+  CHECK_EQ_I(do_register(&c, &POOL01, 0, "not-the-key-0123456789abcdef01234",
+                         NULL, 0, msg, sizeof(msg)), GP_EAUTH);
+  CHECK_TRUE(strstr(msg, "auth does not verify") != NULL);
+  /* ... and the connection is closed after the answer. */
+  struct gp_frame_header h;
+  CHECK_EQ_I(gp_wire_recv_header(&c.w, &h), GP_ECLOSED);
+  conn_close(&c);
+  /* A stale timestamp (the right key): 400 s ago, and 400 s ahead. */
+  conn_open(&c);
+  CHECK_EQ_I(do_register(&c, &POOL01, -400, NULL, NULL, 0, msg, sizeof(msg)),
+             GP_EAUTH);
+  CHECK_TRUE(strstr(msg, "timestamp") != NULL);
+  conn_close(&c);
+  conn_open(&c);
+  CHECK_EQ_I(do_register(&c, &POOL01, 400, NULL, NULL, 0, msg, sizeof(msg)),
+             GP_EAUTH);
+  conn_close(&c);
+  /* A bad name. */
+  struct fake_server bad = POOL02;
+  bad.name = "no spaces";
+  conn_open(&c);
+  CHECK_EQ_I(do_register(&c, &bad, 0, NULL, NULL, 0, msg, sizeof(msg)),
+             GP_EINVAL);
+  conn_close(&c);
+  /* None of those registered anything. */
+  Gpupool__BrokerStatusReply *st = status(ADMIN);
+  CHECK_EQ_U(st->n_servers, 0);
+  protobuf_c_message_free_unpacked(&st->base, NULL);
+  /* Within the window (250 s off) with the right key. */
+  conn_open(&c);
+  CHECK_EQ_I(do_register(&c, &POOL01, -250, NULL, NULL, 0, msg, sizeof(msg)),
+             0);
+  st = status(ALICE);
+  const Gpupool__BrokerServerStatus *s = find_server(st, "pool01");
+  if (CHECK_TRUE(s != NULL)) {
+    CHECK_TRUE(s->up);
+    CHECK_TRUE(!s->draining);
+    CHECK_EQ_U(s->n_gpus, 2);
+    CHECK_EQ_U(s->gpus[1]->total_mem, 16 * GiB);
+    CHECK_EQ_U(s->n_labels, 1);
+    CHECK_STR_EQ(s->address, "127.0.0.1:9002");
+  }
+  protobuf_c_message_free_unpacked(&st->base, NULL);
+  /* The same name from another connection replaces it: the first
+   * connection is closed. */
+  struct conn c2;
+  conn_open(&c2);
+  CHECK_EQ_I(do_register(&c2, &POOL01, 0, NULL, NULL, 0, msg, sizeof(msg)),
+             0);
+  CHECK_EQ_I(gp_wire_recv_header(&c.w, &h), GP_ECLOSED);
+  conn_close(&c);
+  st = status(ADMIN);
+  CHECK_EQ_U(st->n_servers, 1);
+  protobuf_c_message_free_unpacked(&st->base, NULL);
+  conn_close(&c2);
+  CHECK_TRUE(log_has("registered again"));
+  broker_stop();
+}
+
+static void sc_grant(int argc, char **argv) {
+  Gpupool__BrokerSessionGrant *g = NULL;
+  Gpupool__Grant *v = NULL;
+  struct conn c;
+  char msg[256], why[128];
+  const int32_t util[2] = {50, -1};
+
+  broker_start("grant_ttl_s = 30");
+  conn_open(&c);
+  REQUIRE_TRUE(do_register(&c, &POOL01, 0, NULL, NULL, 0, msg,
+                           sizeof(msg)) == 0);
+  heartbeat(&c, &POOL01, util, NULL, 0);
+  gpt_sleep_ms(100);
+  /* Both GPUs empty, no sessions: GPU 0 is at 50 %, GPU 1 unknown (0). */
+  uint64_t t0 = (uint64_t)time(NULL);
+  REQUIRE_TRUE(request(ALICE, 2 * GiB, 1, "zone=eu", NULL, NULL, &g, msg,
+                       sizeof(msg)) == 0);
+  CHECK_STR_EQ(g->server, "pool01");
+  CHECK_STR_EQ(g->address, "127.0.0.1:9002");
+  CHECK_STR_EQ(g->gpu_uuid, "GPU-pool01-1");
+  CHECK_EQ_U(g->memory_limit, 2 * GiB);
+  CHECK_NE_U(g->session_id, 0);
+  CHECK_GE_U(g->expires_unix, t0 + 30);
+  CHECK_LE_U(g->expires_unix, (uint64_t)time(NULL) + 30);
+  /* The grant verifies with the key and says the same. */
+  REQUIRE_TRUE(gp_grant_verify((const uint8_t *)KEY, strlen(KEY),
+                               g->grant.data, g->grant.len,
+                               (uint64_t)time(NULL), &v, why,
+                               sizeof(why)) == 0);
+  CHECK_EQ_U(v->version, 1);
+  CHECK_EQ_U(v->session_id, g->session_id);
+  CHECK_STR_EQ(v->tenant, "alice");
+  CHECK_STR_EQ(v->server, "pool01");
+  CHECK_STR_EQ(v->gpu_uuid, "GPU-pool01-1");
+  CHECK_EQ_U(v->memory_limit, 2 * GiB);
+  CHECK_EQ_U(v->expires_unix, g->expires_unix);
+  CHECK_EQ_U(v->nonce.len, 16);
+  /* ... and not with another key. */
+  Gpupool__Grant *v2 = NULL;
+  CHECK_EQ_I(gp_grant_verify((const uint8_t *)"another-key-0123456789abcdef0123",
+                             32, g->grant.data, g->grant.len,
+                             (uint64_t)time(NULL), &v2, why, sizeof(why)),
+             GP_EGRANT);
+  uint64_t sid = g->session_id;
+  gpupool__grant__free_unpacked(v, NULL);
+  protobuf_c_message_free_unpacked(&g->base, NULL);
+
+  /* The next: GPU 1 at 2/16, GPU 0 at 0/8: GPU 0 (the default 1 GiB). */
+  REQUIRE_TRUE(request(ALICE, 0, 0, NULL, NULL, NULL, &g, msg,
+                       sizeof(msg)) == 0);
+  CHECK_STR_EQ(g->gpu_uuid, "GPU-pool01-0");
+  CHECK_EQ_U(g->memory_limit, 1 * GiB);
+  CHECK_NE_U(g->session_id, sid);
+  protobuf_c_message_free_unpacked(&g->base, NULL);
+
+  /* Refusals. */
+  CHECK_EQ_I(request("wrong-token", GiB, 1, NULL, NULL, NULL, NULL, msg,
+                     sizeof(msg)), GP_EAUTH);
+  CHECK_STR_EQ(msg, "unknown token");
+  CHECK_EQ_I(request(ADMIN, GiB, 1, NULL, NULL, NULL, NULL, msg,
+                     sizeof(msg)), GP_EPERM);
+  CHECK_EQ_I(request(ALICE, GiB, 2, NULL, NULL, NULL, NULL, msg,
+                     sizeof(msg)), GP_ENOTSUP);
+  CHECK_EQ_I(request(ALICE, 1024 * GiB, 1, NULL, NULL, NULL, NULL, msg,
+                     sizeof(msg)), GP_ENOFIT);
+  CHECK_TRUE(strstr(msg, "largest free is 14 GiB") != NULL);
+  CHECK_EQ_I(request(ALICE, GiB, 1, "zone=us", NULL, NULL, NULL, msg,
+                     sizeof(msg)), GP_ENOFIT);
+  CHECK_STR_EQ(msg, "no up server has the labels zone=us");
+  CHECK_EQ_I(request(ALICE, GiB, 1, NULL, "pool09", NULL, NULL, msg,
+                     sizeof(msg)), GP_ENOFIT);
+  CHECK_STR_EQ(msg, "no server named pool09");
+  /* Bob's quota: one session. */
+  CHECK_EQ_I(request(BOB, GiB, 1, NULL, NULL, NULL, NULL, msg, sizeof(msg)),
+             0);
+  CHECK_EQ_I(request(BOB, GiB, 1, NULL, NULL, NULL, NULL, msg, sizeof(msg)),
+             GP_EQUOTA);
+  CHECK_TRUE(strstr(msg, "max_sessions is 1") != NULL);
+
+  /* A second server, named and preferred. */
+  struct conn c2;
+  conn_open(&c2);
+  REQUIRE_TRUE(do_register(&c2, &POOL02, 0, NULL, NULL, 0, msg,
+                           sizeof(msg)) == 0);
+  CHECK_EQ_I(request(ALICE, GiB, 1, NULL, "pool02", NULL, &g, msg,
+                     sizeof(msg)), 0);
+  if (g) {
+    CHECK_STR_EQ(g->server, "pool02");
+    CHECK_STR_EQ(g->gpu_uuid, "GPU-pool02-0");
+    protobuf_c_message_free_unpacked(&g->base, NULL);
+    g = NULL;
+  }
+  CHECK_EQ_I(request(ALICE, 3 * GiB, 1, NULL, NULL, "pool02", &g, msg,
+                     sizeof(msg)), 0);
+  if (g) {
+    CHECK_STR_EQ(g->server, "pool02");
+    protobuf_c_message_free_unpacked(&g->base, NULL);
+    g = NULL;
+  }
+
+  /* The session runs, then ends: status follows. */
+  Gpupool__BrokerSession run = GPUPOOL__BROKER_SESSION__INIT;
+  const Gpupool__BrokerSession *runp = &run;
+  run.session_id = sid;
+  run.tenant = "alice";
+  run.gpu_uuid = "GPU-pool01-1";
+  run.memory_limit = 2 * GiB;
+  run.memory_used = 12345;
+  heartbeat(&c, &POOL01, util, &runp, 1);
+  gpt_sleep_ms(200);
+  Gpupool__BrokerStatusReply *st = status(ALICE);
+  bool found = false;
+  for (size_t i = 0; i < st->n_sessions; i++)
+    if (st->sessions[i]->session_id == sid) {
+      found = true;
+      CHECK_STR_EQ(st->sessions[i]->state, "running");
+      CHECK_EQ_U(st->sessions[i]->memory_used, 12345);
+      CHECK_STR_EQ(st->sessions[i]->client, "test_broker pid 1");
+    }
+  CHECK_TRUE(found);
+  protobuf_c_message_free_unpacked(&st->base, NULL);
+  Gpupool__BrokerSessionEnd end = GPUPOOL__BROKER_SESSION_END__INIT;
+  end.session_id = sid;
+  end.reason = "ended";
+  post(&c, GP_MSG_BROKER_SESSION_END, &end.base);
+  gpt_sleep_ms(200);
+  st = status(ADMIN);
+  for (size_t i = 0; i < st->n_sessions; i++)
+    CHECK_NE_U(st->sessions[i]->session_id, sid);
+  const Gpupool__BrokerServerStatus *s = find_server(st, "pool01");
+  /* What is left on GPU 1 is bob's granted 1 GiB (1/8 there against 1/8
+   * on GPU 0 at 50 % utilisation): the heartbeat that listed alice's
+   * session running did not touch a grant. */
+  if (CHECK_TRUE(s != NULL))
+    CHECK_EQ_U(s->gpus[1]->reserved, 1 * GiB);
+  protobuf_c_message_free_unpacked(&st->base, NULL);
+  conn_close(&c);
+  conn_close(&c2);
+  broker_stop();
+}
+
+static void sc_status(int argc, char **argv) {
+  struct conn c;
+  char msg[256];
+
+  broker_start(NULL);
+  conn_open(&c);
+  REQUIRE_TRUE(do_register(&c, &POOL01, 0, NULL, NULL, 0, msg,
+                           sizeof(msg)) == 0);
+  REQUIRE_TRUE(request(ALICE, GiB, 1, NULL, NULL, NULL, NULL, msg,
+                       sizeof(msg)) == 0);
+  REQUIRE_TRUE(request(ALICE, GiB, 1, NULL, NULL, NULL, NULL, msg,
+                       sizeof(msg)) == 0);
+  REQUIRE_TRUE(request(BOB, GiB, 1, NULL, NULL, NULL, NULL, msg,
+                       sizeof(msg)) == 0);
+  /* A tenant: every server, only its own sessions. */
+  Gpupool__BrokerStatusReply *st = status(ALICE);
+  CHECK_EQ_I(st->result, 0);
+  CHECK_EQ_U(st->n_servers, 1);
+  CHECK_EQ_U(st->n_sessions, 2);
+  for (size_t i = 0; i < st->n_sessions; i++) {
+    CHECK_STR_EQ(st->sessions[i]->tenant, "alice");
+    CHECK_STR_EQ(st->sessions[i]->state, "granted");
+    CHECK_STR_EQ(st->sessions[i]->server, "pool01");
+  }
+  if (st->n_servers == 1) {
+    uint64_t reserved = 0;
+    for (size_t i = 0; i < st->servers[0]->n_gpus; i++)
+      reserved += st->servers[0]->gpus[i]->reserved;
+    CHECK_EQ_U(reserved, 3 * GiB); /* bob's counts on the GPUs */
+    CHECK_STR_EQ(st->servers[0]->version, "gpupool-server test");
+  }
+  protobuf_c_message_free_unpacked(&st->base, NULL);
+  st = status(BOB);
+  CHECK_EQ_U(st->n_sessions, 1);
+  protobuf_c_message_free_unpacked(&st->base, NULL);
+  /* The admin: everything. */
+  st = status(ADMIN);
+  CHECK_EQ_I(st->result, 0);
+  CHECK_EQ_U(st->n_sessions, 3);
+  CHECK_GT_U(st->uptime_ms, 0);
+  protobuf_c_message_free_unpacked(&st->base, NULL);
+  /* An unknown token: nothing. */
+  st = status("nobody");
+  CHECK_EQ_I(st->result, GP_EAUTH);
+  CHECK_EQ_U(st->n_servers, 0);
+  CHECK_EQ_U(st->n_sessions, 0);
+  protobuf_c_message_free_unpacked(&st->base, NULL);
+  conn_close(&c);
+  broker_stop();
+}
+
+static void sc_drain(int argc, char **argv) {
+  struct conn c;
+  char msg[256];
+
+  broker_start(NULL);
+  conn_open(&c);
+  REQUIRE_TRUE(do_register(&c, &POOL02, 0, NULL, NULL, 0, msg,
+                           sizeof(msg)) == 0);
+  CHECK_EQ_I(drain(ALICE, "pool02", true, msg, sizeof(msg)), GP_EPERM);
+  CHECK_EQ_I(drain("nobody", "pool02", true, msg, sizeof(msg)), GP_EAUTH);
+  CHECK_EQ_I(drain(ADMIN, "pool09", true, msg, sizeof(msg)), GP_ENOENT);
+  CHECK_EQ_I(drain(ADMIN, "pool02", true, msg, sizeof(msg)), 0);
+  CHECK_TRUE(strstr(msg, "draining") != NULL);
+  Gpupool__BrokerStatusReply *st = status(ALICE);
+  const Gpupool__BrokerServerStatus *s = find_server(st, "pool02");
+  if (CHECK_TRUE(s != NULL)) {
+    CHECK_TRUE(s->draining);
+    CHECK_TRUE(s->up);
+  }
+  protobuf_c_message_free_unpacked(&st->base, NULL);
+  CHECK_EQ_I(request(ALICE, GiB, 1, NULL, NULL, NULL, NULL, msg,
+                     sizeof(msg)), GP_ENOFIT);
+  CHECK_TRUE(strstr(msg, "no server is up") != NULL);
+  CHECK_EQ_I(request(ALICE, GiB, 1, NULL, "pool02", NULL, NULL, msg,
+                     sizeof(msg)), GP_ENOFIT);
+  CHECK_STR_EQ(msg, "server pool02 is draining");
+  /* Undrain: sessions again. A tenant may not undrain either. */
+  CHECK_EQ_I(drain(BOB, "pool02", false, msg, sizeof(msg)), GP_EPERM);
+  CHECK_EQ_I(drain(ADMIN, "pool02", false, msg, sizeof(msg)), 0);
+  CHECK_EQ_I(request(ALICE, GiB, 1, NULL, NULL, NULL, NULL, msg,
+                     sizeof(msg)), 0);
+  conn_close(&c);
+  broker_stop();
+}
+
+/* Raw bytes on a fresh connection. */
+static void send_raw(struct conn *c, const void *buf, size_t len) {
+  CHECK_EQ_I(write(c->w.fd, buf, len), (long long)len);
+}
+
+static void header(uint8_t out[GP_FRAME_HEADER_SIZE], uint16_t type,
+                   uint32_t msg_len, uint32_t payload_len) {
+  struct gp_frame_header h = {.version = GP_FRAME_VERSION, .type = type,
+                              .request_id = 9, .msg_len = msg_len,
+                              .payload_len = payload_len};
+  gp_frame_header_encode(&h, out);
+}
+
+static void sc_malformed(int argc, char **argv) {
+  struct conn srv, c;
+  uint8_t hb[GP_FRAME_HEADER_SIZE + 16];
+  char msg[256];
+
+  broker_start(NULL);
+  /* A server stays registered throughout, on its own connection. */
+  conn_open(&srv);
+  REQUIRE_TRUE(do_register(&srv, &POOL02, 0, NULL, NULL, 0, msg,
+                           sizeof(msg)) == 0);
+
+  /* Garbage. */
+  conn_open(&c);
+  send_raw(&c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 27);
+  CHECK_EQ_I(expect_protocol_error(&c, "bad frame"), GP_EPROTO);
+  conn_close(&c);
+  /* A type the broker does not serve (a session's MEM_ALLOC). */
+  conn_open(&c);
+  header(hb, GP_MSG_MEM_ALLOC, 0, 0);
+  send_raw(&c, hb, GP_FRAME_HEADER_SIZE);
+  CHECK_EQ_I(expect_protocol_error(&c, "not served by the broker"),
+             GP_EPROTO);
+  conn_close(&c);
+  /* A message that does not decode. */
+  conn_open(&c);
+  header(hb, GP_MSG_BROKER_STATUS, 4, 0);
+  memcpy(hb + GP_FRAME_HEADER_SIZE, "\xff\xff\xff\xff", 4);
+  send_raw(&c, hb, GP_FRAME_HEADER_SIZE + 4);
+  CHECK_EQ_I(expect_protocol_error(&c, "malformed BROKER_STATUS"), GP_EPROTO);
+  conn_close(&c);
+  /* A payload (the broker's messages carry none), and a message over the
+   * limit: refused from the header, before anything is read or
+   * allocated. */
+  conn_open(&c);
+  header(hb, GP_MSG_BROKER_STATUS, 0, 4096);
+  send_raw(&c, hb, GP_FRAME_HEADER_SIZE);
+  CHECK_EQ_I(expect_protocol_error(&c, "bad frame"), GP_ETOOBIG);
+  conn_close(&c);
+  conn_open(&c);
+  header(hb, GP_MSG_BROKER_REGISTER, 0x7fffffff, 0);
+  send_raw(&c, hb, GP_FRAME_HEADER_SIZE);
+  CHECK_EQ_I(expect_protocol_error(&c, "bad frame"), GP_ETOOBIG);
+  conn_close(&c);
+  /* A heartbeat, a session end, before registering. */
+  conn_open(&c);
+  Gpupool__BrokerHeartbeat hbm = GPUPOOL__BROKER_HEARTBEAT__INIT;
+  post(&c, GP_MSG_BROKER_HEARTBEAT, &hbm.base);
+  CHECK_EQ_I(expect_protocol_error(&c, "before BROKER_REGISTER"), GP_EPROTO);
+  conn_close(&c);
+  /* A reply frame sent to the broker. */
+  conn_open(&c);
+  CHECK_EQ_I(gp_wire_send(&c.w, GP_MSG_BROKER_STATUS, GP_FRAME_F_REPLY, 1,
+                          NULL, NULL, 0), 0);
+  CHECK_EQ_I(expect_protocol_error(&c, "unexpected reply"), GP_EPROTO);
+  conn_close(&c);
+  /* A request that must be answered, flagged NOREPLY. */
+  conn_open(&c);
+  {
+    Gpupool__BrokerStatusRequest m = GPUPOOL__BROKER_STATUS_REQUEST__INIT;
+    post(&c, GP_MSG_BROKER_STATUS, &m.base);
+  }
+  CHECK_EQ_I(expect_protocol_error(&c, "BROKER_STATUS flagged NOREPLY"),
+             GP_EPROTO);
+  conn_close(&c);
+  /* A frame in pieces, a byte at a time for the header: answered. */
+  {
+    Gpupool__BrokerStatusRequest m = GPUPOOL__BROKER_STATUS_REQUEST__INIT;
+    uint8_t buf[256];
+    size_t n;
+    m.token.data = (uint8_t *)ALICE;
+    m.token.len = strlen(ALICE);
+    n = gpupool__broker_status_request__pack(&m, buf + GP_FRAME_HEADER_SIZE);
+    header(buf, GP_MSG_BROKER_STATUS, (uint32_t)n, 0);
+    conn_open(&c);
+    for (size_t i = 0; i < GP_FRAME_HEADER_SIZE + n; i++) {
+      send_raw(&c, buf + i, 1);
+      if (i % 8 == 0)
+        gpt_sleep_ms(5);
+    }
+    struct gp_frame_header h;
+    ProtobufCMessage *rep = NULL;
+    if (CHECK_EQ_I(gp_wire_recv_header(&c.w, &h), 0) &&
+        CHECK_EQ_I(gp_wire_recv_msg(&c.w, &h, &rep), 0)) {
+      CHECK_EQ_U(h.request_id, 9);
+      CHECK_EQ_I(((Gpupool__BrokerStatusReply *)rep)->result, 0);
+      CHECK_EQ_U(((Gpupool__BrokerStatusReply *)rep)->n_servers, 1);
+      protobuf_c_message_free_unpacked(rep, NULL);
+    }
+    conn_close(&c);
+  }
+  /* Many connections at once, each half a frame, then closed. */
+  {
+    struct conn many[64];
+    for (int i = 0; i < 64; i++) {
+      conn_open(&many[i]);
+      header(hb, GP_MSG_BROKER_STATUS, 10, 0);
+      send_raw(&many[i], hb, 12);
+    }
+    for (int i = 0; i < 64; i++)
+      conn_close(&many[i]);
+  }
+  /* Random message bytes under the broker's types, each on a connection
+   * of its own: whatever each gets (an answer, a ProtocolError, or a
+   * refusal and the end), the broker stays up. */
+  {
+    uint64_t x = 0x243f6a8885a308d3ull;
+    static const uint16_t types[] = {
+      GP_MSG_BROKER_REGISTER, GP_MSG_BROKER_HEARTBEAT,
+      GP_MSG_BROKER_SESSION_END, GP_MSG_BROKER_REQUEST_SESSION,
+      GP_MSG_BROKER_STATUS, GP_MSG_BROKER_DRAIN, 113};
+    for (int i = 0; i < 200; i++) {
+      uint8_t fb[GP_FRAME_HEADER_SIZE + 64];
+      uint32_t n;
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      n = (uint32_t)(x % 65);
+      header(fb, types[(x >> 8) % 7], n, 0);
+      gpt_fill(fb + GP_FRAME_HEADER_SIZE, n, x);
+      conn_open(&c);
+      send_raw(&c, fb, GP_FRAME_HEADER_SIZE + n);
+      struct gp_frame_header h;
+      int r = gp_wire_recv_header(&c.w, &h);
+      if (r != 0 && r != GP_ECLOSED)
+        CHECK_EQ_I(r, 0);
+      conn_close(&c);
+    }
+  }
+  /* The server's connection still works: a heartbeat keeps it up and a
+   * request is placed on it. */
+  heartbeat(&srv, &POOL02, NULL, NULL, 0);
+  CHECK_EQ_I(request(ALICE, GiB, 1, NULL, NULL, NULL, NULL, msg,
+                     sizeof(msg)), 0);
+  Gpupool__BrokerStatusReply *st = status(ADMIN);
+  CHECK_EQ_U(st->n_servers, 1);
+  CHECK_EQ_U(st->n_sessions, 1);
+  protobuf_c_message_free_unpacked(&st->base, NULL);
+  conn_close(&srv);
+  broker_stop();
+}
+
+static void sc_down(int argc, char **argv) {
+  struct conn c;
+  char msg[256];
+
+  broker_start("down_after_ms = 600");
+  conn_open(&c);
+  REQUIRE_TRUE(do_register(&c, &POOL02, 0, NULL, NULL, 0, msg,
+                           sizeof(msg)) == 0);
+  /* Heartbeats every 200 ms keep it up past down_after_ms. */
+  for (int i = 0; i < 6; i++) {
+    gpt_sleep_ms(200);
+    heartbeat(&c, &POOL02, NULL, NULL, 0);
+  }
+  Gpupool__BrokerStatusReply *st = status(ALICE);
+  CHECK_TRUE(st->n_servers == 1 && st->servers[0]->up);
+  protobuf_c_message_free_unpacked(&st->base, NULL);
+  REQUIRE_TRUE(request(ALICE, GiB, 1, NULL, NULL, NULL, NULL, msg,
+                       sizeof(msg)) == 0);
+  /* Silence: down within down_after_ms plus a tick (120 ms). */
+  double t0 = gpt_now();
+  bool down = false;
+  while (!down && gpt_now() - t0 < 3.0) {
+    gpt_sleep_ms(50);
+    st = status(ALICE);
+    down = st->n_servers == 1 && !st->servers[0]->up;
+    if (down) {
+      CHECK_GE_U(st->servers[0]->last_heartbeat_ms, 600);
+      CHECK_EQ_U(st->n_sessions, 1); /* its sessions stay listed */
+    }
+    protobuf_c_message_free_unpacked(&st->base, NULL);
+  }
+  CHECK_TRUE(down);
+  CHECK_GE_D(gpt_now() - t0, 0.5);
+  CHECK_LE_D(gpt_now() - t0, 1.5);
+  CHECK_EQ_I(request(ALICE, GiB, 1, NULL, NULL, NULL, NULL, msg,
+                     sizeof(msg)), GP_ENOFIT);
+  CHECK_TRUE(strstr(msg, "1 down") != NULL);
+  CHECK_TRUE(log_has("server pool02 is down"));
+  /* A heartbeat: up again. */
+  heartbeat(&c, &POOL02, NULL, NULL, 0);
+  gpt_sleep_ms(100);
+  CHECK_EQ_I(request(ALICE, GiB, 1, NULL, NULL, NULL, NULL, msg,
+                     sizeof(msg)), 0);
+  CHECK_TRUE(log_has("server pool02 is up again"));
+  conn_close(&c);
+  broker_stop();
+}
+
+static void sc_expiry(int argc, char **argv) {
+  struct conn c;
+  char msg[256];
+
+  broker_start("grant_ttl_s = 1");
+  conn_open(&c);
+  REQUIRE_TRUE(do_register(&c, &POOL02, 0, NULL, NULL, 0, msg,
+                           sizeof(msg)) == 0);
+  REQUIRE_TRUE(request(ALICE, 3 * GiB, 1, NULL, NULL, NULL, NULL, msg,
+                       sizeof(msg)) == 0);
+  /* 3 of 4 GiB reserved: another 3 GiB does not fit. */
+  CHECK_EQ_I(request(ALICE, 3 * GiB, 1, NULL, NULL, NULL, NULL, msg,
+                     sizeof(msg)), GP_ENOFIT);
+  /* Not seen running: dropped at expiry, the memory released. */
+  double t0 = gpt_now();
+  bool gone = false;
+  while (!gone && gpt_now() - t0 < 5.0) {
+    heartbeat(&c, &POOL02, NULL, NULL, 0);
+    gpt_sleep_ms(100);
+    Gpupool__BrokerStatusReply *st = status(ADMIN);
+    gone = st->n_sessions == 0;
+    protobuf_c_message_free_unpacked(&st->base, NULL);
+  }
+  CHECK_TRUE(gone);
+  CHECK_LE_D(gpt_now() - t0, 3.0);
+  CHECK_TRUE(log_has("grant expired unused"));
+  CHECK_EQ_I(request(ALICE, 3 * GiB, 1, NULL, NULL, NULL, NULL, msg,
+                     sizeof(msg)), 0);
+  conn_close(&c);
+  broker_stop();
+}
+
+/* The command line and the config file: errors exit 2 and say why. */
+static void sc_command_line(int argc, char **argv) {
+  const char *bin = getenv("GPUPOOL_TEST_BROKER");
+  char cmd[1024], out[2048];
+  FILE *p;
+  size_t n;
+  int st;
+
+  REQUIRE_TRUE(bin != NULL);
+  /* A config with an unknown key on line 3. */
+  char path[] = "/tmp/gp-brk-cl-XXXXXX";
+  int fd = mkstemp(path);
+  REQUIRE_TRUE(fd >= 0);
+  dprintf(fd, "[broker]\ngrant_key_file = /nonexistent\nfoo = 1\n");
+  close(fd);
+  snprintf(cmd, sizeof(cmd), "%s --config %s --listen 127.0.0.1:0 2>&1",
+           bin, path);
+  p = popen(cmd, "r");
+  REQUIRE_TRUE(p != NULL);
+  n = fread(out, 1, sizeof(out) - 1, p);
+  out[n] = '\0';
+  st = pclose(p);
+  CHECK_EQ_I(WEXITSTATUS(st), 2);
+  CHECK_TRUE(strstr(out, ":3: unknown key 'foo' in [broker]") != NULL);
+  unlink(path);
+  snprintf(cmd, sizeof(cmd), "%s --listen 127.0.0.1:0 2>&1", bin);
+  p = popen(cmd, "r");
+  n = fread(out, 1, sizeof(out) - 1, p);
+  out[n] = '\0';
+  CHECK_EQ_I(WEXITSTATUS(pclose(p)), 2);
+  CHECK_TRUE(strstr(out, "--config FILE is required") != NULL);
+  snprintf(cmd, sizeof(cmd), "%s --version 2>&1", bin);
+  p = popen(cmd, "r");
+  n = fread(out, 1, sizeof(out) - 1, p);
+  out[n] = '\0';
+  CHECK_EQ_I(WEXITSTATUS(pclose(p)), 0);
+  CHECK_TRUE(strncmp(out, "gpupool-broker ", 15) == 0);
+}
+
+static const struct gpt_scenario scenarios[] = {
+  {"register", sc_register, 60},
+  {"grant", sc_grant, 60},
+  {"status", sc_status, 60},
+  {"drain", sc_drain, 60},
+  {"malformed", sc_malformed, 60},
+  {"down", sc_down, 60},
+  {"expiry", sc_expiry, 60},
+  {"command_line", sc_command_line, 60},
+  {NULL, NULL, 0},
+};
+
+int main(int argc, char **argv) {
+  return gpt_main(argc, argv, scenarios);
+}
