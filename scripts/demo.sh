@@ -6,8 +6,12 @@
 # it unmodified through `gpupool attach`; then real CUDA driver-API
 # programs (examples/kernel_demo.c, whose kernels are an nvcc-built fatbin,
 # then examples/vector_demo.c, streams and copies); then measures the
-# remote path (examples/measure.c), prints a summary and stops the server,
-# whatever happens.
+# remote path (examples/measure.c). Then the pool: gpupool-broker with a
+# generated config (a tenant token, an admin token, a 0600 grant key) and
+# two emu servers registered to it (pool01, pool02); the same workload runs
+# through `gpupool attach --broker`, and `gpupool status` and `gpupool
+# sessions` are printed while a session runs. Prints a summary and stops
+# every process it started, whatever happens.
 #
 # usage: scripts/demo.sh [--no-measure]
 # env:   GPUPOOL_BUILD_DIR  build folder (default build)
@@ -29,11 +33,13 @@ cli_bin="$build/client/gpupool"
 demo_bin="$build/examples/vector_demo"
 kernel_bin="$build/examples/kernel_demo"
 measure_bin="$build/examples/measure"
+broker_bin="$build/broker/gpupool-broker"
 
 # Build only when something is missing; a first run installs and configures
 # through setup.sh (which needs root or sudo only if packages are missing).
 if [ ! -x "$server_bin" ] || [ ! -x "$cli_bin" ] || [ ! -x "$demo_bin" ] ||
-   [ ! -x "$measure_bin" ] || [ ! -x "$kernel_bin" ]; then
+   [ ! -x "$measure_bin" ] || [ ! -x "$kernel_bin" ] ||
+   [ ! -x "$broker_bin" ]; then
   echo "== building $build (first run)"
   setup_out=$("$root/scripts/setup.sh") || { echo "$setup_out"; exit 1; }
   cuda_dir=$(echo "$setup_out" | sed -n 's/^cuda-include: //p' | tail -n1)
@@ -47,15 +53,27 @@ fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/gpupool-demo.XXXXXX")
 server_pid=""
-stop_server() {
-  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-    kill -TERM "$server_pid" 2>/dev/null
+# The pool's processes: the broker, then its servers.
+pool_pids=()
+stop_pid() { # PID: SIGTERM, up to 5 s, then SIGKILL
+  if [ -n "$1" ] && kill -0 "$1" 2>/dev/null; then
+    kill -TERM "$1" 2>/dev/null
     for _ in $(seq 50); do
-      kill -0 "$server_pid" 2>/dev/null || break
+      kill -0 "$1" 2>/dev/null || break
       sleep 0.1
     done
-    kill -KILL "$server_pid" 2>/dev/null
-    wait "$server_pid" 2>/dev/null
+    kill -KILL "$1" 2>/dev/null
+    wait "$1" 2>/dev/null
+    return 0
+  fi
+  return 1
+}
+stop_server() {
+  local stopped=0
+  for pid in "${pool_pids[@]}"; do stop_pid "$pid" && stopped=1; done
+  pool_pids=()
+  [ "$stopped" -eq 1 ] && echo "== pool stopped (broker and servers)"
+  if stop_pid "$server_pid"; then
     echo "== server stopped"
   fi
   server_pid=""
@@ -158,6 +176,169 @@ if [ "$measure" -eq 1 ]; then
   echo
 fi
 
+# ---- The pool: a broker, two servers registered to it, clients through it --
+# Waits for FILE to hold a port (the process PID must stay alive); prints it.
+wait_port() { # FILE PID
+  for _ in $(seq 100); do
+    if [ -s "$1" ]; then
+      local p
+      p=$(tr -dc '0-9' <"$1")
+      [ -n "$p" ] && { echo "$p"; return 0; }
+    fi
+    kill -0 "$2" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+randhex() { od -An -tx1 -N"$1" /dev/urandom | tr -d ' \n'; }
+# The server the broker named in its last grant ("granted to ...: NAME").
+granted_on() { grep -o 'granted to [^:]*: [A-Za-z0-9._-]*' "$work/broker.log" |
+  tail -n1 | awk '{print $NF}'; }
+
+pool_status=1       # the pool came up
+pool_rt_status=1
+pool_demo_status=1
+pool_held_status=1  # status and sessions printed while a session ran
+pool_rt_on="" pool_demo_on=""
+if [ -x "$broker_bin" ]; then
+  echo "== the pool: gpupool-broker and two emu servers (pool01, pool02)"
+  (umask 077; randhex 32 >"$work/grant.key"; echo >>"$work/grant.key")
+  tenant_token="demo-$(randhex 16)"
+  admin_token="admin-$(randhex 16)"
+  (umask 077; echo "$tenant_token" >"$work/tenant.token"
+   echo "$admin_token" >"$work/admin.token")
+  sha() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
+  cat >"$work/broker.conf" <<CONF
+[broker]
+grant_key_file = $work/grant.key
+heartbeat_ms = 500
+down_after_ms = 3000
+grant_ttl_s = 30
+default_memory = 512M
+
+[tenant.demo]
+token_sha256 = $(sha "$tenant_token")
+max_sessions = 4
+max_memory = 3G
+
+[admin]
+token_sha256 = $(sha "$admin_token")
+CONF
+  echo "   config: $work/broker.conf (tenant demo, max 4 sessions / 3 GiB; an admin)"
+  "$broker_bin" --listen 127.0.0.1:0 --port-file "$work/broker.port" \
+    --config "$work/broker.conf" --log-level info 2>"$work/broker.log" &
+  broker_pid=$!
+  pool_pids+=("$broker_pid")
+  if bport=$(wait_port "$work/broker.port" "$broker_pid"); then
+    broker="127.0.0.1:$bport"
+    echo "   gpupool-broker listening on $broker (pid $broker_pid)"
+    pool_status=0
+    for name in pool01 pool02; do
+      "$server_bin" --listen 127.0.0.1:0 --port-file "$work/$name.port" \
+        --backend emu --emu-memory 2G --broker "$broker" --name "$name" \
+        --label demo=yes --grant-key-file "$work/grant.key" \
+        --log-level warn 2>"$work/$name.log" &
+      pool_pids+=("$!")
+      if sport=$(wait_port "$work/$name.port" "$!"); then
+        echo "   gpupool-server $name on 127.0.0.1:$sport (pid $!), registered with the broker"
+      else
+        echo "demo: pool server $name did not start; its log:" >&2
+        cat "$work/$name.log" >&2
+        pool_status=1
+      fi
+    done
+  else
+    echo "demo: gpupool-broker did not start; its log:" >&2
+    cat "$work/broker.log" >&2
+  fi
+  pool_cli() { "$cli_bin" "$@" --broker "$broker" --token-file "$work/admin.token"; }
+  if [ "$pool_status" -eq 0 ]; then
+    # Both registered and up (a heartbeat or two).
+    up=0
+    for _ in $(seq 100); do
+      up=$(pool_cli status --json 2>/dev/null | grep -o '"up": *true' | wc -l)
+      [ "$up" -ge 2 ] && break
+      sleep 0.1
+    done
+    [ "$up" -ge 2 ] || { echo "demo: the servers did not show up in gpupool status" >&2; pool_status=1; }
+  fi
+  echo
+fi
+attach_pool() { # PROGRAM [ARGS...]: through the broker, with the tenant's token
+  "$cli_bin" attach --broker "$broker" --token-file "$work/tenant.token" \
+    --mem 256M -- "$@"
+}
+if [ "$pool_status" -eq 0 ]; then
+  if [ -x "$work/rt_demo" ]; then
+    echo "== gpupool attach --broker $broker --token-file tenant.token --mem 256M -- ./rt_demo"
+    attach_pool "$work/rt_demo"
+    pool_rt_status=$?
+    pool_rt_on=$(granted_on)
+    echo
+  fi
+  echo "== gpupool attach --broker $broker --token-file tenant.token --mem 256M -- vector_demo"
+  attach_pool "$demo_bin"
+  pool_demo_status=$?
+  pool_demo_on=$(granted_on)
+  echo
+
+  # One session held open while the broker is asked what it knows: a few
+  # lines of Python calling the driver API through ctypes (attach puts
+  # gpupool's libcuda.so.1 first), which wait for a line on their stdin.
+  echo "== while a session runs: gpupool status; gpupool sessions"
+  holder='import ctypes, sys
+cu = ctypes.CDLL("libcuda.so.1")
+dev, ctx, ptr = ctypes.c_int(), ctypes.c_void_p(), ctypes.c_uint64()
+ok = (cu.cuInit(0) == 0 and cu.cuDeviceGet(ctypes.byref(dev), 0) == 0 and
+      cu.cuCtxCreate_v2(ctypes.byref(ctx), 0, dev) == 0 and
+      cu.cuMemAlloc_v2(ctypes.byref(ptr), ctypes.c_size_t(96 << 20)) == 0)
+print("held" if ok else "failed", flush=True)
+sys.stdin.readline()
+if ok:
+    cu.cuMemFree_v2(ptr)
+    cu.cuCtxDestroy_v2(ctx)
+sys.exit(0 if ok else 1)'
+  mkfifo "$work/hold.in"
+  attach_pool python3 -c "$holder" <"$work/hold.in" >"$work/held.log" 2>&1 &
+  held_pid=$!
+  exec 9>"$work/hold.in"
+  seen=0
+  for _ in $(seq 100); do
+    grep -q . "$work/held.log" 2>/dev/null && break
+    sleep 0.05
+  done
+  if grep -q '^held' "$work/held.log"; then
+    # Running once a heartbeat has listed it; its memory in use a
+    # heartbeat or two later.
+    for _ in $(seq 100); do
+      if pool_cli sessions --json 2>/dev/null | grep -q '"state": *"running"'; then
+        seen=1
+        break
+      fi
+      sleep 0.05
+    done
+    for _ in $(seq 40); do
+      pool_cli sessions --json 2>/dev/null |
+        grep -q '"memory_used": *[1-9]' && break
+      sleep 0.05
+    done
+  fi
+  echo "\$ gpupool status --broker $broker --token-file admin.token"
+  pool_cli status
+  st1=$?
+  echo "\$ gpupool sessions --broker $broker --token-file admin.token"
+  pool_cli sessions
+  st2=$?
+  echo >&9
+  exec 9>&-
+  wait "$held_pid"
+  held=$?
+  [ "$seen" -eq 1 ] && [ "$st1" -eq 0 ] && [ "$st2" -eq 0 ] && [ "$held" -eq 0 ] &&
+    pool_held_status=0
+  [ "$held" -eq 0 ] || { echo "demo: the held session failed:" >&2; cat "$work/held.log" >&2; }
+  echo
+fi
+
 echo "== summary"
 if [ "$rt_status" -eq 0 ]; then
   echo "   rt_demo: a plain nvcc-built CUDA runtime program ran unmodified, results checked: OK"
@@ -179,10 +360,39 @@ if [ "$measure" -eq 1 ]; then
   [ "$measure_status" -eq 0 ] && echo "   measure: done (figures above)" ||
     echo "   measure: FAILED (exit status $measure_status)"
 fi
+if [ ! -x "$broker_bin" ]; then
+  echo "   pool: FAILED (gpupool-broker was not built)"
+elif [ "$pool_status" -ne 0 ]; then
+  echo "   pool: FAILED (the broker or its servers did not start; logs above)"
+else
+  echo "   pool: gpupool-broker and pool01, pool02 (emu, 2 GiB) registered: OK"
+  if [ -x "$work/rt_demo" ]; then
+    [ "$pool_rt_status" -eq 0 ] &&
+      echo "   pool rt_demo: through the broker, ran on ${pool_rt_on:-?}: OK" ||
+      echo "   pool rt_demo: FAILED (exit status $pool_rt_status)"
+  fi
+  [ "$pool_demo_status" -eq 0 ] &&
+    echo "   pool vector_demo: through the broker, ran on ${pool_demo_on:-?}: OK" ||
+    echo "   pool vector_demo: FAILED (exit status $pool_demo_status)"
+  [ "$pool_held_status" -eq 0 ] &&
+    echo "   pool status and sessions: shown while a session ran: OK" ||
+    echo "   pool status and sessions: FAILED"
+fi
 if [ -s "$work/server.log" ]; then
   echo "   server warnings:"
   sed 's/^/     /' "$work/server.log"
 fi
+for name in pool01 pool02; do
+  if [ -s "$work/$name.log" ]; then
+    echo "   $name warnings:"
+    sed 's/^/     /' "$work/$name.log"
+  fi
+done
+# rt_demo through the pool counts only where nvcc built it.
+pool_ok=1
+[ "$pool_status" -eq 0 ] && [ "$pool_demo_status" -eq 0 ] &&
+  [ "$pool_held_status" -eq 0 ] &&
+  { [ ! -x "$work/rt_demo" ] || [ "$pool_rt_status" -eq 0 ]; } && pool_ok=0
 [ "$rt_status" -eq 0 ] && [ "$kernel_status" -eq 0 ] &&
   [ "$demo_status" -eq 0 ] &&
-  [ "$measure_status" -eq 0 ]
+  [ "$measure_status" -eq 0 ] && [ "$pool_ok" -eq 0 ]

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -24,9 +25,10 @@ static const char *scenario_name = "?";
 /* Servers and children started by this process, killed on every exit path
  * (normal end, watchdog, aborted scenario) so that no test leaves one
  * behind. */
-#define MAX_TRACKED 16
+#define MAX_TRACKED 64
 static struct gpt_server *servers[MAX_TRACKED];
 static pid_t children[MAX_TRACKED];
+static void remove_all_broker_files(void);
 
 /* ---- Checks ----------------------------------------------------------------- */
 
@@ -179,6 +181,7 @@ static void on_alarm(int sig) {
 
 __attribute__((noreturn)) static void report_and_exit(int status) {
   kill_everything();
+  remove_all_broker_files();
   printf("scenario %s: %u checks, %u failed%s\n", scenario_name,
          gpt_checks_run(), gpt_checks_failed(),
          status == 77 ? " (skipped)" : "");
@@ -352,10 +355,10 @@ const char *gpt_server_mode(void) {
  * cuda: dropped). */
 static bool emu_arg(const char *a) { return strncmp(a, "--emu-", 6) == 0; }
 
-/* Starts one server: |bin| with |args| (NULL-terminated, after the listen
- * and port-file arguments), with GPUPOOL_SERVER=|behind| in its environment
+/* Starts one server: |bin| --listen |listen| with |args| (NULL-terminated,
+ * after the listen and port-file arguments), with GPUPOOL_SERVER=|behind| in its environment
  * when |behind| is not NULL. */
-static int start_one(struct gpt_server *s, const char *bin,
+static int start_one(struct gpt_server *s, const char *bin, const char *listen,
                      const char *const *args, const char *behind) {
   memset(s, 0, sizeof *s);
   s->pid = -1;
@@ -373,7 +376,7 @@ static int start_one(struct gpt_server *s, const char *bin,
   int argc = 0;
   argv[argc++] = bin;
   argv[argc++] = "--listen";
-  argv[argc++] = "127.0.0.1:0";
+  argv[argc++] = listen;
   argv[argc++] = "--port-file";
   argv[argc++] = port_file;
   for (int i = 0; args && args[i] && argc < 70; i++) argv[argc++] = args[i];
@@ -454,7 +457,7 @@ int gpt_server_start(struct gpt_server *s, const char *const *extra) {
     args[n++] = "1G";
     for (int i = 0; extra && extra[i] && n < 70; i++) args[n++] = extra[i];
     args[n] = NULL;
-    if (start_one(s, bin, args, NULL) != 0) return -1;
+    if (start_one(s, bin, "127.0.0.1:0", args, NULL) != 0) return -1;
   } else if (strcmp(mode, "relay") == 0 || strcmp(mode, "cuda") == 0) {
     bool relay = strcmp(mode, "relay") == 0;
     const char *lib = getenv("GPUPOOL_TEST_CLIENT_LIB");
@@ -500,17 +503,17 @@ int gpt_server_start(struct gpt_server *s, const char *const *extra) {
     if (relay) {
       struct gpt_server *b = calloc(1, sizeof *b);
       if (b == NULL) return -1;
-      if (start_one(b, bin, bargs, NULL) != 0) {
+      if (start_one(b, bin, "127.0.0.1:0", bargs, NULL) != 0) {
         free(b);
         return -1;
       }
-      if (start_one(s, bin, args, b->addr) != 0) {
+      if (start_one(s, bin, "127.0.0.1:0", args, b->addr) != 0) {
         gpt_server_stop(b, 0);
         free(b);
         return -1;
       }
       s->behind = b;
-    } else if (start_one(s, bin, args, NULL) != 0) {
+    } else if (start_one(s, bin, "127.0.0.1:0", args, NULL) != 0) {
       return -1;
     }
   } else {
@@ -713,4 +716,146 @@ void gpt_child_say(const char *fmt, ...) {
 
 int gpt_child_hear(char *buf, size_t len, int timeout_ms) {
   return read_line(0, buf, len, timeout_ms);
+}
+
+/* ---- The broker ---------------------------------------------------------------------------- */
+
+/* Brokers whose folders are removed when the scenario ends. */
+static struct gpt_broker *brokers[MAX_TRACKED];
+
+static int remove_entry(const char *path, const struct stat *st, int flag,
+                        struct FTW *ftw) {
+  (void)st;
+  (void)flag;
+  (void)ftw;
+  remove(path);
+  return 0;
+}
+
+/* Removes the broker's folder and everything a scenario put in it. */
+static void remove_broker_files(struct gpt_broker *b) {
+  if (b->dir[0] == '\0') return;
+  nftw(b->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+  b->dir[0] = '\0';
+}
+
+static void remove_all_broker_files(void) {
+  for (int i = 0; i < MAX_TRACKED; i++) {
+    if (brokers[i] != NULL) remove_broker_files(brokers[i]);
+    brokers[i] = NULL;
+  }
+}
+
+int gpt_write_file(const char *dir, const char *name, const char *text,
+                   int mode, char *path, size_t len) {
+  snprintf(path, len, "%s/%s", dir, name);
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  if (fd < 0) {
+    gpt__check_fail(__FILE__, __LINE__, "open", "%s: %s", path,
+                    strerror(errno));
+    return -1;
+  }
+  size_t n = strlen(text);
+  bool ok = write(fd, text, n) == (ssize_t)n;
+  /* open() honours the umask; the mode asked for is the mode wanted. */
+  ok = fchmod(fd, (mode_t)mode) == 0 && ok;
+  close(fd);
+  if (!ok) {
+    gpt__check_fail(__FILE__, __LINE__, "write", "%s: %s", path,
+                    strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
+/* Starts the broker's process on |listen| with the config already
+ * written. */
+static int broker_launch(struct gpt_broker *b, const char *listen) {
+  const char *bin = getenv("GPUPOOL_TEST_BROKER");
+  if (bin == NULL || *bin == '\0') {
+    gpt__check_fail(__FILE__, __LINE__, "getenv(\"GPUPOOL_TEST_BROKER\")",
+                    "%s", "not set: run the tests with meson test");
+    return -1;
+  }
+  const char *args[] = {"--config", b->config_file, NULL};
+  if (start_one(&b->proc, bin, listen, args, NULL) != 0) return -1;
+  b->port = b->proc.port;
+  snprintf(b->addr, sizeof b->addr, "127.0.0.1:%d", b->port);
+  return 0;
+}
+
+int gpt_broker_start(struct gpt_broker *b, const char *config) {
+  memset(b, 0, sizeof *b);
+  b->proc.pid = -1;
+  const char *tmp = getenv("TMPDIR");
+  snprintf(b->dir, sizeof b->dir, "%s/gpupool-broker-XXXXXX",
+           tmp && *tmp ? tmp : "/tmp");
+  if (mkdtemp(b->dir) == NULL) {
+    gpt__check_fail(__FILE__, __LINE__, "mkdtemp", "%s", strerror(errno));
+    b->dir[0] = '\0';
+    return -1;
+  }
+  for (int i = 0; i < MAX_TRACKED; i++) {
+    if (brokers[i] == NULL || brokers[i] == b) {
+      brokers[i] = b;
+      break;
+    }
+  }
+  unsigned char raw[32];
+  int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+  bool got = fd >= 0 && read(fd, raw, sizeof raw) == (ssize_t)sizeof raw;
+  if (fd >= 0) close(fd);
+  if (!got) {
+    gpt__check_fail(__FILE__, __LINE__, "read /dev/urandom", "%s",
+                    strerror(errno));
+    return -1;
+  }
+  char key[2 * sizeof raw + 2];
+  for (size_t i = 0; i < sizeof raw; i++)
+    snprintf(key + 2 * i, 3, "%02x", raw[i]);
+  strcat(key, "\n");
+  if (gpt_write_file(b->dir, "grant.key", key, 0600, b->key_file,
+                     sizeof b->key_file) != 0)
+    return -1;
+  size_t clen = strlen(config) + strlen(b->key_file) + 64;
+  char *text = gpt_xmalloc(clen);
+  snprintf(text, clen, "[broker]\ngrant_key_file = %s\n%s", b->key_file,
+           config);
+  int r = gpt_write_file(b->dir, "broker.conf", text, 0600, b->config_file,
+                         sizeof b->config_file);
+  free(text);
+  if (r != 0) return -1;
+  return broker_launch(b, "127.0.0.1:0");
+}
+
+int gpt_broker_restart(struct gpt_broker *b) {
+  if (!b->proc.reaped && b->proc.pid > 0) gpt_server_stop(&b->proc, 0);
+  char listen[64];
+  snprintf(listen, sizeof listen, "127.0.0.1:%d", b->port);
+  int port = b->port;
+  if (broker_launch(b, listen) != 0) return -1;
+  if (b->port != port) {
+    gpt__check_fail(__FILE__, __LINE__, "gpt_broker_restart",
+                    "asked for port %d, the broker wrote %d", port, b->port);
+    return -1;
+  }
+  return 0;
+}
+
+void gpt_broker_kill(struct gpt_broker *b) {
+  if (b->proc.pid <= 0 || b->proc.reaped) return;
+  kill(b->proc.pid, SIGKILL);
+  int st;
+  if (waitpid(b->proc.pid, &st, 0) == b->proc.pid) b->proc.status = st;
+  b->proc.reaped = true;
+  untrack_server(&b->proc);
+}
+
+int gpt_broker_stop(struct gpt_broker *b, int grace_ms) {
+  int r = -1;
+  if (b->proc.pid > 0) r = gpt_server_stop(&b->proc, grace_ms);
+  remove_broker_files(b);
+  for (int i = 0; i < MAX_TRACKED; i++)
+    if (brokers[i] == b) brokers[i] = NULL;
+  return r;
 }

@@ -263,4 +263,45 @@ void *gpt_xmalloc(size_t n);
  * the scenario if any step fails. */
 CUcontext gpt_init_context(CUdevice *dev);
 
+/* ---- The broker (docs/broker.md) --------------------------------------------------
+ *
+ * A gpupool-broker from $GPUPOOL_TEST_BROKER with a config file and a grant
+ * key written into a temporary folder of its own (|dir|), which lives until
+ * gpt_broker_stop(). Pool servers are started with gpt_server_start() and
+ * the broker flags (--broker b->addr --name NAME --grant-key-file
+ * b->key_file). */
+
+struct gpt_broker {
+  struct gpt_server proc; /* the broker's process, port and address */
+  int port;               /* the port it listens on (kept across restarts) */
+  char addr[64];          /* "127.0.0.1:PORT" */
+  char dir[256];          /* holds grant.key (0600) and broker.conf */
+  char key_file[320];
+  char config_file[320];
+};
+
+/* Writes DIR/grant.key (64 random hex digits and a newline, mode 0600) and
+ * DIR/broker.conf: "[broker]\ngrant_key_file = DIR/grant.key\n" then
+ * |config| verbatim (more [broker] keys, then the tenant and admin
+ * sections). Starts the broker on 127.0.0.1:0 and waits up to 10 s for its
+ * port file. Returns 0, or -1 after a failed check saying why. */
+int gpt_broker_start(struct gpt_broker *b, const char *config);
+
+/* Starts the broker again with the same config, on the same port (after
+ * gpt_broker_kill() or gpt_server_stop(&b->proc, ...)); waits up to 10 s
+ * for the port to be free and the broker's port file. Returns 0 or -1. */
+int gpt_broker_restart(struct gpt_broker *b);
+
+/* SIGKILLs the broker (not its folder). */
+void gpt_broker_kill(struct gpt_broker *b);
+
+/* Stops the broker if it runs (SIGTERM, then SIGKILL after |grace_ms|) and
+ * removes its folder. Returns what gpt_server_stop() returns. */
+int gpt_broker_stop(struct gpt_broker *b, int grace_ms);
+
+/* Writes |text| to DIR/NAME with |mode|; the path into |path| (|len|
+ * bytes). Returns 0 or -1. */
+int gpt_write_file(const char *dir, const char *name, const char *text,
+                   int mode, char *path, size_t len);
+
 #endif
