@@ -30,6 +30,9 @@ struct gp_backend_config {
   int emu_sm_count;         /* emu: 0 = number of host cores */
   const char *cuda_lib;     /* cuda: the driver library to dlopen; NULL:
                                "libcuda.so.1" */
+  const char *emu_uuid_seed; /* emu: folded into the device's UUID (the
+                               server's --name), so that the servers of a
+                               pool show different UUIDs; NULL: none */
 };
 
 struct gp_device_attr {

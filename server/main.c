@@ -446,6 +446,8 @@ int main(int argc, char **argv) {
       return bad("--grant-key-file: %s", kwhy);
   }
 
+  cfg.bcfg.emu_uuid_seed = cfg.name;
+
   if (cfg.probe)
     return gp__probe_run(&cfg);
   if (cfg.worker)

@@ -369,6 +369,10 @@ int gp__probe_devices(const struct gp_server_config *cfg,
   argv[i++] = (char *)cfg->bcfg.cuda_lib;
   argv[i++] = "--log-level";
   argv[i++] = (char *)gp__log_level_name(cfg->log_level);
+  if (cfg->name) {
+    argv[i++] = "--name";
+    argv[i++] = (char *)cfg->name;
+  }
   argv[i] = NULL;
 
   if (pipe2(p, O_CLOEXEC) != 0) {

@@ -607,9 +607,11 @@ static void build_worker_argv(struct gp_supervisor *sv) {
     sv->worker_argv[i++] = "--idle-timeout";
     sv->worker_argv[i++] = sv->idle_arg;
   }
-  if (cfg->grant_key_file) {
+  if (cfg->name) {
     sv->worker_argv[i++] = "--name";
     sv->worker_argv[i++] = (char *)cfg->name;
+  }
+  if (cfg->grant_key_file) {
     sv->worker_argv[i++] = "--grant-key-file";
     sv->worker_argv[i++] = (char *)cfg->grant_key_file;
     if (sv->offer_arg) {

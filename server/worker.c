@@ -643,7 +643,12 @@ static int handle_hello(struct gp_worker *w, const struct gp_frame_header *h,
     infos[i].name = d->name;
     infos[i].uuid.data = d->uuid;
     infos[i].uuid.len = sizeof(d->uuid);
-    infos[i].total_mem = d->total_mem;
+    /* A session with a memory limit sees a device of that size, as it
+     * would a MIG slice: cuDeviceTotalMem and cudart's totalGlobalMem
+     * agree with cuMemGetInfo. */
+    infos[i].total_mem = w->limited && w->mem_limit < d->total_mem
+                             ? w->mem_limit
+                             : d->total_mem;
     infos[i].attributes = &attr_ptrs[(size_t)i * GP_DEVICE_MAX_ATTRS];
     infos[i].n_attributes = (size_t)nattrs;
     for (j = 0; j < nattrs; j++) {

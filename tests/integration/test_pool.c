@@ -1241,6 +1241,10 @@ static void test_placement(int argc, char **argv) {
     CHECK_EQ_U(m.gpu[i].total, (1ull << (idx < 0 ? 0 : idx)) * 1024 * MIB);
     CHECK_EQ_U(m.gpu[i].reserved, 0);
     CHECK_TRUE(m.gpu[i].uuid[0] != '\0');
+    /* Each server's emulated device has its own UUID (derived from its
+     * --name), so the pool's status never shows one device twice. */
+    for (int j = 0; j < i; j++)
+      CHECK_TRUE(strcmp(m.gpu[i].uuid, m.gpu[j].uuid) != 0);
   }
   CHECK_EQ_I(m.ns, 0);
 
@@ -2309,6 +2313,11 @@ static void child_attach(int argc, char **argv) {
     unsigned long long want = strtoull(argv[1], &end, 10);
     if (*end == 'M') want *= MIB;
     CHECK_EQ_U(tot, want);
+    /* The device's size is the session's limit too (what cudart reports
+     * as totalGlobalMem). */
+    size_t dtot = 0;
+    CHECK_OK(cuDeviceTotalMem(&dtot, dev));
+    CHECK_EQ_U(dtot, want);
   }
   /* Its session, by this process's id. */
   const char *admin = getenv("GPT_POOL_ADMIN_FILE");

@@ -175,20 +175,33 @@ static const struct attr_def attr_table[CU_DEVICE_ATTRIBUTE_MAX] = {
 _Static_assert(CU_DEVICE_ATTRIBUTE_MAX - 1 <= GP_DEVICE_MAX_ATTRS,
                "gp_device_desc cannot hold every attribute");
 
-/* The UUID is a hash of a fixed string, so it is the same on every server
- * and every run: 64-bit FNV-1a twice with different offset bases, marked as
- * an RFC 9562 version 8 (vendor-specific) UUID. */
-static void device_uuid(int ordinal, uint8_t out[16]) {
-  char text[64];
+/* The UUID is a hash of a fixed string and the server's name, so it is the
+ * same on every run of a server and differs between the servers of a pool
+ * (servers without a name share one): 64-bit FNV-1a twice with different
+ * offset bases, marked as an RFC 9562 version 8 (vendor-specific) UUID. */
+static void device_uuid(int ordinal, const char *seed, uint8_t out[16]) {
+  char text[160];
   uint64_t h[2] = {0xcbf29ce484222325ull, 0x84222325cbf29ce4ull};
   size_t i, k;
 
-  snprintf(text, sizeof(text), "gpupool emulated device %d", ordinal);
+  if (seed && *seed)
+    snprintf(text, sizeof(text), "gpupool emulated device %d of %.100s",
+             ordinal, seed);
+  else
+    snprintf(text, sizeof(text), "gpupool emulated device %d", ordinal);
   for (k = 0; k < 2; k++)
     for (i = 0; text[i]; i++) {
       h[k] ^= (uint8_t)text[i];
       h[k] *= 0x100000001b3ull;
     }
+  /* FNV-1a leaves names that differ only at their end with nearly the
+   * same high bits; a final mix (SplitMix64's) makes their UUIDs look as
+   * different as they are. The unnamed UUID stays as it always was. */
+  for (k = 0; seed && *seed && k < 2; k++) {
+    h[k] = (h[k] ^ (h[k] >> 30)) * 0xbf58476d1ce4e5b9ull;
+    h[k] = (h[k] ^ (h[k] >> 27)) * 0x94d049bb133111ebull;
+    h[k] ^= h[k] >> 31;
+  }
   for (i = 0; i < 8; i++) {
     out[i] = (uint8_t)(h[0] >> (56 - 8 * i));
     out[8 + i] = (uint8_t)(h[1] >> (56 - 8 * i));
@@ -197,13 +210,13 @@ static void device_uuid(int ordinal, uint8_t out[16]) {
   out[8] = (uint8_t)((out[8] & 0x3f) | 0x80); /* variant 10 */
 }
 
-void emu_device_describe(int sm_count, uint64_t total_mem,
+void emu_device_describe(int sm_count, uint64_t total_mem, const char *seed,
                          struct gp_device_desc *out) {
   int a;
 
   memset(out, 0, sizeof(*out));
   snprintf(out->name, sizeof(out->name), "%s", EMU_DEVICE_NAME);
-  device_uuid(0, out->uuid);
+  device_uuid(0, seed, out->uuid);
   out->total_mem = total_mem;
   for (a = 1; a < CU_DEVICE_ATTRIBUTE_MAX; a++) {
     struct gp_device_attr *d = &out->attrs[out->nattrs++];

@@ -47,7 +47,7 @@ static int device_attr(int sm_count, int attr) {
   struct gp_device_desc d; /* about 2 KiB */
   int i;
 
-  emu_device_describe(sm_count, 0, &d);
+  emu_device_describe(sm_count, 0, NULL, &d);
   for (i = 0; i < d.nattrs; i++)
     if (d.attrs[i].attr == attr)
       return d.attrs[i].value;
@@ -150,7 +150,7 @@ static int emu_device_describe_op(struct gp_backend *b, int ordinal,
                                   struct gp_device_desc *out) {
   if (ordinal < 0 || ordinal >= EMU_DEVICE_COUNT)
     return CUDA_ERROR_INVALID_DEVICE;
-  emu_device_describe(b->sm_count, b->arena.size, out);
+  emu_device_describe(b->sm_count, b->arena.size, b->cfg.emu_uuid_seed, out);
   return CUDA_SUCCESS;
 }
 

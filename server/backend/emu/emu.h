@@ -162,10 +162,11 @@ void emu_output_peek(struct gp_backend *b, const void **data, size_t *len,
                      uint64_t *dropped);
 void emu_output_consumed(struct gp_backend *b);
 
-/* Fills |out| with the emulated device's name, UUID, |total_mem| and the
- * value of every CUdevice_attribute of the toolkit's cuda.h, with
- * |sm_count| multiprocessors. Never fails. */
-void emu_device_describe(int sm_count, uint64_t total_mem,
+/* Fills |out| with the emulated device's name, UUID (a hash of |seed|, the
+ * server's name, or of nothing when it is NULL), |total_mem| and the value
+ * of every CUdevice_attribute of the toolkit's cuda.h, with |sm_count|
+ * multiprocessors. Never fails. */
+void emu_device_describe(int sm_count, uint64_t total_mem, const char *seed,
                          struct gp_device_desc *out);
 
 /* The first CUdevice_attribute in [1, CU_DEVICE_ATTRIBUTE_MAX) that the
