@@ -2533,8 +2533,73 @@ static void test_memory_limit(int argc, char **argv) {
   (void)argv;
 }
 
+/* A relay in front of the pool: a --backend cuda server on gpupool's own
+ * library, with GPUPOOL_BROKER and a token in its environment, serves its
+ * clients on sessions the broker grants it, one per client. */
+static void test_relay_broker(int argc, char **argv) {
+  const char *specs[] = {"1G", NULL};
+  pool_start(1, specs);
+  const char *lib = getenv("GPUPOOL_TEST_LIBCUDA");
+  REQUIRE_TRUE(lib != NULL && *lib != '\0');
+  setenv("GPUPOOL_TOKEN_FILE", pool.alice_file, 1);
+  setenv("GPUPOOL_MEM", "96M", 1);
+  const char *args[] = {"--backend", "cuda", "--cuda-lib", lib, NULL};
+  struct gpt_server relay;
+  if (gpt_server_start(&relay, args) != 0) gpt__abort_scenario();
+  /* This process talks to the relay directly. */
+  unsetenv("GPUPOOL_BROKER");
+  unsetenv("GPUPOOL_TOKEN_FILE");
+  unsetenv("GPUPOOL_MEM");
+  setenv("GPUPOOL_SERVER", relay.addr, 1);
+
+  REQUIRE_OK(cuInit(0));
+  CUdevice dev;
+  CUcontext ctx;
+  REQUIRE_OK(cuDeviceGet(&dev, 0));
+  size_t total = 0;
+  CHECK_OK(cuDeviceTotalMem(&total, dev));
+  CHECK_EQ_U(total, 96 * MIB);
+  REQUIRE_OK(cuCtxCreate(&ctx, NULL, 0, dev));
+  const char *fail = do_work();
+  if (!CHECK_TRUE(fail == NULL)) fprintf(stderr, "    failed: %s\n", fail);
+  CUdeviceptr big;
+  CHECK_CU(cuMemAlloc(&big, 128 * MIB), CUDA_ERROR_OUT_OF_MEMORY);
+
+  /* The relay's worker holds one session of alice's on pool01 (the
+   * probe's, at the relay's start, has ended). */
+  struct model m;
+  const struct m_sess *mine = NULL;
+  double deadline = gpt_now() + 5.0;
+  while (gpt_now() < deadline) {
+    if (observe(&m) && m.ns == 1 && strcmp(m.s[0].state, "running") == 0) {
+      mine = &m.s[0];
+      break;
+    }
+    gpt_sleep_ms(50);
+  }
+  if (CHECK_TRUE(mine != NULL)) {
+    CHECK_STR_EQ(mine->tenant, "alice");
+    CHECK_STR_EQ(mine->server, "pool01");
+    CHECK_EQ_U(mine->limit, 96 * MIB);
+  }
+  CHECK_OK(cuCtxDestroy(ctx));
+  gpt_server_stop(&relay, 0);
+  /* The relay's session on the pool ends with the relay's worker. */
+  bool gone = false;
+  deadline = gpt_now() + 5.0;
+  while (!gone && gpt_now() < deadline) {
+    gone = observe(&m) && m.ns == 0;
+    if (!gone) gpt_sleep_ms(50);
+  }
+  CHECK_TRUE(gone);
+  gpt_broker_stop(&pool.b, 2000);
+  (void)argc;
+  (void)argv;
+}
+
 int main(int argc, char **argv) {
   static const struct gpt_scenario table[] = {
+      {"relay_broker", test_relay_broker, 60},
       {"placement", test_placement, 150},
       {"server_down", test_server_down, 90},
       {"drain", test_drain, 90},
