@@ -40,17 +40,17 @@ static void strip_comment(char *s) {
  * (so a missing one is an error). Returns 0, or -1 when there is no place
  * to look (no $HOME). */
 static int conf_path(char *out, size_t len, int *must) {
-  const char *p = getenv(GP_ENV_CONFIG);
+  const char *p = secure_getenv(GP_ENV_CONFIG);
   *must = 0;
   if (p != NULL && *p != '\0') {
     *must = 1;
     return snprintf(out, len, "%s", p) < (int)len ? 0 : -1;
   }
-  const char *xdg = getenv("XDG_CONFIG_HOME");
+  const char *xdg = secure_getenv("XDG_CONFIG_HOME");
   if (xdg != NULL && *xdg == '/')
     return snprintf(out, len, "%s/gpupool/client.conf", xdg) < (int)len ? 0
                                                                           : -1;
-  const char *home = getenv("HOME");
+  const char *home = secure_getenv("HOME");
   if (home == NULL || *home == '\0')
     return -1;
   return snprintf(out, len, "%s/.config/gpupool/client.conf", home) < (int)len
@@ -284,23 +284,25 @@ int gp__read_token_file(const char *path, char *out, size_t out_len, char *why,
     got += (size_t)r;
   }
   out[got] = '\0';
-  char *nl = strchr(out, '\n');
-  if (nl != NULL)
-    *nl = '\0';
-  else if (got == out_len - 1) {
+  /* The token is the first line; found by length, not by string
+   * functions, so that a NUL inside it is seen rather than silently
+   * cutting it short. */
+  char *nl = memchr(out, '\n', got);
+  size_t n = nl != NULL ? (size_t)(nl - out) : got;
+  if (nl == NULL && got == out_len - 1) {
     snprintf(why, why_len, "the token in %s is too long (over %zu bytes)",
              path, out_len - 2);
     goto out;
   }
-  size_t n = strlen(out);
+  if (memchr(out, '\0', n) != NULL) {
+    snprintf(why, why_len, "the token file %s holds a NUL byte", path);
+    goto out;
+  }
+  out[n] = '\0';
   if (n > 0 && out[n - 1] == '\r')
     out[--n] = '\0';
   if (n == 0) {
     snprintf(why, why_len, "the token file %s is empty", path);
-    goto out;
-  }
-  if (strlen(out) != n || memchr(out, '\0', n) != NULL) {
-    snprintf(why, why_len, "the token file %s holds a NUL byte", path);
     goto out;
   }
   ret = 0;
@@ -311,9 +313,9 @@ out:
   return ret;
 }
 
-/* getenv() with "" as unset. */
+/* secure_getenv() with "" as unset. */
 static const char *env(const char *name) {
-  const char *v = getenv(name);
+  const char *v = secure_getenv(name);
   return v != NULL && *v != '\0' ? v : NULL;
 }
 
@@ -334,8 +336,8 @@ int gp__pool_resolve(const struct gp__conf *cf, const char *broker_arg,
   const char *broker;
   if (broker_arg != NULL)
     broker = broker_arg;
-  else if (getenv(GP_ENV_BROKER) != NULL)
-    broker = getenv(GP_ENV_BROKER); /* set but empty: no broker */
+  else if (secure_getenv(GP_ENV_BROKER) != NULL)
+    broker = secure_getenv(GP_ENV_BROKER); /* set but empty: no broker */
   else if (env(GP_ENV_SERVER) != NULL)
     broker = "";
   else
@@ -376,9 +378,9 @@ int gp__pool_resolve(const struct gp__conf *cf, const char *broker_arg,
              mem);
     return -1;
   }
-  const char *labels = getenv(GP_ENV_LABELS) ? getenv(GP_ENV_LABELS)
+  const char *labels = secure_getenv(GP_ENV_LABELS) ? secure_getenv(GP_ENV_LABELS)
                                              : cf->labels;
-  const char *labels_from = getenv(GP_ENV_LABELS)
+  const char *labels_from = secure_getenv(GP_ENV_LABELS)
                                 ? GP_ENV_LABELS
                                 : "`labels` in the configuration file";
   pool->nlabels = gp__parse_labels(labels, labels_from, pool->labels, why,

@@ -133,7 +133,7 @@ __attribute__((destructor)) static void conn_fini(void) {
 /* Seconds from environment variable |name|, as milliseconds; |def_s| when
  * unset or not a positive number. */
 static int env_ms(const char *name, int def_s) {
-  const char *v = getenv(name);
+  const char *v = secure_getenv(name);
   if (v == NULL || *v == '\0')
     return def_s * 1000;
   char *end;

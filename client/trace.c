@@ -39,11 +39,21 @@ static void write_stderr(const char *buf, size_t len) {
 }
 
 /* Formats "gpupool: " PREFIX-less text into |buf|, ending it with a
- * newline even when it had to be cut short. Returns its length. */
+ * newline even when it had to be cut short. Returns its length. The text
+ * may carry what a server or a broker said, so it is made one line of
+ * harmless characters: line breaks become spaces and other control
+ * characters (a terminal's escape sequences) '?'. */
 static size_t finish_line(char *buf, size_t cap, int n) {
   size_t len = n < 0 ? 0 : (size_t)n;
   if (len > cap - 2)
     len = cap - 2;
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)buf[i];
+    if (c == '\n' || c == '\r')
+      buf[i] = ' ';
+    else if ((c < 0x20 && c != '\t') || c == 0x7f)
+      buf[i] = '?';
+  }
   buf[len++] = '\n';
   buf[len] = '\0';
   return len;

@@ -599,6 +599,16 @@ static void test_broker_client_refused(int argc, char **argv) {
   CHECK_HAS(r.out, "gpupool: the broker refused the session: over tenant "
                    "alice's max_sessions (8)\n");
   CHECK_EQ_I(count(r.out, "gpupool:"), 1);
+  /* What a broker says reaches the terminal as one line of harmless
+   * characters: no escape sequence, no second line. */
+  pthread_mutex_lock(&mu);
+  snprintf(st.refuse_msg, sizeof st.refuse_msg,
+           "quota\x1b[2J\x1b]0;owned\x07\nsecond line");
+  pthread_mutex_unlock(&mu);
+  run_client(&r);
+  CHECK_HAS(r.out, "gpupool: the broker refused the session: quota?[2J?]0;"
+                   "owned? second line\n");
+  CHECK_TRUE(strchr(r.out, '\x1b') == NULL);
   pthread_mutex_lock(&mu);
   st.refuse_code = 0;
   pthread_mutex_unlock(&mu);
@@ -691,6 +701,19 @@ static void test_broker_client_config(int argc, char **argv) {
   setenv("GPUPOOL_TOKEN_FILE", p3, 1);
   run_client(&r);
   CHECK_HAS(r.out, "is empty");
+  /* A NUL inside the token's line is refused, not a shorter token. */
+  {
+    char p4[512];
+    snprintf(p4, sizeof p4, "%s/token4", tmpdir);
+    int fd = open(p4, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    REQUIRE_TRUE(fd >= 0);
+    REQUIRE_TRUE(write(fd, "abc\0def\n", 8) == 8);
+    close(fd);
+    setenv("GPUPOOL_TOKEN_FILE", p4, 1);
+    run_client(&r);
+    CHECK_HAS(r.out, "cuInit=100\n");
+    CHECK_HAS(r.out, "holds a NUL byte");
+  }
   CHECK_EQ_I(st.requests, before);
   unsetenv("GPUPOOL_TOKEN_FILE");
 
