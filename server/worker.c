@@ -362,7 +362,8 @@ static void report_used(struct gp_worker *w, uint64_t now) {
 
 /* Asks the supervisor whether session |id| is new on this server (pool.h,
  * "claim"). Returns 1 when it is (the id is now taken), 0 when it was used
- * before, -1 when the supervisor did not answer. */
+ * before, -2 when the supervisor's table of claims is full, -1 when the
+ * supervisor did not answer. */
 static int claim(struct gp_worker *w, uint64_t id, uint64_t expires) {
   char buf[16];
   size_t have = 0;
@@ -396,6 +397,8 @@ static int claim(struct gp_worker *w, uint64_t id, uint64_t expires) {
         return 1;
       if (have == 5 && memcmp(buf, "used\n", 5) == 0)
         return 0;
+      if (have == 5 && memcmp(buf, "full\n", 5) == 0)
+        return -2;
       return -1;
     }
   }
@@ -461,6 +464,10 @@ static int admit(struct gp_worker *w, const Gpupool__HelloRequest *m,
     snprintf(why, whylen, "grant already used: session %016llx was "
              "admitted before on this server",
              (unsigned long long)g->session_id);
+    goto refuse;
+  }
+  if (c == -2) {
+    snprintf(why, whylen, "too many grants in flight on this server");
     goto refuse;
   }
   if (c < 0) {
