@@ -891,7 +891,8 @@ static void scenario_broker_link(int argc, char **argv) {
   REQUIRE_TRUE(hello_with(&r, &s, msg, sizeof msg, NULL) == CUDA_SUCCESS);
   REQUIRE_TRUE(raw_ctx(&r, 1) == CUDA_SUCCESS);
   REQUIRE_TRUE(raw_alloc(&r, 1, 3 * MiB, &p) == CUDA_SUCCESS);
-  CHECK_TRUE(wait_heartbeat(&w, s.session_id, 3 * MiB));
+  /* Counted rounded up to 2 MiB: 4 MiB. */
+  CHECK_TRUE(wait_heartbeat(&w, s.session_id, 4 * MiB));
 
   /* The broker goes away and comes back: the server registers again,
    * listing the running session. */
@@ -907,7 +908,7 @@ static void scenario_broker_link(int argc, char **argv) {
   }
   protobuf_c_message_free_unpacked(m, NULL);
   broker_reply(&w, 0, "", 100);
-  CHECK_TRUE(wait_heartbeat(&w, s.session_id, 3 * MiB));
+  CHECK_TRUE(wait_heartbeat(&w, s.session_id, 4 * MiB));
 
   /* The session ends: BROKER_SESSION_END, reason "ended". */
   raw_close(&r);
