@@ -104,7 +104,7 @@ typedef int (*gp_copy_fill_fn)(void *arg, void *buf, size_t len);
 typedef int (*gp_copy_drain_fn)(void *arg, const void *buf, size_t len);
 
 /* Every operation is required, except mem_host_view, memcpy_htod_pipe,
- * memcpy_dtoh_pipe and module_kernel. */
+ * memcpy_dtoh_pipe, module_kernel and module_global_bytes. */
 struct gp_backend_ops {
   const char *name;
 
@@ -244,6 +244,14 @@ struct gp_backend_ops {
   int (*module_get_global)(struct gp_backend *b, uint64_t module,
                            const char *name, uint64_t *dptr,
                            uint64_t *size);
+  /* The device memory module |module|'s module-scope variables (.global
+   * and .const) take, in |*bytes|: what a grant's memory limit counts for
+   * the module (docs/broker.md, "Grants"). Unknown module:
+   * CUDA_ERROR_INVALID_HANDLE. May be NULL: the backend cannot tell (the
+   * cuda backend: the driver API has no way to list a module's globals),
+   * and the module's globals are not counted. */
+  int (*module_global_bytes)(struct gp_backend *b, uint64_t module,
+                             uint64_t *bytes);
   /* Launches a kernel. Returns a configuration error at once
    * (CUDA_ERROR_INVALID_VALUE, CUDA_ERROR_INVALID_HANDLE, ...); a fault
    * while it runs (CUDA_ERROR_ILLEGAL_ADDRESS, CUDA_ERROR_LAUNCH_FAILED,

@@ -66,6 +66,8 @@ struct gp_broker_link {
   uv_getaddrinfo_t gai;
   uv_connect_t connect;
   uv_shutdown_t shutdown;
+  uv_timer_t shutdown_timer;  /* bounds the shutdown at stop */
+  uv_tcp_t *closing_tcp;      /* the connection being shut down at stop */
   uv_tcp_t *tcp;              /* NULL when none */
   struct gp_frame_parser parser;
   uint8_t rbuf[16384];
@@ -606,13 +608,34 @@ void gp__broker_link_session_end(struct gp_broker_link *l, uint64_t id,
     gp__debug("broker: session end of %016" PRIx64 " not sent", id);
 }
 
+/* How long stopping waits for the broker to take what was queued. */
+#define GP_BROKER_SHUTDOWN_MS 2000
+
 static void on_stop_closed(uv_handle_t *h) {
   free(h);
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status) {
+  struct gp_broker_link *l = req->data;
+
   (void)status;
-  uv_close((uv_handle_t *)req->handle, on_stop_closed);
+  if (!uv_is_closing((uv_handle_t *)&l->shutdown_timer))
+    uv_close((uv_handle_t *)&l->shutdown_timer, NULL);
+  if (!uv_is_closing((uv_handle_t *)req->handle))
+    uv_close((uv_handle_t *)req->handle, on_stop_closed);
+}
+
+/* A broker that reads nothing would keep the shutdown (and the server's
+ * exit) waiting forever: after GP_BROKER_SHUTDOWN_MS the connection is
+ * closed (the shutdown callback then runs, cancelled). */
+static void on_shutdown_timeout(uv_timer_t *t) {
+  struct gp_broker_link *l = t->data;
+
+  gp__debug("broker: the connection did not shut down within %d ms; "
+            "closing it", GP_BROKER_SHUTDOWN_MS);
+  uv_close((uv_handle_t *)t, NULL);
+  if (l->closing_tcp && !uv_is_closing((uv_handle_t *)l->closing_tcp))
+    uv_close((uv_handle_t *)l->closing_tcp, on_stop_closed);
 }
 
 void gp__broker_link_stop(struct gp_broker_link *l) {
@@ -626,10 +649,23 @@ void gp__broker_link_stop(struct gp_broker_link *l) {
   if (l->tcp) {
     uv_tcp_t *tcp = l->tcp;
     l->tcp = NULL;
-    /* What was queued (a last session end) goes out first. */
+    /* What was queued (a last session end) goes out first, for as long
+     * as GP_BROKER_SHUTDOWN_MS. */
+    l->shutdown.data = l;
     if (l->state != LINK_REGISTERED ||
-        uv_shutdown(&l->shutdown, (uv_stream_t *)tcp, on_shutdown) != 0)
+        uv_timer_init(l->loop, &l->shutdown_timer) != 0) {
       uv_close((uv_handle_t *)tcp, on_stop_closed);
+      return;
+    }
+    l->shutdown_timer.data = l;
+    l->closing_tcp = tcp;
+    if (uv_shutdown(&l->shutdown, (uv_stream_t *)tcp, on_shutdown) != 0) {
+      uv_close((uv_handle_t *)&l->shutdown_timer, NULL);
+      uv_close((uv_handle_t *)tcp, on_stop_closed);
+      return;
+    }
+    uv_timer_start(&l->shutdown_timer, on_shutdown_timeout,
+                   GP_BROKER_SHUTDOWN_MS, 0);
   }
 }
 

@@ -56,6 +56,7 @@ struct gp_session {
   size_t rlen;
   int handles;                  /* open handles; freed at 0 */
   bool admitted;                /* under a grant: |ps| holds it */
+  uint64_t claimed;             /* the session id its claim took, 0: none */
   struct gp_pool_session ps;
 };
 
@@ -139,11 +140,17 @@ static const char *take_claim(struct gp_supervisor *sv, uint64_t id,
       return "used";
   if (!sv->claims) {
     sv->claims = calloc(GP_CLAIMS_MAX, sizeof(*sv->claims));
-    if (!sv->claims)
+    if (!sv->claims) {
+      gp__warn("out of memory for the table of claimed session ids: "
+               "grants are refused");
       return "full";
+    }
   }
-  if (sv->nclaims == GP_CLAIMS_MAX)
+  if (sv->nclaims == GP_CLAIMS_MAX) {
+    gp__warn("%d unexpired grants claimed already: the table is full, "
+             "grants are refused until some expire", GP_CLAIMS_MAX);
     return "full";
+  }
   sv->claims[sv->nclaims].id = id;
   sv->claims[sv->nclaims].expires_unix = expires;
   sv->nclaims++;
@@ -173,11 +180,16 @@ static void take_report(struct gp_session *s, const char *line) {
   }
   switch (r.kind) {
   case GP_REPORT_CLAIM: {
-    const char *answer = s->admitted ? "used"
-                         : take_claim(sv, r.session_id, r.expires_unix);
+    /* One claim per session: a worker that claimed already is told
+     * "used". */
+    const char *answer = s->admitted || s->claimed
+                             ? "used"
+                             : take_claim(sv, r.session_id, r.expires_unix);
     char out[8];
     uv_buf_t b;
     int n = snprintf(out, sizeof(out), "%s\n", answer);
+    if (strcmp(answer, "ok") == 0)
+      s->claimed = r.session_id;
     b = uv_buf_init(out, (unsigned)n);
     /* The worker waits for this line and nothing else is written here:
      * the socket's buffer has room. */
@@ -189,6 +201,15 @@ static void take_report(struct gp_session *s, const char *line) {
   case GP_REPORT_ADMITTED:
     if (s->admitted)
       break; /* once per session */
+    if (r.session_id != s->claimed) {
+      /* Only the session its claim took: anything else would list a
+       * session in the broker's view that no grant admitted here. */
+      gp__warn("session #%llu from %s: worker %d reported admitting "
+               "%016llx, which it did not claim; ignored",
+               (unsigned long long)s->seq, s->peer, s->proc.pid,
+               (unsigned long long)r.session_id);
+      break;
+    }
     s->admitted = true;
     s->ps.session_id = r.session_id;
     memcpy(s->ps.tenant, r.tenant, sizeof(s->ps.tenant));

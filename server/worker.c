@@ -14,6 +14,7 @@
 #include <cuda.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -85,10 +86,23 @@
  * own limit). */
 #define GP_WORKER_MAX_ALLOCS (1u << 20)
 
-/* The allocation map stores each allocation's size (never 0) as the
+/* The most contexts, modules and streams the worker keeps track of. */
+#define GP_WORKER_MAX_OBJECTS (1u << 16)
+
+/* Under a grant's memory limit a session has at most this many live
+ * contexts (each takes device memory the limit cannot see: docs/broker.md,
+ * "Grants"); one more is CUDA_ERROR_OUT_OF_MEMORY. */
+#define GP_WORKER_LIMITED_CTXS 8
+
+/* What an allocation counts against the limit: its size rounded up to
+ * 2 MiB from 2 MiB on, to 512 bytes below (docs/broker.md, "Grants"). */
+#define GP_WORKER_GRAIN_LARGE (2ull << 20)
+#define GP_WORKER_GRAIN_SMALL 512ull
+
+/* The stream map stores each stream's context id (never 0) as the
  * pointer-sized value. */
 _Static_assert(sizeof(uintptr_t) >= sizeof(uint64_t),
-               "an allocation's size must fit in a map value");
+               "a context id must fit in a map value");
 
 struct gp_worker {
   const struct gp_server_config *cfg;
@@ -120,8 +134,12 @@ struct gp_worker {
   bool report_ok;                 /* fd GP_WORKER_REPORT_FD is usable */
   bool limited;                   /* a grant's memory limit applies */
   uint64_t mem_limit;             /* bytes */
-  uint64_t mem_used;              /* bytes the session has allocated */
-  struct gp__idmap allocs;        /* dptr -> size, every live allocation */
+  uint64_t mem_used;              /* bytes counted against the limit */
+  struct gp__idmap allocs;        /* dptr -> struct gp_charge */
+  struct gp__idmap modules;       /* module -> struct gp_charge (globals) */
+  struct gp__idmap ctxs;          /* ctx -> struct gp_charge (lost bytes) */
+  struct gp__idmap streams;       /* stream -> its ctx id */
+  uint64_t busy_ms;               /* monotonic: work last seen pending */
   uint64_t last_request_ms;       /* monotonic: the last request's end */
   uint64_t last_report_ms;        /* monotonic: the last "used" line */
 };
@@ -362,7 +380,8 @@ static void report_used(struct gp_worker *w, uint64_t now) {
 
 /* Asks the supervisor whether session |id| is new on this server (pool.h,
  * "claim"). Returns 1 when it is (the id is now taken), 0 when it was used
- * before, -1 when the supervisor did not answer. */
+ * before, -2 when the supervisor's table of claims is full, -1 when the
+ * supervisor did not answer. */
 static int claim(struct gp_worker *w, uint64_t id, uint64_t expires) {
   char buf[16];
   size_t have = 0;
@@ -396,6 +415,8 @@ static int claim(struct gp_worker *w, uint64_t id, uint64_t expires) {
         return 1;
       if (have == 5 && memcmp(buf, "used\n", 5) == 0)
         return 0;
+      if (have == 5 && memcmp(buf, "full\n", 5) == 0)
+        return -2;
       return -1;
     }
   }
@@ -463,6 +484,10 @@ static int admit(struct gp_worker *w, const Gpupool__HelloRequest *m,
              (unsigned long long)g->session_id);
     goto refuse;
   }
+  if (c == -2) {
+    snprintf(why, whylen, "too many grants in flight on this server");
+    goto refuse;
+  }
   if (c < 0) {
     snprintf(why, whylen, "grant cannot be checked against reuse: the "
              "server's supervisor did not answer");
@@ -476,50 +501,199 @@ refuse:
   return GP_EGRANT;
 }
 
-/* Records a new allocation of |size| bytes at |dptr|. Returns 0, or -1
- * when it cannot be tracked (then the caller frees it). */
-static int track_alloc(struct gp_worker *w, uint64_t dptr, uint64_t size) {
-  if (size == 0)
-    return 0;
-  if (gp__idmap_put(&w->allocs, dptr, (void *)(uintptr_t)size) !=
-      CUDA_SUCCESS)
+/* Device memory counted against the grant's limit, and the context it
+ * goes away with (docs/broker.md, "Grants"): an allocation, a module's
+ * globals, or (in a context's own entry) bytes that could not be given
+ * back. */
+struct gp_charge {
+  uint64_t ctx;
+  uint64_t bytes;
+};
+
+/* What |size| bytes of allocation count: rounded up to the grain. */
+static uint64_t charge_of(uint64_t size) {
+  uint64_t g = size >= GP_WORKER_GRAIN_LARGE ? GP_WORKER_GRAIN_LARGE
+                                             : GP_WORKER_GRAIN_SMALL;
+
+  if (size > UINT64_MAX - (g - 1))
+    return UINT64_MAX;
+  return (size + g - 1) / g * g;
+}
+
+/* True when |bytes| more would take the session over its limit. */
+static bool over_limit(const struct gp_worker *w, uint64_t bytes) {
+  return w->limited &&
+         (w->mem_used >= w->mem_limit || bytes > w->mem_limit - w->mem_used);
+}
+
+static void count(struct gp_worker *w, uint64_t bytes) {
+  w->mem_used = bytes > UINT64_MAX - w->mem_used ? UINT64_MAX
+                                                 : w->mem_used + bytes;
+}
+
+static void uncount(struct gp_worker *w, uint64_t bytes) {
+  w->mem_used -= bytes <= w->mem_used ? bytes : w->mem_used;
+}
+
+/* Records |bytes| under |key| of |map|, owned by context |ctx|. Returns
+ * 0, or -1 when it cannot be recorded. */
+static int charge_put(struct gp_worker *w, struct gp__idmap *map,
+                      uint64_t key, uint64_t ctx, uint64_t bytes) {
+  struct gp_charge *c = malloc(sizeof(*c));
+
+  if (!c)
     return -1;
-  w->mem_used += size;
+  c->ctx = ctx;
+  c->bytes = bytes;
+  if (gp__idmap_put(map, key, c) != CUDA_SUCCESS) {
+    free(c);
+    return -1;
+  }
+  count(w, bytes);
   return 0;
 }
 
-static void track_free(struct gp_worker *w, uint64_t dptr) {
-  uintptr_t size = (uintptr_t)gp__idmap_remove(&w->allocs, dptr);
+static void charge_drop(struct gp_worker *w, struct gp__idmap *map,
+                        uint64_t key) {
+  struct gp_charge *c = gp__idmap_remove(map, key);
 
-  w->mem_used -= size <= w->mem_used ? size : w->mem_used;
+  if (c) {
+    uncount(w, c->bytes);
+    free(c);
+  }
 }
 
-/* After a context went away: forgets the allocations the backend no longer
- * has (they went with their context). */
-static void track_prune(struct gp_worker *w) {
+/* Memory the backend still holds but the worker cannot record, or could
+ * not give back: it stays counted until context |ctx| is destroyed (for
+ * the whole session when even that cannot be recorded). */
+static void charge_lost(struct gp_worker *w, uint64_t ctx, uint64_t bytes) {
+  struct gp_charge *c = gp__idmap_get(&w->ctxs, ctx);
+
+  wlog(w, GP_LOG_WARN, "%llu bytes of context %#llx could not be given "
+       "back: they stay counted against the session's limit",
+       (unsigned long long)bytes, (unsigned long long)ctx);
+  count(w, bytes);
+  if (c)
+    c->bytes = bytes > UINT64_MAX - c->bytes ? UINT64_MAX : c->bytes + bytes;
+}
+
+/* After a new allocation of |bytes| (already charge_of'd) at |dptr| in
+ * |ctx| that is not to be kept (over the limit, or not recordable): frees
+ * it, and when even that fails, keeps it counted. */
+static void alloc_rollback(struct gp_worker *w, uint64_t ctx, uint64_t dptr,
+                           uint64_t bytes) {
+  if (w->ops->mem_free(w->be, dptr) == CUDA_SUCCESS)
+    return;
+  if (charge_put(w, &w->allocs, dptr, ctx, bytes) != 0)
+    charge_lost(w, ctx, bytes);
+}
+
+/* A new allocation of |bytes| at |dptr| in |ctx|: recorded, or rolled
+ * back. Returns CUDA_SUCCESS or CUDA_ERROR_OUT_OF_MEMORY. */
+static int alloc_keep(struct gp_worker *w, uint64_t ctx, uint64_t dptr,
+                      uint64_t bytes) {
+  if (!over_limit(w, bytes) &&
+      charge_put(w, &w->allocs, dptr, ctx, bytes) == 0)
+    return CUDA_SUCCESS;
+  alloc_rollback(w, ctx, dptr, bytes);
+  return CUDA_ERROR_OUT_OF_MEMORY;
+}
+
+/* Drops every entry of |map| owned by context |ctx|. */
+static void drop_ctx_entries(struct gp_worker *w, struct gp__idmap *map,
+                             uint64_t ctx) {
   uint64_t *gone;
   size_t i, n = 0;
 
-  if (w->allocs.count == 0)
+  if (map->count == 0)
     return;
-  gone = malloc(w->allocs.count * sizeof(*gone));
-  if (!gone)
-    return;
-  for (i = 0; i < w->allocs.cap && n < w->allocs.count; i++) {
-    uint64_t key = w->allocs.slots[i].key, base = 0, size = 0;
-    if (key != 0 &&
-        w->ops->mem_get_address_range(w->be, key, &base, &size) !=
-            CUDA_SUCCESS)
-      gone[n++] = key;
+  gone = malloc(map->count * sizeof(*gone));
+  if (!gone) {
+    /* One at a time, rescanning: slower, never wrong. */
+    for (;;) {
+      for (i = 0; i < map->cap; i++)
+        if (map->slots[i].key != 0 &&
+            ((struct gp_charge *)map->slots[i].value)->ctx == ctx)
+          break;
+      if (i == map->cap)
+        return;
+      charge_drop(w, map, map->slots[i].key);
+    }
   }
+  for (i = 0; i < map->cap && n < map->count; i++)
+    if (map->slots[i].key != 0 &&
+        ((struct gp_charge *)map->slots[i].value)->ctx == ctx)
+      gone[n++] = map->slots[i].key;
   for (i = 0; i < n; i++)
-    track_free(w, gone[i]);
+    charge_drop(w, map, gone[i]);
   free(gone);
 }
 
-/* True when |size| more bytes would take the session over its limit. */
-static bool over_limit(const struct gp_worker *w, uint64_t size) {
-  return w->limited && size > w->mem_limit - w->mem_used;
+/* A context was created (or a primary context retained). */
+static void ctx_born(struct gp_worker *w, uint64_t ctx) {
+  if (charge_put(w, &w->ctxs, ctx, ctx, 0) != 0)
+    wlog(w, GP_LOG_DEBUG, "context %#llx is not tracked",
+         (unsigned long long)ctx);
+}
+
+/* Context |ctx| was destroyed (or a primary context released) and with it
+ * everything in it: exactly its allocations, modules and streams are
+ * given back. */
+static void ctx_gone(struct gp_worker *w, uint64_t ctx) {
+  uint64_t *gone;
+  size_t i, n = 0;
+
+  drop_ctx_entries(w, &w->allocs, ctx);
+  drop_ctx_entries(w, &w->modules, ctx);
+  charge_drop(w, &w->ctxs, ctx);
+  if (w->streams.count == 0)
+    return;
+  gone = malloc(w->streams.count * sizeof(*gone));
+  for (i = 0; gone && i < w->streams.cap && n < w->streams.count; i++)
+    if (w->streams.slots[i].key != 0 &&
+        (uint64_t)(uintptr_t)w->streams.slots[i].value == ctx)
+      gone[n++] = w->streams.slots[i].key;
+  for (i = 0; i < n; i++)
+    gp__idmap_remove(&w->streams, gone[i]);
+  free(gone);
+}
+
+/* Frees every value of a map of charges, then the map. */
+static void charges_free(struct gp__idmap *map) {
+  size_t i;
+
+  for (i = 0; i < map->cap; i++)
+    if (map->slots[i].key != 0)
+      free(map->slots[i].value);
+  gp__idmap_free(map);
+}
+
+/* True when a session under a memory limit has as many contexts as it may
+ * (GP_WORKER_LIMITED_CTXS). */
+static bool too_many_ctxs(const struct gp_worker *w) {
+  return w->limited && w->ctxs.count >= GP_WORKER_LIMITED_CTXS;
+}
+
+/* True when one of the session's streams (a context's default stream
+ * included) still has work pending on the backend: a kernel the client
+ * launched and does host work meanwhile. */
+static bool work_pending(struct gp_worker *w) {
+  size_t i;
+
+  if (!w->be)
+    return false;
+  for (i = 0; i < w->ctxs.cap; i++)
+    if (w->ctxs.slots[i].key != 0 &&
+        w->ops->stream_query(w->be, w->ctxs.slots[i].key, 0) ==
+            CUDA_ERROR_NOT_READY)
+      return true;
+  for (i = 0; i < w->streams.cap; i++)
+    if (w->streams.slots[i].key != 0 &&
+        w->ops->stream_query(w->be,
+                             (uint64_t)(uintptr_t)w->streams.slots[i].value,
+                             w->streams.slots[i].key) == CUDA_ERROR_NOT_READY)
+      return true;
+  return false;
 }
 
 /* ---- handshake ------------------------------------------------------------ */
@@ -1143,6 +1317,33 @@ static int reply_module_load(struct gp_worker *w,
   return reply(w, h, &rep.base, &rep.deferred, result, NULL, 0);
 }
 
+/* After module |module| loaded into |ctx|: its globals count against the
+ * limit (when the backend can say how big they are). Over the limit, or
+ * not recordable, the module is unloaded again: CUDA_ERROR_OUT_OF_MEMORY,
+ * |msg| says why. */
+static int module_keep(struct gp_worker *w, uint64_t ctx, uint64_t module,
+                       char *msg, size_t msglen) {
+  uint64_t bytes = 0;
+
+  if (!w->limited)
+    return CUDA_SUCCESS;
+  if (w->ops->module_global_bytes &&
+      w->ops->module_global_bytes(w->be, module, &bytes) != CUDA_SUCCESS)
+    bytes = 0;
+  if (bytes != 0)
+    bytes = charge_of(bytes);
+  if (!over_limit(w, bytes) &&
+      charge_put(w, &w->modules, module, ctx, bytes) == 0)
+    return CUDA_SUCCESS;
+  snprintf(msg, msglen, "the module's globals (%llu bytes) do not fit in "
+           "the session's memory limit (%llu of %llu bytes in use)",
+           (unsigned long long)bytes, (unsigned long long)w->mem_used,
+           (unsigned long long)w->mem_limit);
+  if (w->ops->module_unload(w->be, module) != CUDA_SUCCESS)
+    charge_lost(w, ctx, bytes);
+  return CUDA_ERROR_OUT_OF_MEMORY;
+}
+
 /* MODULE_LOAD: takes the image from the payload (and caches it) or from
  * the cache, then loads it. */
 static int handle_module_load(struct gp_worker *w,
@@ -1199,6 +1400,8 @@ static int handle_module_load(struct gp_worker *w,
   }
   res = w->ops->module_load(w->be, m->ctx, m->module, im->data, im->len, msg,
                             sizeof(msg));
+  if (res == CUDA_SUCCESS)
+    res = module_keep(w, m->ctx, m->module, msg, sizeof(msg));
   if (res != CUDA_SUCCESS) {
     if (!msg[0])
       snprintf(msg, sizeof(msg), "module load failed (CUDA error %d)", res);
@@ -1473,14 +1676,19 @@ static int dispatch(struct gp_worker *w, const struct gp_frame_header *h,
   switch (h->type) {
   case GP_MSG_CTX_CREATE: {
     const Gpupool__CtxCreate *m = (const void *)msg;
-    res = ops->ctx_create(be, m->ctx, m->device, m->flags);
+    if (too_many_ctxs(w))
+      res = CUDA_ERROR_OUT_OF_MEMORY;
+    else
+      res = ops->ctx_create(be, m->ctx, m->device, m->flags);
+    if (res == CUDA_SUCCESS)
+      ctx_born(w, m->ctx);
     break;
   }
   case GP_MSG_CTX_DESTROY: {
     const Gpupool__CtxDestroy *m = (const void *)msg;
     res = ops->ctx_destroy(be, m->ctx);
     if (res == CUDA_SUCCESS)
-      track_prune(w);
+      ctx_gone(w, m->ctx);
     break;
   }
   case GP_MSG_CTX_SYNCHRONIZE: {
@@ -1490,29 +1698,32 @@ static int dispatch(struct gp_worker *w, const struct gp_frame_header *h,
   }
   case GP_MSG_PRIMARY_CTX_RETAIN: {
     const Gpupool__PrimaryCtxRetain *m = (const void *)msg;
-    res = ops->primary_ctx_retain(be, m->ctx, m->device, m->flags);
+    if (too_many_ctxs(w))
+      res = CUDA_ERROR_OUT_OF_MEMORY;
+    else
+      res = ops->primary_ctx_retain(be, m->ctx, m->device, m->flags);
+    if (res == CUDA_SUCCESS)
+      ctx_born(w, m->ctx);
     break;
   }
   case GP_MSG_PRIMARY_CTX_RELEASE: {
     const Gpupool__PrimaryCtxRelease *m = (const void *)msg;
     res = ops->primary_ctx_release(be, m->ctx);
     if (res == CUDA_SUCCESS)
-      track_prune(w);
+      ctx_gone(w, m->ctx);
     break;
   }
   case GP_MSG_MEM_ALLOC: {
     const Gpupool__MemAlloc *m = (const void *)msg;
     Gpupool__MemAllocReply rep = GPUPOOL__MEM_ALLOC_REPLY__INIT;
-    uint64_t dptr = 0;
+    uint64_t dptr = 0, bytes = charge_of(m->size);
     /* The grant's limit: refused before the backend sees it. */
-    if (m->size != 0 && over_limit(w, m->size))
+    if (m->size != 0 && over_limit(w, bytes))
       rep.result = CUDA_ERROR_OUT_OF_MEMORY;
     else
       rep.result = ops->mem_alloc(be, m->ctx, m->size, &dptr);
-    if (rep.result == CUDA_SUCCESS && track_alloc(w, dptr, m->size) != 0) {
-      ops->mem_free(be, dptr);
-      rep.result = CUDA_ERROR_OUT_OF_MEMORY;
-    }
+    if (rep.result == CUDA_SUCCESS && m->size != 0)
+      rep.result = alloc_keep(w, m->ctx, dptr, bytes);
     rep.dptr = rep.result == CUDA_SUCCESS ? dptr : 0;
     return reply(w, h, &rep.base, &rep.deferred, rep.result, NULL, 0);
   }
@@ -1524,7 +1735,7 @@ static int dispatch(struct gp_worker *w, const struct gp_frame_header *h,
      * is checked first, pitch * height once it is known. */
     if (m->width != 0 && m->height != 0 &&
         (m->width > UINT64_MAX / m->height ||
-         over_limit(w, m->width * m->height)))
+         over_limit(w, charge_of(m->width * m->height))))
       rep.result = CUDA_ERROR_OUT_OF_MEMORY;
     else
       rep.result = ops->mem_alloc_pitch(be, m->ctx, m->width, m->height,
@@ -1532,10 +1743,8 @@ static int dispatch(struct gp_worker *w, const struct gp_frame_header *h,
     if (rep.result == CUDA_SUCCESS) {
       uint64_t bytes = pitch != 0 && m->height > UINT64_MAX / pitch
                            ? UINT64_MAX : pitch * m->height;
-      if (over_limit(w, bytes) || track_alloc(w, dptr, bytes) != 0) {
-        ops->mem_free(be, dptr);
-        rep.result = CUDA_ERROR_OUT_OF_MEMORY;
-      }
+      if (bytes != 0)
+        rep.result = alloc_keep(w, m->ctx, dptr, charge_of(bytes));
     }
     if (rep.result == CUDA_SUCCESS) {
       rep.dptr = dptr;
@@ -1545,9 +1754,12 @@ static int dispatch(struct gp_worker *w, const struct gp_frame_header *h,
   }
   case GP_MSG_MEM_FREE: {
     const Gpupool__MemFree *m = (const void *)msg;
+    /* A pointer the worker does not know (a module's global, never an
+     * allocation) is the backend's to refuse; freeing it changes no
+     * count. */
     res = ops->mem_free(be, m->dptr);
     if (res == CUDA_SUCCESS)
-      track_free(w, m->dptr);
+      charge_drop(w, &w->allocs, m->dptr);
     break;
   }
   case GP_MSG_MEM_GET_INFO: {
@@ -1599,11 +1811,18 @@ static int dispatch(struct gp_worker *w, const struct gp_frame_header *h,
   case GP_MSG_STREAM_CREATE: {
     const Gpupool__StreamCreate *m = (const void *)msg;
     res = ops->stream_create(be, m->ctx, m->stream, m->flags, m->priority);
+    if (res == CUDA_SUCCESS && m->ctx != 0 &&
+        gp__idmap_put(&w->streams, m->stream, (void *)(uintptr_t)m->ctx) !=
+            CUDA_SUCCESS)
+      wlog(w, GP_LOG_DEBUG, "stream %#llx is not tracked",
+           (unsigned long long)m->stream);
     break;
   }
   case GP_MSG_STREAM_DESTROY: {
     const Gpupool__StreamDestroy *m = (const void *)msg;
     res = ops->stream_destroy(be, m->stream);
+    if (res == CUDA_SUCCESS)
+      gp__idmap_remove(&w->streams, m->stream);
     break;
   }
   case GP_MSG_STREAM_SYNCHRONIZE: {
@@ -1661,6 +1880,8 @@ static int dispatch(struct gp_worker *w, const struct gp_frame_header *h,
   case GP_MSG_MODULE_UNLOAD: {
     const Gpupool__ModuleUnload *m = (const void *)msg;
     res = ops->module_unload(be, m->module);
+    if (res == CUDA_SUCCESS)
+      charge_drop(w, &w->modules, m->module);
     break;
   }
   case GP_MSG_MODULE_GET_FUNCTION:
@@ -1691,6 +1912,40 @@ static int dispatch(struct gp_worker *w, const struct gp_frame_header *h,
   return reply_status(w, h, res, NULL, 0);
 }
 
+/* --idle-timeout: tells the client why its session ends (a ProtocolError
+ * frame with GP_EIDLE, read when it comes back) and ends it. Returns
+ * GP_EIDLE for the loop to stop on. */
+static int reclaim_idle(struct gp_worker *w, bool stalled) {
+  Gpupool__ProtocolError pe = GPUPOOL__PROTOCOL_ERROR__INIT;
+  char msg[128];
+  int flags;
+
+  if (stalled)
+    snprintf(msg, sizeof(msg), "session reclaimed: a frame stalled for %u s "
+             "(--idle-timeout)", w->cfg->idle_timeout_s);
+  else
+    snprintf(msg, sizeof(msg), "session reclaimed after %u s idle "
+             "(--idle-timeout)", w->cfg->idle_timeout_s);
+  wlog(w, GP_LOG_INFO, "idle: %s after %llu requests", msg,
+       (unsigned long long)w->requests);
+  pe.code = GP_EIDLE;
+  pe.message = msg;
+  /* One attempt that cannot block: a client that reads nothing any more
+   * (its socket buffer full) must not keep the worker. */
+  flags = fcntl(w->wire.fd, F_GETFL);
+  if (flags >= 0)
+    fcntl(w->wire.fd, F_SETFL, flags | O_NONBLOCK);
+  /* A read that timed out left its error on the wire: this frame is
+   * written. */
+  if (w->wire.error == GP_ETIMEDOUT)
+    w->wire.error = 0;
+  if (gp_wire_send(&w->wire, GP_MSG_PROTOCOL_ERROR, 0, 0, &pe.base, NULL,
+                   0) == 0)
+    gp_wire_flush(&w->wire);
+  w->exit_status = GP_EXIT_IDLE;
+  return GP_EIDLE;
+}
+
 /* Reads and executes one frame. Returns 0, GP_WORKER_END, or a fatal code
  * (the session ends; w->exit_status says how). */
 static int serve_one(struct gp_worker *w) {
@@ -1713,6 +1968,8 @@ static int serve_one(struct gp_worker *w) {
   if (r == GP_ETIMEDOUT && !w->hello_done)
     return protocol_error(w, GP_ETIMEDOUT, NULL, "no HELLO within %d s",
                           GP_WORKER_HELLO_TIMEOUT_MS / 1000);
+  if (r == GP_ETIMEDOUT)
+    return reclaim_idle(w, true);
   if (r == GP_EVERSION)
     return protocol_error(w, r, NULL, "bad frame header: header format "
                           "version is not %d", GP_FRAME_VERSION);
@@ -1744,6 +2001,8 @@ static int serve_one(struct gp_worker *w) {
   if (r == GP_ETIMEDOUT && !w->hello_done)
     return protocol_error(w, GP_ETIMEDOUT, &h, "no HELLO within %d s",
                           GP_WORKER_HELLO_TIMEOUT_MS / 1000);
+  if (r == GP_ETIMEDOUT)
+    return reclaim_idle(w, true);
   if (r != 0) {
     wlog(w, GP_LOG_WARN, "connection lost: %s", gp_strerror(r));
     w->exit_status = GP_EXIT_CONN_LOST;
@@ -1770,30 +2029,13 @@ static int serve_one(struct gp_worker *w) {
   return r;
 }
 
-/* --idle-timeout: tells the client why its session ends (a ProtocolError
- * frame with GP_EIDLE, read when it comes back) and ends it. Returns
- * GP_EIDLE for the loop to stop on. */
-static int reclaim_idle(struct gp_worker *w) {
-  Gpupool__ProtocolError pe = GPUPOOL__PROTOCOL_ERROR__INIT;
-  char msg[128];
-
-  snprintf(msg, sizeof(msg), "session reclaimed after %u s idle "
-           "(--idle-timeout)", w->cfg->idle_timeout_s);
-  wlog(w, GP_LOG_INFO, "idle: %s after %llu requests", msg,
-       (unsigned long long)w->requests);
-  pe.code = GP_EIDLE;
-  pe.message = msg;
-  if (gp_wire_send(&w->wire, GP_MSG_PROTOCOL_ERROR, 0, 0, &pe.base, NULL,
-                   0) == 0)
-    gp_wire_flush(&w->wire);
-  w->exit_status = GP_EXIT_IDLE;
-  return GP_EIDLE;
-}
-
 /* After the handshake, waits for the next request's first byte, reporting
  * to the supervisor every GP_WORKER_REPORT_MS meanwhile and reclaiming the
  * session after --idle-timeout. The time a request runs is never idle: the
- * clock starts when the last one ended. Returns 0 (read on) or GP_EIDLE. */
+ * clock starts when the last one ended; nor is the time work the client
+ * sent is still pending on the backend (a kernel running while the client
+ * does host work): the reclaim is then put off by another timeout.
+ * Returns 0 (read on) or GP_EIDLE. */
 static int wait_request(struct gp_worker *w) {
   uint64_t idle_ms = (uint64_t)w->cfg->idle_timeout_s * 1000;
 
@@ -1810,9 +2052,17 @@ static int wait_request(struct gp_worker *w) {
       wait = (int64_t)(w->last_report_ms + GP_WORKER_REPORT_MS) -
              (int64_t)now;
     if (idle_ms) {
-      int64_t left = (int64_t)(w->last_request_ms + idle_ms) - (int64_t)now;
+      uint64_t from = w->last_request_ms > w->busy_ms ? w->last_request_ms
+                                                       : w->busy_ms;
+      int64_t left = (int64_t)(from + idle_ms) - (int64_t)now;
+      if (left <= 0 && work_pending(w)) {
+        wlog(w, GP_LOG_DEBUG, "idle for %u s with work pending: not "
+             "reclaimed yet", w->cfg->idle_timeout_s);
+        w->busy_ms = now;
+        continue;
+      }
       if (left <= 0)
-        return reclaim_idle(w);
+        return reclaim_idle(w, false);
       if (wait < 0 || left < wait)
         wait = left;
     }
@@ -1904,6 +2154,9 @@ int gp__worker_run(const struct gp_server_config *cfg) {
   peer_name(GP_WORKER_FD, w.peer, sizeof(w.peer));
   tune_socket(GP_WORKER_FD);
   gp__idmap_init(&w.allocs, GP_WORKER_MAX_ALLOCS);
+  gp__idmap_init(&w.modules, GP_WORKER_MAX_OBJECTS);
+  gp__idmap_init(&w.ctxs, GP_WORKER_MAX_OBJECTS);
+  gp__idmap_init(&w.streams, GP_WORKER_MAX_OBJECTS);
 
   /* The supervisor's report socket (pool.h); a worker started without one
    * serves all the same, and refuses grants (it cannot rule out reuse). */
@@ -1943,7 +2196,11 @@ int gp__worker_run(const struct gp_server_config *cfg) {
     if (r != 0)
       break;
     if (w.hello_done) {
-      w.wire.timeout_ms = -1;
+      /* With --idle-timeout, a frame that stops half way (a read inside
+       * it waits that long) ends the session like idleness does. */
+      w.wire.timeout_ms = cfg->idle_timeout_s &&
+                                  cfg->idle_timeout_s <= INT_MAX / 1000
+                              ? (int)cfg->idle_timeout_s * 1000 : -1;
       w.last_request_ms = mono_ms();
     }
   }
@@ -1959,7 +2216,10 @@ int gp__worker_run(const struct gp_server_config *cfg) {
   free(w.params);
   free(w.fdesc);
   free(w.upload.data);
-  gp__idmap_free(&w.allocs);
+  charges_free(&w.allocs);
+  charges_free(&w.modules);
+  charges_free(&w.ctxs);
+  gp__idmap_free(&w.streams);
   if (w.key) {
     OPENSSL_cleanse(w.key, GP_KEY_MAX_LEN);
     free(w.key);

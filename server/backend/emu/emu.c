@@ -664,6 +664,7 @@ const struct gp_backend_ops gp__backend_emu = {
   .module_get_function = emu_module_get_function,
   .module_get_global = emu_module_get_global,
   .module_kernel = emu_module_kernel,
+  .module_global_bytes = emu_module_global_bytes,
   .launch = emu_launch,
   .output_peek = emu_output_peek,
   .output_consumed = emu_output_consumed,

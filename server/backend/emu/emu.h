@@ -83,6 +83,7 @@ struct emu_module {
   struct ptx_module *ptx;
   struct emu_func *funcs;         /* list through prev/next */
   unsigned nkernels;              /* for the log */
+  uint64_t global_bytes;          /* arena bytes of its variables */
   struct emu_module *prev, *next; /* in ctx->modules */
 };
 
@@ -136,6 +137,8 @@ int emu_module_get_function(struct gp_backend *b, uint64_t module,
                             struct gp_func_desc *out);
 int emu_module_get_global(struct gp_backend *b, uint64_t module,
                           const char *name, uint64_t *dptr, uint64_t *size);
+int emu_module_global_bytes(struct gp_backend *b, uint64_t module,
+                            uint64_t *bytes);
 int emu_module_kernel(struct gp_backend *b, uint64_t module, uint32_t index,
                       const char **name);
 

@@ -83,12 +83,15 @@ static int image_result(int r) {
 static int var_alloc(void *opaque, uint64_t size, uint32_t align,
                      uint64_t *addr, void **host) {
   struct emu_module *em = opaque;
+  struct emu_alloc_info info;
 
   if (align > EMU_ARENA_ALIGN)
     return -1;
   if (emu_arena_alloc_flags(&em->b->arena, &em->ctx->mem, size,
                             EMU_ALLOC_MODULE, addr) != CUDA_SUCCESS)
     return -1;
+  if (emu_arena_lookup(&em->b->arena, *addr, &info) == CUDA_SUCCESS)
+    em->global_bytes += info.size;
   *host = (void *)(uintptr_t)*addr;
   return 0;
 }
@@ -96,7 +99,11 @@ static int var_alloc(void *opaque, uint64_t size, uint32_t align,
 /* ptx_global_ops.release: called by ptx_module_free() and a failed load. */
 static void var_release(void *opaque, uint64_t addr) {
   struct emu_module *em = opaque;
+  struct emu_alloc_info info;
 
+  if (emu_arena_lookup(&em->b->arena, addr, &info) == CUDA_SUCCESS)
+    em->global_bytes -= info.size <= em->global_bytes ? info.size
+                                                      : em->global_bytes;
   emu_arena_release_flags(&em->b->arena, addr, EMU_ALLOC_MODULE);
 }
 
@@ -593,6 +600,16 @@ int emu_module_kernel(struct gp_backend *b, uint64_t module, uint32_t index,
     return CUDA_ERROR_NOT_FOUND;
   *name = ptx_kernel_name(k);
   return CUDA_SUCCESS;
+}
+
+int emu_module_global_bytes(struct gp_backend *b, uint64_t module,
+                            uint64_t *bytes) {
+  struct emu_module *em;
+  int r = module_get(b, module, &em);
+
+  if (r == CUDA_SUCCESS)
+    *bytes = em->global_bytes;
+  return r;
 }
 
 int emu_module_get_global(struct gp_backend *b, uint64_t module,
