@@ -243,6 +243,18 @@ static uint64_t now_unix(void) {
 
 /* ---- Servers: registration, heartbeats, session ends ----------------------- */
 
+/* Logs a listed session the pool will ignore for its memory limit (0, or
+ * above its GPU's total memory, |total| 0: a GPU not offered, which the
+ * pool ignores or refuses on its own). */
+static void check_listed(const char *server, const Gpupool__BrokerSession *s,
+                         uint64_t total) {
+  if (total != 0 && !brk_listed_limit_ok(s->memory_limit, total))
+    gp__warn("server %s: session %016llx listed with a memory limit of %llu "
+             "bytes (its GPU has %llu): ignored", server,
+             (unsigned long long)s->session_id,
+             (unsigned long long)s->memory_limit, (unsigned long long)total);
+}
+
 static void session_infos(Gpupool__BrokerSession **in, size_t n,
                           struct brk_session_info *out) {
   size_t i;
@@ -331,6 +343,15 @@ static void handle_register(struct brk_conn *c,
     gpus[i].cc_minor = m->gpus[i]->cc_minor;
   }
   session_infos(m->sessions, m->n_sessions, sessions);
+  for (i = 0; i < m->n_sessions; i++) {
+    size_t k;
+    for (k = 0; k < m->n_gpus; k++)
+      if (m->sessions[i]->gpu_uuid && m->gpus[k]->uuid &&
+          strcmp(m->sessions[i]->gpu_uuid, m->gpus[k]->uuid) == 0)
+        break;
+    check_listed(name, m->sessions[i],
+                 k < m->n_gpus ? m->gpus[k]->total_mem : 0);
+  }
   r.name = m->name;
   r.address = m->address;
   r.version = m->version;
@@ -422,6 +443,15 @@ static void handle_heartbeat(struct brk_conn *c,
     loads[i].utilisation = m->gpus[i]->utilisation;
   }
   session_infos(m->sessions, m->n_sessions, sessions);
+  for (i = 0; i < m->n_sessions; i++) {
+    const struct brk_gpu *g = NULL;
+    uint32_t k;
+    for (k = 0; k < srv->ngpus && !g; k++)
+      if (m->sessions[i]->gpu_uuid &&
+          strcmp(srv->gpus[k].uuid, m->sessions[i]->gpu_uuid) == 0)
+        g = &srv->gpus[k];
+    check_listed(srv->name, m->sessions[i], g ? g->total_mem : 0);
+  }
   was_up = srv->up;
   r = brk_pool_heartbeat(&d->pool, srv, loads, (uint32_t)m->n_gpus, sessions,
                          (uint32_t)m->n_sessions, uv_now(&d->loop));
@@ -917,7 +947,13 @@ static void on_tick(uv_timer_t *t) {
 
   brk_pool_mark_down(&d->pool, now, d->cfg->down_after_ms, log_down,
                      (void *)d->cfg);
-  brk_pool_expire(&d->pool, now_unix(), log_expired, NULL);
+  /* A grant used just before its expiry is running on its server before
+   * the next heartbeat says so: keep it until a heartbeat had the time to
+   * come (down_after_ms, rounded up to seconds, and a second for the
+   * rounding of the Unix clock). */
+  brk_pool_expire(&d->pool, now_unix(),
+                  (d->cfg->down_after_ms + 999) / 1000 + 1, log_expired,
+                  NULL);
   for (c = d->conns; c; c = next) {
     next = c->next;
     if (!c->server && !c->finishing &&
