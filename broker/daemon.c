@@ -304,8 +304,7 @@ static void handle_register(struct brk_conn *c,
              (long long)(m->timestamp_unix - now), BRK_REGISTER_WINDOW_S);
     goto refuse;
   }
-  if (gp_register_auth(d->cfg->key, d->cfg->keylen, m->name,
-                       m->timestamp_unix, mac) != 0 ||
+  if (gp_register_auth(d->cfg->key, d->cfg->keylen, m, mac) != 0 ||
       m->auth.len != GP_GRANT_MAC_LEN ||
       !gp_ct_equal(mac, m->auth.data, GP_GRANT_MAC_LEN)) {
     ret = GP_EAUTH;
@@ -313,6 +312,19 @@ static void handle_register(struct brk_conn *c,
              "(not the broker's grant key?)", name);
     goto refuse;
   }
+  /* A registration seen before (or an older one) is a replay: each one
+   * of a name must be later than the last accepted. */
+  srv = brk_pool_server(&d->pool, m->name);
+  if (srv && m->timestamp_unix <= srv->last_register_unix) {
+    ret = GP_EAUTH;
+    snprintf(msg, sizeof(msg), "registration of %s: timestamp %llu is not "
+             "after its last accepted registration's (%llu): a replay?", name,
+             (unsigned long long)m->timestamp_unix,
+             (unsigned long long)srv->last_register_unix);
+    srv = NULL;
+    goto refuse;
+  }
+  srv = NULL;
   if (m->n_labels > BRK_MAX_LABELS || m->n_gpus > BRK_MAX_GPUS ||
       m->n_sessions > BRK_MAX_LISTED) {
     ret = GP_EINVAL;
@@ -376,6 +388,7 @@ static void handle_register(struct brk_conn *c,
   if (c->server && c->server != srv && c->server->conn == c)
     c->server->conn = NULL;
   srv->conn = c;
+  srv->last_register_unix = m->timestamp_unix;
   c->server = srv;
   {
     char ver[BRK_VERSION_MAX + 1];

@@ -75,6 +75,9 @@ struct brk_server {
   bool draining;
   uint64_t registered_ms;
   uint64_t last_heartbeat_ms; /* registration counts as one */
+  /* For the daemon: the timestamp_unix of its last accepted registration
+   * (a later one must be greater: a replayed registration is refused). */
+  uint64_t last_register_unix;
   /* Its sessions, a doubly-linked list through brk_session.snext/sprev. */
   struct brk_session *sessions;
   uint32_t nsessions;

@@ -247,6 +247,12 @@ static const char *uuid_of(const char *name, int i) {
   return u;
 }
 
+/* For the replay checks: a timestamp to use instead of now + skew (0:
+ * none), and an address put in after the message was signed (NULL:
+ * none). */
+static uint64_t reg_stamp;
+static const char *reg_tamper_address;
+
 /* Registers |fs| on |c| with timestamp now + |skew| and |key| (NULL: the
  * right one). Returns the result (the reply's), or the fatal error. */
 static int do_register(struct conn *c, const struct fake_server *fs,
@@ -288,9 +294,11 @@ static int do_register(struct conn *c, const struct fake_server *fs,
   m.sessions = (Gpupool__BrokerSession **)sessions;
   m.n_sessions = nsessions;
   m.version = "gpupool-server test";
-  m.timestamp_unix = (uint64_t)((long)time(NULL) + skew);
-  gp_register_auth((const uint8_t *)k, strlen(k), fs->name, m.timestamp_unix,
-                   mac);
+  m.timestamp_unix = reg_stamp ? reg_stamp
+                               : (uint64_t)((long)time(NULL) + skew);
+  gp_register_auth((const uint8_t *)k, strlen(k), &m, mac);
+  if (reg_tamper_address)
+    m.address = (char *)reg_tamper_address;
   m.auth.data = mac;
   m.auth.len = sizeof(mac);
   r = call(c, GP_MSG_BROKER_REGISTER, &m.base, &rep);
@@ -482,8 +490,51 @@ static void sc_register(int argc, char **argv) {
   st = status(ADMIN);
   CHECK_EQ_U(st->n_servers, 1);
   protobuf_c_message_free_unpacked(&st->base, NULL);
-  conn_close(&c2);
   CHECK_TRUE(log_has("registered again"));
+  /* Replays. A registration signed for one address and sent with
+   * another: the MAC covers the whole message. */
+  uint64_t t = (uint64_t)time(NULL) + 10;
+  reg_stamp = t;
+  reg_tamper_address = "10.66.66.66:1";
+  conn_open(&c);
+  CHECK_EQ_I(do_register(&c, &POOL01, 0, NULL, NULL, 0, msg, sizeof(msg)),
+             GP_EAUTH);
+  CHECK_TRUE(strstr(msg, "auth does not verify") != NULL);
+  conn_close(&c);
+  reg_tamper_address = NULL;
+  /* The same registration twice: the second (a replay) is refused, and
+   * so is an older one; a later one is taken. */
+  conn_open(&c);
+  CHECK_EQ_I(do_register(&c, &POOL01, 0, NULL, NULL, 0, msg, sizeof(msg)),
+             0);
+  CHECK_EQ_I(gp_wire_recv_header(&c2.w, &h), GP_ECLOSED);
+  conn_close(&c2);
+  conn_open(&c2);
+  CHECK_EQ_I(do_register(&c2, &POOL01, 0, NULL, NULL, 0, msg, sizeof(msg)),
+             GP_EAUTH);
+  if (!CHECK_TRUE(strstr(msg, "not after its last accepted") != NULL))
+    fprintf(stderr, "    the message: %s\n", msg);
+  conn_close(&c2);
+  reg_stamp = t - 1;
+  conn_open(&c2);
+  CHECK_EQ_I(do_register(&c2, &POOL01, 0, NULL, NULL, 0, msg, sizeof(msg)),
+             GP_EAUTH);
+  conn_close(&c2);
+  /* The refused ones did not take the name: c still holds it. */
+  st = status(ADMIN);
+  s = find_server(st, "pool01");
+  if (CHECK_TRUE(s != NULL))
+    CHECK_TRUE(s->up);
+  protobuf_c_message_free_unpacked(&st->base, NULL);
+  CHECK_TRUE(log_has("a replay?"));
+  reg_stamp = t + 1;
+  conn_open(&c2);
+  CHECK_EQ_I(do_register(&c2, &POOL01, 0, NULL, NULL, 0, msg, sizeof(msg)),
+             0);
+  CHECK_EQ_I(gp_wire_recv_header(&c.w, &h), GP_ECLOSED);
+  conn_close(&c);
+  reg_stamp = 0;
+  conn_close(&c2);
   broker_stop();
 }
 
