@@ -40,7 +40,8 @@ struct parse {
   unsigned broker_keys, admin_keys;
   unsigned *tenant_keys; /* per tenant */
   int key_line;      /* of grant_key_file */
-  int down_line;
+  int down_line;      /* of down_after_ms; 0: defaulted */
+  int heartbeat_line; /* of heartbeat_ms; 0: defaulted */
 };
 
 __attribute__((format(printf, 2, 3)))
@@ -157,14 +158,18 @@ static int broker_key(struct parse *ps, const char *name, const char *value) {
     ps->key_line = ps->line;
     return 1;
   case K_HEARTBEAT_MS:
-    if (parse_u32(value, 10, 600000, &cfg->heartbeat_ms) != 0)
+    /* The range a server accepts (server/broker_link.c clamps the
+     * broker's answer to it): a period outside it would be silently
+     * changed there, and the broker would mark the server down. */
+    if (parse_u32(value, 100, 60000, &cfg->heartbeat_ms) != 0)
       return fail(ps, "heartbeat_ms: '%s' is not a number of milliseconds "
-                  "from 10 to 600000", value);
+                  "from 100 to 60000", value);
+    ps->heartbeat_line = ps->line;
     return 1;
   case K_DOWN_AFTER_MS:
-    if (parse_u32(value, 20, 3600000, &cfg->down_after_ms) != 0)
+    if (parse_u32(value, 200, 3600000, &cfg->down_after_ms) != 0)
       return fail(ps, "down_after_ms: '%s' is not a number of milliseconds "
-                  "from 20 to 3600000", value);
+                  "from 200 to 3600000", value);
     ps->down_line = ps->line;
     return 1;
   case K_GRANT_TTL_S:
@@ -378,10 +383,15 @@ int brk_config_load(struct brk_config *cfg, const char *path, char *why,
              path);
     goto out;
   }
-  if (cfg->down_after_ms <= cfg->heartbeat_ms) {
-    snprintf(why, whylen, "%s:%d: down_after_ms (%u) must be more than "
-             "heartbeat_ms (%u)", path, ps.down_line, cfg->down_after_ms,
-             cfg->heartbeat_ms);
+  /* One late or lost heartbeat must not mark a server down. The line
+   * named is the later of the two keys (the one that made them clash);
+   * with both defaulted they cannot clash. */
+  if ((uint64_t)cfg->down_after_ms < 2ull * cfg->heartbeat_ms) {
+    snprintf(why, whylen, "%s:%d: down_after_ms (%u) must be at least twice "
+             "heartbeat_ms (%u)", path,
+             ps.down_line > ps.heartbeat_line ? ps.down_line
+                                              : ps.heartbeat_line,
+             cfg->down_after_ms, cfg->heartbeat_ms);
     goto out;
   }
   for (i = 0; i < cfg->ntenants; i++) {

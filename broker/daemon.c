@@ -2,14 +2,20 @@
  * connections from pool servers, clients and the CLI, reads frames with a
  * parser per connection, and answers from the pool (placement.c).
  *
- * Every size a peer controls is bounded: a frame's message (BRK_MAX_MSG),
- * its payload (none: the broker's messages carry none), the counts in a
- * message (before anything is allocated for them), the bytes queued to a
- * peer that does not read (BRK_MAX_QUEUED), the number of connections
- * (BRK_MAX_CONNS), and how long a connection that is not a server's may
- * stay without sending a frame (BRK_CLIENT_IDLE_MS). A frame that does not
- * decode, or a type the broker does not serve, gets a ProtocolError and
- * the end of that connection only.
+ * Every size a peer controls is bounded: a frame's message (by type, from
+ * its header: brk_msg_limit()), its payload (none: the broker's messages
+ * carry none), the counts in a message (before anything is allocated for
+ * them), the bytes queued to a peer that does not read (reading from it
+ * stops above BRK_PAUSE_QUEUED and resumes once they drain), the memory
+ * all connections hold in queued replies, unread input and large frames
+ * (BRK_MAX_HELD in all; the connection that would go over it is closed),
+ * the number of connections (BRK_MAX_CONNS; at the cap, the oldest idle
+ * connection that is not a server's makes room for a new one), how long a
+ * connection that is not a server's may stay without sending a frame
+ * (BRK_CLIENT_IDLE_MS), a server's (3 x down_after_ms), and how long a
+ * connection being shut down may take (BRK_FINISH_MS). A frame that does
+ * not decode, or a type the broker does not serve, gets a ProtocolError
+ * and the end of that connection only.
  */
 #include <errno.h>
 #include <netdb.h>
@@ -35,7 +41,14 @@
 #define BRK_BACKLOG 128
 #define BRK_MAX_CONNS 4096u
 #define BRK_MAX_MSG (1u << 20)
+#define BRK_MAX_SMALL_MSG (16u << 10) /* requests, session ends */
 #define BRK_MAX_QUEUED (16u << 20)
+#define BRK_PAUSE_QUEUED (64u << 10)  /* stop reading above, resume below */
+#define BRK_MAX_HELD (64u << 20)      /* all connections together */
+#define BRK_BIG_FRAME (64u << 10)     /* a frame over this counts as held */
+#define BRK_FINISH_MS 5000u
+#define BRK_SERVER_SILENT_FACTOR 3u   /* x down_after_ms: closed */
+#define BRK_KEEPALIVE_S 10
 #define BRK_CLIENT_IDLE_MS 30000u
 #define BRK_MAX_LISTED 65536u /* sessions in one registration or heartbeat */
 #define BRK_READ_BUF (64u << 10)
@@ -51,7 +64,14 @@ struct brk_conn {
   char peer[BRK_PEER_MAX];
   struct brk_server *server; /* what it registered as; NULL: none */
   uint64_t last_rx_ms;
+  uint64_t finish_ms;        /* when finishing began */
   bool finishing;            /* no more input is read */
+  bool paused;               /* reading stopped: too much queued */
+  bool closing;              /* uv_close called */
+  size_t queued;             /* bytes of replies not yet written */
+  uint8_t *pending;          /* input read but not parsed while paused */
+  size_t npending;
+  size_t rx_held;            /* a big frame's length, while it is read */
   struct brk_conn *prev, *next;
 };
 
@@ -63,7 +83,9 @@ struct brk_daemon {
   uv_timer_t tick;
   struct brk_pool pool;
   struct brk_conn *conns;
-  uint32_t nconns;
+  uint32_t nconns;           /* allocated, closing ones included */
+  uint32_t nopen;            /* not closing */
+  size_t held;               /* queued + pending + rx_held of all */
   uint64_t started_ms;
   bool stopping;
   uint8_t rbuf[BRK_READ_BUF]; /* every read lands here: one loop thread */
@@ -72,6 +94,7 @@ struct brk_daemon {
 struct brk_write {
   uv_write_t req;
   uint8_t *buf;
+  size_t len;
 };
 
 static const struct gp_frame_limits brk_limits = {BRK_MAX_MSG, 0};
@@ -112,14 +135,19 @@ static void conn_closed(uv_handle_t *h) {
       gp__info("server %s: connection from %s closed", c->server->name,
                c->peer);
   }
+  d->held -= c->npending + c->rx_held;
+  free(c->pending);
   gp_frame_parser_free(&c->parser);
   free(c);
 }
 
 static void conn_close(struct brk_conn *c) {
   c->finishing = true;
-  if (!uv_is_closing((uv_handle_t *)&c->tcp))
+  if (!c->closing) {
+    c->closing = true;
+    c->d->nopen--;
     uv_close((uv_handle_t *)&c->tcp, conn_closed);
+  }
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status) {
@@ -136,6 +164,7 @@ static void conn_finish(struct brk_conn *c) {
   if (c->finishing)
     return;
   c->finishing = true;
+  c->finish_ms = uv_now(&c->d->loop);
   uv_read_stop((uv_stream_t *)&c->tcp);
   req = malloc(sizeof(*req));
   if (req) {
@@ -147,14 +176,20 @@ static void conn_finish(struct brk_conn *c) {
   conn_close(c);
 }
 
+static void conn_resume(struct brk_conn *c);
+
 static void on_written(uv_write_t *req, int status) {
   struct brk_write *w = (struct brk_write *)req;
   struct brk_conn *c = req->data;
 
+  c->queued -= w->len;
+  c->d->held -= w->len;
   free(w->buf);
   free(w);
   if (status < 0 && status != UV_ECANCELED)
     conn_close(c);
+  else if (c->paused && !c->closing && c->queued <= BRK_PAUSE_QUEUED / 2)
+    conn_resume(c);
 }
 
 /* Queues one frame of |type| (|msg| NULL: an empty message). Closes the
@@ -166,8 +201,15 @@ static void conn_send(struct brk_conn *c, uint16_t type, uint16_t flags,
   size_t n = msg ? protobuf_c_message_get_packed_size(msg) : 0;
   uv_buf_t b;
 
-  if (uv_is_closing((uv_handle_t *)&c->tcp))
+  if (c->closing)
     return;
+  if (c->d->held + GP_FRAME_HEADER_SIZE + n > BRK_MAX_HELD) {
+    gp__warn("%s: the broker holds %zu bytes for its peers (at most %u "
+             "MiB): closing this one", c->peer, c->d->held,
+             BRK_MAX_HELD >> 20);
+    conn_close(c);
+    return;
+  }
   w = malloc(sizeof(*w));
   if (w)
     w->buf = malloc(GP_FRAME_HEADER_SIZE + n);
@@ -186,7 +228,8 @@ static void conn_send(struct brk_conn *c, uint16_t type, uint16_t flags,
   gp_frame_header_encode(&h, w->buf);
   if (msg)
     protobuf_c_message_pack(msg, w->buf + GP_FRAME_HEADER_SIZE);
-  b = uv_buf_init((char *)w->buf, (unsigned)(GP_FRAME_HEADER_SIZE + n));
+  w->len = GP_FRAME_HEADER_SIZE + n;
+  b = uv_buf_init((char *)w->buf, (unsigned)w->len);
   w->req.data = c;
   if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0) {
     free(w->buf);
@@ -194,11 +237,19 @@ static void conn_send(struct brk_conn *c, uint16_t type, uint16_t flags,
     conn_close(c);
     return;
   }
-  if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) >
-      BRK_MAX_QUEUED) {
+  c->queued += w->len;
+  c->d->held += w->len;
+  if (c->queued > BRK_MAX_QUEUED) {
     gp__warn("%s: more than %u MiB queued and not read: closing", c->peer,
              BRK_MAX_QUEUED >> 20);
     conn_close(c);
+    return;
+  }
+  /* A peer that sends requests without reading the answers: read no
+   * more from it until they have gone out (on_read stops parsing). */
+  if (c->queued > BRK_PAUSE_QUEUED && !c->paused && !c->finishing) {
+    c->paused = true;
+    uv_read_stop((uv_stream_t *)&c->tcp);
   }
 }
 
@@ -242,6 +293,18 @@ static uint64_t now_unix(void) {
 }
 
 /* ---- Servers: registration, heartbeats, session ends ----------------------- */
+
+/* Logs a listed session the pool will ignore for its memory limit (0, or
+ * above its GPU's total memory, |total| 0: a GPU not offered, which the
+ * pool ignores or refuses on its own). */
+static void check_listed(const char *server, const Gpupool__BrokerSession *s,
+                         uint64_t total) {
+  if (total != 0 && !brk_listed_limit_ok(s->memory_limit, total))
+    gp__warn("server %s: session %016llx listed with a memory limit of %llu "
+             "bytes (its GPU has %llu): ignored", server,
+             (unsigned long long)s->session_id,
+             (unsigned long long)s->memory_limit, (unsigned long long)total);
+}
 
 static void session_infos(Gpupool__BrokerSession **in, size_t n,
                           struct brk_session_info *out) {
@@ -292,8 +355,7 @@ static void handle_register(struct brk_conn *c,
              (long long)(m->timestamp_unix - now), BRK_REGISTER_WINDOW_S);
     goto refuse;
   }
-  if (gp_register_auth(d->cfg->key, d->cfg->keylen, m->name,
-                       m->timestamp_unix, mac) != 0 ||
+  if (gp_register_auth(d->cfg->key, d->cfg->keylen, m, mac) != 0 ||
       m->auth.len != GP_GRANT_MAC_LEN ||
       !gp_ct_equal(mac, m->auth.data, GP_GRANT_MAC_LEN)) {
     ret = GP_EAUTH;
@@ -301,6 +363,19 @@ static void handle_register(struct brk_conn *c,
              "(not the broker's grant key?)", name);
     goto refuse;
   }
+  /* A registration seen before (or an older one) is a replay: each one
+   * of a name must be later than the last accepted. */
+  srv = brk_pool_server(&d->pool, m->name);
+  if (srv && m->timestamp_unix <= srv->last_register_unix) {
+    ret = GP_EAUTH;
+    snprintf(msg, sizeof(msg), "registration of %s: timestamp %llu is not "
+             "after its last accepted registration's (%llu): a replay?", name,
+             (unsigned long long)m->timestamp_unix,
+             (unsigned long long)srv->last_register_unix);
+    srv = NULL;
+    goto refuse;
+  }
+  srv = NULL;
   if (m->n_labels > BRK_MAX_LABELS || m->n_gpus > BRK_MAX_GPUS ||
       m->n_sessions > BRK_MAX_LISTED) {
     ret = GP_EINVAL;
@@ -331,6 +406,15 @@ static void handle_register(struct brk_conn *c,
     gpus[i].cc_minor = m->gpus[i]->cc_minor;
   }
   session_infos(m->sessions, m->n_sessions, sessions);
+  for (i = 0; i < m->n_sessions; i++) {
+    size_t k;
+    for (k = 0; k < m->n_gpus; k++)
+      if (m->sessions[i]->gpu_uuid && m->gpus[k]->uuid &&
+          strcmp(m->sessions[i]->gpu_uuid, m->gpus[k]->uuid) == 0)
+        break;
+    check_listed(name, m->sessions[i],
+                 k < m->n_gpus ? m->gpus[k]->total_mem : 0);
+  }
   r.name = m->name;
   r.address = m->address;
   r.version = m->version;
@@ -355,6 +439,7 @@ static void handle_register(struct brk_conn *c,
   if (c->server && c->server != srv && c->server->conn == c)
     c->server->conn = NULL;
   srv->conn = c;
+  srv->last_register_unix = m->timestamp_unix;
   c->server = srv;
   {
     char ver[BRK_VERSION_MAX + 1];
@@ -422,6 +507,15 @@ static void handle_heartbeat(struct brk_conn *c,
     loads[i].utilisation = m->gpus[i]->utilisation;
   }
   session_infos(m->sessions, m->n_sessions, sessions);
+  for (i = 0; i < m->n_sessions; i++) {
+    const struct brk_gpu *g = NULL;
+    uint32_t k;
+    for (k = 0; k < srv->ngpus && !g; k++)
+      if (m->sessions[i]->gpu_uuid &&
+          strcmp(srv->gpus[k].uuid, m->sessions[i]->gpu_uuid) == 0)
+        g = &srv->gpus[k];
+    check_listed(srv->name, m->sessions[i], g ? g->total_mem : 0);
+  }
   was_up = srv->up;
   r = brk_pool_heartbeat(&d->pool, srv, loads, (uint32_t)m->n_gpus, sessions,
                          (uint32_t)m->n_sessions, uv_now(&d->loop));
@@ -578,6 +672,8 @@ refuse:
            who >= 0 ? cfg->tenants[who].t.name : "-", msg);
   reply(c, h, &rep.base);
   free(grant);
+  if (r == GP_EAUTH)
+    conn_finish(c); /* no more guesses on this connection */
 }
 
 /* ---- The CLI: status and drain ------------------------------------------------ */
@@ -605,6 +701,7 @@ static void handle_status(struct brk_conn *c, const struct gp_frame_header *h,
     rep.result = GP_EAUTH;
     snprintf(msg, sizeof(msg), "unknown token");
     reply(c, h, &rep.base);
+    conn_finish(c);
     return;
   }
   for (i = 0; i < p->nservers; i++) {
@@ -749,6 +846,8 @@ static void handle_drain(struct brk_conn *c, const struct gp_frame_header *h,
     gp__info("%s from %s refused: %s", m->drain ? "drain" : "undrain",
              c->peer, msg);
   reply(c, h, &rep.base);
+  if (rep.result == GP_EAUTH)
+    conn_finish(c);
 }
 
 /* ---- Frames ------------------------------------------------------------------ */
@@ -818,6 +917,123 @@ static void handle_frame(struct brk_conn *c, const struct gp_frame *f) {
   protobuf_c_message_free_unpacked(msg, NULL);
 }
 
+/* The largest message a frame of |type| may carry: registrations and
+ * heartbeats list GPUs and sessions; everything else is a few fields. */
+static uint32_t brk_msg_limit(uint16_t type) {
+  return type == GP_MSG_BROKER_REGISTER || type == GP_MSG_BROKER_HEARTBEAT
+             ? BRK_MAX_MSG
+             : BRK_MAX_SMALL_MSG;
+}
+
+/* Before the parser takes a frame's header (and allocates its message):
+ * checks the message length against its type's limit and the broker's
+ * memory. |data| holds |len| more bytes of the stream. Returns false
+ * (the connection being ended) when the frame is refused. */
+static bool check_header(struct brk_conn *c, const uint8_t *data,
+                         size_t len) {
+  struct gp_frame_parser *p = &c->parser;
+  struct gp_frame_header h;
+  uint8_t hb[GP_FRAME_HEADER_SIZE];
+  size_t have;
+
+  /* At a frame boundary, or within its header? */
+  if (p->hlen == GP_FRAME_HEADER_SIZE &&
+      p->body_len != (size_t)p->hdr.msg_len + p->hdr.payload_len)
+    return true;
+  have = p->hlen == GP_FRAME_HEADER_SIZE ? 0 : p->hlen;
+  if (have + len < GP_FRAME_HEADER_SIZE)
+    return true; /* the parser only buffers it */
+  memcpy(hb, p->hbuf, have);
+  memcpy(hb + have, data, GP_FRAME_HEADER_SIZE - have);
+  if (gp_frame_header_decode(hb, &brk_limits, &h) != 0)
+    return true; /* the parser reports it */
+  if (h.msg_len > brk_msg_limit(h.type)) {
+    protocol_error(c, GP_ETOOBIG, h.request_id, "bad frame: %s message of "
+                   "%u bytes (at most %u)", gp_msg_type_name(h.type),
+                   h.msg_len, brk_msg_limit(h.type));
+    return false;
+  }
+  if (h.msg_len > BRK_BIG_FRAME) {
+    if (c->d->held + h.msg_len > BRK_MAX_HELD) {
+      protocol_error(c, GP_ENOMEM, h.request_id, "the broker holds %zu "
+                     "bytes for its peers; no room for a %s of %u",
+                     c->d->held, gp_msg_type_name(h.type), h.msg_len);
+      return false;
+    }
+    c->rx_held = h.msg_len;
+    c->d->held += h.msg_len;
+  }
+  return true;
+}
+
+/* Parses and handles what |data| holds, until it is used up, the
+ * connection ends, or it is paused (the rest is kept in c->pending). */
+static void conn_input(struct brk_conn *c, const uint8_t *data, size_t len) {
+  size_t pos = 0, used;
+  struct gp_frame f;
+  int r;
+
+  while (pos < len && !c->finishing) {
+    if (c->paused) {
+      uint8_t *keep = malloc(len - pos);
+      if (!keep || c->d->held + (len - pos) > BRK_MAX_HELD) {
+        free(keep);
+        gp__warn("%s: no room to keep %zu bytes of unread requests: "
+                 "closing", c->peer, len - pos);
+        conn_close(c);
+        return;
+      }
+      memcpy(keep, data + pos, len - pos);
+      c->pending = keep;
+      c->npending = len - pos;
+      c->d->held += c->npending;
+      return;
+    }
+    if (!check_header(c, data + pos, len - pos))
+      return;
+    r = gp_frame_feed(&c->parser, data + pos, len - pos, &used, &f);
+    pos += used;
+    if (r == 1) {
+      handle_frame(c, &f);
+      if (c->rx_held) {
+        c->d->held -= c->rx_held;
+        c->rx_held = 0;
+      }
+      /* A large frame's buffer is not kept for the next ones. */
+      if (c->parser.body_cap > BRK_BIG_FRAME && !c->closing) {
+        gp_frame_parser_free(&c->parser);
+        gp_frame_parser_init(&c->parser, &brk_limits);
+      }
+    } else if (r < 0) {
+      protocol_error(c, r, 0, "bad frame: %s", gp_strerror(r));
+      break;
+    } else {
+      break;
+    }
+  }
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
+
+/* Its replies drained: parses what was kept, then reads again. */
+static void conn_resume(struct brk_conn *c) {
+  uint8_t *data = c->pending;
+  size_t len = c->npending;
+
+  c->paused = false;
+  c->pending = NULL;
+  c->npending = 0;
+  c->d->held -= len;
+  if (data) {
+    conn_input(c, data, len);
+    free(data);
+  }
+  if (!c->paused && !c->finishing && !c->closing &&
+      uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
+    conn_close(c);
+}
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   struct brk_conn *c = h->data;
 
@@ -826,10 +1042,6 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   struct brk_conn *c = st->data;
-  const uint8_t *data = (const uint8_t *)buf->base;
-  size_t pos = 0, used;
-  struct gp_frame f;
-  int r;
 
   if (nread < 0) {
     if (nread != UV_EOF)
@@ -837,19 +1049,31 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
     conn_close(c);
     return;
   }
-  while (pos < (size_t)nread && !c->finishing) {
-    r = gp_frame_feed(&c->parser, data + pos, (size_t)nread - pos, &used,
-                      &f);
-    pos += used;
-    if (r == 1) {
-      handle_frame(c, &f);
-    } else if (r < 0) {
-      protocol_error(c, r, 0, "bad frame: %s", gp_strerror(r));
-      break;
-    } else {
-      break;
-    }
+  conn_input(c, (const uint8_t *)buf->base, (size_t)nread);
+}
+
+/* At the connection cap: closes the connection that is not a server's
+ * and has been idle longest (one being shut down first), so that a flood
+ * of idle peers cannot keep servers out. Returns false if there is none
+ * (every connection is a server's). */
+static bool evict_one(struct brk_daemon *d, const struct brk_conn *except) {
+  struct brk_conn *c, *best = NULL;
+
+  for (c = d->conns; c; c = c->next) {
+    if (c == except || c->closing || (c->server && c->server->conn == c))
+      continue;
+    if (!best || (c->finishing && !best->finishing) ||
+        (c->finishing == best->finishing &&
+         c->last_rx_ms <= best->last_rx_ms)) /* the list is newest first */
+      best = c;
   }
+  if (!best)
+    return false;
+  gp__warn("%u connections open (at most %u): closing the one from %s, idle "
+           "%llu ms, for a new one", d->nopen, BRK_MAX_CONNS, best->peer,
+           (unsigned long long)(uv_now(&d->loop) - best->last_rx_ms));
+  conn_close(best);
+  return true;
 }
 
 static void on_connection(uv_stream_t *listener, int status) {
@@ -877,6 +1101,7 @@ static void on_connection(uv_stream_t *listener, int status) {
     d->conns->prev = c;
   d->conns = c;
   d->nconns++;
+  d->nopen++;
   c->last_rx_ms = uv_now(&d->loop);
   if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
     conn_close(c);
@@ -884,13 +1109,14 @@ static void on_connection(uv_stream_t *listener, int status) {
   }
   if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
     addr_to_string((const struct sockaddr *)&ss, c->peer, sizeof(c->peer));
-  if (d->nconns > BRK_MAX_CONNS) {
-    gp__warn("connection from %s refused: %u connections open (at most %u)",
-             c->peer, d->nconns - 1, BRK_MAX_CONNS);
+  if (d->nopen > BRK_MAX_CONNS && !evict_one(d, c)) {
+    gp__warn("connection from %s refused: %u connections open (at most %u), "
+             "all servers'", c->peer, d->nopen - 1, BRK_MAX_CONNS);
     conn_close(c);
     return;
   }
   uv_tcp_nodelay(&c->tcp, 1);
+  uv_tcp_keepalive(&c->tcp, 1, BRK_KEEPALIVE_S);
   if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
     conn_close(c);
 }
@@ -917,13 +1143,36 @@ static void on_tick(uv_timer_t *t) {
 
   brk_pool_mark_down(&d->pool, now, d->cfg->down_after_ms, log_down,
                      (void *)d->cfg);
-  brk_pool_expire(&d->pool, now_unix(), log_expired, NULL);
+  /* A grant used just before its expiry is running on its server before
+   * the next heartbeat says so: keep it until a heartbeat had the time to
+   * come (down_after_ms, rounded up to seconds, and a second for the
+   * rounding of the Unix clock). */
+  brk_pool_expire(&d->pool, now_unix(),
+                  (d->cfg->down_after_ms + 999) / 1000 + 1, log_expired,
+                  NULL);
   for (c = d->conns; c; c = next) {
+    bool is_server = c->server && c->server->conn == c;
     next = c->next;
-    if (!c->server && !c->finishing &&
-        now - c->last_rx_ms >= BRK_CLIENT_IDLE_MS) {
+    if (c->closing)
+      continue;
+    if (c->finishing) {
+      /* A peer that does not read what is left to send. */
+      if (now - c->finish_ms >= BRK_FINISH_MS) {
+        gp__debug("%s: not shut down after %u s: closing", c->peer,
+                  BRK_FINISH_MS / 1000);
+        conn_close(c);
+      }
+    } else if (!is_server && now - c->last_rx_ms >= BRK_CLIENT_IDLE_MS) {
       gp__debug("%s: no request for %u s: closing", c->peer,
                 BRK_CLIENT_IDLE_MS / 1000);
+      conn_close(c);
+    } else if (is_server && now - c->last_rx_ms >=
+                                (uint64_t)BRK_SERVER_SILENT_FACTOR *
+                                    d->cfg->down_after_ms) {
+      gp__warn("server %s: no frame for %llu ms (%u x down_after_ms): "
+               "closing its connection from %s", c->server->name,
+               (unsigned long long)(now - c->last_rx_ms),
+               BRK_SERVER_SILENT_FACTOR, c->peer);
       conn_close(c);
     }
   }

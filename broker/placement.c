@@ -197,6 +197,18 @@ static int reserve_sessions(struct brk_pool *p, uint32_t n) {
 
 /* ---- Sessions on servers ---------------------------------------------------- */
 
+/* Sums of memory limits saturate rather than wrap: a server may list
+ * sessions the broker did not grant, and a wrapped sum would show a full
+ * GPU (or a tenant at its quota) as empty. Saturated sums stay wrong only
+ * while the listed sessions that caused them live. */
+static uint64_t sat_add(uint64_t a, uint64_t b) {
+  return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+static uint64_t sat_sub(uint64_t a, uint64_t b) {
+  return a > b ? a - b : 0;
+}
+
 /* Adds |s| to its server's list, its GPU's and its tenant's accounting. */
 static void session_attach(struct brk_pool *p, struct brk_session *s) {
   struct brk_server *srv = s->server;
@@ -208,11 +220,12 @@ static void session_attach(struct brk_pool *p, struct brk_session *s) {
     srv->sessions->sprev = s;
   srv->sessions = s;
   srv->nsessions++;
-  g->reserved += s->memory_limit;
+  g->reserved = sat_add(g->reserved, s->memory_limit);
   g->sessions++;
   if (s->tenant_index >= 0) {
     p->tenants[s->tenant_index].sessions++;
-    p->tenants[s->tenant_index].memory += s->memory_limit;
+    p->tenants[s->tenant_index].memory =
+        sat_add(p->tenants[s->tenant_index].memory, s->memory_limit);
   }
 }
 
@@ -229,11 +242,12 @@ static void session_detach(struct brk_pool *p, struct brk_session *s) {
     s->snext->sprev = s->sprev;
   s->snext = s->sprev = NULL;
   srv->nsessions--;
-  g->reserved -= s->memory_limit;
+  g->reserved = sat_sub(g->reserved, s->memory_limit);
   g->sessions--;
   if (s->tenant_index >= 0) {
     p->tenants[s->tenant_index].sessions--;
-    p->tenants[s->tenant_index].memory -= s->memory_limit;
+    p->tenants[s->tenant_index].memory =
+        sat_sub(p->tenants[s->tenant_index].memory, s->memory_limit);
   }
 }
 
@@ -292,6 +306,10 @@ static void session_listed(struct brk_pool *p, struct brk_server *srv,
   s->memory_used = si->memory_used;
   s->idle_ms = si->idle_ms;
   s->seen = gen;
+}
+
+bool brk_listed_limit_ok(uint64_t memory_limit, uint64_t total_mem) {
+  return memory_limit != 0 && memory_limit <= total_mem;
 }
 
 /* ---- Set-up ------------------------------------------------------------------ */
@@ -543,8 +561,10 @@ int brk_pool_register(struct brk_pool *p, const struct brk_register *r,
   }
   for (i = 0; i < r->nsessions; i++) {
     const struct brk_session_info *si = &r->sessions[i];
-    session_listed(p, srv, gpu_by_uuid(gpus, r->ngpus, si->gpu_uuid), si, gen,
-                   now_ms);
+    uint32_t k = gpu_by_uuid(gpus, r->ngpus, si->gpu_uuid);
+    if (!brk_listed_limit_ok(si->memory_limit, gpus[k].total_mem))
+      continue;
+    session_listed(p, srv, k, si, gen, now_ms);
   }
   *out = srv;
   return 0;
@@ -576,7 +596,9 @@ int brk_pool_heartbeat(struct brk_pool *p, struct brk_server *srv,
   gen = ++p->hb_gen;
   for (i = 0; i < nsessions; i++) {
     k = gpu_by_uuid(srv->gpus, srv->ngpus, sessions[i].gpu_uuid);
-    if (k == NO_GPU || sessions[i].session_id == 0)
+    if (k == NO_GPU || sessions[i].session_id == 0 ||
+        !brk_listed_limit_ok(sessions[i].memory_limit,
+                             srv->gpus[k].total_mem))
       continue;
     session_listed(p, srv, k, &sessions[i], gen, now_ms);
   }
@@ -636,6 +658,7 @@ int brk_pool_end(struct brk_pool *p, uint64_t id, const struct brk_server *s) {
 }
 
 uint32_t brk_pool_expire(struct brk_pool *p, uint64_t now_unix,
+                         uint64_t grace_s,
                          void (*cb)(const struct brk_session *, void *),
                          void *arg) {
   uint32_t i, n = 0;
@@ -644,7 +667,8 @@ uint32_t brk_pool_expire(struct brk_pool *p, uint64_t now_unix,
     struct brk_session *s, *next;
     for (s = p->servers[i]->sessions; s; s = next) {
       next = s->snext;
-      if (s->state == BRK_GRANTED && s->expires_unix <= now_unix) {
+      if (s->state == BRK_GRANTED &&
+          sat_add(s->expires_unix, grace_s) <= now_unix) {
         if (cb)
           cb(s, arg);
         session_drop(p, s);

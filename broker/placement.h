@@ -75,6 +75,9 @@ struct brk_server {
   bool draining;
   uint64_t registered_ms;
   uint64_t last_heartbeat_ms; /* registration counts as one */
+  /* For the daemon: the timestamp_unix of its last accepted registration
+   * (a later one must be greater: a replayed registration is refused). */
+  uint64_t last_register_unix;
   /* Its sessions, a doubly-linked list through brk_session.snext/sprev. */
   struct brk_session *sessions;
   uint32_t nsessions;
@@ -197,6 +200,12 @@ struct brk_gpu_load {
   int32_t utilisation;
 };
 
+/* Whether a session a server lists (registration or heartbeat) may be
+ * accounted: a memory limit above 0 and at most its GPU's total memory.
+ * Others are ignored (the daemon logs them), so that sums of limits stay
+ * meaningful. */
+bool brk_listed_limit_ok(uint64_t memory_limit, uint64_t total_mem);
+
 /* Applies a heartbeat from |s|: it is up, its last heartbeat now; the
  * load of each listed GPU it offers (others are ignored); each listed
  * session becomes running with its memory used and idle time (adopted when
@@ -235,10 +244,13 @@ struct brk_session *brk_pool_session(const struct brk_pool *p, uint64_t id);
  * is not NULL). */
 int brk_pool_end(struct brk_pool *p, uint64_t id, const struct brk_server *s);
 
-/* Drops every granted session whose expiry is at or before |now_unix|
- * (not seen running in time). Calls |cb| (may be NULL) for each before it
- * goes. Returns how many were dropped. */
+/* Drops every granted session whose expiry plus |grace_s| is at or before
+ * |now_unix| (not seen running in time). The grace covers a session
+ * admitted just before its grant expired, until the server's next
+ * heartbeat lists it. Calls |cb| (may be NULL) for each before it goes.
+ * Returns how many were dropped. */
 uint32_t brk_pool_expire(struct brk_pool *p, uint64_t now_unix,
+                         uint64_t grace_s,
                          void (*cb)(const struct brk_session *, void *),
                          void *arg);
 

@@ -109,26 +109,50 @@ void gp_sha256_hex(const void *data, size_t len, char hex[65]) {
   hex[64] = '\0';
 }
 
-int gp_register_auth(const uint8_t *key, size_t keylen, const char *name,
-                     uint64_t timestamp_unix, uint8_t mac[GP_GRANT_MAC_LEN]) {
-  static const char prefix[] = "gpupool-register"; /* and its NUL */
-  char stamp[24];
-  size_t nlen = strlen(name), slen, total;
+/* HMAC-SHA256 of |prefix| (|plen| bytes, its NUL included) followed by
+ * |len| bytes of |data|: the prefix separates the domains the one key
+ * signs (grants, registrations), so bytes signed for one are never valid
+ * for the other. */
+static int prefixed_mac(const uint8_t *key, size_t keylen, const char *prefix,
+                        size_t plen, const void *data, size_t len,
+                        uint8_t mac[GP_GRANT_MAC_LEN]) {
   uint8_t *buf;
   int r;
 
-  slen = (size_t)snprintf(stamp, sizeof(stamp), "%" PRIu64, timestamp_unix);
-  if (nlen > 4096)
+  if (len > SIZE_MAX - plen)
     return GP_EINVAL;
-  total = sizeof(prefix) + nlen + 1 + slen;
-  buf = malloc(total);
+  buf = malloc(plen + len);
   if (!buf)
     return GP_ENOMEM;
-  memcpy(buf, prefix, sizeof(prefix));
-  memcpy(buf + sizeof(prefix), name, nlen);
-  buf[sizeof(prefix) + nlen] = '\0';
-  memcpy(buf + sizeof(prefix) + nlen + 1, stamp, slen);
-  r = gp_hmac_sha256(key, keylen, buf, total, mac);
+  memcpy(buf, prefix, plen);
+  if (len)
+    memcpy(buf + plen, data, len);
+  r = gp_hmac_sha256(key, keylen, buf, plen + len, mac);
+  OPENSSL_cleanse(buf, plen + len);
+  free(buf);
+  return r;
+}
+
+static const char register_domain[] = "gpupool-register"; /* and its NUL */
+static const char grant_domain[] = "gpupool-grant";       /* and its NUL */
+
+int gp_register_auth(const uint8_t *key, size_t keylen,
+                     const Gpupool__BrokerRegister *m,
+                     uint8_t mac[GP_GRANT_MAC_LEN]) {
+  Gpupool__BrokerRegister copy = *m;
+  size_t n;
+  uint8_t *buf;
+  int r;
+
+  copy.auth.data = NULL;
+  copy.auth.len = 0;
+  n = gpupool__broker_register__get_packed_size(&copy);
+  buf = malloc(n + 1);
+  if (!buf)
+    return GP_ENOMEM;
+  gpupool__broker_register__pack(&copy, buf);
+  r = prefixed_mac(key, keylen, register_domain, sizeof(register_domain),
+                   buf, n, mac);
   free(buf);
   return r;
 }
@@ -147,7 +171,8 @@ int gp_grant_sign(const uint8_t *key, size_t keylen, const Gpupool__Grant *g,
   if (!buf)
     return GP_ENOMEM;
   gpupool__grant__pack(g, buf);
-  r = gp_hmac_sha256(key, keylen, buf, body, buf + body);
+  r = prefixed_mac(key, keylen, grant_domain, sizeof(grant_domain), buf, body,
+                   buf + body);
   if (r != 0) {
     free(buf);
     return r;
@@ -170,7 +195,8 @@ int gp_grant_verify(const uint8_t *key, size_t keylen, const uint8_t *buf,
     return GP_EGRANT;
   }
   body = len - GP_GRANT_MAC_LEN;
-  if (gp_hmac_sha256(key, keylen, buf, body, mac) != 0) {
+  if (prefixed_mac(key, keylen, grant_domain, sizeof(grant_domain), buf,
+                   body, mac) != 0) {
     snprintf(why, whylen, "grant cannot be checked (out of memory)");
     return GP_EGRANT;
   }

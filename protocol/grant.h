@@ -25,7 +25,8 @@
 int gp_key_load(const char *path, uint8_t *key, size_t *len, char *why,
                 size_t whylen);
 
-/* Packs |g| and appends its HMAC-SHA256 under |key|: |*out| (malloc'd,
+/* Packs |g| and appends HMAC-SHA256(key, "gpupool-grant\0" || the packed
+ * bytes): |*out| (malloc'd,
  * the caller frees it) of |*outlen| bytes. GP_ETOOBIG if the result would
  * exceed GP_GRANT_MAX_LEN, GP_ENOMEM. */
 int gp_grant_sign(const uint8_t *key, size_t keylen, const Gpupool__Grant *g,
@@ -47,9 +48,13 @@ int gp_hmac_sha256(const uint8_t *key, size_t keylen, const void *data,
                    size_t len, uint8_t mac[GP_GRANT_MAC_LEN]);
 
 /* The registration MAC (docs/broker.md, "Registration"):
- * HMAC-SHA256(key, "gpupool-register\0" name "\0" decimal timestamp). */
-int gp_register_auth(const uint8_t *key, size_t keylen, const char *name,
-                     uint64_t timestamp_unix, uint8_t mac[GP_GRANT_MAC_LEN]);
+ * HMAC-SHA256(key, "gpupool-register\0" || the packed |m| with its
+ * `auth` empty), so every field (name, timestamp, address, labels, GPUs,
+ * sessions, version) is covered. |m->auth| is ignored. Returns 0 or
+ * GP_ENOMEM. */
+int gp_register_auth(const uint8_t *key, size_t keylen,
+                     const Gpupool__BrokerRegister *m,
+                     uint8_t mac[GP_GRANT_MAC_LEN]);
 
 /* SHA-256 of |len| bytes as 64 lower-case hex digits and a NUL in |hex|. */
 void gp_sha256_hex(const void *data, size_t len, char hex[65]);

@@ -75,6 +75,7 @@ struct gp_broker_link {
   unsigned heartbeat_ms;
   unsigned failures;          /* in a row, for the log's level */
   uint32_t next_id;
+  uint64_t last_stamp;        /* timestamp_unix of the last registration */
 
   /* The last NVML answer, by offered device (the inventory's order). */
   bool nvml;
@@ -456,9 +457,14 @@ static int send_register(struct gp_broker_link *l) {
   reg.sessions = ptrs;
   reg.n_sessions = (size_t)n;
   reg.version = version;
+  /* The broker takes each registration of a name only with a timestamp
+   * later than the last it accepted (a replay is refused): a reconnection
+   * within the same second uses the next one. */
   reg.timestamp_unix = (uint64_t)time(NULL);
-  r = gp_register_auth(l->key, l->keylen, l->cfg->name, reg.timestamp_unix,
-                       mac);
+  if (reg.timestamp_unix <= l->last_stamp)
+    reg.timestamp_unix = l->last_stamp + 1;
+  l->last_stamp = reg.timestamp_unix;
+  r = gp_register_auth(l->key, l->keylen, &reg, mac);
   if (r == 0) {
     reg.auth.data = mac;
     reg.auth.len = sizeof(mac);

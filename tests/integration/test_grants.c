@@ -787,8 +787,7 @@ static size_t check_register(const Gpupool__BrokerRegister *reg,
   uint64_t now = (uint64_t)time(NULL);
   CHECK_TRUE(reg->timestamp_unix + 5 >= now && reg->timestamp_unix <= now + 5);
   uint8_t mac[GP_GRANT_MAC_LEN];
-  REQUIRE_TRUE(gp_register_auth(key, sizeof key, SERVER_NAME,
-                                reg->timestamp_unix, mac) == 0);
+  REQUIRE_TRUE(gp_register_auth(key, sizeof key, reg, mac) == 0);
   CHECK_EQ_U(reg->auth.len, GP_GRANT_MAC_LEN);
   CHECK_TRUE(reg->auth.len == GP_GRANT_MAC_LEN &&
              memcmp(reg->auth.data, mac, GP_GRANT_MAC_LEN) == 0);

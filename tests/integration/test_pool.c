@@ -2031,7 +2031,7 @@ static int raw_register(struct raw *r, const char *name, const uint8_t *key,
   reg.version = "test_pool";
   reg.timestamp_unix = stamp;
   uint8_t mac[GP_GRANT_MAC_LEN];
-  REQUIRE_TRUE(gp_register_auth(key, keylen, name, stamp, mac) == 0);
+  REQUIRE_TRUE(gp_register_auth(key, keylen, &reg, mac) == 0);
   reg.auth.data = mac;
   reg.auth.len = sizeof mac;
   ProtobufCMessage *rep = NULL;
@@ -2180,7 +2180,8 @@ static void test_broker_wire(int argc, char **argv) {
     CHECK_STR_EQ(gs->address, "127.0.0.1:9");
   }
   struct raw r2;
-  CHECK_EQ_I(raw_register(&r2, "ghost", key, keylen, unix_now(), NULL), 0);
+  /* A later timestamp: the same one would be refused as a replay. */
+  CHECK_EQ_I(raw_register(&r2, "ghost", key, keylen, unix_now() + 1, NULL), 0);
   r.w.timeout_ms = 3000;
   CHECK_EQ_I(raw_next(&r, NULL), -1);
   raw_close(&r);

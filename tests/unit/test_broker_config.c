@@ -175,8 +175,8 @@ START_TEST(test_broker_config_bad_lines) {
   ck_assert_int_eq(load("[broker]\ngrant_key_file = %s\nheartbeat_ms = 5\n"
                         "heartbeat_ms = 6\n", keyf), GP_EINVAL);
   expect_error(3, "heartbeat_ms: '5'");
-  ck_assert_int_eq(load("[broker]\ngrant_key_file = %s\nheartbeat_ms = 50\n"
-                        "heartbeat_ms = 60\n", keyf), GP_EINVAL);
+  ck_assert_int_eq(load("[broker]\ngrant_key_file = %s\nheartbeat_ms = 150\n"
+                        "heartbeat_ms = 160\n", keyf), GP_EINVAL);
   expect_error(4, "heartbeat_ms given twice");
   ck_assert_int_eq(load("x = 1\n[broker]\ngrant_key_file = %s\n", keyf),
                    GP_EINVAL);
@@ -217,7 +217,30 @@ START_TEST(test_broker_config_missing_and_conflicting) {
   expect_error(0, "has the admin's token_sha256");
   ck_assert_int_eq(load("[broker]\ngrant_key_file = %s\nheartbeat_ms = 2000\n"
                         "down_after_ms = 1000\n", keyf), GP_EINVAL);
-  expect_error(4, "must be more than heartbeat_ms");
+  expect_error(4, "must be at least twice heartbeat_ms (2000)");
+  /* The range servers accept for their heartbeat period: 100-60000 ms. */
+  ck_assert_int_eq(load("[broker]\ngrant_key_file = %s\nheartbeat_ms = 99\n",
+                        keyf), GP_EINVAL);
+  expect_error(3, "heartbeat_ms: '99' is not a number of milliseconds from "
+               "100 to 60000");
+  ck_assert_int_eq(load("[broker]\ngrant_key_file = %s\nheartbeat_ms = "
+                        "60001\ndown_after_ms = 200000\n", keyf), GP_EINVAL);
+  expect_error(3, "heartbeat_ms: '60001'");
+  ck_assert_int_eq(load("[broker]\ngrant_key_file = %s\nheartbeat_ms = "
+                        "60000\ndown_after_ms = 120000\n", keyf), 0);
+  ck_assert_uint_eq(cfg.heartbeat_ms, 60000);
+  brk_config_free(&cfg);
+  /* down_after_ms below twice the period: refused at the later line. */
+  ck_assert_int_eq(load("[broker]\ngrant_key_file = %s\ndown_after_ms = 1999\n"
+                        "heartbeat_ms = 1000\n", keyf), GP_EINVAL);
+  expect_error(4, "down_after_ms (1999) must be at least twice heartbeat_ms "
+               "(1000)");
+  ck_assert_int_eq(load("[broker]\ngrant_key_file = %s\nheartbeat_ms = 3000\n",
+                        keyf), GP_EINVAL);
+  expect_error(3, "down_after_ms (5000) must be at least twice");
+  ck_assert_int_eq(load("[broker]\ngrant_key_file = %s\nheartbeat_ms = 1000\n"
+                        "down_after_ms = 2000\n", keyf), 0);
+  brk_config_free(&cfg);
 }
 END_TEST
 

@@ -102,9 +102,13 @@ START_TEST(test_grant_expiry_and_version) {
   free(buf);
   /* A signed body that is not a Grant. */
   {
-    uint8_t junk[40];
+    static const char dom[] = "gpupool-grant"; /* and its NUL */
+    uint8_t junk[40], pre[sizeof(dom) + 8];
     memset(junk, 0xff, sizeof(junk));
-    ck_assert_int_eq(gp_hmac_sha256(key, KEYLEN, junk, 8, junk + 8), 0);
+    memcpy(pre, dom, sizeof(dom));
+    memset(pre + sizeof(dom), 0xff, 8);
+    ck_assert_int_eq(gp_hmac_sha256(key, KEYLEN, pre, sizeof(pre), junk + 8),
+                     0);
     ck_assert_int_eq(gp_grant_verify(key, KEYLEN, junk, 40, 1000, &out, why,
                                      sizeof(why)), GP_EGRANT);
     ck_assert_str_eq(why, "grant is signed but malformed");
@@ -168,16 +172,85 @@ START_TEST(test_grant_key_file_rules) {
 }
 END_TEST
 
+/* The grant's MAC is over "gpupool-grant\0" and the packed grant: a
+ * MAC over the bare bytes (the same key signing something else) does not
+ * verify. */
+START_TEST(test_grant_domain_separated) {
+  static const char dom[] = "gpupool-grant"; /* and its NUL */
+  Gpupool__Grant g = sample(), *out = NULL;
+  uint8_t *buf, mac[32], pre[GP_GRANT_MAX_LEN + sizeof(dom)];
+  size_t len, body;
+  char why[128];
+
+  ck_assert_int_eq(gp_grant_sign(key, KEYLEN, &g, &buf, &len), 0);
+  body = len - GP_GRANT_MAC_LEN;
+  memcpy(pre, dom, sizeof(dom));
+  memcpy(pre + sizeof(dom), buf, body);
+  ck_assert_int_eq(gp_hmac_sha256(key, KEYLEN, pre, sizeof(dom) + body, mac),
+                   0);
+  ck_assert(gp_ct_equal(mac, buf + body, 32));
+  ck_assert_int_eq(gp_hmac_sha256(key, KEYLEN, buf, body, buf + body), 0);
+  ck_assert_int_eq(gp_grant_verify(key, KEYLEN, buf, len, 1000, &out, why,
+                                   sizeof(why)), GP_EGRANT);
+  ck_assert_str_eq(why, "grant signature does not verify");
+  free(buf);
+}
+END_TEST
+
+static Gpupool__BrokerRegister sample_register(void) {
+  static Gpupool__BrokerGpu gpu = GPUPOOL__BROKER_GPU__INIT;
+  static Gpupool__BrokerGpu *gp[] = {&gpu};
+  Gpupool__BrokerRegister m = GPUPOOL__BROKER_REGISTER__INIT;
+
+  gpu.uuid = "GPU-1";
+  gpu.total_mem = 8ull << 30;
+  m.name = "pool01";
+  m.address = "10.0.0.1:7471";
+  m.gpus = gp;
+  m.n_gpus = 1;
+  m.version = "gpupool-server test";
+  m.timestamp_unix = 1700000000;
+  return m;
+}
+
+/* The registration MAC covers the whole message (auth left out), after
+ * "gpupool-register\0". */
 START_TEST(test_grant_register_auth_and_sha256) {
-  uint8_t a[32], b[32];
+  static const char dom[] = "gpupool-register"; /* and its NUL */
+  Gpupool__BrokerRegister m = sample_register(), m2;
+  uint8_t a[32], b[32], packed[512], pre[600], junk[3] = {1, 2, 3};
+  size_t n;
   char hex[65];
 
-  ck_assert_int_eq(gp_register_auth(key, KEYLEN, "pool01", 1700000000, a), 0);
-  ck_assert_int_eq(gp_register_auth(key, KEYLEN, "pool01", 1700000000, b), 0);
+  ck_assert_int_eq(gp_register_auth(key, KEYLEN, &m, a), 0);
+  /* Independently: the prefix and the packed message with no auth. */
+  n = gpupool__broker_register__pack(&m, packed);
+  memcpy(pre, dom, sizeof(dom));
+  memcpy(pre + sizeof(dom), packed, n);
+  ck_assert_int_eq(gp_hmac_sha256(key, KEYLEN, pre, sizeof(dom) + n, b), 0);
   ck_assert(gp_ct_equal(a, b, 32));
-  ck_assert_int_eq(gp_register_auth(key, KEYLEN, "pool01", 1700000001, b), 0);
+  /* The auth field itself is not covered. */
+  m2 = m;
+  m2.auth.data = junk;
+  m2.auth.len = sizeof(junk);
+  ck_assert_int_eq(gp_register_auth(key, KEYLEN, &m2, b), 0);
+  ck_assert(gp_ct_equal(a, b, 32));
+  /* Every other field is. */
+  m2 = m;
+  m2.timestamp_unix++;
+  ck_assert_int_eq(gp_register_auth(key, KEYLEN, &m2, b), 0);
   ck_assert(!gp_ct_equal(a, b, 32));
-  ck_assert_int_eq(gp_register_auth(key, KEYLEN, "pool0", 11700000000, b), 0);
+  m2 = m;
+  m2.address = "10.6.6.6:7471";
+  ck_assert_int_eq(gp_register_auth(key, KEYLEN, &m2, b), 0);
+  ck_assert(!gp_ct_equal(a, b, 32));
+  m2 = m;
+  m2.n_gpus = 0;
+  ck_assert_int_eq(gp_register_auth(key, KEYLEN, &m2, b), 0);
+  ck_assert(!gp_ct_equal(a, b, 32));
+  m2 = m;
+  m2.version = "other";
+  ck_assert_int_eq(gp_register_auth(key, KEYLEN, &m2, b), 0);
   ck_assert(!gp_ct_equal(a, b, 32));
   /* FIPS 180-2's "abc". */
   gp_sha256_hex("abc", 3, hex);
@@ -193,6 +266,7 @@ int main(void) {
   tcase_add_test(tc, test_grant_refuses_tampering_and_wrong_key);
   tcase_add_test(tc, test_grant_expiry_and_version);
   tcase_add_test(tc, test_grant_key_file_rules);
+  tcase_add_test(tc, test_grant_domain_separated);
   tcase_add_test(tc, test_grant_register_auth_and_sha256);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);

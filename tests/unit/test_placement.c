@@ -474,8 +474,8 @@ START_TEST(test_placement_expiry_of_grants) {
   run.memory_limit = 1 * GiB;
   ck_assert_int_eq(brk_pool_heartbeat(&pool, a, NULL, 0, &run, 1, 5), 0);
   ck_assert_int_eq(brk_pool_session(&pool, 12)->state, BRK_RUNNING);
-  ck_assert_uint_eq(brk_pool_expire(&pool, 99, NULL, NULL), 0);
-  ck_assert_uint_eq(brk_pool_expire(&pool, 100, NULL, NULL), 1);
+  ck_assert_uint_eq(brk_pool_expire(&pool, 99, 0, NULL, NULL), 0);
+  ck_assert_uint_eq(brk_pool_expire(&pool, 100, 0, NULL, NULL), 1);
   ck_assert_ptr_null(brk_pool_session(&pool, 11));
   ck_assert_ptr_nonnull(brk_pool_session(&pool, 12));
   ck_assert_uint_eq(a->gpus[0].reserved, 1 * GiB);
@@ -487,6 +487,83 @@ START_TEST(test_placement_expiry_of_grants) {
   ck_assert_uint_eq(a->gpus[0].reserved, 0);
   ck_assert_uint_eq(pool.tenants[ALICE].memory, 0);
   ck_assert_uint_eq(pool.nsessions, 0);
+}
+END_TEST
+
+/* A grant used just before it expired is kept for the grace (the time a
+ * heartbeat takes to list it). */
+START_TEST(test_placement_expiry_grace) {
+  static const uint64_t one[] = {4};
+  struct brk_server *a = reg("a", 1, one, NULL);
+  struct brk_request req = {.tenant = ALICE, .memory = 1 * GiB};
+  struct brk_decision d;
+  struct brk_session *s;
+
+  ck_assert_int_eq(brk_place(&pool, &req, &d, why, sizeof(why)), 0);
+  ck_assert_int_eq(brk_pool_grant(&pool, &d, ALICE, 7, 100, NULL, 0, &s), 0);
+  ck_assert_uint_eq(brk_pool_expire(&pool, 100, 3, NULL, NULL), 0);
+  ck_assert_uint_eq(brk_pool_expire(&pool, 102, 3, NULL, NULL), 0);
+  ck_assert_uint_eq(a->gpus[0].reserved, 1 * GiB);
+  ck_assert_uint_eq(brk_pool_expire(&pool, 103, 3, NULL, NULL), 1);
+  ck_assert_uint_eq(a->gpus[0].reserved, 0);
+  /* A grace that would overflow the expiry saturates: never dropped. */
+  ck_assert_int_eq(brk_place(&pool, &req, &d, why, sizeof(why)), 0);
+  ck_assert_int_eq(brk_pool_grant(&pool, &d, ALICE, 8, 100, NULL, 0, &s), 0);
+  ck_assert_uint_eq(brk_pool_expire(&pool, UINT64_MAX - 1, UINT64_MAX, NULL,
+                                    NULL), 0);
+}
+END_TEST
+
+/* Listed sessions with a memory limit of 0 or above their GPU's memory
+ * are ignored; sums of huge limits saturate instead of wrapping. */
+START_TEST(test_placement_listed_limits) {
+  static const uint64_t one[] = {4};
+  struct brk_session_info ss[3] = {
+    {.session_id = 1, .tenant = "alice", .gpu_uuid = "GPU-a-0",
+     .memory_limit = 0},
+    {.session_id = 2, .tenant = "alice", .gpu_uuid = "GPU-a-0",
+     .memory_limit = 5 * GiB},
+    {.session_id = 3, .tenant = "alice", .gpu_uuid = "GPU-a-0",
+     .memory_limit = 1 * GiB},
+  };
+  struct brk_server *a = reg_sessions("a", 1, one, NULL, ss, 3, 0), *h;
+  struct brk_gpu_info big = {"GPU-h-0", "Huge", "", UINT64_MAX, 9, 0};
+  struct brk_register r = {.name = "h", .address = "127.0.0.1:1",
+                           .version = "t", .gpus = &big, .ngpus = 1};
+  struct brk_session_info hs[2] = {
+    {.session_id = 10, .tenant = "alice", .gpu_uuid = "GPU-h-0",
+     .memory_limit = 3ull << 62},
+    {.session_id = 11, .tenant = "alice", .gpu_uuid = "GPU-h-0",
+     .memory_limit = 3ull << 62},
+  };
+  struct brk_request req = {.tenant = ALICE, .memory = 1 * GiB,
+                            .server = "h"};
+  struct brk_decision d;
+
+  ck_assert_ptr_null(brk_pool_session(&pool, 1));
+  ck_assert_ptr_null(brk_pool_session(&pool, 2));
+  ck_assert_ptr_nonnull(brk_pool_session(&pool, 3));
+  ck_assert_uint_eq(a->gpus[0].reserved, 1 * GiB);
+  ck_assert_uint_eq(a->gpus[0].sessions, 1);
+  /* The same in a heartbeat: 2 is not adopted, 3 stays. */
+  ck_assert_int_eq(brk_pool_heartbeat(&pool, a, NULL, 0, ss, 3, 1), 0);
+  ck_assert_ptr_null(brk_pool_session(&pool, 2));
+  ck_assert_uint_eq(a->gpus[0].reserved, 1 * GiB);
+  ck_assert_uint_eq(pool.tenants[ALICE].memory, 1 * GiB);
+
+  ck_assert_int_eq(brk_pool_register(&pool, &r, 0, &h, why, sizeof(why)), 0);
+  ck_assert_int_eq(brk_pool_heartbeat(&pool, h, NULL, 0, hs, 2, 1), 0);
+  ck_assert_uint_eq(h->gpus[0].reserved, UINT64_MAX);
+  ck_assert_uint_eq(pool.tenants[ALICE].memory, UINT64_MAX);
+  /* Full: a wrapped sum (2^63) would have left room. */
+  ck_assert_int_eq(brk_place(&pool, &req, &d, why, sizeof(why)), GP_ENOFIT);
+  ck_assert_int_eq(brk_pool_end(&pool, 10, h), 0);
+  ck_assert_int_eq(brk_pool_end(&pool, 11, h), 0);
+  ck_assert_uint_eq(h->gpus[0].reserved, 0);
+  /* A saturated sum does not come back exactly (alice's 1 GiB on a was
+   * absorbed), but it does not wrap below 0 either. */
+  ck_assert_uint_le(pool.tenants[ALICE].memory, 1 * GiB);
+  ck_assert_uint_eq(a->gpus[0].reserved, 1 * GiB);
 }
 END_TEST
 
@@ -628,7 +705,7 @@ START_TEST(test_placement_index_many_sessions) {
   ck_assert_uint_eq(n, 2500);
   ck_assert_uint_eq(a->gpus[0].sessions, 2500);
   ck_assert_uint_eq(a->gpus[0].reserved, 2500 * MiB);
-  ck_assert_uint_eq(brk_pool_expire(&pool, 10, NULL, NULL), 2500);
+  ck_assert_uint_eq(brk_pool_expire(&pool, 10, 0, NULL, NULL), 2500);
   ck_assert_uint_eq(pool.nsessions, 0);
   ck_assert_uint_eq(pool.tenants[ALICE].sessions, 0);
 }
@@ -651,6 +728,8 @@ static Suite *placement_suite(void) {
   tcase_add_test(tc, test_placement_down_and_draining_skipped);
   tcase_add_test(tc, test_placement_enofit_reasons);
   tcase_add_test(tc, test_placement_expiry_of_grants);
+  tcase_add_test(tc, test_placement_expiry_grace);
+  tcase_add_test(tc, test_placement_listed_limits);
   tcase_add_test(tc, test_placement_reregistration_adopts_sessions);
   tcase_add_test(tc, test_placement_session_moves_between_servers);
   tcase_add_test(tc, test_placement_register_refusals);
