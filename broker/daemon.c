@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -85,6 +86,8 @@ struct brk_daemon {
   struct brk_conn *conns;
   uint32_t nconns;           /* allocated, closing ones included */
   uint32_t nopen;            /* not closing */
+  uint32_t max_conns;        /* BRK_MAX_CONNS, or fewer when the process
+                                may not open that many files */
   size_t held;               /* queued + pending + rx_held of all */
   uint64_t started_ms;
   bool stopping;
@@ -1070,7 +1073,7 @@ static bool evict_one(struct brk_daemon *d, const struct brk_conn *except) {
   if (!best)
     return false;
   gp__warn("%u connections open (at most %u): closing the one from %s, idle "
-           "%llu ms, for a new one", d->nopen, BRK_MAX_CONNS, best->peer,
+           "%llu ms, for a new one", d->nopen, d->max_conns, best->peer,
            (unsigned long long)(uv_now(&d->loop) - best->last_rx_ms));
   conn_close(best);
   return true;
@@ -1109,9 +1112,9 @@ static void on_connection(uv_stream_t *listener, int status) {
   }
   if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
     addr_to_string((const struct sockaddr *)&ss, c->peer, sizeof(c->peer));
-  if (d->nopen > BRK_MAX_CONNS && !evict_one(d, c)) {
+  if (d->nopen > d->max_conns && !evict_one(d, c)) {
     gp__warn("connection from %s refused: %u connections open (at most %u), "
-             "all servers'", c->peer, d->nopen - 1, BRK_MAX_CONNS);
+             "all servers'", c->peer, d->nopen - 1, d->max_conns);
     conn_close(c);
     return;
   }
@@ -1264,6 +1267,33 @@ static void close_any(uv_handle_t *h, void *arg) {
     uv_close(h, NULL);
 }
 
+/* BRK_MAX_CONNS connections need as many descriptors and a few more: the
+ * soft limit on open files is raised to that (a default of 1024 is
+ * common) within the hard limit; a hard limit below it lowers the cap, so
+ * that accepting never fails for want of a descriptor. */
+static uint32_t max_connections(void) {
+  const rlim_t want = BRK_MAX_CONNS + 64;
+  struct rlimit rl;
+
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+    return BRK_MAX_CONNS;
+  if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+    struct rlimit up = rl;
+    up.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want
+                      ? want
+                      : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+      rl.rlim_cur = up.rlim_cur;
+  }
+  if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= want)
+    return BRK_MAX_CONNS;
+  gp__warn("open files are limited to %llu (ulimit -n): at most %llu "
+           "connections, not %u", (unsigned long long)rl.rlim_cur,
+           (unsigned long long)(rl.rlim_cur > 128 ? rl.rlim_cur - 64 : 64),
+           BRK_MAX_CONNS);
+  return rl.rlim_cur > 128 ? (uint32_t)(rl.rlim_cur - 64) : 64;
+}
+
 int brk_daemon_run(const struct brk_config *cfg, const char *host, int port,
                    const char *port_file) {
   struct brk_daemon *d;
@@ -1286,6 +1316,7 @@ int brk_daemon_run(const struct brk_config *cfg, const char *host, int port,
   for (i = 0; i < cfg->ntenants; i++)
     tenants[i] = cfg->tenants[i].t;
   d->cfg = cfg;
+  d->max_conns = max_connections();
   r = brk_pool_init(&d->pool, tenants, cfg->ntenants, cfg->default_memory);
   free(tenants);
   if (r != 0 || uv_loop_init(&d->loop) != 0) {
