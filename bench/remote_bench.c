@@ -262,6 +262,7 @@ static void measure_launches(const struct bu_plan *p, CUfunction empty) {
   printf("metric launch_rate %.0f launches/s\n", n / bu_median(t, reps));
   /* The most any run made, less the closing synchronize's. */
   printf("metric launch_round_trips %.6f per_launch\n", per_rt < 0 ? 0 : per_rt);
+  printf("metric launches_per_run %u count\n", n);
   printf("metric launch_run_round_trips %llu count\n",
          (unsigned long long)rt_max);
   printf("metric launch_bytes %.1f B\n", per_bytes);
@@ -344,6 +345,7 @@ static void measure_patterns(const struct bu_plan *p, CUdeviceptr dev,
     printf("metric h2d_%s %.4f GB/s\n", names[k],
            size / bu_median(t, reps) * 1e-9);
   }
+  printf("metric pattern_size %zu B\n", size);
   printf("info compression not implemented (compression on = off)\n");
   free(t);
 }

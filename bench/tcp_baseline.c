@@ -409,8 +409,9 @@ static long parse_num(const char *s, long lo, long hi) {
 }
 
 int main(int argc, char **argv) {
-  /* The defaults: a header and a few bytes of message each way, and a
-   * launch frame of the size remote_bench measures for an empty kernel. */
+  /* The defaults, as remote_bench measures them: a cuCtxSynchronize's
+   * request is a header and a 2-byte message, its reply a bare header; a
+   * launch of an empty kernel is a header and 16 bytes. */
   struct opts o = {&bu_full_plan, -1, -1, BU_HEADER + 2, BU_HEADER,
                    BU_HEADER + 16};
   struct sockaddr_in sa = {.sin_family = AF_INET};
