@@ -79,7 +79,15 @@ stop_server() {
   [ -n "$server_pid" ] && wait "$server_pid" 2>/dev/null
   server_pid=""
 }
-cleanup() { stop_server; rm -rf "$work"; }
+# The measuring program running, if any: run in the background and waited
+# for, so that a signal stops the run at once rather than after it.
+child_pid=""
+cleanup() {
+  [ -n "$child_pid" ] && kill -TERM "$child_pid" 2>/dev/null &&
+    wait "$child_pid" 2>/dev/null
+  stop_server
+  rm -rf "$work"
+}
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
@@ -109,11 +117,17 @@ load_before=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?")
 echo "== gpupool benchmark ($mode run), build $build"
 echo "   $(nproc --all 2>/dev/null || echo '?') CPUs on the machine, ${ncpu} usable; load average before: $load_before"
 
-# run_pinned CPU CMD...: CMD on CPU (unpinned without taskset).
+# run_pinned CPU CMD...: CMD on CPU (unpinned without taskset), as the
+# measuring child; its exit status.
 run_pinned() {
-  local cpu=$1
+  local cpu=$1 rc
   shift
-  if [ ${#pin[@]} -gt 0 ]; then "${pin[@]}" "$cpu" "$@"; else "$@"; fi
+  "${pin[@]}" ${pin[@]:+"$cpu"} "$@" &
+  child_pid=$!
+  wait "$child_pid"
+  rc=$?
+  child_pid=""
+  return "$rc"
 }
 
 # The port in FILE once the server (alive) wrote it.
@@ -150,7 +164,8 @@ for pl in "${placements[@]}"; do
   fi
   echo "   gpupool: remote_bench against 127.0.0.1:$port"
   if ! GPUPOOL_SERVER="127.0.0.1:$port" run_pinned "$ccpu" "$remote_bin" \
-      "${qarg[@]}" >"$work/remote.$name" 2>"$work/remote.$name.err"; then
+      "${qarg[@]}" </dev/null >"$work/remote.$name" \
+      2>"$work/remote.$name.err"; then
     echo "bench: remote_bench failed ($name):" >&2
     cat "$work/remote.$name.err" >&2
     status=1
