@@ -1,0 +1,368 @@
+#!/usr/bin/env bash
+# The gpupool benchmark suite: measures, in one run, each gpupool figure
+# beside its physical baseline taken by the same script on the same machine
+# with the same CPU placement, and prints one table and a final
+# machine-readable line (BENCH {...}). See bench/README.md.
+#
+# It starts its own gpupool-server (--backend emu, 127.0.0.1, an ephemeral
+# port) for each placement, pinned with taskset (its workers inherit the
+# CPU), runs bench/remote_bench (the gpupool figures) pinned to the client
+# CPU against it, stops it, then runs bench/tcp_baseline (plain TCP between
+# a client process and a server process) with the same two CPUs. The
+# placements: "one_core", client and server on the first CPU this script
+# may use; "two_cores", the client on the first and the server on the
+# second. A machine (or an affinity mask) with one CPU runs the first only
+# and says so.
+#
+# usage: scripts/bench.sh [--quick] [--build DIR] [--no-build]
+#   --quick     tiny sizes and counts: a few seconds, a crash test (the
+#               figures mean little)
+#   --build DIR the build folder (default build; for figures that mean
+#               something, a --buildtype=release one)
+#   --no-build  use DIR as it is (the smoke test: no ninja run inside a
+#               test)
+# Exit status: 0 when every measurement ran, 1 otherwise, 2 on bad
+# arguments. The server is stopped on every exit path.
+set -uo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+build="$root/build"
+quick=0
+do_build=1
+usage() { sed -n '/^# usage:/,/^# Exit status/p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) quick=1 ;;
+    --build) [ $# -ge 2 ] || usage; build=$2; shift ;;
+    --no-build) do_build=0 ;;
+    -h|--help) usage ;;
+    *) echo "bench: unknown argument '$1'" >&2; usage ;;
+  esac
+  shift
+done
+case "$build" in /*) ;; *) build="$PWD/$build" ;; esac
+
+server_bin="$build/server/gpupool-server"
+remote_bin="$build/bench/remote_bench"
+tcp_bin="$build/bench/tcp_baseline"
+targets=(server/gpupool-server client/libcuda.so.1 bench/remote_bench
+         bench/tcp_baseline)
+
+# Build as scripts/demo.sh does: configure through setup.sh the first
+# time, else bring the few targets this needs up to date.
+if [ "$do_build" -eq 1 ]; then
+  if [ ! -f "$build/build.ninja" ]; then
+    echo "== configuring $build (first run, release build)"
+    setup_out=$("$root/scripts/setup.sh") || { echo "$setup_out"; exit 1; }
+    cuda_dir=$(echo "$setup_out" | sed -n 's/^cuda-include: //p' | tail -n1)
+    meson setup "$build" --buildtype=release -Dtoolkit_include="$cuda_dir" \
+      >/dev/null || exit 1
+  fi
+  ninja -C "$build" "${targets[@]}" >/dev/null ||
+    { echo "bench: the build failed (ninja -C $build)" >&2; exit 1; }
+fi
+for b in "$server_bin" "$remote_bin" "$tcp_bin"; do
+  [ -x "$b" ] || { echo "bench: $b is missing (build $build first)" >&2; exit 1; }
+done
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/gpupool-bench.XXXXXX") || exit 1
+server_pid=""
+stop_server() {
+  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
+    kill -TERM "$server_pid" 2>/dev/null
+    for _ in $(seq 50); do
+      kill -0 "$server_pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$server_pid" 2>/dev/null
+  fi
+  [ -n "$server_pid" ] && wait "$server_pid" 2>/dev/null
+  server_pid=""
+}
+# The measuring program running, if any: run in the background and waited
+# for, so that a signal stops the run at once rather than after it.
+child_pid=""
+cleanup() {
+  [ -n "$child_pid" ] && kill -TERM "$child_pid" 2>/dev/null &&
+    wait "$child_pid" 2>/dev/null
+  stop_server
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# The CPUs this script may use, in order.
+cpus=$(python3 -c 'import os; print(" ".join(map(str, sorted(os.sched_getaffinity(0)))))' 2>/dev/null) ||
+  cpus=$(seq -s' ' 0 $(( $(nproc) - 1 )))
+read -r -a cpu_list <<<"$cpus"
+ncpu=${#cpu_list[@]}
+pin=(taskset -c)
+if ! command -v taskset >/dev/null; then
+  echo "bench: taskset (util-linux) is missing: the processes run unpinned" >&2
+  pin=()
+fi
+c0=${cpu_list[0]}
+placements=("one_core $c0 $c0")
+if [ "$ncpu" -ge 2 ]; then
+  placements+=("two_cores $c0 ${cpu_list[1]}")
+else
+  echo "== this machine lets us use one CPU ($c0): only the one-core placement runs"
+fi
+mode=full
+[ "$quick" -eq 1 ] && mode=quick
+qarg=()
+[ "$quick" -eq 1 ] && qarg=(--quick)
+load_before=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?")
+echo "== gpupool benchmark ($mode run), build $build"
+echo "   $(nproc --all 2>/dev/null || echo '?') CPUs on the machine, ${ncpu} usable; load average before: $load_before"
+
+# run_pinned CPU CMD...: CMD on CPU (unpinned without taskset), as the
+# measuring child; its exit status.
+run_pinned() {
+  local cpu=$1 rc
+  shift
+  "${pin[@]}" ${pin[@]:+"$cpu"} "$@" &
+  child_pid=$!
+  wait "$child_pid"
+  rc=$?
+  child_pid=""
+  return "$rc"
+}
+
+# The port in FILE once the server (alive) wrote it.
+wait_port() {
+  for _ in $(seq 100); do
+    if [ -s "$1" ]; then
+      local p
+      p=$(tr -dc '0-9' <"$1")
+      [ -n "$p" ] && { echo "$p"; return 0; }
+    fi
+    kill -0 "$server_pid" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+
+status=0
+names=()
+for pl in "${placements[@]}"; do
+  read -r name ccpu scpu <<<"$pl"
+  names+=("$name")
+  echo "== $name: client on CPU $ccpu, server on CPU $scpu"
+  rm -f "$work/port"
+  # Started as a plain command, not through a function: $! must be the
+  # server itself (taskset execs it), or stopping it would leave it behind.
+  "${pin[@]}" ${pin[@]:+"$scpu"} "$server_bin" --listen 127.0.0.1:0 \
+    --port-file "$work/port" --backend emu --log-level error \
+    </dev/null >/dev/null 2>"$work/server.$name.log" &
+  server_pid=$!
+  if ! port=$(wait_port "$work/port"); then
+    echo "bench: the server did not start; its log:" >&2
+    cat "$work/server.$name.log" >&2
+    exit 1
+  fi
+  echo "   gpupool: remote_bench against 127.0.0.1:$port"
+  if ! GPUPOOL_SERVER="127.0.0.1:$port" run_pinned "$ccpu" "$remote_bin" \
+      "${qarg[@]}" </dev/null >"$work/remote.$name" \
+      2>"$work/remote.$name.err"; then
+    echo "bench: remote_bench failed ($name):" >&2
+    cat "$work/remote.$name.err" >&2
+    status=1
+  fi
+  stop_server
+  if [ -s "$work/server.$name.log" ]; then
+    echo "   server said:"
+    sed 's/^/     /' "$work/server.$name.log"
+  fi
+  # The baseline's messages are the sizes the client's socket carried.
+  m() { sed -n "s/^metric $1 \([0-9.]*\) .*/\1/p" "$work/remote.$name" | head -n1; }
+  req=$(m sync_request_bytes); rep=$(m sync_reply_bytes); lb=$(m launch_bytes)
+  lb=${lb%.*}
+  sizes=()
+  [ -n "$req" ] && sizes+=(--req-bytes "$req")
+  [ -n "$rep" ] && sizes+=(--reply-bytes "$rep")
+  [ -n "$lb" ] && sizes+=(--launch-bytes "$lb")
+  echo "   baseline: tcp_baseline ${sizes[*]}"
+  if ! run_pinned "$ccpu" "$tcp_bin" "${qarg[@]}" --client-cpu "$ccpu" \
+      --server-cpu "$scpu" "${sizes[@]}" >"$work/tcp.$name" \
+      2>"$work/tcp.$name.err"; then
+    echo "bench: tcp_baseline failed ($name):" >&2
+    cat "$work/tcp.$name.err" >&2
+    status=1
+  fi
+  echo "$ccpu $scpu" >"$work/cpus.$name"
+done
+load_after=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?")
+echo
+
+# The table and the BENCH line, from the metric lines of both programs.
+python3 - "$work" "$mode" "$ncpu" "$load_before" "$load_after" "${names[@]}" <<'PY'
+import json, math, os, sys
+
+work, mode, ncpu, load_before, load_after = sys.argv[1:6]
+names = sys.argv[6:]
+
+def metrics(path):
+    out = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                p = line.split()
+                if len(p) >= 3 and p[0] == "metric":
+                    out[p[1]] = float(p[2])
+    except OSError:
+        pass
+    return out
+
+def size_key(k):
+    n = int("".join(c for c in k if c.isdigit()))
+    return n << (20 if k.endswith("MiB") else 10 if k.endswith("KiB") else 0)
+
+# One entry per figure: (key, label, unit, gpupool metric, baseline metric,
+# higher is better). The sizes come from the metric names.
+def figures(r, t):
+    f = [("sync_rtt_p50_us", "round trip p50: cuCtxSynchronize / TCP ping-pong", "us",
+          "sync_p50", "tcp_pingpong_p50", False),
+         ("sync_rtt_p99_us", "round trip p99: cuCtxSynchronize / TCP ping-pong", "us",
+          "sync_p99", "tcp_pingpong_p99", False),
+         ("launch_rate_per_s", "empty-kernel launches, pipelined / TCP messages", "1/s",
+          "launch_rate", "tcp_pipelined_rate", True),
+         ("launch_round_trips", "round trips per launch (counted by the client)", "",
+          "launch_round_trips", None, False)]
+    h2d = sorted((k[4:] for k in r if k.startswith("h2d_") and k[4].isdigit()), key=size_key)
+    for s in h2d:
+        f.append(("h2d_GBps." + s, "H2D %s pageable / TCP stream" % s, "GB/s",
+                  "h2d_" + s, "tcp_send_" + s, True))
+    for s in h2d:
+        f.append(("d2h_GBps." + s, "D2H %s pageable / TCP stream" % s, "GB/s",
+                  "d2h_" + s, "tcp_recv_" + s, True))
+    return f, h2d
+
+def size_label(n):
+    for shift, unit in ((20, "MiB"), (10, "KiB")):
+        if n >= 1 << shift and n % (1 << shift) == 0:
+            return "%d%s" % (n >> shift, unit)
+    return "%dB" % n
+
+def fmt(v):
+    if v is None:
+        return "-"
+    if isinstance(v, str):
+        return v
+    if v == int(v) and abs(v) < 1e6:
+        return "%d" % v
+    if abs(v) >= 1000:
+        return "%.0f" % v
+    if abs(v) >= 10:
+        return "%.1f" % v
+    if abs(v) >= 0.1:
+        return "%.3f" % v
+    return "%.2g" % v
+
+per = {}
+rows = []      # (label, unit, {placement: (g, b, ratio)})
+def add(label, unit, key, name, g, b, higher):
+    ratio = None
+    if isinstance(g, float) and isinstance(b, float) and g > 0 and b > 0:
+        ratio = b / g if higher else g / b
+    if not any(r[0] == label for r in rows):
+        rows.append((label, unit, {}))
+    next(r for r in rows if r[0] == label)[2][name] = (g, b, ratio)
+    node = per[name]
+    parts = key.split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = {"gpupool": g, "baseline": b,
+                       "ratio": None if ratio is None else round(ratio, 4)}
+
+comp_size = None
+for name in names:
+    r = metrics(os.path.join(work, "remote." + name))
+    t = metrics(os.path.join(work, "tcp." + name))
+    try:
+        ccpu, scpu = open(os.path.join(work, "cpus." + name)).read().split()
+    except (OSError, ValueError):
+        ccpu = scpu = "?"
+    per[name] = {"client_cpu": int(ccpu) if ccpu.isdigit() else None,
+                 "server_cpu": int(scpu) if scpu.isdigit() else None,
+                 "complete": bool(r) and bool(t)}
+    figs, h2d = figures(r, t)
+    for key, label, unit, gm, bm, higher in figs:
+        # Pipelined TCP messages make no round trip: the baseline is 0.
+        add(label, unit, key, name, r.get(gm), t.get(bm) if bm else 0.0,
+            higher)
+    # The TLS rows: nothing to measure.
+    add("H2D / TLS stream", "GB/s", "tls", name, "n/a: gpupool has no TLS yet", None, True)
+    # (4) compressibility: the copies are of the plan's compression size,
+    # which is one of its copy sizes; the baseline is the TCP stream of it.
+    pats = [("zero", "zero-filled"), ("half_zero", "half-zero"), ("random", "random")]
+    # The compression copies' size: the plan's (64MiB full, 1MiB quick).
+    comp_size = size_label(int(r.get("pattern_size", 0)))
+    base = t.get("tcp_send_" + comp_size)
+    for k, label in pats:
+        add("H2D %s %s, compression off / TCP" % (comp_size, label), "GB/s",
+            "h2d_pattern_GBps.off." + k, name, r.get("h2d_" + k), base, True)
+    for k, label in pats:
+        add("H2D %s %s, compression on / TCP" % (comp_size, label), "GB/s",
+            "h2d_pattern_GBps.on." + k, name, "= off", base, True)
+    add("vectorAdd loop with copies, total / TCP + C", "ms", "vadd_ms", name,
+        r.get("vadd_time"), t.get("tcp_vadd_time"), False)
+    per[name]["sync_request_bytes"] = r.get("sync_request_bytes")
+    per[name]["sync_reply_bytes"] = r.get("sync_reply_bytes")
+    per[name]["launch_bytes"] = r.get("launch_bytes")
+    per[name]["vadd_round_trips_per_iteration"] = r.get("vadd_round_trips")
+    per[name]["launch_run_round_trips"] = r.get("launch_run_round_trips")
+    per[name]["launches_per_run"] = r.get("launches_per_run")
+
+# The table: one column group per placement.
+w0 = max(len(r[0]) + len(r[1]) + 3 for r in rows)
+head = "%-*s" % (w0, "figure")
+for name in names:
+    head += " | %-32s" % ("%s: client %s, server %s" % (
+        name, per[name]["client_cpu"], per[name]["server_cpu"]))
+print(head)
+sub = " " * w0
+for name in names:
+    sub += " | %11s %11s %8s" % ("gpupool", "baseline", "ratio")
+print(sub)
+print("-" * len(sub))
+for label, unit, vals in rows:
+    line = "%-*s" % (w0, label + (" (%s)" % unit if unit else ""))
+    for name in names:
+        g, b, ratio = vals.get(name, (None, None, None))
+        if isinstance(g, str) and g.startswith("n/a"):
+            line += " | %-32s" % g
+            continue
+        line += " | %11s %11s %8s" % (fmt(g), fmt(b),
+                                      "x%.2f" % ratio if ratio else "-")
+    print(line)
+print()
+print("ratio: gpupool's cost over the baseline's (time over time, or the")
+print("baseline's rate over gpupool's): x1.00 is the baseline's speed, x2.00 half of it.")
+print("compression: not implemented, on = off (the 'on' rows are the 'off' copies).")
+print("TLS: n/a: gpupool has no TLS yet.")
+for name in names:
+    p = per[name]
+    print("%s: on the client's socket a synchronous request is %s bytes and its "
+          "reply %s, a launch %s;\n  a run of %s launches and its cuCtxSynchronize "
+          "made %s round trip(s); the vectorAdd loop %s per iteration"
+          % (name, fmt(p["sync_request_bytes"]), fmt(p["sync_reply_bytes"]),
+             fmt(p["launch_bytes"]), fmt(p["launches_per_run"]),
+             fmt(p["launch_run_round_trips"]),
+             fmt(p["vadd_round_trips_per_iteration"])))
+print("load average: before %s, after %s (%s usable CPUs)" % (load_before, load_after, ncpu))
+out = {"suite": "gpupool-bench", "mode": mode, "backend": "emu",
+       "cpus": int(ncpu), "load_before": load_before, "load_after": load_after,
+       "compression": "not implemented, on = off",
+       "tls": "n/a: gpupool has no TLS yet",
+       "placements": per}
+print()
+print("BENCH " + json.dumps(out, separators=(",", ":"), allow_nan=False))
+PY
+py=$?
+[ "$py" -eq 0 ] || status=1
+for name in "${names[@]}"; do
+  [ -s "$work/remote.$name" ] && [ -s "$work/tcp.$name" ] || status=1
+done
+exit "$status"
