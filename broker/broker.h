@@ -58,10 +58,6 @@ int brk_config_load(struct brk_config *cfg, const char *path, char *why,
 /* Releases what |cfg| holds, and wipes the key. */
 void brk_config_free(struct brk_config *cfg);
 
-/* Parses a size: digits then an optional K, M, G or T (powers of 1024),
- * optionally followed by "B" or "iB". Returns 0 or GP_EINVAL (also on
- * overflow). */
-int brk_parse_size(const char *s, uint64_t *out);
 
 #define BRK_TOKEN_ADMIN (-2)
 #define BRK_TOKEN_UNKNOWN (-1)

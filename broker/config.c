@@ -6,6 +6,7 @@
  * letting it split them.
  */
 #include "broker.h"
+#include "daemon_util.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -57,35 +58,6 @@ static int fail(struct parse *ps, const char *fmt, ...) {
   return 0; /* inih: an error on this line */
 }
 
-int brk_parse_size(const char *s, uint64_t *out) {
-  unsigned long long v;
-  unsigned shift = 0;
-  char *end;
-
-  if (!s || *s < '0' || *s > '9')
-    return GP_EINVAL;
-  errno = 0;
-  v = strtoull(s, &end, 10);
-  if (errno != 0)
-    return GP_EINVAL;
-  switch (*end) {
-  case 'k': case 'K': shift = 10; end++; break;
-  case 'm': case 'M': shift = 20; end++; break;
-  case 'g': case 'G': shift = 30; end++; break;
-  case 't': case 'T': shift = 40; end++; break;
-  default: break;
-  }
-  if (shift && strcmp(end, "iB") == 0)
-    end += 2;
-  else if (*end == 'B')
-    end++;
-  if (*end != '\0')
-    return GP_EINVAL;
-  if (shift && v > (UINT64_MAX >> shift))
-    return GP_EINVAL;
-  *out = (uint64_t)v << shift;
-  return 0;
-}
 
 /* A decimal in [lo, hi]. */
 static int parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out) {
@@ -178,7 +150,7 @@ static int broker_key(struct parse *ps, const char *name, const char *value) {
                   "to 86400", value);
     return 1;
   default:
-    if (brk_parse_size(value, &size) != 0 || size == 0)
+    if (gp__parse_size(value, &size) != 0 || size == 0)
       return fail(ps, "default_memory: '%s' is not a size above 0 (e.g. "
                   "512M, 2G)", value);
     cfg->default_memory = size;
@@ -212,7 +184,7 @@ static int tenant_key(struct parse *ps, uint32_t ti, const char *name,
       return fail(ps, "max_sessions: '%s' is not a number from 0 to %u",
                   value, BRK_MAX_SESSIONS);
   } else {
-    if (brk_parse_size(value, &size) != 0)
+    if (gp__parse_size(value, &size) != 0)
       return fail(ps, "max_memory: '%s' is not a size (e.g. 32G; 0: no "
                   "limit)", value);
     t->t.max_memory = size;

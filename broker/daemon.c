@@ -33,6 +33,7 @@
 #include <uv.h>
 
 #include "broker.h"
+#include "daemon_util.h"
 #include "frame.h"
 #include "gp_config.h"
 #include "gpupool/errors.h"
@@ -104,22 +105,6 @@ static const struct gp_frame_limits brk_limits = {BRK_MAX_MSG, 0};
 
 /* ---- Connections --------------------------------------------------------- */
 
-static void addr_to_string(const struct sockaddr *sa, char *out,
-                           size_t len) {
-  char host[INET6_ADDRSTRLEN] = "?";
-
-  if (sa->sa_family == AF_INET) {
-    const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-    uv_ip4_name(in, host, sizeof(host));
-    snprintf(out, len, "%s:%d", host, ntohs(in->sin_port));
-  } else if (sa->sa_family == AF_INET6) {
-    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-    uv_ip6_name(in6, host, sizeof(host));
-    snprintf(out, len, "[%s]:%d", host, ntohs(in6->sin6_port));
-  } else {
-    snprintf(out, len, "?");
-  }
-}
 
 static void conn_closed(uv_handle_t *h) {
   struct brk_conn *c = h->data;
@@ -1111,7 +1096,7 @@ static void on_connection(uv_stream_t *listener, int status) {
     return;
   }
   if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
-    addr_to_string((const struct sockaddr *)&ss, c->peer, sizeof(c->peer));
+    gp__addr_to_string((const struct sockaddr *)&ss, c->peer, sizeof(c->peer));
   if (d->nopen > d->max_conns && !evict_one(d, c)) {
     gp__warn("connection from %s refused: %u connections open (at most %u), "
              "all servers'", c->peer, d->nopen - 1, d->max_conns);
@@ -1200,67 +1185,7 @@ static void on_signal(uv_signal_t *h, int signum) {
 
 /* ---- Start and stop ----------------------------------------------------------- */
 
-/* Writes "PORT\n" to |path| through a temporary file and a rename, so a
- * reader never sees a partial file. Returns 0 or -1 (errno set). */
-static int write_port_file(const char *path, int port) {
-  char tmp[4096];
-  FILE *f;
-  int n;
 
-  n = snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
-  if (n < 0 || (size_t)n >= sizeof(tmp)) {
-    errno = ENAMETOOLONG;
-    return -1;
-  }
-  f = fopen(tmp, "w");
-  if (!f)
-    return -1;
-  fprintf(f, "%d\n", port);
-  if (fclose(f) != 0 || rename(tmp, path) != 0) {
-    int e = errno;
-    unlink(tmp);
-    errno = e;
-    return -1;
-  }
-  return 0;
-}
-
-static int listen_on(struct brk_daemon *d, const char *host, int port,
-                     char *bound, size_t len, int *bound_port) {
-  struct addrinfo hints, *res = NULL;
-  struct sockaddr_storage ss;
-  char portstr[16];
-  int r, namelen = sizeof(ss);
-
-  memset(&hints, 0, sizeof(hints));
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  snprintf(portstr, sizeof(portstr), "%d", port);
-  r = getaddrinfo(host, portstr, &hints, &res);
-  if (r != 0) {
-    gp__error("--listen: cannot resolve '%s': %s", host, gai_strerror(r));
-    return GP_EINVAL;
-  }
-  r = uv_tcp_bind(&d->listener, res->ai_addr, 0);
-  if (r == 0)
-    r = uv_listen((uv_stream_t *)&d->listener, BRK_BACKLOG, on_connection);
-  freeaddrinfo(res);
-  if (r != 0) {
-    gp__error("cannot listen on %s:%d: %s", host, port, uv_strerror(r));
-    return GP_EIO;
-  }
-  r = uv_tcp_getsockname(&d->listener, (struct sockaddr *)&ss, &namelen);
-  if (r != 0) {
-    gp__error("getsockname: %s", uv_strerror(r));
-    return GP_EIO;
-  }
-  addr_to_string((const struct sockaddr *)&ss, bound, len);
-  *bound_port = ntohs(ss.ss_family == AF_INET6
-                          ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                          : ((struct sockaddr_in *)&ss)->sin_port);
-  return 0;
-}
 
 static void close_any(uv_handle_t *h, void *arg) {
   if (!uv_is_closing(h))
@@ -1332,12 +1257,13 @@ int brk_daemon_run(const struct brk_config *cfg, const char *host, int port,
   d->listener.data = d->sigint.data = d->sigterm.data = d->tick.data = d;
   d->started_ms = uv_now(&d->loop);
 
-  r = listen_on(d, host, port, bound, sizeof(bound), &bport);
+  r = gp__listen_tcp(&d->listener, host, port, BRK_BACKLOG, on_connection,
+                     bound, sizeof(bound), &bport);
   if (r != 0) {
     status = r == GP_EINVAL ? BRK_EXIT_USAGE : BRK_EXIT_FAILURE;
     goto out;
   }
-  if (port_file && write_port_file(port_file, bport) != 0) {
+  if (port_file && gp__write_port_file(port_file, bport) != 0) {
     gp__error("cannot write --port-file %s: %s", port_file, strerror(errno));
     goto out;
   }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "broker.h"
+#include "daemon_util.h"
 #include "gp_config.h"
 #include "gpupool/errors.h"
 #include "log.h"
@@ -42,57 +43,6 @@ static int bad(const char *fmt, ...) {
   return BRK_EXIT_USAGE;
 }
 
-/* HOST, HOST:PORT or [V6]:PORT into |host| and |*port|. Returns 0 or
- * GP_EINVAL with |*why| set. */
-static int parse_listen(const char *s, char *host, size_t hostlen, int *port,
-                        const char **why) {
-  const char *h = s, *p = NULL, *colon;
-  size_t hl;
-  char *end;
-  long v;
-
-  if (*s == '[') {
-    const char *close = strchr(s, ']');
-    if (!close) {
-      *why = "missing ']' after an IPv6 address";
-      return GP_EINVAL;
-    }
-    h = s + 1;
-    hl = (size_t)(close - h);
-    if (close[1] == ':')
-      p = close + 2;
-    else if (close[1] != '\0') {
-      *why = "expected ':PORT' after ']'";
-      return GP_EINVAL;
-    }
-  } else {
-    colon = strrchr(s, ':');
-    if (colon && strchr(s, ':') != colon) {
-      *why = "an IPv6 address must be written in brackets: [ADDR]:PORT";
-      return GP_EINVAL;
-    }
-    hl = colon ? (size_t)(colon - s) : strlen(s);
-    if (colon)
-      p = colon + 1;
-  }
-  if (hl == 0 || hl >= hostlen) {
-    *why = hl == 0 ? "the host is empty" : "the host is too long";
-    return GP_EINVAL;
-  }
-  memcpy(host, h, hl);
-  host[hl] = '\0';
-  *port = BRK_DEFAULT_PORT;
-  if (p) {
-    errno = 0;
-    v = strtol(p, &end, 10);
-    if (*p < '0' || *p > '9' || *end || errno || v < 0 || v > 65535) {
-      *why = "the port is not a number from 0 to 65535";
-      return GP_EINVAL;
-    }
-    *port = (int)v;
-  }
-  return 0;
-}
 
 enum {
   OPT_LISTEN = 256,
@@ -155,7 +105,7 @@ int main(int argc, char **argv) {
     return bad("unexpected argument '%s'", argv[optind]);
   if (!config)
     return bad("--config FILE is required");
-  if (parse_listen(listen, host, sizeof(host), &port, &why) != 0)
+  if (gp__parse_listen(listen, BRK_DEFAULT_PORT, host, sizeof(host), &port, &why) != 0)
     return bad("--listen '%s': %s", listen, why);
   if (brk_config_load(&cfg, config, err, sizeof(err)) != 0) {
     fprintf(stderr, "gpupool-broker: %s\n", err);

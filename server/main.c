@@ -70,105 +70,6 @@ static int bad(const char *fmt, ...) {
   return GP_EXIT_USAGE;
 }
 
-int gp__parse_size(const char *s, uint64_t *out) {
-  char *end;
-  unsigned long long v;
-  unsigned shift = 0;
-
-  if (!s || *s < '0' || *s > '9')
-    return GP_EINVAL;
-  errno = 0;
-  v = strtoull(s, &end, 10);
-  if (errno != 0)
-    return GP_EINVAL;
-  switch (*end) {
-  case '\0': break;
-  case 'k': case 'K': shift = 10; end++; break;
-  case 'm': case 'M': shift = 20; end++; break;
-  case 'g': case 'G': shift = 30; end++; break;
-  case 't': case 'T': shift = 40; end++; break;
-  case 'b': case 'B': break;
-  default: return GP_EINVAL;
-  }
-  if (shift && (strcmp(end, "iB") == 0 || strcmp(end, "B") == 0))
-    end += strlen(end);
-  else if (*end == 'b' || *end == 'B')
-    end++;
-  if (*end != '\0')
-    return GP_EINVAL;
-  if (shift && v > (UINT64_MAX >> shift))
-    return GP_EINVAL;
-  *out = (uint64_t)v << shift;
-  return 0;
-}
-
-static int parse_uint(const char *s, unsigned long long max,
-                      unsigned long long *out) {
-  char *end;
-  unsigned long long v;
-
-  if (!s || *s < '0' || *s > '9')
-    return GP_EINVAL;
-  errno = 0;
-  v = strtoull(s, &end, 10);
-  if (errno != 0 || *end != '\0' || v > max)
-    return GP_EINVAL;
-  *out = v;
-  return 0;
-}
-
-int gp__parse_listen(const char *s, int default_port, char *host,
-                     size_t hostlen, int *port, const char **why) {
-  const char *h = s, *p = NULL;
-  size_t hl;
-  unsigned long long v;
-
-  if (*s == '[') {
-    const char *close = strchr(s, ']');
-    if (!close) {
-      *why = "missing ']' after an IPv6 address";
-      return GP_EINVAL;
-    }
-    h = s + 1;
-    hl = (size_t)(close - h);
-    if (close[1] == ':')
-      p = close + 2;
-    else if (close[1] != '\0') {
-      *why = "expected ':PORT' after ']'";
-      return GP_EINVAL;
-    }
-  } else {
-    const char *colon = strrchr(s, ':');
-    if (colon && strchr(s, ':') != colon) {
-      *why = "an IPv6 address must be written in brackets: [ADDR]:PORT";
-      return GP_EINVAL;
-    }
-    hl = colon ? (size_t)(colon - s) : strlen(s);
-    if (colon)
-      p = colon + 1;
-  }
-  if (hl == 0) {
-    *why = "the host is empty";
-    return GP_EINVAL;
-  }
-  if (hl >= hostlen) {
-    *why = "the host is too long";
-    return GP_EINVAL;
-  }
-  memcpy(host, h, hl);
-  host[hl] = '\0';
-  if (!p) {
-    *port = default_port;
-    return 0;
-  }
-  if (parse_uint(p, 65535, &v) != 0) {
-    *why = "the port must be a number from 0 to 65535";
-    return GP_EINVAL;
-  }
-  *port = (int)v;
-  return 0;
-}
-
 const char *gp__exit_name(int status) {
   switch (status) {
   case GP_EXIT_OK: return "session ended";
@@ -308,7 +209,7 @@ int main(int argc, char **argv) {
       cfg.bcfg.cuda_lib = optarg;
       break;
     case OPT_MAX_SESSIONS:
-      if (parse_uint(optarg, GP_SERVER_MAX_SESSIONS_LIMIT, &v) != 0 || v == 0)
+      if (gp__parse_uint(optarg, GP_SERVER_MAX_SESSIONS_LIMIT, &v) != 0 || v == 0)
         return bad("--max-sessions: '%s' is not a number from 1 to 65536",
                    optarg);
       cfg.max_sessions = (unsigned)v;
@@ -328,7 +229,7 @@ int main(int argc, char **argv) {
       cfg.worker = true;
       break;
     case OPT_SUPERVISOR_PID:
-      if (parse_uint(optarg, INT_MAX, &v) != 0 || v == 0)
+      if (gp__parse_uint(optarg, INT_MAX, &v) != 0 || v == 0)
         return bad("--supervisor-pid: '%s' is not a process id", optarg);
       cfg.supervisor_pid = (pid_t)v;
       break;
@@ -390,7 +291,7 @@ int main(int argc, char **argv) {
       cfg.grant_key_file = optarg;
       break;
     case OPT_IDLE_TIMEOUT:
-      if (parse_uint(optarg, 1u << 30, &v) != 0)
+      if (gp__parse_uint(optarg, 1u << 30, &v) != 0)
         return bad("--idle-timeout: '%s' is not a number of seconds",
                    optarg);
       cfg.idle_timeout_s = (unsigned)v;

@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include "backend.h"
+#include "daemon_util.h"
 #include "devices.h"
 #include "log.h"
 
@@ -89,17 +90,6 @@ struct gp_server_config {
   const char *offer;           /* --offer (worker only, internal): the
                                 * offered GPU UUIDs, comma-separated */
 };
-
-/* Parses a size with an optional K, M, G or T suffix (powers of 1024;
- * "KiB"-style and "B" suffixes are accepted too). Returns 0 or GP_EINVAL
- * (not a number, unknown suffix, or overflow). */
-int gp__parse_size(const char *s, uint64_t *out);
-
-/* Parses "HOST", "HOST:PORT", "[V6ADDR]" or "[V6ADDR]:PORT" into |host| and
- * |*port| (|default_port| when absent). Returns 0 or GP_EINVAL with a
- * reason in |why|. */
-int gp__parse_listen(const char *s, int default_port, char *host,
-                     size_t hostlen, int *port, const char **why);
 
 /* Runs the supervisor until SIGINT or SIGTERM. Returns the process exit
  * status. Call from the main thread, once. */

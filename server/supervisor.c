@@ -89,25 +89,6 @@ struct gp_supervisor {
   struct gp_broker_link *link;  /* NULL: no --broker */
 };
 
-static void addr_to_string(const struct sockaddr *sa, char *out,
-                           size_t len) {
-  char host[INET6_ADDRSTRLEN] = "?";
-  int port = 0;
-
-  if (sa->sa_family == AF_INET) {
-    const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-    uv_ip4_name(in, host, sizeof(host));
-    port = ntohs(in->sin_port);
-    snprintf(out, len, "%s:%d", host, port);
-  } else if (sa->sa_family == AF_INET6) {
-    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-    uv_ip6_name(in6, host, sizeof(host));
-    port = ntohs(in6->sin6_port);
-    snprintf(out, len, "[%s]:%d", host, port);
-  } else {
-    snprintf(out, len, "?");
-  }
-}
 
 static void free_on_close(uv_handle_t *h) {
   free(h);
@@ -482,7 +463,7 @@ static void on_connection(uv_stream_t *server, int status) {
     return;
   }
   if (uv_tcp_getpeername(conn, (struct sockaddr *)&ss, &len) == 0)
-    addr_to_string((const struct sockaddr *)&ss, peer, sizeof(peer));
+    gp__addr_to_string((const struct sockaddr *)&ss, peer, sizeof(peer));
 
   if (sv->stopping) {
     gp__info("connection from %s closed: shutting down", peer);
@@ -535,74 +516,7 @@ static void on_signal(uv_signal_t *h, int signum) {
   maybe_finish(sv);
 }
 
-/* Writes "PORT\n" to |path| through a temporary file and a rename, so a
- * reader never sees a partial file. Returns 0 or -1 (errno set). */
-static int write_port_file(const char *path, int port) {
-  char tmp[4096];
-  FILE *f;
-  int n;
 
-  n = snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
-  if (n < 0 || (size_t)n >= sizeof(tmp)) {
-    errno = ENAMETOOLONG;
-    return -1;
-  }
-  f = fopen(tmp, "w");
-  if (!f)
-    return -1;
-  fprintf(f, "%d\n", port);
-  if (fclose(f) != 0 || rename(tmp, path) != 0) {
-    int e = errno;
-    unlink(tmp);
-    errno = e;
-    return -1;
-  }
-  return 0;
-}
-
-/* Binds and listens on the configured address; |bound| gets it as text and
- * |*port| the port (the kernel's choice for port 0). Returns 0, GP_EINVAL
- * when the host does not resolve, or GP_EIO when bind or listen fails. */
-static int listen_on(struct gp_supervisor *sv, char *bound, size_t len,
-                     int *port) {
-  const struct gp_server_config *cfg = sv->cfg;
-  struct addrinfo hints, *res = NULL;
-  struct sockaddr_storage ss;
-  char portstr[16];
-  int r, namelen = sizeof(ss);
-
-  memset(&hints, 0, sizeof(hints));
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  snprintf(portstr, sizeof(portstr), "%d", cfg->port);
-  r = getaddrinfo(cfg->host, portstr, &hints, &res);
-  if (r != 0) {
-    gp__error("--listen: cannot resolve '%s': %s", cfg->host,
-              gai_strerror(r));
-    return GP_EINVAL;
-  }
-  r = uv_tcp_bind(&sv->listener, res->ai_addr, 0);
-  if (r == 0)
-    r = uv_listen((uv_stream_t *)&sv->listener, GP_SUPERVISOR_BACKLOG,
-                  on_connection);
-  freeaddrinfo(res);
-  if (r != 0) {
-    gp__error("cannot listen on %s:%d: %s", cfg->host, cfg->port,
-              uv_strerror(r));
-    return GP_EIO;
-  }
-  r = uv_tcp_getsockname(&sv->listener, (struct sockaddr *)&ss, &namelen);
-  if (r != 0) {
-    gp__error("getsockname: %s", uv_strerror(r));
-    return GP_EIO;
-  }
-  addr_to_string((const struct sockaddr *)&ss, bound, len);
-  *port = ntohs(ss.ss_family == AF_INET6
-                    ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                    : ((struct sockaddr_in *)&ss)->sin_port);
-  return 0;
-}
 
 static void build_worker_argv(struct gp_supervisor *sv) {
   const struct gp_server_config *cfg = sv->cfg;
@@ -711,13 +625,15 @@ int gp__supervisor_run(const struct gp_server_config *cfg) {
   uv_timer_init(&sv->loop, &sv->grace);
   sv->sigint.data = sv->sigterm.data = sv->grace.data = sv;
 
-  r = listen_on(sv, bound, sizeof(bound), &port);
+  r = gp__listen_tcp(&sv->listener, cfg->host, cfg->port,
+                     GP_SUPERVISOR_BACKLOG, on_connection, bound,
+                     sizeof(bound), &port);
   if (r != 0) {
     /* An address that does not resolve is a bad flag. */
     status = r == GP_EINVAL ? GP_EXIT_USAGE : GP_EXIT_FAILURE;
     goto out;
   }
-  if (cfg->port_file && write_port_file(cfg->port_file, port) != 0) {
+  if (cfg->port_file && gp__write_port_file(cfg->port_file, port) != 0) {
     gp__error("cannot write --port-file %s: %s", cfg->port_file,
               strerror(errno));
     goto out;

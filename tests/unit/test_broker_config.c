@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "broker.h"
+#include "daemon_util.h"
 #include "gpupool/errors.h"
 
 static char dir[64], conf[128], keyf[128];
@@ -267,22 +268,22 @@ END_TEST
 START_TEST(test_broker_config_sizes) {
   uint64_t v;
 
-  ck_assert_int_eq(brk_parse_size("0", &v), 0);
+  ck_assert_int_eq(gp__parse_size("0", &v), 0);
   ck_assert_uint_eq(v, 0);
-  ck_assert_int_eq(brk_parse_size("1K", &v), 0);
+  ck_assert_int_eq(gp__parse_size("1K", &v), 0);
   ck_assert_uint_eq(v, 1024);
-  ck_assert_int_eq(brk_parse_size("3GiB", &v), 0);
+  ck_assert_int_eq(gp__parse_size("3GiB", &v), 0);
   ck_assert_uint_eq(v, 3ull << 30);
-  ck_assert_int_eq(brk_parse_size("2tB", &v), 0);
+  ck_assert_int_eq(gp__parse_size("2tB", &v), 0);
   ck_assert_uint_eq(v, 2ull << 40);
-  ck_assert_int_eq(brk_parse_size("100B", &v), 0);
+  ck_assert_int_eq(gp__parse_size("100B", &v), 0);
   ck_assert_uint_eq(v, 100);
-  ck_assert_int_eq(brk_parse_size("", &v), GP_EINVAL);
-  ck_assert_int_eq(brk_parse_size("-1", &v), GP_EINVAL);
-  ck_assert_int_eq(brk_parse_size("1X", &v), GP_EINVAL);
-  ck_assert_int_eq(brk_parse_size("1 G", &v), GP_EINVAL);
-  ck_assert_int_eq(brk_parse_size("16777216T", &v), GP_EINVAL); /* 2^64 */
-  ck_assert_int_eq(brk_parse_size("99999999999999999999", &v), GP_EINVAL);
+  ck_assert_int_eq(gp__parse_size("", &v), GP_EINVAL);
+  ck_assert_int_eq(gp__parse_size("-1", &v), GP_EINVAL);
+  ck_assert_int_eq(gp__parse_size("1X", &v), GP_EINVAL);
+  ck_assert_int_eq(gp__parse_size("1 G", &v), GP_EINVAL);
+  ck_assert_int_eq(gp__parse_size("16777216T", &v), GP_EINVAL); /* 2^64 */
+  ck_assert_int_eq(gp__parse_size("99999999999999999999", &v), GP_EINVAL);
 }
 END_TEST
 
