@@ -859,3 +859,66 @@ int gpt_broker_stop(struct gpt_broker *b, int grace_ms) {
     if (brokers[i] == b) brokers[i] = NULL;
   return r;
 }
+
+void gpt_run(struct gpt_run *r, const char *const *argv,
+             const char *const *env, int timeout_s) {
+  memset(r, 0, sizeof *r);
+  r->status = -1;
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) != 0) return;
+  fflush(NULL);
+  double t0 = gpt_now();
+  pid_t pid = fork();
+  if (pid < 0) {
+    close(p[0]);
+    close(p[1]);
+    return;
+  }
+  if (pid == 0) {
+    for (int i = 0; env && env[i]; i++) {
+      const char *eq = strchr(env[i], '=');
+      if (eq == NULL) {
+        unsetenv(env[i]);
+      } else {
+        char name[128];
+        snprintf(name, sizeof name, "%.*s", (int)(eq - env[i]), env[i]);
+        setenv(name, eq + 1, 1);
+      }
+    }
+    dup2(p[1], 1);
+    dup2(p[1], 2);
+    signal(SIGPIPE, SIG_DFL);
+    execv(argv[0], (char *const *)argv);
+    _exit(126);
+  }
+  close(p[1]);
+  size_t n = 0;
+  double deadline = t0 + timeout_s;
+  for (;;) {
+    int left = (int)((deadline - gpt_now()) * 1000);
+    if (left <= 0) break;
+    struct pollfd pf = {p[0], POLLIN, 0};
+    if (poll(&pf, 1, left) <= 0) continue;
+    ssize_t got = read(p[0], r->out + n, sizeof r->out - 1 - n);
+    if (got <= 0) break;
+    n += (size_t)got;
+    if (n == sizeof r->out - 1) break;
+  }
+  r->out[n] = '\0';
+  close(p[0]);
+  int st;
+  while (waitpid(pid, &st, WNOHANG) == 0) {
+    if (gpt_now() > deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &st, 0);
+      fprintf(stderr, "%s timed out\n", argv[0]);
+      return;
+    }
+    gpt_sleep_ms(5);
+  }
+  r->secs = gpt_now() - t0;
+  r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  printf("$ %s", argv[0]);
+  for (int i = 1; argv[i]; i++) printf(" %s", argv[i]);
+  printf(" -> %d (%.2f s)\n%s", r->status, r->secs, r->out);
+}

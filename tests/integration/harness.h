@@ -249,6 +249,21 @@ int gpt_child_hear(char *buf, size_t len, int timeout_ms);
 /* ---- Helpers ---------------------------------------------------------------------- */
 
 /* Seconds on CLOCK_MONOTONIC (comparable between processes). */
+/* A program run to its end by gpt_run(). */
+struct gpt_run {
+  int status;        /* exit status, 128+signal, -1: did not finish */
+  double secs;       /* how long it ran */
+  char out[32768];   /* stdout and stderr together (the rest is cut) */
+};
+
+/* Runs |argv| (argv[0] a path) with stdout and stderr captured into
+ * |r->out|, for at most |timeout_s| (then SIGKILL, status -1). In the
+ * child, each of |env| ("NAME=VALUE" sets, "NAME" unsets; NULL-ended, or
+ * NULL) is applied to this process's environment first. Prints the
+ * command, its status, time and output on stdout, for the test's log. */
+void gpt_run(struct gpt_run *r, const char *const *argv,
+             const char *const *env, int timeout_s);
+
 double gpt_now(void);
 void gpt_sleep_ms(int ms);
 

@@ -38,60 +38,7 @@ static struct gpt_server server;
 
 /* ---- Running processes --------------------------------------------------------- */
 
-struct run {
-  int status;        /* exit status, 128+signal, -1: did not finish */
-  double secs;       /* how long it ran */
-  char out[32768];   /* stdout and stderr together */
-};
 
-/* Runs argv (env: this process's) with stdout and stderr captured, for at
- * most |timeout_s|. */
-static void run(struct run *r, const char *const *argv, int timeout_s) {
-  memset(r, 0, sizeof *r);
-  r->status = -1;
-  int p[2];
-  if (pipe2(p, O_CLOEXEC) != 0) return;
-  fflush(NULL);
-  double t0 = gpt_now();
-  pid_t pid = fork();
-  if (pid < 0) return;
-  if (pid == 0) {
-    dup2(p[1], 1);
-    dup2(p[1], 2);
-    signal(SIGPIPE, SIG_DFL);
-    execv(argv[0], (char *const *)argv);
-    _exit(126);
-  }
-  close(p[1]);
-  size_t n = 0;
-  double deadline = t0 + timeout_s;
-  for (;;) {
-    int left = (int)((deadline - gpt_now()) * 1000);
-    if (left <= 0) break;
-    struct pollfd pf = {p[0], POLLIN, 0};
-    if (poll(&pf, 1, left) <= 0) continue;
-    ssize_t got = read(p[0], r->out + n, sizeof r->out - 1 - n);
-    if (got <= 0) break;
-    n += (size_t)got;
-    if (n == sizeof r->out - 1) break;
-  }
-  r->out[n] = '\0';
-  close(p[0]);
-  int st;
-  while (waitpid(pid, &st, WNOHANG) == 0) {
-    if (gpt_now() > deadline) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &st, 0);
-      fprintf(stderr, "%s timed out\n", argv[0]);
-      return;
-    }
-    gpt_sleep_ms(5);
-  }
-  r->secs = gpt_now() - t0;
-  r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  printf("$ %s %s ... -> %d (%.2f s)\n%s", argv[0], argv[1] ? argv[1] : "",
-         r->status, r->secs, r->out);
-}
 
 static const char *cli(void) {
   const char *c = getenv("GPUPOOL_TEST_CLI");
@@ -108,9 +55,9 @@ static const char *probe(void) {
 static char self_path[PATH_MAX];
 
 /* Runs this program as `child_init`: cuInit, then one allocation. */
-static void run_client(struct run *r) {
+static void run_client(struct gpt_run *r) {
   const char *argv[] = {self_path, "child_init", NULL};
-  run(r, argv, 30);
+  gpt_run(r, argv, NULL, 30);
 }
 
 /* How many times |needle| occurs in |hay|. */
@@ -511,7 +458,7 @@ static void child_init(int argc, char **argv) {
  * on the granted server. */
 static void test_broker_client_grant(int argc, char **argv) {
   setup(true);
-  struct run r;
+  struct gpt_run r;
   setenv("GPUPOOL_BROKER", broker.addr, 1);
   setenv("GPUPOOL_TOKEN", TENANT_TOKEN, 1);
   setenv("GPUPOOL_MEM", "1536M", 1);
@@ -585,7 +532,7 @@ static void test_broker_client_grant(int argc, char **argv) {
  * CUDA_ERROR_NO_DEVICE, saying why in one line, within the timeout. */
 static void test_broker_client_refused(int argc, char **argv) {
   setup(true);
-  struct run r;
+  struct gpt_run r;
   setenv("GPUPOOL_BROKER", broker.addr, 1);
   setenv("GPUPOOL_TOKEN", TENANT_TOKEN, 1);
   pthread_mutex_lock(&mu);
@@ -630,7 +577,7 @@ static void test_broker_client_refused(int argc, char **argv) {
   CHECK_HAS(r.out, "did not answer within 1.0 s");
   CHECK_LE_D(r.secs, 4.0);
   const char *s[] = {cli(), "status", "--broker", broker.addr, NULL};
-  run(&r, s, 30);
+  gpt_run(&r, s, NULL, 30);
   CHECK_EQ_I(r.status, 3);
   CHECK_LE_D(r.secs, 4.0);
   pthread_mutex_lock(&mu);
@@ -646,7 +593,7 @@ static void test_broker_client_refused(int argc, char **argv) {
  * environment wins; a bad line fails cuInit naming it; token files. */
 static void test_broker_client_config(int argc, char **argv) {
   setup(true);
-  struct run r;
+  struct gpt_run r;
   const char *tok = write_file("token", TENANT_TOKEN "\n", 0600);
   char dir[300], text[2048];
   snprintf(dir, sizeof dir, "%s/gpupool", tmpdir);
@@ -773,7 +720,7 @@ static void test_broker_client_server_side(int argc, char **argv) {
   snprintf(st.grant_addr, sizeof st.grant_addr, "%s", fake_server.addr);
   setenv("GPUPOOL_BROKER", broker.addr, 1);
   setenv("GPUPOOL_TOKEN", TENANT_TOKEN, 1);
-  struct run r;
+  struct gpt_run r;
 
   pthread_mutex_lock(&mu);
   st.server_mode = 1;
@@ -808,14 +755,14 @@ static void test_broker_client_server_side(int argc, char **argv) {
 /* `gpupool status` and `sessions`: the table and the JSON. */
 static void test_broker_client_status(int argc, char **argv) {
   setup(false);
-  struct run r;
+  struct gpt_run r;
   const char *admin = write_file("admin", ADMIN_TOKEN "\n", 0600);
   const char *tenant = write_file("tenant", TENANT_TOKEN "\n", 0600);
   const char *bad = write_file("bad", "who-knows\n", 0600);
 
   const char *a[] = {cli(), "status", "--broker", broker.addr, "--token-file",
                      admin, NULL};
-  run(&r, a, 30);
+  gpt_run(&r, a, NULL, 30);
   CHECK_EQ_I(r.status, 0);
   CHECK_HAS(r.out, "pool01  10.0.0.1:7471  up  last heartbeat 0.4s ago  "
                    "labels zone=a,gpu=h100  gpupool-server 0.1.0 (cuda)");
@@ -833,7 +780,7 @@ static void test_broker_client_status(int argc, char **argv) {
 
   const char *b[] = {cli(), "sessions", "--broker", broker.addr,
                      "--token-file", tenant, NULL};
-  run(&r, b, 30);
+  gpt_run(&r, b, NULL, 30);
   CHECK_EQ_I(r.status, 0);
   CHECK_HAS(r.out, "SESSION");
   CHECK_HAS(r.out, "00c0ffee12345678  alice");
@@ -848,7 +795,7 @@ static void test_broker_client_status(int argc, char **argv) {
   snprintf(json_path, sizeof json_path, "%s/status.json", tmpdir);
   const char *c[] = {cli(), "status", "--json", "--broker", broker.addr,
                      "--token-file", admin, NULL};
-  run(&r, c, 30);
+  gpt_run(&r, c, NULL, 30);
   CHECK_EQ_I(r.status, 0);
   FILE *f = fopen(json_path, "w");
   REQUIRE_TRUE(f != NULL);
@@ -887,39 +834,39 @@ static void test_broker_client_status(int argc, char **argv) {
       "print('json checks failed:', bad) if bad else print('json ok')\n"
       "sys.exit(1 if bad else 0)\n",
       json_path, NULL};
-  run(&r, py, 30);
+  gpt_run(&r, py, NULL, 30);
   CHECK_EQ_I(r.status, 0);
   CHECK_HAS(r.out, "json ok");
   /* sessions --json prints the same object. */
   const char *d[] = {cli(), "sessions", "--json", "--broker", broker.addr,
                      "--token-file", admin, NULL};
-  run(&r, d, 30);
+  gpt_run(&r, d, NULL, 30);
   CHECK_EQ_I(r.status, 0);
   CHECK_HAS(r.out, "\"session_id\": \"00c0ffee12345678\"");
 
   /* Refused (exit 1, the broker's message), usage (2), unreachable (3). */
   const char *e[] = {cli(), "status", "--broker", broker.addr, "--token-file",
                      bad, NULL};
-  run(&r, e, 30);
+  gpt_run(&r, e, NULL, 30);
   CHECK_EQ_I(r.status, 1);
   CHECK_HAS(r.out, "the broker refused: unknown token");
   const char *g[] = {cli(), "status", "--bogus", NULL};
-  run(&r, g, 30);
+  gpt_run(&r, g, NULL, 30);
   CHECK_EQ_I(r.status, 2);
   const char *h[] = {cli(), "status", "--broker", "127.0.0.1:1",
                      "--token-file", admin, NULL};
-  run(&r, h, 30);
+  gpt_run(&r, h, NULL, 30);
   CHECK_EQ_I(r.status, 3);
   CHECK_HAS(r.out, "cannot be reached");
   /* No broker anywhere: usage. */
   const char *i[] = {cli(), "status", "--token-file", admin, NULL};
-  run(&r, i, 30);
+  gpt_run(&r, i, NULL, 30);
   CHECK_EQ_I(r.status, 2);
   /* The broker and the token from the environment. */
   setenv("GPUPOOL_BROKER", broker.addr, 1);
   setenv("GPUPOOL_TOKEN", TENANT_TOKEN, 1);
   const char *j[] = {cli(), "sessions", NULL};
-  run(&r, j, 30);
+  gpt_run(&r, j, NULL, 30);
   CHECK_EQ_I(r.status, 0);
   CHECK_HAS(r.out, "alice");
   teardown();
@@ -930,12 +877,12 @@ static void test_broker_client_status(int argc, char **argv) {
 /* drain and undrain: the admin token only. */
 static void test_broker_client_drain(int argc, char **argv) {
   setup(false);
-  struct run r;
+  struct gpt_run r;
   const char *admin = write_file("admin", ADMIN_TOKEN "\n", 0600);
   const char *tenant = write_file("tenant", TENANT_TOKEN "\n", 0600);
   const char *a[] = {cli(), "drain", "pool02", "--broker", broker.addr,
                      "--token-file", admin, NULL};
-  run(&r, a, 30);
+  gpt_run(&r, a, NULL, 30);
   CHECK_EQ_I(r.status, 0);
   CHECK_HAS(r.out, "pool02: draining");
   pthread_mutex_lock(&mu);
@@ -945,7 +892,7 @@ static void test_broker_client_drain(int argc, char **argv) {
   pthread_mutex_unlock(&mu);
   const char *b[] = {cli(), "undrain", "--broker", broker.addr, "pool02",
                      "--token-file", admin, NULL};
-  run(&r, b, 30);
+  gpt_run(&r, b, NULL, 30);
   CHECK_EQ_I(r.status, 0);
   pthread_mutex_lock(&mu);
   CHECK_EQ_I(st.drains, 2);
@@ -953,16 +900,16 @@ static void test_broker_client_drain(int argc, char **argv) {
   pthread_mutex_unlock(&mu);
   const char *c[] = {cli(), "drain", "pool02", "--broker", broker.addr,
                      "--token-file", tenant, NULL};
-  run(&r, c, 30);
+  gpt_run(&r, c, NULL, 30);
   CHECK_EQ_I(r.status, 1);
   CHECK_HAS(r.out, "draining needs the admin token");
   CHECK_EQ_I(st.drains, 2);
   const char *d[] = {cli(), "drain", "--broker", broker.addr, "--token-file",
                      admin, NULL};
-  run(&r, d, 30);
+  gpt_run(&r, d, NULL, 30);
   CHECK_EQ_I(r.status, 2);
   const char *e[] = {cli(), "drain", "a", "b", "--broker", broker.addr, NULL};
-  run(&r, e, 30);
+  gpt_run(&r, e, NULL, 30);
   CHECK_EQ_I(r.status, 2);
   teardown();
   (void)argc;
@@ -973,13 +920,13 @@ static void test_broker_client_drain(int argc, char **argv) {
  * the program's exit status is attach's. */
 static void test_broker_client_attach(int argc, char **argv) {
   setup(true);
-  struct run r;
+  struct gpt_run r;
   const char *tok = write_file("token", TENANT_TOKEN "\n", 0600);
   const char *a[] = {cli(),     "attach",   "--broker",     broker.addr,
                      "--token-file", tok,   "--mem",        "768M",
                      "--label", "zone=a",   "--label=gpu=emu", "--server",
                      "pool01",  "--",       probe(),        NULL};
-  run(&r, a, 30);
+  gpt_run(&r, a, NULL, 30);
   CHECK_EQ_I(r.status, 0);
   CHECK_HAS(r.out, "device: gpupool emulated device");
   pthread_mutex_lock(&mu);
@@ -997,14 +944,14 @@ static void test_broker_client_attach(int argc, char **argv) {
   const char *b[] = {cli(), "attach", "--", "/bin/sh", "-c",
                      "echo \"broker=$GPUPOOL_BROKER server=${GPUPOOL_SERVER-unset}\"; "
                      "exit 42", NULL};
-  run(&r, b, 30);
+  gpt_run(&r, b, NULL, 30);
   CHECK_EQ_I(r.status, 42);
   char want[128];
   snprintf(want, sizeof want, "broker=%s server=unset", broker.addr);
   CHECK_HAS(r.out, want);
   unsetenv("GPUPOOL_SERVER");
   const char *c[] = {cli(), "attach", "--", probe(), "3", NULL};
-  run(&r, c, 30);
+  gpt_run(&r, c, NULL, 30);
   CHECK_EQ_I(r.status, 3);
   CHECK_HAS(r.out, "device: gpupool emulated device");
   /* A refusal reaches the program as cuInit's failure. */
@@ -1015,7 +962,7 @@ static void test_broker_client_attach(int argc, char **argv) {
   pthread_mutex_unlock(&mu);
   const char *d[] = {cli(), "attach", "--label", "zone=mars", "--", probe(),
                      NULL};
-  run(&r, d, 30);
+  gpt_run(&r, d, NULL, 30);
   CHECK_NE_I(r.status, 0);
   CHECK_HAS(r.out, "the broker refused the session: no server with labels "
                    "zone=mars");
@@ -1027,27 +974,27 @@ static void test_broker_client_attach(int argc, char **argv) {
   /* gpupool's own failures: 125. */
   const char *e[] = {cli(), "attach", "--mem", "huge", "--", "/bin/true",
                      NULL};
-  run(&r, e, 30);
+  gpt_run(&r, e, NULL, 30);
   CHECK_EQ_I(r.status, 125);
   const char *f[] = {cli(), "attach", "--label", "novalue", "--", "/bin/true",
                      NULL};
-  run(&r, f, 30);
+  gpt_run(&r, f, NULL, 30);
   CHECK_EQ_I(r.status, 125);
   chmod(tok, 0644);
   const char *g[] = {cli(), "attach", "--token-file", tok, "--", "/bin/true",
                      NULL};
-  run(&r, g, 30);
+  gpt_run(&r, g, NULL, 30);
   CHECK_EQ_I(r.status, 125);
   CHECK_HAS(r.out, "readable by others");
   unsetenv("GPUPOOL_BROKER");
   const char *h[] = {cli(), "attach", "--mem", "1G", "--server", server.addr,
                      "--", "/bin/true", NULL};
-  run(&r, h, 30);
+  gpt_run(&r, h, NULL, 30);
   CHECK_EQ_I(r.status, 125); /* --mem without a broker */
   /* Without a broker, --server is HOST:PORT, as before. */
   const char *i[] = {cli(), "attach", "--server", server.addr, "--", probe(),
                      NULL};
-  run(&r, i, 30);
+  gpt_run(&r, i, NULL, 30);
   CHECK_EQ_I(r.status, 0);
   teardown();
   (void)argc;

@@ -22,56 +22,7 @@
 
 static struct gpt_server server;
 
-struct run {
-  int status;        /* exit status, 128+signal, -1: did not finish */
-  char out[16384];   /* stdout and stderr together */
-};
 
-/* Runs argv (env: this process's) with stdout and stderr captured, for at
- * most |timeout_s|. */
-static void run(struct run *r, const char *const *argv, int timeout_s) {
-  memset(r, 0, sizeof *r);
-  r->status = -1;
-  int p[2];
-  if (pipe2(p, O_CLOEXEC) != 0) return;
-  fflush(NULL);
-  pid_t pid = fork();
-  if (pid < 0) return;
-  if (pid == 0) {
-    dup2(p[1], 1);
-    dup2(p[1], 2);
-    signal(SIGPIPE, SIG_DFL);
-    execv(argv[0], (char *const *)argv);
-    _exit(126);
-  }
-  close(p[1]);
-  size_t n = 0;
-  double deadline = gpt_now() + timeout_s;
-  for (;;) {
-    int left = (int)((deadline - gpt_now()) * 1000);
-    if (left <= 0) break;
-    struct pollfd pf = {p[0], POLLIN, 0};
-    if (poll(&pf, 1, left) <= 0) continue;
-    ssize_t got = read(p[0], r->out + n, sizeof r->out - 1 - n);
-    if (got <= 0) break;
-    n += (size_t)got;
-    if (n == sizeof r->out - 1) break;
-  }
-  r->out[n] = '\0';
-  close(p[0]);
-  int st;
-  while (waitpid(pid, &st, WNOHANG) == 0) {
-    if (gpt_now() > deadline) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &st, 0);
-      fprintf(stderr, "%s timed out\n", argv[0]);
-      return;
-    }
-    gpt_sleep_ms(5);
-  }
-  r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  printf("$ %s ... -> %d\n%s", argv[0], r->status, r->out);
-}
 
 static const char *cli(void) {
   const char *c = getenv("GPUPOOL_TEST_CLI");
@@ -94,9 +45,9 @@ static void start(void) {
 }
 
 static void test_cli_version(int argc, char **argv) {
-  struct run r;
+  struct gpt_run r;
   const char *v[] = {cli(), "version", NULL};
-  run(&r, v, 10);
+  gpt_run(&r, v, NULL, 10);
   CHECK_EQ_I(r.status, 0);
   if (!CHECK_TRUE(strstr(r.out, GPT_VERSION) != NULL))
     fprintf(stderr, "    output: %s\n    wanted: %s\n", r.out, GPT_VERSION);
@@ -106,11 +57,11 @@ static void test_cli_version(int argc, char **argv) {
 
 static void test_cli_attach(int argc, char **argv) {
   start();
-  struct run r;
+  struct gpt_run r;
 
   /* A program that dlopens libcuda.so.1 gets gpupool's and a device. */
   const char *a[] = {cli(), "attach", "--server", server.addr, "--", probe(), NULL};
-  run(&r, a, 30);
+  gpt_run(&r, a, NULL, 30);
   CHECK_EQ_I(r.status, 0);
   CHECK_TRUE(strstr(r.out, "device: gpupool emulated device") != NULL);
   const char *lib = getenv("GPUPOOL_TEST_LIBCUDA");
@@ -125,22 +76,22 @@ static void test_cli_attach(int argc, char **argv) {
 
   /* The program's exit status is attach's. */
   const char *b[] = {cli(), "attach", "--server", server.addr, "--", probe(), "3", NULL};
-  run(&r, b, 30);
+  gpt_run(&r, b, NULL, 30);
   CHECK_EQ_I(r.status, 3);
   const char *c[] = {cli(), "attach", "--server", server.addr, "--",
                      "/bin/sh", "-c", "exit 42", NULL};
-  run(&r, c, 30);
+  gpt_run(&r, c, NULL, 30);
   CHECK_EQ_I(r.status, 42);
   /* Killed by a signal: as a shell reports it. */
   const char *d[] = {cli(), "attach", "--server", server.addr, "--",
                      "/bin/sh", "-c", "kill -TERM $$", NULL};
-  run(&r, d, 30);
+  gpt_run(&r, d, NULL, 30);
   CHECK_EQ_I(r.status, 128 + SIGTERM);
 
   /* The environment the program sees. */
   const char *e[] = {cli(), "attach", "--server", server.addr, "--",
                      "/bin/sh", "-c", "echo \"server=$GPUPOOL_SERVER\"", NULL};
-  run(&r, e, 30);
+  gpt_run(&r, e, NULL, 30);
   CHECK_EQ_I(r.status, 0);
   char want[128];
   snprintf(want, sizeof want, "server=%s", server.addr);
@@ -149,24 +100,24 @@ static void test_cli_attach(int argc, char **argv) {
   /* Not found: 127. */
   const char *f[] = {cli(), "attach", "--server", server.addr, "--",
                      "/nonexistent/gpupool-test-program", NULL};
-  run(&r, f, 30);
+  gpt_run(&r, f, NULL, 30);
   CHECK_EQ_I(r.status, 127);
   /* Bare name looked up in PATH. */
   const char *g[] = {cli(), "attach", "--server", server.addr, "--",
                      "gpupool-no-such-program-anywhere", NULL};
-  run(&r, g, 30);
+  gpt_run(&r, g, NULL, 30);
   CHECK_EQ_I(r.status, 127);
 
   /* gpupool's own failures: 125. */
   const char *h[] = {cli(), "attach", "--server", server.addr, "--", NULL};
-  run(&r, h, 30);
+  gpt_run(&r, h, NULL, 30);
   CHECK_EQ_I(r.status, 125);
   const char *i[] = {cli(), "attach", "--no-such-flag", "--", "/bin/true", NULL};
-  run(&r, i, 30);
+  gpt_run(&r, i, NULL, 30);
   CHECK_EQ_I(r.status, 125);
   /* No server given, none in the environment. */
   const char *j[] = {cli(), "attach", "--", probe(), NULL};
-  run(&r, j, 30);
+  gpt_run(&r, j, NULL, 30);
   CHECK_EQ_I(r.status, 125);
   /* Found but not executable: 126. */
   char path[300];
@@ -178,7 +129,7 @@ static void test_cli_attach(int argc, char **argv) {
     close(fd);
     chmod(path, 0644);
     const char *k[] = {cli(), "attach", "--server", server.addr, "--", path, NULL};
-    run(&r, k, 30);
+    gpt_run(&r, k, NULL, 30);
     CHECK_EQ_I(r.status, 126);
     unlink(path);
   }
@@ -187,11 +138,11 @@ static void test_cli_attach(int argc, char **argv) {
   char opt[128];
   snprintf(opt, sizeof opt, "--server=%s", server.addr);
   const char *l[] = {cli(), "attach", opt, "--", probe(), NULL};
-  run(&r, l, 30);
+  gpt_run(&r, l, NULL, 30);
   CHECK_EQ_I(r.status, 0);
   setenv("GPUPOOL_SERVER", server.addr, 1);
   const char *m[] = {cli(), "attach", probe(), NULL}; /* no "--" needed */
-  run(&r, m, 30);
+  gpt_run(&r, m, NULL, 30);
   CHECK_EQ_I(r.status, 0);
   CHECK_TRUE(strstr(r.out, "device: gpupool emulated device") != NULL);
   unsetenv("GPUPOOL_SERVER");
@@ -203,9 +154,9 @@ static void test_cli_attach(int argc, char **argv) {
 static void test_cli_trace(int argc, char **argv) {
   start();
   setenv("GPUPOOL_TRACE", "1", 1);
-  struct run r;
+  struct gpt_run r;
   const char *a[] = {cli(), "attach", "--server", server.addr, "--", probe(), NULL};
-  run(&r, a, 30);
+  gpt_run(&r, a, NULL, 30);
   CHECK_EQ_I(r.status, 0);
   /* One line per driver call, naming it. */
   CHECK_TRUE(strstr(r.out, "cuInit") != NULL);
@@ -214,12 +165,12 @@ static void test_cli_trace(int argc, char **argv) {
   /* --trace does the same. */
   const char *b[] = {cli(), "attach", "--server", server.addr, "--trace", "--",
                      probe(), NULL};
-  run(&r, b, 30);
+  gpt_run(&r, b, NULL, 30);
   CHECK_EQ_I(r.status, 0);
   CHECK_TRUE(strstr(r.out, "cuInit") != NULL);
   /* And without either, no trace. */
   const char *c[] = {cli(), "attach", "--server", server.addr, "--", probe(), NULL};
-  run(&r, c, 30);
+  gpt_run(&r, c, NULL, 30);
   CHECK_EQ_I(r.status, 0);
   CHECK_TRUE(strstr(r.out, "cuInit") == NULL);
   (void)argc;
@@ -231,9 +182,9 @@ static void test_cli_demo(int argc, char **argv) {
   start();
   const char *demo = getenv("GPUPOOL_TEST_DEMO");
   if (demo == NULL || *demo == '\0') gpt_skip("GPUPOOL_TEST_DEMO is not set");
-  struct run r;
+  struct gpt_run r;
   const char *a[] = {cli(), "attach", "--server", server.addr, "--", demo, NULL};
-  run(&r, a, 100);
+  gpt_run(&r, a, NULL, 100);
   CHECK_EQ_I(r.status, 0);
   CHECK_TRUE(strstr(r.out, "all results byte-exact") != NULL);
   (void)argc;
@@ -249,9 +200,9 @@ static void test_cli_kernel_demo(int argc, char **argv) {
   if (demo == NULL || *demo == '\0')
     gpt_skip("GPUPOOL_TEST_KERNEL_DEMO is not set: nvcc is missing, so "
              "kernel_demo was not built");
-  struct run r;
+  struct gpt_run r;
   const char *a[] = {cli(), "attach", "--server", server.addr, "--", demo, NULL};
-  run(&r, a, 100);
+  gpt_run(&r, a, NULL, 100);
   CHECK_EQ_I(r.status, 0);
   CHECK_TRUE(strstr(r.out, "all results match the host's") != NULL);
   for (int b = 0; b < 3; b++) {

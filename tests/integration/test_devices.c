@@ -23,70 +23,7 @@
 
 static struct gpt_server server;
 
-struct run {
-  int status;        /* exit status, 128+signal, -1: did not finish */
-  char out[16384];   /* stdout and stderr together */
-};
 
-/* Runs argv with stdout and stderr captured, for at most |timeout_s|. In
- * the child, each of |env| ("NAME=VALUE" sets, "NAME" unsets; NULL-ended,
- * may be NULL) is applied to this process's environment first. */
-static void run(struct run *r, const char *const *argv,
-                const char *const *env, int timeout_s) {
-  memset(r, 0, sizeof *r);
-  r->status = -1;
-  int p[2];
-  if (pipe2(p, O_CLOEXEC) != 0) return;
-  fflush(NULL);
-  pid_t pid = fork();
-  if (pid < 0) return;
-  if (pid == 0) {
-    for (int i = 0; env && env[i]; i++) {
-      const char *eq = strchr(env[i], '=');
-      if (eq == NULL) {
-        unsetenv(env[i]);
-      } else {
-        char name[128];
-        snprintf(name, sizeof name, "%.*s", (int)(eq - env[i]), env[i]);
-        setenv(name, eq + 1, 1);
-      }
-    }
-    dup2(p[1], 1);
-    dup2(p[1], 2);
-    signal(SIGPIPE, SIG_DFL);
-    execv(argv[0], (char *const *)argv);
-    _exit(126);
-  }
-  close(p[1]);
-  size_t n = 0;
-  double deadline = gpt_now() + timeout_s;
-  for (;;) {
-    int left = (int)((deadline - gpt_now()) * 1000);
-    if (left <= 0) break;
-    struct pollfd pf = {p[0], POLLIN, 0};
-    if (poll(&pf, 1, left) <= 0) continue;
-    ssize_t got = read(p[0], r->out + n, sizeof r->out - 1 - n);
-    if (got <= 0) break;
-    n += (size_t)got;
-    if (n == sizeof r->out - 1) break;
-  }
-  r->out[n] = '\0';
-  close(p[0]);
-  int st;
-  while (waitpid(pid, &st, WNOHANG) == 0) {
-    if (gpt_now() > deadline) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &st, 0);
-      fprintf(stderr, "%s timed out\n", argv[0]);
-      return;
-    }
-    gpt_sleep_ms(5);
-  }
-  r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  printf("$ %s", argv[0]);
-  for (int i = 1; argv[i]; i++) printf(" %s", argv[i]);
-  printf(" -> %d\n%s", r->status, r->out);
-}
 
 static const char *need_env(const char *name) {
   const char *v = getenv(name);
@@ -166,7 +103,7 @@ static void emu_uuid(char out[48]) {
 /* ---- --devices ------------------------------------------------------------------- */
 
 static void test_devices_server_flags(int argc, char **argv) {
-  struct run r;
+  struct gpt_run r;
   static const char *bad[] = {
       "", "0,", ",", "0,,1", "-1", "x", "all,0", "65536", "GPU-1234",
       "GPU-23d1a775-bf03-83f4-aed8-2b294173328g", "MIG-GPU-1/2/3", "0,0",
@@ -174,7 +111,7 @@ static void test_devices_server_flags(int argc, char **argv) {
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     const char *a[] = {server_bin(), "--devices", bad[i], "--list-devices",
                        NULL};
-    run(&r, a, NULL, 20);
+    gpt_run(&r, a, NULL, 20);
     CHECK_EQ_I(r.status, 2);
     CHECK_TRUE(strstr(r.out, "--devices") != NULL);
     CHECK_TRUE(strstr(r.out, "Try 'gpupool-server --help'") != NULL);
@@ -191,7 +128,7 @@ static void test_devices_server_flags(int argc, char **argv) {
   };
   for (size_t i = 0; i < sizeof emu_bad / sizeof emu_bad[0]; i++) {
     const char *a[] = {server_bin(), "--devices", emu_bad[i], NULL};
-    run(&r, a, NULL, 20);
+    gpt_run(&r, a, NULL, 20);
     CHECK_EQ_I(r.status, 2);
     CHECK_TRUE(strstr(r.out, "emu backend has one device") != NULL);
   }
@@ -199,19 +136,19 @@ static void test_devices_server_flags(int argc, char **argv) {
   for (size_t i = 0; i < 2; i++) {
     const char *a[] = {server_bin(), "--devices", good[i], "--list-devices",
                        NULL};
-    run(&r, a, NULL, 20);
+    gpt_run(&r, a, NULL, 20);
     CHECK_EQ_I(r.status, 0);
     CHECK_TRUE(strstr(r.out, "gpupool emulated device") != NULL);
   }
   const char *nolib[] = {server_bin(), "--cuda-lib", "", NULL};
-  run(&r, nolib, NULL, 20);
+  gpt_run(&r, nolib, NULL, 20);
   CHECK_EQ_I(r.status, 2);
   const char *noval[] = {server_bin(), "--devices", NULL};
-  run(&r, noval, NULL, 20);
+  gpt_run(&r, noval, NULL, 20);
   CHECK_EQ_I(r.status, 2);
   /* --help documents the flags. */
   const char *help[] = {server_bin(), "--help", NULL};
-  run(&r, help, NULL, 20);
+  gpt_run(&r, help, NULL, 20);
   CHECK_EQ_I(r.status, 0);
   CHECK_TRUE(strstr(r.out, "--devices all|LIST") != NULL);
   CHECK_TRUE(strstr(r.out, "--list-devices") != NULL);
@@ -219,7 +156,7 @@ static void test_devices_server_flags(int argc, char **argv) {
   /* A running server with a bad --devices never listens. */
   const char *start[] = {server_bin(), "--listen", "127.0.0.1:0", "--devices",
                          "2", NULL};
-  run(&r, start, NULL, 20);
+  gpt_run(&r, start, NULL, 20);
   CHECK_EQ_I(r.status, 2);
   (void)argc;
   (void)argv;
@@ -231,10 +168,10 @@ static void test_devices_list_emu(int argc, char **argv) {
   if (gpt_server_start(&server, NULL) != 0) gpt__abort_scenario();
   char uuid[48];
   emu_uuid(uuid);
-  struct run r;
+  struct gpt_run r;
   const char *a[] = {server_bin(), "--list-devices", "--emu-memory", "3G",
                      NULL};
-  run(&r, a, NULL, 30);
+  gpt_run(&r, a, NULL, 30);
   CHECK_EQ_I(r.status, 0);
   char w[24][64];
   int n = row(r.out, uuid, w);
@@ -267,13 +204,13 @@ static void test_devices_probe(int argc, char **argv) {
   snprintf(mig, sizeof mig, "MIG-%s", other + 4);
   /* No NVML: whatever the environment had, it is not on the path. */
   const char *env[] = {"LD_LIBRARY_PATH", NULL};
-  struct run r;
+  struct gpt_run r;
   char w[24][64];
   int n;
 
   const char *a[] = {server_bin(), "--list-devices", "--backend", "cuda",
                      "--cuda-lib", libcuda(), NULL};
-  run(&r, a, env, 60);
+  gpt_run(&r, a, env, 60);
   CHECK_EQ_I(r.status, 0);
   n = row(r.out, uuid, w);
   if (CHECK_GE_I(n, 11)) {
@@ -290,7 +227,7 @@ static void test_devices_probe(int argc, char **argv) {
   const char *by_uuid[] = {server_bin(), "--list-devices", "--backend",
                            "cuda", "--cuda-lib", libcuda(), "--devices",
                            uuid, NULL};
-  run(&r, by_uuid, env, 60);
+  gpt_run(&r, by_uuid, env, 60);
   CHECK_EQ_I(r.status, 0);
   n = row(r.out, uuid, w);
   if (CHECK_GE_I(n, 11)) CHECK_STR_EQ(w[n - 1], "yes");
@@ -298,20 +235,20 @@ static void test_devices_probe(int argc, char **argv) {
   /* Devices the driver does not show: a startup error, exit 1. */
   const char *by_ord[] = {server_bin(), "--list-devices", "--backend", "cuda",
                           "--cuda-lib", libcuda(), "--devices", "1", NULL};
-  run(&r, by_ord, env, 60);
+  gpt_run(&r, by_ord, env, 60);
   CHECK_EQ_I(r.status, 1);
   CHECK_TRUE(strstr(r.out, "no device 1 (the driver shows 1)") != NULL);
   const char *by_other[] = {server_bin(), "--list-devices", "--backend",
                             "cuda", "--cuda-lib", libcuda(), "--devices",
                             other, NULL};
-  run(&r, by_other, env, 60);
+  gpt_run(&r, by_other, env, 60);
   CHECK_EQ_I(r.status, 1);
   CHECK_TRUE(strstr(r.out, other) != NULL);
 
   /* A MIG UUID without NVML: offered as given, with a warning. */
   const char *by_mig[] = {server_bin(), "--list-devices", "--backend", "cuda",
                           "--cuda-lib", libcuda(), "--devices", mig, NULL};
-  run(&r, by_mig, env, 60);
+  gpt_run(&r, by_mig, env, 60);
   CHECK_EQ_I(r.status, 0);
   CHECK_TRUE(strstr(r.out, "warn: --devices: MIG devices are offered "
                     "unchecked") != NULL);
@@ -326,7 +263,7 @@ static void test_devices_probe(int argc, char **argv) {
   /* A driver library that is not there: exit 1, saying so. */
   const char *nolib[] = {server_bin(), "--list-devices", "--backend", "cuda",
                          "--cuda-lib", "/nonexistent/libcuda.so.1", NULL};
-  run(&r, nolib, env, 60);
+  gpt_run(&r, nolib, env, 60);
   CHECK_EQ_I(r.status, 1);
   CHECK_TRUE(strstr(r.out, "cannot load the driver library") != NULL);
 
@@ -334,7 +271,7 @@ static void test_devices_probe(int argc, char **argv) {
    * fails, and so does start-up. */
   const char *noserver[] = {"LD_LIBRARY_PATH", "GPUPOOL_SERVER=127.0.0.1:1",
                             NULL};
-  run(&r, a, noserver, 60);
+  gpt_run(&r, a, noserver, 60);
   CHECK_EQ_I(r.status, 1);
   CHECK_TRUE(strstr(r.out, "cuInit") != NULL);
   (void)argc;
@@ -347,14 +284,14 @@ static void test_devices_probe(int argc, char **argv) {
 static void test_devices_probe_old_driver(int argc, char **argv) {
   const char *env[] = {"LD_LIBRARY_PATH", NULL};
   const char *uuid = "GPU-12021202-1202-1202-1202-120212021202";
-  struct run r;
+  struct gpt_run r;
   char w[24][64];
   int n;
 
   const char *a[] = {server_bin(), "--list-devices", "--backend", "cuda",
                      "--cuda-lib", need_env("GPUPOOL_TEST_FAKE_CUDA122"),
                      NULL};
-  run(&r, a, env, 60);
+  gpt_run(&r, a, env, 60);
   CHECK_EQ_I(r.status, 0);
   n = row(r.out, uuid, w);
   if (CHECK_GE_I(n, 11)) {
@@ -369,7 +306,7 @@ static void test_devices_probe_old_driver(int argc, char **argv) {
   const char *hang[] = {"LD_LIBRARY_PATH", "GP_FAKE_CUDA_HANG_AT_EXIT=1",
                         NULL};
   double t0 = gpt_now();
-  run(&r, a, hang, 50);
+  gpt_run(&r, a, hang, 50);
   CHECK_EQ_I(r.status, 0);
   CHECK_TRUE(gpt_now() - t0 < 45);
   CHECK_TRUE(strstr(r.out, "did not exit within 30 s") != NULL);
@@ -391,13 +328,13 @@ static void test_devices_nvml(int argc, char **argv) {
    * with the probe's by UUID. */
   snprintf(uuid0, sizeof uuid0, "GP_FAKE_NVML_UUID0=%s", uuid);
   const char *env[] = {path, uuid0, NULL};
-  struct run r;
+  struct gpt_run r;
   char w[24][64];
   int n;
 
   const char *a[] = {server_bin(), "--list-devices", "--backend", "cuda",
                      "--cuda-lib", libcuda(), NULL};
-  run(&r, a, env, 60);
+  gpt_run(&r, a, env, 60);
   CHECK_EQ_I(r.status, 0);
   n = row(r.out, uuid, w);
   if (CHECK_GE_I(n, 12)) {
@@ -441,7 +378,7 @@ static void test_devices_nvml(int argc, char **argv) {
   const char *mig_ok[] = {server_bin(), "--list-devices", "--backend", "cuda",
                           "--cuda-lib", libcuda(), "--devices",
                           "MIG-99999999-8888-7777-6666-555555555555,0", NULL};
-  run(&r, mig_ok, env, 60);
+  gpt_run(&r, mig_ok, env, 60);
   CHECK_EQ_I(r.status, 0);
   CHECK_TRUE(strstr(r.out, "unchecked") == NULL);
   n = row(r.out, "MIG-99999999-8888-7777-6666-555555555555", w);
@@ -451,7 +388,7 @@ static void test_devices_nvml(int argc, char **argv) {
   const char *mig_bad[] = {server_bin(), "--list-devices", "--backend",
                            "cuda", "--cuda-lib", libcuda(), "--devices",
                            "MIG-99999999-8888-7777-6666-555555555554", NULL};
-  run(&r, mig_bad, env, 60);
+  gpt_run(&r, mig_bad, env, 60);
   CHECK_EQ_I(r.status, 1);
   CHECK_TRUE(strstr(r.out, "NVML lists no MIG device "
                     "MIG-99999999-8888-7777-6666-555555555554") != NULL);
@@ -459,12 +396,12 @@ static void test_devices_nvml(int argc, char **argv) {
   const char *hidden[] = {server_bin(), "--list-devices", "--backend", "cuda",
                           "--cuda-lib", libcuda(), "--devices",
                           "GPU-aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", NULL};
-  run(&r, hidden, env, 60);
+  gpt_run(&r, hidden, env, 60);
   CHECK_EQ_I(r.status, 1);
 
   /* Without the stand-in, the same fields are absent, not 0. */
   const char *none[] = {"LD_LIBRARY_PATH", NULL};
-  run(&r, a, none, 60);
+  gpt_run(&r, a, none, 60);
   CHECK_EQ_I(r.status, 0);
   n = row(r.out, uuid, w);
   if (CHECK_GE_I(n, 11)) {
@@ -540,9 +477,9 @@ static void test_devices_visible(int argc, char **argv) {
   emu_uuid(uuid);
   /* The UUID string this process built from cuDeviceGetUuid is the one
    * --list-devices prints: it round-trips. */
-  struct run rr;
+  struct gpt_run rr;
   const char *a[] = {server_bin(), "--list-devices", NULL};
-  run(&rr, a, NULL, 30);
+  gpt_run(&rr, a, NULL, 30);
   CHECK_TRUE(strstr(rr.out, uuid) != NULL);
 
   for (int i = 0; uuid[i]; i++)
