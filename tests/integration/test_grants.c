@@ -31,6 +31,7 @@
 #include "gpupool/gpupool.h"
 #include "grant.h"
 #include "harness.h"
+#include "raw.h"
 #include "msg.h"
 #include "wire.h"
 
@@ -160,59 +161,22 @@ static void sign(const struct grant_spec *s, uint8_t **out, size_t *len) {
   if (s->forge) (*out)[*len - 1] ^= 1;
 }
 
-struct raw {
-  struct gp_wire w;
-  uint32_t next;
-};
-
-static void raw_open(struct raw *r) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  REQUIRE_TRUE(fd >= 0);
-  struct sockaddr_in sa = {.sin_family = AF_INET,
-                           .sin_port = htons((uint16_t)server.port),
-                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  REQUIRE_TRUE(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
-  REQUIRE_TRUE(gp_wire_init_fd(&r->w, fd) == 0);
-  r->w.timeout_ms = 20000;
-  r->next = 1;
+static void raw_open(struct gpt_raw *r) {
+  REQUIRE_TRUE(gpt_raw_open(r, server.port, 20000));
 }
 
-static void raw_close(struct raw *r) {
-  gp_wire_free(&r->w);
-}
 
-/* One request and its reply (notices skipped): the result, the reply in
- * |*rep| if asked for; -1 when the connection failed. */
-static int raw_call(struct raw *r, uint16_t type, const ProtobufCMessage *m,
+/* One request and its reply: the result, the reply in |*rep| if asked
+ * for; -1 when the connection failed (gpt_raw_call). */
+static int raw_call(struct gpt_raw *r, uint16_t type, const ProtobufCMessage *m,
                     ProtobufCMessage **rep) {
-  uint32_t id = r->next++;
-  if (gp_wire_send(&r->w, type, 0, id, m, NULL, 0) != 0 ||
-      gp_wire_flush(&r->w) != 0)
-    return -1;
-  for (;;) {
-    struct gp_frame_header h;
-    ProtobufCMessage *msg = NULL;
-    if (gp_wire_recv_header(&r->w, &h) != 0) return -1;
-    if (gp_wire_recv_msg(&r->w, &h, &msg) != 0) return -1;
-    if (!(h.flags & GP_FRAME_F_REPLY)) {
-      protobuf_c_message_free_unpacked(msg, NULL);
-      if (gp_wire_discard(&r->w, h.payload_len) != 0) return -1;
-      continue;
-    }
-    int32_t res = -1, deferred = 0;
-    gp_msg_reply_status(msg, &res, &deferred);
-    if (gp_wire_discard(&r->w, h.payload_len) != 0) res = -1;
-    if (rep != NULL)
-      *rep = msg;
-    else
-      protobuf_c_message_free_unpacked(msg, NULL);
-    return res;
-  }
+  int res = gpt_raw_call(r, type, m, NULL, 0, NULL, 0, rep);
+  return res == GPT_RAW_FAILED ? -1 : res;
 }
 
 /* HELLO with |grant| (may be NULL): the reply's result, its message into
  * |msg| and session id into |*sid|. */
-static int raw_hello(struct raw *r, const uint8_t *grant, size_t len,
+static int raw_hello(struct gpt_raw *r, const uint8_t *grant, size_t len,
                      char *msg, size_t msglen, uint64_t *sid) {
   Gpupool__HelloRequest hello = GPUPOOL__HELLO_REQUEST__INIT;
   ProtobufCMessage *m = NULL;
@@ -234,25 +198,25 @@ static int raw_hello(struct raw *r, const uint8_t *grant, size_t len,
 }
 
 /* True when the server has closed the connection (reads EOF). */
-static bool raw_closed(struct raw *r) {
+static bool raw_closed(struct gpt_raw *r) {
   struct gp_frame_header h;
   r->w.timeout_ms = 5000;
   return gp_wire_recv_header(&r->w, &h) == GP_ECLOSED;
 }
 
-static int raw_ctx(struct raw *r, uint64_t ctx) {
+static int raw_ctx(struct gpt_raw *r, uint64_t ctx) {
   Gpupool__CtxCreate m = GPUPOOL__CTX_CREATE__INIT;
   m.ctx = ctx;
   return raw_call(r, GP_MSG_CTX_CREATE, &m.base, NULL);
 }
 
-static int raw_ctx_destroy(struct raw *r, uint64_t ctx) {
+static int raw_ctx_destroy(struct gpt_raw *r, uint64_t ctx) {
   Gpupool__CtxDestroy m = GPUPOOL__CTX_DESTROY__INIT;
   m.ctx = ctx;
   return raw_call(r, GP_MSG_CTX_DESTROY, &m.base, NULL);
 }
 
-static int raw_alloc(struct raw *r, uint64_t ctx, uint64_t size,
+static int raw_alloc(struct gpt_raw *r, uint64_t ctx, uint64_t size,
                      uint64_t *dptr) {
   Gpupool__MemAlloc m = GPUPOOL__MEM_ALLOC__INIT;
   ProtobufCMessage *rep = NULL;
@@ -264,7 +228,7 @@ static int raw_alloc(struct raw *r, uint64_t ctx, uint64_t size,
   return res;
 }
 
-static int raw_alloc_pitch(struct raw *r, uint64_t ctx, uint64_t width,
+static int raw_alloc_pitch(struct gpt_raw *r, uint64_t ctx, uint64_t width,
                            uint64_t height, uint64_t *dptr, uint64_t *pitch) {
   Gpupool__MemAllocPitch m = GPUPOOL__MEM_ALLOC_PITCH__INIT;
   ProtobufCMessage *rep = NULL;
@@ -281,13 +245,13 @@ static int raw_alloc_pitch(struct raw *r, uint64_t ctx, uint64_t width,
   return res;
 }
 
-static int raw_free(struct raw *r, uint64_t dptr) {
+static int raw_free(struct gpt_raw *r, uint64_t dptr) {
   Gpupool__MemFree m = GPUPOOL__MEM_FREE__INIT;
   m.dptr = dptr;
   return raw_call(r, GP_MSG_MEM_FREE, &m.base, NULL);
 }
 
-static int raw_info(struct raw *r, uint64_t ctx, uint64_t *fr,
+static int raw_info(struct gpt_raw *r, uint64_t ctx, uint64_t *fr,
                     uint64_t *total) {
   Gpupool__MemGetInfo m = GPUPOOL__MEM_GET_INFO__INIT;
   ProtobufCMessage *rep = NULL;
@@ -303,7 +267,7 @@ static int raw_info(struct raw *r, uint64_t ctx, uint64_t *fr,
 
 /* MODULE_LOAD of PTX |ptx| (with its image) as |module| in |ctx|: the
  * result, the reply's message into |msg|. */
-static int raw_module(struct raw *r, uint64_t ctx, uint64_t module,
+static int raw_module(struct gpt_raw *r, uint64_t ctx, uint64_t module,
                       const char *ptx, char *msg, size_t msglen) {
   Gpupool__ModuleLoad m = GPUPOOL__MODULE_LOAD__INIT;
   uint8_t digest[SHA256_DIGEST_LENGTH];
@@ -336,14 +300,14 @@ static int raw_module(struct raw *r, uint64_t ctx, uint64_t module,
   }
 }
 
-static int raw_unload(struct raw *r, uint64_t module) {
+static int raw_unload(struct gpt_raw *r, uint64_t module) {
   Gpupool__ModuleUnload m = GPUPOOL__MODULE_UNLOAD__INIT;
   m.module = module;
   return raw_call(r, GP_MSG_MODULE_UNLOAD, &m.base, NULL);
 }
 
 /* Launches kernel |name| (no parameters) of |module| on one thread. */
-static int raw_launch(struct raw *r, uint64_t ctx, uint64_t module,
+static int raw_launch(struct gpt_raw *r, uint64_t ctx, uint64_t module,
                       const char *name, uint64_t function) {
   Gpupool__ModuleGetFunction f = GPUPOOL__MODULE_GET_FUNCTION__INIT;
   f.module = module;
@@ -371,7 +335,7 @@ static const char big_global_ptx[] =
 
 /* A HELLO with grant |s| on a new connection; returns its result and
  * message. The connection stays open in |r|. */
-static int hello_with(struct raw *r, const struct grant_spec *s, char *msg,
+static int hello_with(struct gpt_raw *r, const struct grant_spec *s, char *msg,
                       size_t msglen, uint64_t *sid) {
   uint8_t *g = NULL;
   size_t len = 0;
@@ -405,7 +369,7 @@ static void scenario_admit(int argc, char **argv) {
   uint8_t *g = NULL;
   size_t len = 0;
   sign(&s, &g, &len);
-  struct raw a, b, c;
+  struct gpt_raw a, b, c;
   char msg[256];
   uint64_t sid = 0;
   raw_open(&a);
@@ -419,15 +383,15 @@ static void scenario_admit(int argc, char **argv) {
              CUDA_ERROR_NOT_PERMITTED);
   CHECK_TRUE(strstr(msg, "grant already used") != NULL);
   CHECK_TRUE(raw_closed(&b));
-  raw_close(&b);
+  gpt_raw_close(&b);
 
-  raw_close(&a);
+  gpt_raw_close(&a);
   CHECK_TRUE(log_has("exited with status 0 (session ended)", 5000));
   raw_open(&c);
   CHECK_EQ_I(raw_hello(&c, g, len, msg, sizeof msg, NULL),
              CUDA_ERROR_NOT_PERMITTED);
   CHECK_TRUE(strstr(msg, "grant already used") != NULL);
-  raw_close(&c);
+  gpt_raw_close(&c);
   free(g);
   CHECK_TRUE(log_has("exited with status 7 (grant refused)", 5000));
   cleanup();
@@ -453,30 +417,30 @@ static void scenario_refusals(int argc, char **argv) {
   };
   char msg[320];
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    struct raw r;
+    struct gpt_raw r;
     CHECK_EQ_I(hello_with(&r, &cases[i].s, msg, sizeof msg, NULL),
                CUDA_ERROR_NOT_PERMITTED);
     if (!CHECK_TRUE(strstr(msg, cases[i].want) != NULL))
       fprintf(stderr, "    case %zu: message '%s'\n", i, msg);
     CHECK_TRUE(raw_closed(&r));
-    raw_close(&r);
+    gpt_raw_close(&r);
   }
   /* No grant at all. */
-  struct raw r;
+  struct gpt_raw r;
   raw_open(&r);
   CHECK_EQ_I(raw_hello(&r, NULL, 0, msg, sizeof msg, NULL),
              CUDA_ERROR_NOT_PERMITTED);
   CHECK_STR_EQ(msg, "no grant: this server admits sessions only through the "
                     "broker");
   CHECK_TRUE(raw_closed(&r));
-  raw_close(&r);
+  gpt_raw_close(&r);
   /* A garbled grant (not even a MAC's length). */
   uint8_t junk[8] = {1, 2, 3};
   raw_open(&r);
   CHECK_EQ_I(raw_hello(&r, junk, sizeof junk, msg, sizeof msg, NULL),
              CUDA_ERROR_NOT_PERMITTED);
   CHECK_TRUE(strstr(msg, "malformed") != NULL);
-  raw_close(&r);
+  gpt_raw_close(&r);
   CHECK_TRUE(log_has("refused: grant signature does not verify", 5000));
   CHECK_TRUE(log_has("refused: no grant", 5000));
   /* Six workers, each ended with GP_EXIT_REFUSED. */
@@ -496,7 +460,7 @@ static void scenario_refusals(int argc, char **argv) {
   /* A later valid grant still works. */
   struct grant_spec ok = {fresh_id(), SERVER_NAME, gpu, 64 * MiB, 60, false};
   CHECK_EQ_I(hello_with(&r, &ok, msg, sizeof msg, NULL), CUDA_SUCCESS);
-  raw_close(&r);
+  gpt_raw_close(&r);
   cleanup();
 }
 
@@ -506,7 +470,7 @@ static void scenario_refusals(int argc, char **argv) {
 static void scenario_memory_limit(int argc, char **argv) {
   start_with_key(NULL);
   struct grant_spec s = {fresh_id(), SERVER_NAME, gpu, 64 * MiB, 60, false};
-  struct raw r;
+  struct gpt_raw r;
   char msg[256];
   REQUIRE_TRUE(hello_with(&r, &s, msg, sizeof msg, NULL) == CUDA_SUCCESS);
   REQUIRE_TRUE(raw_ctx(&r, 1) == CUDA_SUCCESS);
@@ -546,7 +510,7 @@ static void scenario_memory_limit(int argc, char **argv) {
   CHECK_EQ_I(raw_info(&r, 2, &fr, &total), CUDA_SUCCESS);
   CHECK_EQ_U(fr, 64 * MiB);
   CHECK_EQ_I(raw_alloc(&r, 2, 60 * MiB, &a), CUDA_SUCCESS);
-  raw_close(&r);
+  gpt_raw_close(&r);
   cleanup();
 }
 
@@ -557,7 +521,7 @@ static void scenario_memory_limit(int argc, char **argv) {
 static void scenario_limit_fault(int argc, char **argv) {
   start_with_key(NULL);
   struct grant_spec s = {fresh_id(), SERVER_NAME, gpu, 64 * MiB, 60, false};
-  struct raw r;
+  struct gpt_raw r;
   char msg[256];
   uint64_t a = 0, b = 0, fr = 0, total = 0;
   REQUIRE_TRUE(hello_with(&r, &s, msg, sizeof msg, NULL) == CUDA_SUCCESS);
@@ -581,7 +545,7 @@ static void scenario_limit_fault(int argc, char **argv) {
   CHECK_EQ_U(fr, 56 * MiB);
   CHECK_EQ_I(raw_alloc(&r, 3, 56 * MiB, &b), CUDA_SUCCESS);
   CHECK_EQ_I(raw_alloc(&r, 3, 1, &b), CUDA_ERROR_OUT_OF_MEMORY);
-  raw_close(&r);
+  gpt_raw_close(&r);
   cleanup();
 }
 
@@ -592,7 +556,7 @@ static void scenario_limit_fault(int argc, char **argv) {
 static void scenario_limit_other(int argc, char **argv) {
   start_with_key(NULL);
   struct grant_spec s = {fresh_id(), SERVER_NAME, gpu, 64 * MiB, 60, false};
-  struct raw r;
+  struct gpt_raw r;
   char msg[256];
   uint64_t a = 0, b = 0, fr = 0, total = 0;
   REQUIRE_TRUE(hello_with(&r, &s, msg, sizeof msg, NULL) == CUDA_SUCCESS);
@@ -639,7 +603,7 @@ static void scenario_limit_other(int argc, char **argv) {
   CHECK_EQ_I(raw_ctx_destroy(&r, 2), CUDA_SUCCESS);
   CHECK_EQ_I(raw_info(&r, 1, &fr, &total), CUDA_SUCCESS);
   CHECK_EQ_U(fr, 64 * MiB);
-  raw_close(&r);
+  gpt_raw_close(&r);
   cleanup();
 }
 
@@ -651,7 +615,7 @@ static void scenario_idle_stall(int argc, char **argv) {
   snprintf(logpath, sizeof logpath, "%s/server.log", dir);
   const char *extra[] = {"--idle-timeout", "2", NULL};
   start(extra);
-  struct raw r;
+  struct gpt_raw r;
   raw_open(&r);
   REQUIRE_TRUE(raw_hello(&r, NULL, 0, NULL, 0, NULL) == CUDA_SUCCESS);
   uint8_t half[5] = {'G', 'P', 'P', 'L', 1};
@@ -667,7 +631,7 @@ static void scenario_idle_stall(int argc, char **argv) {
   CHECK_GE_D(waited, 1.5);
   CHECK_TRUE(log_has("a frame stalled for 2 s", 5000));
   CHECK_TRUE(log_has("exited with status 6 (reclaimed idle)", 5000));
-  raw_close(&r);
+  gpt_raw_close(&r);
   cleanup();
 }
 
@@ -708,7 +672,7 @@ static void scenario_idle_client(int argc, char **argv) {
 static void scenario_idle_raw(int argc, char **argv) {
   start_with_key("1");
   struct grant_spec s = {fresh_id(), SERVER_NAME, gpu, 64 * MiB, 60, false};
-  struct raw r;
+  struct gpt_raw r;
   char msg[256];
   REQUIRE_TRUE(hello_with(&r, &s, msg, sizeof msg, NULL) == CUDA_SUCCESS);
   double t0 = gpt_now();
@@ -727,7 +691,7 @@ static void scenario_idle_raw(int argc, char **argv) {
                "session reclaimed after 1 s idle (--idle-timeout)");
   protobuf_c_message_free_unpacked(m, NULL);
   CHECK_TRUE(raw_closed(&r));
-  raw_close(&r);
+  gpt_raw_close(&r);
   CHECK_TRUE(log_has("exited with status 6 (reclaimed idle)", 5000));
   cleanup();
 }
@@ -884,7 +848,7 @@ static void scenario_broker_link(int argc, char **argv) {
 
   /* A session under a grant shows in the heartbeats, with its memory. */
   struct grant_spec s = {fresh_id(), SERVER_NAME, gpu, 64 * MiB, 60, false};
-  struct raw r;
+  struct gpt_raw r;
   char msg[256];
   uint64_t p = 0;
   REQUIRE_TRUE(hello_with(&r, &s, msg, sizeof msg, NULL) == CUDA_SUCCESS);
@@ -910,7 +874,7 @@ static void scenario_broker_link(int argc, char **argv) {
   CHECK_TRUE(wait_heartbeat(&w, s.session_id, 4 * MiB));
 
   /* The session ends: BROKER_SESSION_END, reason "ended". */
-  raw_close(&r);
+  gpt_raw_close(&r);
   m = broker_recv(&w, GP_MSG_BROKER_SESSION_END);
   REQUIRE_TRUE(m != NULL);
   const Gpupool__BrokerSessionEnd *end = (const void *)m;

@@ -54,6 +54,7 @@
 #include "gpupool/gpupool.h"
 #include "grant.h"
 #include "harness.h"
+#include "raw.h"
 #include "msg.h"
 #include "wire.h"
 
@@ -1636,76 +1637,25 @@ static void test_broker_restart(int argc, char **argv) {
 
 /* ---- grants ------------------------------------------------------------------------------------------ */
 
-struct raw {
-  struct gp_wire w;
-  uint32_t next;
-  bool open;
-};
-
-static bool raw_open(struct raw *r, const char *addr) {
-  const char *colon = strrchr(addr, ':');
-  REQUIRE_TRUE(colon != NULL);
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  REQUIRE_TRUE(fd >= 0);
-  struct sockaddr_in sa = {.sin_family = AF_INET,
-                           .sin_port = htons((uint16_t)atoi(colon + 1)),
-                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-    close(fd);
-    return false;
-  }
-  REQUIRE_TRUE(gp_wire_init_fd(&r->w, fd) == 0);
-  r->w.timeout_ms = 10000;
-  r->next = 1;
-  r->open = true;
-  return true;
+static bool raw_open(struct gpt_raw *r, const char *addr) {
+  REQUIRE_TRUE(gpt_raw_port(addr) > 0);
+  return gpt_raw_open(r, gpt_raw_port(addr), 10000);
 }
 
-static void raw_close(struct raw *r) {
-  if (r->open) gp_wire_free(&r->w);
-  r->open = false;
-}
 
-/* raw_call()'s result when the connection failed (no GP_E* code nor
- * CUresult). */
-#define RAW_FAILED (-100000)
 
-/* One request and its reply: the result (RAW_FAILED: the connection
- * failed), the
- * reply in |*rep| when asked for (free with
- * protobuf_c_message_free_unpacked). */
-static int raw_call(struct raw *r, uint16_t type, const ProtobufCMessage *m,
+/* One request and its reply: the result (GPT_RAW_FAILED: the connection
+ * failed), the reply in |*rep| when asked for. */
+static int raw_call(struct gpt_raw *r, uint16_t type, const ProtobufCMessage *m,
                     ProtobufCMessage **rep) {
-  uint32_t id = r->next++;
-  if (gp_wire_send(&r->w, type, 0, id, m, NULL, 0) != 0 ||
-      gp_wire_flush(&r->w) != 0)
-    return RAW_FAILED;
-  for (;;) {
-    struct gp_frame_header h;
-    ProtobufCMessage *msg = NULL;
-    if (gp_wire_recv_header(&r->w, &h) != 0) return RAW_FAILED;
-    if (gp_wire_recv_msg(&r->w, &h, &msg) != 0) return RAW_FAILED;
-    if (!(h.flags & GP_FRAME_F_REPLY)) {
-      protobuf_c_message_free_unpacked(msg, NULL);
-      if (gp_wire_discard(&r->w, h.payload_len) != 0) return RAW_FAILED;
-      continue;
-    }
-    int32_t res = -1, deferred = 0;
-    gp_msg_reply_status(msg, &res, &deferred);
-    if (gp_wire_discard(&r->w, h.payload_len) != 0) res = RAW_FAILED;
-    if (rep != NULL)
-      *rep = msg;
-    else
-      protobuf_c_message_free_unpacked(msg, NULL);
-    return res;
-  }
+  return gpt_raw_call(r, type, m, NULL, 0, NULL, 0, rep);
 }
 
 /* HELLO with |grant| (|len| bytes; NULL: none) to |addr|: the reply's
  * result, its message into |why|. The connection stays open in |r| when
  * the session was admitted, else it is checked to be closed by the
  * server. */
-static int hello(struct raw *r, const char *addr, const uint8_t *grant,
+static int hello(struct gpt_raw *r, const char *addr, const uint8_t *grant,
                  size_t len, char *why, size_t whylen) {
   why[0] = '\0';
   if (!CHECK_TRUE(raw_open(r, addr))) return -1;
@@ -1726,14 +1676,14 @@ static int hello(struct raw *r, const char *addr, const uint8_t *grant,
     copy_str(why, whylen, hr->message);
     protobuf_c_message_free_unpacked(rep, NULL);
   }
-  if (res != 0 && res != RAW_FAILED) {
+  if (res != 0 && res != GPT_RAW_FAILED) {
     /* Refused: the worker exits, so the next request finds the connection
      * closed. */
     Gpupool__CtxCreate cc = GPUPOOL__CTX_CREATE__INIT;
     cc.ctx = 5;
-    CHECK_EQ_I(raw_call(r, GP_MSG_CTX_CREATE, &cc.base, NULL), RAW_FAILED);
+    CHECK_EQ_I(raw_call(r, GP_MSG_CTX_CREATE, &cc.base, NULL), GPT_RAW_FAILED);
   }
-  if (res != 0) raw_close(r);
+  if (res != 0) gpt_raw_close(r);
   return res;
 }
 
@@ -1778,7 +1728,7 @@ static void test_grants(int argc, char **argv) {
   g.nonce.data = nonce;
   g.nonce.len = sizeof nonce;
   const char *a1 = pool.srv[0].addr;
-  struct raw r;
+  struct gpt_raw r;
   size_t len;
   uint8_t *buf;
   int res;
@@ -1873,18 +1823,18 @@ static void test_grants(int argc, char **argv) {
   }
   /* ...once: the same grant again is refused, while the first session is
    * open and after it ended. */
-  struct raw r2;
+  struct gpt_raw r2;
   res = hello(&r2, a1, buf, len, why, sizeof why);
   printf("reused: %d \"%s\"\n", res, why);
   CHECK_EQ_I(res, CUDA_ERROR_NOT_PERMITTED);
-  raw_close(&r);
+  gpt_raw_close(&r);
   gpt_sleep_ms(200);
   res = hello(&r2, a1, buf, len, why, sizeof why);
   CHECK_EQ_I(res, CUDA_ERROR_NOT_PERMITTED);
   free(buf);
 
   /* A real grant from the broker, as the client library gets one. */
-  struct raw br;
+  struct gpt_raw br;
   REQUIRE_TRUE(raw_open(&br, pool.b.addr));
   Gpupool__BrokerSessionRequest q = GPUPOOL__BROKER_SESSION_REQUEST__INIT;
   q.token.data = (uint8_t *)pool.alice_token;
@@ -1895,7 +1845,7 @@ static void test_grants(int argc, char **argv) {
   q.client = "test_pool grants";
   ProtobufCMessage *rep = NULL;
   res = raw_call(&br, GP_MSG_BROKER_REQUEST_SESSION, &q.base, &rep);
-  raw_close(&br);
+  gpt_raw_close(&br);
   REQUIRE_TRUE(res == 0 && rep != NULL);
   Gpupool__BrokerSessionGrant *bg = (Gpupool__BrokerSessionGrant *)rep;
   CHECK_STR_EQ(bg->server, "pool02");
@@ -1949,7 +1899,7 @@ static void test_grants(int argc, char **argv) {
     gpt_sleep_ms(25);
   }
   CHECK_TRUE(running);
-  raw_close(&r);
+  gpt_raw_close(&r);
   bool gone = false;
   deadline = gpt_now() + 3.0;
   while (!gone && gpt_now() < deadline) {
@@ -1972,7 +1922,7 @@ static void test_grants(int argc, char **argv) {
 
 /* Reads the next frame's header and message: its type, or -1 at the end of
  * the connection; a ProtocolError's code into |*code|. */
-static int raw_next(struct raw *r, int32_t *code) {
+static int raw_next(struct gpt_raw *r, int32_t *code) {
   struct gp_frame_header h;
   ProtobufCMessage *msg = NULL;
   if (gp_wire_recv_header(&r->w, &h) != 0) return -1;
@@ -1991,7 +1941,7 @@ static int raw_next(struct raw *r, int32_t *code) {
 static int raw_request(const char *token, unsigned long long mem,
                        unsigned gpus, const char *server, const char *prefer,
                        Gpupool__BrokerSessionGrant **g) {
-  struct raw br;
+  struct gpt_raw br;
   REQUIRE_TRUE(raw_open(&br, pool.b.addr));
   Gpupool__BrokerSessionRequest q = GPUPOOL__BROKER_SESSION_REQUEST__INIT;
   q.token.data = (uint8_t *)token;
@@ -2003,7 +1953,7 @@ static int raw_request(const char *token, unsigned long long mem,
   q.client = "test_pool broker_wire";
   ProtobufCMessage *rep = NULL;
   int res = raw_call(&br, GP_MSG_BROKER_REQUEST_SESSION, &q.base, &rep);
-  raw_close(&br);
+  gpt_raw_close(&br);
   *g = (Gpupool__BrokerSessionGrant *)rep;
   if (rep != NULL && res != 0)
     printf("request refused: %d \"%s\"\n", res, (*g)->message);
@@ -2011,9 +1961,9 @@ static int raw_request(const char *token, unsigned long long mem,
 }
 
 /* A raw BROKER_REGISTER of a server that is not there: |name|, one 8 GiB
- * GPU, signed with |key| at |stamp|. The result (RAW_FAILED: no answer); the
+ * GPU, signed with |key| at |stamp|. The result (GPT_RAW_FAILED: no answer); the
  * connection stays open in |r|. */
-static int raw_register(struct raw *r, const char *name, const uint8_t *key,
+static int raw_register(struct gpt_raw *r, const char *name, const uint8_t *key,
                         size_t keylen, uint64_t stamp, unsigned *hb_ms) {
   REQUIRE_TRUE(raw_open(r, pool.b.addr));
   Gpupool__BrokerGpu gpu = GPUPOOL__BROKER_GPU__INIT;
@@ -2076,7 +2026,7 @@ static void test_broker_wire(int argc, char **argv) {
 
   /* A type the broker does not serve, then bytes that are no frame: a
    * ProtocolError and that connection closed, the broker serving on. */
-  struct raw r;
+  struct gpt_raw r;
   REQUIRE_TRUE(raw_open(&r, pool.b.addr));
   Gpupool__HelloRequest h = GPUPOOL__HELLO_REQUEST__INIT;
   h.min_version = GP_PROTOCOL_VERSION_MIN;
@@ -2086,7 +2036,7 @@ static void test_broker_wire(int argc, char **argv) {
   int32_t code = 0;
   CHECK_EQ_I(raw_next(&r, &code), GP_MSG_PROTOCOL_ERROR);
   CHECK_EQ_I(raw_next(&r, NULL), -1);
-  raw_close(&r);
+  gpt_raw_close(&r);
   REQUIRE_TRUE(raw_open(&r, pool.b.addr));
   static const char junk[] = "GET / HTTP/1.1\r\nHost: broker\r\n\r\n";
   CHECK_TRUE(write(r.w.fd, junk, sizeof junk - 1) == (ssize_t)(sizeof junk - 1));
@@ -2094,7 +2044,7 @@ static void test_broker_wire(int argc, char **argv) {
   CHECK_EQ_I(raw_next(&r, &code), GP_MSG_PROTOCOL_ERROR);
   CHECK_NE_I(code, 0);
   CHECK_EQ_I(raw_next(&r, NULL), -1);
-  raw_close(&r);
+  gpt_raw_close(&r);
   wait_all_up(2);
 
   /* Registration: a MAC under another key, a stale timestamp, a bad name. */
@@ -2102,13 +2052,13 @@ static void test_broker_wire(int argc, char **argv) {
   for (size_t i = 0; i < sizeof other; i++) other[i] = (uint8_t)(key[i] ^ 0x33);
   CHECK_EQ_I(raw_register(&r, "ghost", other, sizeof other, unix_now(), NULL),
              GP_EAUTH);
-  raw_close(&r);
+  gpt_raw_close(&r);
   CHECK_EQ_I(raw_register(&r, "ghost", key, keylen, unix_now() - 600, NULL),
              GP_EAUTH);
-  raw_close(&r);
+  gpt_raw_close(&r);
   int res = raw_register(&r, "bad name!", key, keylen, unix_now(), NULL);
-  CHECK_TRUE(res != 0 && res != RAW_FAILED);
-  raw_close(&r);
+  CHECK_TRUE(res != 0 && res != GPT_RAW_FAILED);
+  gpt_raw_close(&r);
   struct model m;
   REQUIRE_TRUE(observe(&m));
   CHECK_EQ_I(m.nsrv, 2);
@@ -2179,16 +2129,16 @@ static void test_broker_wire(int argc, char **argv) {
     CHECK_TRUE(gs->up);
     CHECK_STR_EQ(gs->address, "127.0.0.1:9");
   }
-  struct raw r2;
+  struct gpt_raw r2;
   /* A later timestamp: the same one would be refused as a replay. */
   CHECK_EQ_I(raw_register(&r2, "ghost", key, keylen, unix_now() + 1, NULL), 0);
   r.w.timeout_ms = 3000;
   CHECK_EQ_I(raw_next(&r, NULL), -1);
-  raw_close(&r);
+  gpt_raw_close(&r);
   double t = wait_server("ghost", false, false, 5000);
   printf("ghost down %.2f s after it registered\n", t);
   CHECK_GE_D(t, 0.5);
-  raw_close(&r2);
+  gpt_raw_close(&r2);
 
   protobuf_c_message_free_unpacked(&g1->base, NULL);
   protobuf_c_message_free_unpacked(&g2->base, NULL);

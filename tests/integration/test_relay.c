@@ -21,6 +21,7 @@
 
 #include "gpupool/gpupool.h"
 #include "harness.h"
+#include "raw.h"
 #include "msg.h"
 #include "wire.h"
 
@@ -31,63 +32,22 @@ static struct gpt_server server;
 #define STREAM_ID 78
 #define EVENT_ID 79
 
-struct raw {
-  struct gp_wire w;
-  uint32_t next;
-};
-
-/* Connects to the server GPUPOOL_SERVER names and says HELLO. */
-static void raw_open(struct raw *r) {
-  const char *addr = getenv("GPUPOOL_SERVER");
-  const char *colon = addr ? strrchr(addr, ':') : NULL;
-  REQUIRE_TRUE(colon != NULL);
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  REQUIRE_TRUE(fd >= 0);
-  struct sockaddr_in sa = {.sin_family = AF_INET,
-                           .sin_port = htons((uint16_t)atoi(colon + 1)),
-                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  REQUIRE_TRUE(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
-  REQUIRE_TRUE(gp_wire_init_fd(&r->w, fd) == 0);
-  r->w.timeout_ms = 20000;
-  r->next = 1;
+/* Connects to the server GPUPOOL_SERVER names. */
+static void raw_open(struct gpt_raw *r) {
+  REQUIRE_TRUE(gpt_raw_open(r, gpt_raw_port(getenv("GPUPOOL_SERVER")),
+                            20000));
 }
 
-/* One request and its reply (notices skipped): the result, the reply's
- * payload into |out| (|out_len| bytes) when it is 0, the reply message in
- * |*rep| if asked for; -1 when the connection failed. */
-static int raw_call(struct raw *r, uint16_t type, const ProtobufCMessage *m,
+/* One request and its reply: the result, or -1 when the connection
+ * failed (gpt_raw_call). */
+static int raw_call(struct gpt_raw *r, uint16_t type, const ProtobufCMessage *m,
                     const void *payload, size_t len, void *out, size_t out_len,
                     ProtobufCMessage **rep) {
-  uint32_t id = r->next++;
-  if (gp_wire_send(&r->w, type, 0, id, m, payload, len) != 0 ||
-      gp_wire_flush(&r->w) != 0)
-    return -1;
-  for (;;) {
-    struct gp_frame_header h;
-    ProtobufCMessage *msg = NULL;
-    if (gp_wire_recv_header(&r->w, &h) != 0) return -1;
-    if (gp_wire_recv_msg(&r->w, &h, &msg) != 0) return -1;
-    if (!(h.flags & GP_FRAME_F_REPLY)) {
-      protobuf_c_message_free_unpacked(msg, NULL);
-      if (gp_wire_discard(&r->w, h.payload_len) != 0) return -1;
-      continue;
-    }
-    int32_t res = -1, deferred = 0;
-    gp_msg_reply_status(msg, &res, &deferred);
-    int io = 0;
-    if (res == 0 && out != NULL && h.payload_len == out_len)
-      io = gp_wire_recv_payload(&r->w, out, out_len);
-    else
-      io = gp_wire_discard(&r->w, h.payload_len);
-    if (rep != NULL)
-      *rep = msg;
-    else
-      protobuf_c_message_free_unpacked(msg, NULL);
-    return io != 0 ? -1 : res;
-  }
+  int res = gpt_raw_call(r, type, m, payload, len, out, out_len, rep);
+  return res == GPT_RAW_FAILED ? -1 : res;
 }
 
-static void raw_hello(struct raw *r) {
+static void raw_hello(struct gpt_raw *r) {
   Gpupool__HelloRequest hello = GPUPOOL__HELLO_REQUEST__INIT;
   hello.min_version = GP_PROTOCOL_VERSION_MIN;
   hello.max_version = GP_PROTOCOL_VERSION_MAX;
@@ -97,13 +57,13 @@ static void raw_hello(struct raw *r) {
                         NULL) == 0);
 }
 
-static int raw_ctx(struct raw *r, uint64_t ctx) {
+static int raw_ctx(struct gpt_raw *r, uint64_t ctx) {
   Gpupool__CtxCreate m = GPUPOOL__CTX_CREATE__INIT;
   m.ctx = ctx;
   return raw_call(r, GP_MSG_CTX_CREATE, &m.base, NULL, 0, NULL, 0, NULL);
 }
 
-static int raw_alloc(struct raw *r, uint64_t ctx, uint64_t size,
+static int raw_alloc(struct gpt_raw *r, uint64_t ctx, uint64_t size,
                      uint64_t *dptr) {
   Gpupool__MemAlloc m = GPUPOOL__MEM_ALLOC__INIT;
   ProtobufCMessage *rep = NULL;
@@ -115,7 +75,7 @@ static int raw_alloc(struct raw *r, uint64_t ctx, uint64_t size,
   return res;
 }
 
-static int raw_htod(struct raw *r, uint64_t dst, const void *p, size_t n,
+static int raw_htod(struct gpt_raw *r, uint64_t dst, const void *p, size_t n,
                     uint64_t stream) {
   Gpupool__MemcpyHtoD m = GPUPOOL__MEMCPY_HTO_D__INIT;
   m.dst = dst;
@@ -124,7 +84,7 @@ static int raw_htod(struct raw *r, uint64_t dst, const void *p, size_t n,
   return raw_call(r, GP_MSG_MEMCPY_HTOD, &m.base, p, n, NULL, 0, NULL);
 }
 
-static int raw_dtoh(struct raw *r, uint64_t src, void *p, size_t n,
+static int raw_dtoh(struct gpt_raw *r, uint64_t src, void *p, size_t n,
                     uint64_t stream) {
   Gpupool__MemcpyDtoH m = GPUPOOL__MEMCPY_DTO_H__INIT;
   m.src = src;
@@ -164,7 +124,7 @@ static void child_intruder(int argc, char **argv) {
   uint64_t victim = strtoull(argv[0], NULL, 16);
   uint8_t *secret = gpt_xmalloc(SECRET_SIZE), *got = gpt_xmalloc(SECRET_SIZE);
   gpt_fill(secret, SECRET_SIZE, 0x5ec7e7);
-  struct raw r;
+  struct gpt_raw r;
   raw_open(&r);
   raw_hello(&r);
 
@@ -221,7 +181,7 @@ static void test_relay_isolation(int argc, char **argv) {
   printf("mode %s\n", gpt_server_mode());
   uint8_t *secret = gpt_xmalloc(SECRET_SIZE), *got = gpt_xmalloc(SECRET_SIZE);
   gpt_fill(secret, SECRET_SIZE, 0x5ec7e7);
-  struct raw r;
+  struct gpt_raw r;
   raw_open(&r);
   raw_hello(&r);
   REQUIRE_TRUE(raw_ctx(&r, CTX_ID) == 0);

@@ -1,0 +1,46 @@
+/* A client that speaks gpupool's frames itself, for the scenarios that
+ * must say what the client library never would (a forged grant, another
+ * session's ids, a half-sent frame) or talk to a broker as a server does.
+ * Built into the programs that need it (tests/integration/meson.build),
+ * with the protocol library.
+ */
+#ifndef GPT_RAW_H
+#define GPT_RAW_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "msg.h"
+#include "wire.h"
+
+struct gpt_raw {
+  struct gp_wire w;
+  uint32_t next;      /* the next request id */
+  bool open;
+};
+
+/* gpt_raw_call()'s result when the connection failed (neither a CUresult
+ * nor a GP_E* code). */
+#define GPT_RAW_FAILED (-100000)
+
+/* Connects to 127.0.0.1:|port|; each later read or write waits at most
+ * |timeout_ms|. False when the connection is refused. */
+bool gpt_raw_open(struct gpt_raw *r, int port, int timeout_ms);
+
+/* The port of "HOST:PORT" (0 when there is none). */
+int gpt_raw_port(const char *addr);
+
+void gpt_raw_close(struct gpt_raw *r);
+
+/* Sends one request (|payload|, |len| bytes, may be NULL) and reads its
+ * reply, skipping notices: returns the reply's result, or GPT_RAW_FAILED.
+ * When the result is 0 and the reply's payload is exactly |out_len| bytes
+ * it lands in |out|; otherwise it is read and dropped. The reply message
+ * goes to |*rep| when asked for (free it with
+ * protobuf_c_message_free_unpacked). */
+int gpt_raw_call(struct gpt_raw *r, uint16_t type, const ProtobufCMessage *m,
+                 const void *payload, size_t len, void *out, size_t out_len,
+                 ProtobufCMessage **rep);
+
+#endif
