@@ -25,6 +25,7 @@
 
 #include "client.h"
 #include "cuerrors.h"
+#include "gpupool/gpupool.h"
 #include "trace.h"
 
 /* Kernel and variable names longer than this do not exist (the server
@@ -243,14 +244,17 @@ CUresult gp__module_load_locked(struct gp__client *c, struct gp__ctx *ctx,
   /* An image over one frame's payload goes ahead in parts; the load then
    * names it by digest, as a cached one. */
   bool parts = im->size > GP__IMAGE_FRAME_MAX;
-  *cached = gp__digests_has(&c->images, md);
+  /* A server whose sessions share images (GP_FEATURE_SHARED_IMAGES) may
+   * have these bytes from another session: name them first. */
+  *cached = gp__digests_has(&c->images, md) ||
+            (c->features & GP_FEATURE_SHARED_IMAGES) != 0;
   if (!*cached && parts &&
       (r = upload_parts_locked(c, im, md)) != CUDA_SUCCESS)
     goto refused;
   r = load_call_locked(c, &msg, *cached || parts ? NULL : im, &need, msgbuf,
                        sizeof(msgbuf));
-  /* The server no longer has it (a restarted worker, an evicted cache):
-   * send it once more, with the image this time. */
+  /* The server does not have it (never sent, a restarted worker, an
+   * evicted cache): send it, with the image this time. */
   if (r == CUDA_SUCCESS && need && *cached) {
     *cached = false;
     if (!parts)

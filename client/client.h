@@ -363,6 +363,7 @@ struct gp__client {
   uint32_t version;
   int driver_version;
   char server_name[128];
+  uint64_t features;       /* GP_FEATURE_* */
   int ndevices;
   struct gp__device *devices;
 

@@ -283,6 +283,7 @@ static int handshake(struct gp__client *c, const uint8_t *grant,
   if (gp__apply_visible_devices(c, why, why_len) < 0)
     goto out;
   c->version = hr->version;
+  c->features = hr->features;
   c->driver_version = hr->driver_version > 0 ? hr->driver_version
                                              : CUDA_VERSION;
   snprintf(c->server_name, sizeof(c->server_name), "%s",

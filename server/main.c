@@ -11,6 +11,7 @@
 
 #include <openssl/crypto.h>
 
+#include "disk_cache.h"
 #include "gp_config.h"
 #include "gpupool/gpupool.h"
 #include "grant.h"
@@ -50,6 +51,11 @@ static void usage(FILE *f) {
     "                         this key (required with --broker)\n"
     "  --idle-timeout SECONDS reclaim a session with no request for this\n"
     "                         long (default 0: never)\n"
+    "  --image-cache DIR|none keep uploaded module images in DIR for all\n"
+    "                         sessions (default: a private directory under\n"
+    "                         $TMPDIR or /tmp, removed at exit; none: off)\n"
+    "  --image-cache-size SIZE  the most bytes the image cache holds, K/M/G/T\n"
+    "                         suffixes (default 1G)\n"
     "  --help                 print this and exit\n"
     "  --version              print the version and exit\n",
     GP_SERVER_DEFAULT_HOST, GP_DEFAULT_SERVER_PORT,
@@ -125,6 +131,8 @@ enum {
   OPT_GRANT_KEY_FILE,
   OPT_IDLE_TIMEOUT,
   OPT_OFFER,
+  OPT_IMAGE_CACHE,
+  OPT_IMAGE_CACHE_SIZE,
 };
 
 static const struct option long_opts[] = {
@@ -145,6 +153,8 @@ static const struct option long_opts[] = {
   {"advertise", required_argument, NULL, OPT_ADVERTISE},
   {"grant-key-file", required_argument, NULL, OPT_GRANT_KEY_FILE},
   {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
+  {"image-cache", required_argument, NULL, OPT_IMAGE_CACHE},
+  {"image-cache-size", required_argument, NULL, OPT_IMAGE_CACHE_SIZE},
   /* Internal: the offered GPUs, passed to workers. */
   {"offer", required_argument, NULL, OPT_OFFER},
   /* Internal: how the supervisor lists the devices (probe.c). */
@@ -178,6 +188,7 @@ int main(int argc, char **argv) {
   cfg.log_level = GP_LOG_INFO;
   cfg.bcfg.cuda_lib = GP_SERVER_DEFAULT_CUDA_LIB;
   cfg.devsel.all = true;
+  cfg.image_cache_size = GP_DISK_CACHE_DEFAULT_SIZE;
 
   opterr = 0;
   /* "+": stop at the first non-option, so a stray word is reported;
@@ -298,6 +309,17 @@ int main(int argc, char **argv) {
       break;
     case OPT_OFFER:
       cfg.offer = optarg;
+      break;
+    case OPT_IMAGE_CACHE:
+      if (optarg[0] == '\0')
+        return bad("--image-cache needs a directory or 'none'");
+      cfg.image_cache = optarg;
+      break;
+    case OPT_IMAGE_CACHE_SIZE:
+      if (gp__parse_size(optarg, &size) != 0 || size == 0)
+        return bad("--image-cache-size: '%s' is not a size (K/M/G/T "
+                   "suffixes, more than 0)", optarg);
+      cfg.image_cache_size = size;
       break;
     case ':':
       return bad("%s needs a value", argv[optind - 1]);

@@ -89,6 +89,11 @@ struct gp_server_config {
   unsigned idle_timeout_s;     /* --idle-timeout, 0: never */
   const char *offer;           /* --offer (worker only, internal): the
                                 * offered GPU UUIDs, comma-separated */
+  /* The module images shared by the sessions (disk_cache.h). */
+  const char *image_cache;     /* --image-cache DIR, NULL: the default (a
+                                * private directory; workers: none),
+                                * "none": disabled */
+  uint64_t image_cache_size;   /* --image-cache-size, bytes */
 };
 
 /* Runs the supervisor until SIGINT or SIGTERM. Returns the process exit

@@ -10,12 +10,14 @@
  * after GP_SUPERVISOR_GRACE_MS) and exits 0.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -23,6 +25,7 @@
 #include <time.h>
 
 #include "broker_link.h"
+#include "disk_cache.h"
 #include "gp_config.h"
 #include "gpupool/errors.h"
 #include "pool.h"
@@ -80,7 +83,12 @@ struct gp_supervisor {
   struct gp_inventory inv;
   bool per_device;
   /* The worker's command line. */
-  char memory_arg[32], pid_arg[32], idle_arg[16];
+  char memory_arg[32], pid_arg[32], idle_arg[16], cache_size_arg[32];
+  /* The image cache (disk_cache.h): its directory, NULL: none; private:
+   * made at start, removed at exit. */
+  char cache_dir[4096];
+  const char *cache;
+  bool cache_private;
   char *offer_arg;
   char *worker_argv[32];
   /* The pool (docs/broker.md). */
@@ -546,6 +554,14 @@ static void build_worker_argv(struct gp_supervisor *sv) {
     sv->worker_argv[i++] = "--name";
     sv->worker_argv[i++] = (char *)cfg->name;
   }
+  if (sv->cache) {
+    snprintf(sv->cache_size_arg, sizeof(sv->cache_size_arg), "%llu",
+             (unsigned long long)cfg->image_cache_size);
+    sv->worker_argv[i++] = "--image-cache";
+    sv->worker_argv[i++] = (char *)sv->cache;
+    sv->worker_argv[i++] = "--image-cache-size";
+    sv->worker_argv[i++] = sv->cache_size_arg;
+  }
   if (cfg->grant_key_file) {
     sv->worker_argv[i++] = "--grant-key-file";
     sv->worker_argv[i++] = (char *)cfg->grant_key_file;
@@ -570,6 +586,51 @@ static int build_offer_arg(struct gp_supervisor *sv) {
   for (i = 0; i < sv->inv.noffer; i++)
     at += (size_t)snprintf(sv->offer_arg + at, len - at, "%s%s",
                            i ? "," : "", sv->inv.d[sv->inv.offer[i]].uuid_str);
+  return 0;
+}
+
+/* The image cache's directory: none with --image-cache none, the given one
+ * (made, mode 0700, if missing), or a private one under $TMPDIR or /tmp.
+ * Returns 0, or -1 after logging why (a given directory that cannot be
+ * used stops the server; the private one only disables the cache). */
+static int setup_image_cache(struct gp_supervisor *sv) {
+  const char *want = sv->cfg->image_cache, *tmp = getenv("TMPDIR");
+  int fd;
+
+  if (want && strcmp(want, "none") == 0)
+    return 0;
+  if (!want) {
+    if (!tmp || tmp[0] != '/')
+      tmp = "/tmp";
+    snprintf(sv->cache_dir, sizeof(sv->cache_dir), "%s/gpupool-images-XXXXXX",
+             tmp);
+    if (!mkdtemp(sv->cache_dir)) {
+      gp__warn("no image cache: cannot create a directory in %s: %s", tmp,
+               strerror(errno));
+      return 0;
+    }
+    sv->cache_private = true;
+  } else {
+    snprintf(sv->cache_dir, sizeof(sv->cache_dir), "%s", want);
+    if (mkdir(sv->cache_dir, 0700) != 0 && errno != EEXIST) {
+      gp__error("--image-cache %s: %s", want, strerror(errno));
+      return -1;
+    }
+  }
+  fd = gp__disk_cache_open(sv->cache_dir);
+  if (fd < 0 || faccessat(fd, ".", W_OK | X_OK, 0) != 0) {
+    gp__error("--image-cache %s: %s", sv->cache_dir,
+              fd < 0 ? strerror(errno) : "not writable");
+    if (fd >= 0)
+      close(fd);
+    if (sv->cache_private)
+      rmdir(sv->cache_dir);
+    return -1;
+  }
+  close(fd);
+  sv->cache = sv->cache_dir;
+  gp__info("module image cache: %s (at most %llu MiB)", sv->cache_dir,
+           (unsigned long long)(sv->cfg->image_cache_size >> 20));
   return 0;
 }
 
@@ -603,6 +664,11 @@ int gp__supervisor_run(const struct gp_server_config *cfg) {
     free(sv);
     return GP_EXIT_FAILURE;
   }
+  if (setup_image_cache(sv) != 0) {
+    free(sv->offer_arg);
+    free(sv);
+    return GP_EXIT_FAILURE;
+  }
   build_worker_argv(sv);
   status = GP_EXIT_FAILURE;
   for (r = 0; r < sv->inv.noffer; r++) {
@@ -615,6 +681,8 @@ int gp__supervisor_run(const struct gp_server_config *cfg) {
   sv->per_device = strcmp(cfg->backend_name, "emu") != 0;
   if (uv_loop_init(&sv->loop) != 0) {
     gp__error("cannot create the event loop");
+    if (sv->cache_private)
+      gp__disk_cache_remove_dir(sv->cache_dir);
     free(sv);
     return GP_EXIT_FAILURE;
   }
@@ -678,6 +746,8 @@ out:
   if (uv_loop_close(&sv->loop) != 0)
     gp__debug("event loop still busy at exit");
   gp__broker_link_free(sv->link);
+  if (sv->cache_private)
+    gp__disk_cache_remove_dir(sv->cache_dir);
   free(sv->claims);
   free(sv->offer_arg);
   free(sv);

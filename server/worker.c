@@ -37,6 +37,7 @@
 #include "gp_config.h"
 #include "gpupool/gpupool.h"
 #include "grant.h"
+#include "disk_cache.h"
 #include "heartbeat.h"
 #include "idmap.h"
 #include "image_cache.h"
@@ -118,6 +119,8 @@ struct gp_worker {
   uint64_t requests;
   struct gp_heartbeat *hb;        /* NULL if its thread could not start */
   struct gp_image_cache images;   /* module images by SHA-256 */
+  int cache_fd;                   /* the server's image cache directory
+                                   * (disk_cache.h), -1: none */
   uint8_t *params;                /* GP_MAX_PARAM_BYTES, allocated on use */
   struct gp_func_desc *fdesc;     /* allocated on use */
   struct {                        /* the image being uploaded in parts */
@@ -777,6 +780,8 @@ static int handle_hello(struct gp_worker *w, const struct gp_frame_header *h,
     goto out;
   }
   w->ops->driver_version(w->be, &rep.driver_version);
+  if (w->cache_fd >= 0)
+    rep.features |= GP_FEATURE_SHARED_IMAGES;
   res = w->ops->device_count(w->be, &ndev);
   if (res != CUDA_SUCCESS || ndev < 0)
     ndev = 0;
@@ -1344,6 +1349,45 @@ static int module_keep(struct gp_worker *w, uint64_t ctx, uint64_t module,
   return CUDA_ERROR_OUT_OF_MEMORY;
 }
 
+/* After an upload matched its digest: the image goes into the server's
+ * image cache too, for the other sessions. */
+static void share_image(struct gp_worker *w, const uint8_t sha256[32],
+                        const void *data, size_t len) {
+  char name[65], why[256];
+
+  gp__disk_cache_name(sha256, name);
+  wlog(w, GP_LOG_DEBUG, "received the %zu-byte image %.16s", len, name);
+  if (w->cache_fd >= 0 &&
+      gp__disk_cache_put(w->cache_fd, sha256, data, len,
+                         w->cfg->image_cache_size, why, sizeof(why)) != 0)
+    wlog(w, GP_LOG_INFO, "image %.16s not kept in the image cache: %s",
+         name, why);
+}
+
+/* A digest the session's cache lacks: the image from the server's image
+ * cache (checked against the digest again), added to the session's cache,
+ * or NULL (the client is then asked for it). */
+static const struct gp_image *shared_image(struct gp_worker *w,
+                                           const uint8_t sha256[32]) {
+  char name[65], why[256];
+  uint8_t *data;
+  size_t len;
+  int r;
+
+  if (w->cache_fd < 0)
+    return NULL;
+  gp__disk_cache_name(sha256, name);
+  r = gp__disk_cache_get(w->cache_fd, sha256, GP_WORKER_IMAGE_MAX, &data,
+                         &len, why, sizeof(why));
+  if (why[0])
+    wlog(w, GP_LOG_WARN, "image cache: %s", why);
+  if (r != 1)
+    return NULL;
+  wlog(w, GP_LOG_DEBUG, "the %zu-byte image %.16s from the image cache", len,
+       name);
+  return gp__image_add(&w->images, sha256, data, len);
+}
+
 /* MODULE_LOAD: takes the image from the payload (and caches it) or from
  * the cache, then loads it. */
 static int handle_module_load(struct gp_worker *w,
@@ -1365,6 +1409,8 @@ static int handle_module_load(struct gp_worker *w,
       return protocol_error(w, GP_EPROTO, h, "MODULE_LOAD without an image "
                             "carries a payload");
     im = gp__image_find(&w->images, m->sha256.data);
+    if (!im)
+      im = shared_image(w, m->sha256.data);
     if (!im)
       return reply_module_load(w, h, CUDA_SUCCESS, true, NULL);
   } else {
@@ -1393,6 +1439,7 @@ static int handle_module_load(struct gp_worker *w,
       return reply_module_load(w, h, CUDA_ERROR_INVALID_VALUE, false,
                                "the image does not match its SHA-256");
     }
+    share_image(w, digest, data, m->image_size);
     im = gp__image_add(&w->images, digest, data, m->image_size);
     if (!im)
       return reply_module_load(w, h, CUDA_ERROR_OUT_OF_MEMORY, false,
@@ -1468,6 +1515,7 @@ static int handle_image_part(struct gp_worker *w,
        memcmp(digest, w->upload.sha256, GP_IMAGE_SHA256_LEN) != 0))
     res = CUDA_ERROR_INVALID_VALUE;
   if (res == CUDA_SUCCESS) {
+    share_image(w, digest, w->upload.data, w->upload.size);
     /* The cache owns the bytes from here, even if it cannot keep them. */
     if (!gp__image_add(&w->images, digest, w->upload.data, w->upload.size))
       res = CUDA_ERROR_OUT_OF_MEMORY;
@@ -2148,6 +2196,7 @@ int gp__worker_run(const struct gp_server_config *cfg) {
 
   memset(&w, 0, sizeof(w));
   w.cfg = cfg;
+  w.cache_fd = -1;
   w.ops = cfg->backend;
   w.session_id = random_u64();
   w.exit_status = GP_EXIT_OK;
@@ -2184,6 +2233,12 @@ int gp__worker_run(const struct gp_server_config *cfg) {
   }
   wlog(&w, GP_LOG_DEBUG, "worker started (backend %s)", w.ops->name);
   gp__image_cache_init(&w.images, GP_IMAGE_CACHE_DEFAULT_CAP);
+  if (cfg->image_cache && strcmp(cfg->image_cache, "none") != 0) {
+    w.cache_fd = gp__disk_cache_open(cfg->image_cache);
+    if (w.cache_fd < 0)
+      wlog(&w, GP_LOG_WARN, "no image cache: %s: %s", cfg->image_cache,
+           strerror(errno));
+  }
   if (gp__heartbeat_start(&w.wire, &w.hb) != 0)
     wlog(&w, GP_LOG_WARN, "no heartbeat thread: long requests may time "
          "the client out");
@@ -2212,6 +2267,8 @@ int gp__worker_run(const struct gp_server_config *cfg) {
     w.ops->close(w.be);
   gp_wire_free(&w.wire);
   gp__image_cache_free(&w.images);
+  if (w.cache_fd >= 0)
+    close(w.cache_fd);
   free(w.stage);
   free(w.params);
   free(w.fdesc);

@@ -10,6 +10,12 @@
 #define GP_PROTOCOL_VERSION_MIN 1
 #define GP_PROTOCOL_VERSION_MAX 1
 
+/* HelloReply.features bits (docs/protocol.md, HELLO). */
+/* The server keeps module images that other sessions uploaded: a client
+ * names a new image by its digest first, and uploads it only when asked
+ * (need_image). */
+#define GP_FEATURE_SHARED_IMAGES (1ull << 0)
+
 #define GP_DEFAULT_SERVER_PORT 7471
 #define GP_DEFAULT_BROKER_PORT 7470
 
