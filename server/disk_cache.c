@@ -1,6 +1,7 @@
 /* The server's module images on disk (see disk_cache.h). */
 #include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -270,4 +271,37 @@ void gp__disk_cache_remove_dir(const char *path) {
       unlinkat(fd, d->d_name, 0);
   closedir(dir);
   rmdir(path);
+}
+
+void gp__disk_cache_reap_private(const char *tmpdir) {
+  const size_t plen = sizeof(GP_DISK_CACHE_PRIVATE_PREFIX) - 1;
+  struct dirent *d;
+  size_t seen = 0;
+  DIR *dir;
+
+  dir = opendir(tmpdir);
+  if (!dir)
+    return;
+  while (seen++ < GP_DISK_CACHE_SCAN_MAX && (d = readdir(dir)) != NULL) {
+    char path[4096], *end;
+    struct stat st;
+    long pid;
+
+    if (strncmp(d->d_name, GP_DISK_CACHE_PRIVATE_PREFIX, plen) != 0)
+      continue;
+    errno = 0;
+    pid = strtol(d->d_name + plen, &end, 10);
+    if (errno || pid <= 0 || end[0] != '-' || strlen(end + 1) != 6)
+      continue;
+    if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+      continue;
+    if ((size_t)snprintf(path, sizeof(path), "%s/%s", tmpdir, d->d_name) >=
+        sizeof(path))
+      continue;
+    if (lstat(path, &st) != 0 || !S_ISDIR(st.st_mode) ||
+        st.st_uid != geteuid())
+      continue;
+    gp__disk_cache_remove_dir(path);
+  }
+  closedir(dir);
 }

@@ -75,6 +75,15 @@ int gp__disk_cache_get(int dirfd, const uint8_t sha256[32], uint64_t max,
 int gp__disk_cache_put(int dirfd, const uint8_t sha256[32], const void *data,
                        size_t len, uint64_t limit, char *why, size_t whylen);
 
+/* The name of a supervisor's private directory: this prefix, its pid, a
+ * dash and mkdtemp's six characters. */
+#define GP_DISK_CACHE_PRIVATE_PREFIX "gpupool-images-"
+
+/* Removes (as gp__disk_cache_remove_dir does) the private directories in
+ * |tmpdir| that belong to this user and to a process that no longer
+ * exists. */
+void gp__disk_cache_reap_private(const char *tmpdir);
+
 /* Deletes the images and temporary files in |path| and then |path|
  * itself (the supervisor's private default directory, at exit). */
 void gp__disk_cache_remove_dir(const char *path);

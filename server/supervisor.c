@@ -602,8 +602,12 @@ static int setup_image_cache(struct gp_supervisor *sv) {
   if (!want) {
     if (!tmp || tmp[0] != '/')
       tmp = "/tmp";
-    snprintf(sv->cache_dir, sizeof(sv->cache_dir), "%s/gpupool-images-XXXXXX",
-             tmp);
+    /* A server killed by SIGKILL leaves its directory behind: the next
+     * one removes those whose server is gone. */
+    gp__disk_cache_reap_private(tmp);
+    snprintf(sv->cache_dir, sizeof(sv->cache_dir),
+             "%s/" GP_DISK_CACHE_PRIVATE_PREFIX "%ld-XXXXXX", tmp,
+             (long)getpid());
     if (!mkdtemp(sv->cache_dir)) {
       gp__warn("no image cache: cannot create a directory in %s: %s", tmp,
                strerror(errno));

@@ -22,7 +22,9 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <dirent.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -2226,6 +2228,334 @@ static void test_kernels_big_launch(int argc, char **argv) {
   (void)argv;
 }
 
+/* ---- the server's image cache, shared by its sessions --------------------------------- */
+
+/* A session of its own that loads the image named by argv[0] with
+ * GPUPOOL_TRACE on (its stderr into the file argv[1]), runs vectorAdd when
+ * the image is BASIC, and answers "cached" when the load went out by
+ * digest only (the trace's ", cached"), "uploaded" when the bytes were
+ * sent, then "ok" or "fail" for the kernel. */
+static void child_load(int argc, char **argv) {
+  need_nvcc();
+  REQUIRE_TRUE(argc >= 2);
+  fflush(stderr);
+  int saved = dup(2);
+  int fd = open(argv[1], O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  REQUIRE_TRUE(saved >= 0 && fd >= 0);
+  dup2(fd, 2);
+  close(fd);
+  gpt_init_context(NULL);
+  CUmodule m = load(argv[0]);
+  bool ok = true;
+  if (strcmp(argv[0], IMG_BASIC) == 0)
+    ok = run_vector_add(fn(m, "vectorAdd"), 4096, 7);
+  CHECK_OK(cuModuleUnload(m));
+  fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  FILE *f = fopen(argv[1], "r");
+  REQUIRE_TRUE(f != NULL);
+  char line[1024];
+  int loads = 0, cached = 0;
+  while (fgets(line, sizeof line, f)) {
+    if (strstr(line, "cuModuleLoadData(") == NULL) continue;
+    loads++;
+    if (strstr(line, ", cached]") != NULL) cached++;
+  }
+  fclose(f);
+  CHECK_EQ_I(loads, 1);
+  gpt_child_say("%s", cached ? "cached" : "uploaded");
+  gpt_child_say("%s", ok ? "ok" : "fail");
+}
+
+/* Loads |var| in a new session (child_load); checks that the kernel ran
+ * and that the image went out by digest only (|want_cached|) or was sent. */
+static void session_load(const char *var, const char *trace,
+                         bool want_cached) {
+  struct gpt_child c;
+  const char *args[] = {var, trace, NULL};
+  char line[64] = "", ok[64] = "";
+  setenv("GPUPOOL_TRACE", "1", 1);
+  int r = gpt_spawn(&c, "child_load", args);
+  unsetenv("GPUPOOL_TRACE");
+  REQUIRE_TRUE(r == 0);
+  CHECK_GT_I(gpt_child_recv(&c, line, sizeof line, 60000), 0);
+  CHECK_GT_I(gpt_child_recv(&c, ok, sizeof ok, 60000), 0);
+  CHECK_EQ_I(gpt_child_wait(&c, 30000), 0);
+  CHECK_STR_EQ(line, want_cached ? "cached" : "uploaded");
+  CHECK_STR_EQ(ok, "ok");
+}
+
+/* The image files in |dir| (64 hex digits), at most |max| names. */
+static int cache_files(const char *dir, char names[][65], int max) {
+  DIR *d = opendir(dir);
+  REQUIRE_TRUE(d != NULL);
+  struct dirent *e;
+  int n = 0;
+  while ((e = readdir(d)) != NULL) {
+    if (strlen(e->d_name) != 64 || strspn(e->d_name, "0123456789abcdef") != 64)
+      continue;
+    if (n < max) memcpy(names[n], e->d_name, 65);
+    n++;
+  }
+  closedir(d);
+  return n;
+}
+
+static void cache_dir_start(char *dir, const char *size) {
+  need_nvcc();
+  REQUIRE_TRUE(mkdtemp(dir) != NULL);
+  const char *extra[] = {"--image-cache", dir, "--image-cache-size",
+                         size ? size : "1G", NULL};
+  if (gpt_server_start(&server, extra) != 0) gpt__abort_scenario();
+}
+
+static void cache_dir_remove(const char *dir) {
+  char names[16][65], path[1200];
+  int n = cache_files(dir, names, 16);
+  for (int i = 0; i < n && i < 16; i++) {
+    snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+    unlink(path);
+  }
+  snprintf(path, sizeof path, "%s/trace", dir);
+  unlink(path);
+  CHECK_EQ_I(rmdir(dir), 0);
+}
+
+static void read_file(const char *path, uint8_t **data, size_t *len) {
+  struct stat st;
+  REQUIRE_TRUE(lstat(path, &st) == 0 && S_ISREG(st.st_mode));
+  *data = gpt_xmalloc((size_t)st.st_size + 1);
+  int fd = open(path, O_RDONLY);
+  REQUIRE_TRUE(fd >= 0);
+  REQUIRE_TRUE(read(fd, *data, (size_t)st.st_size) == st.st_size);
+  close(fd);
+  *len = (size_t)st.st_size;
+}
+
+/* A second session loading an image the first uploaded sends only its
+ * digest: the server takes it from its image cache, and the kernel runs. */
+static void test_kernels_shared_cache(int argc, char **argv) {
+  char dir[] = "/tmp/gpt_imgcache_XXXXXX", trace[300], path[300];
+  cache_dir_start(dir, NULL);
+  snprintf(trace, sizeof trace, "%s/trace", dir);
+  char names[4][65];
+  CHECK_EQ_I(cache_files(dir, names, 4), 0);
+  session_load(IMG_BASIC, trace, false);
+  REQUIRE_TRUE(cache_files(dir, names, 4) == 1);
+  snprintf(path, sizeof path, "%s/%s", dir, names[0]);
+  struct stat st1, st2;
+  REQUIRE_TRUE(stat(path, &st1) == 0);
+  CHECK_EQ_U(st1.st_mode & 0777, 0600);
+  /* The server stores a received image anew (a new file): the same inode
+   * after the second session means it did not receive the bytes again. */
+  session_load(IMG_BASIC, trace, true);
+  REQUIRE_TRUE(stat(path, &st2) == 0);
+  CHECK_EQ_U(st2.st_ino, st1.st_ino);
+  CHECK_EQ_I(cache_files(dir, names, 4), 1);
+  /* Another image is another file; the first stays. */
+  session_load(IMG_ATOMICS, trace, false);
+  CHECK_EQ_I(cache_files(dir, names, 4), 2);
+  session_load(IMG_ATOMICS, trace, true);
+  session_load(IMG_BASIC, trace, true);
+  gpt_server_stop(&server, 5000);
+  /* A directory the operator named stays, with its images. */
+  CHECK_EQ_I(cache_files(dir, names, 4), 2);
+  cache_dir_remove(dir);
+  (void)argc;
+  (void)argv;
+}
+
+/* A cached file that does not hold the bytes of its name (a flipped byte,
+ * cut short, a symlink) is never served: the next session is asked for the
+ * image, uploads it, and the file is right again. */
+static void test_kernels_shared_cache_damage(int argc, char **argv) {
+  char dir[] = "/tmp/gpt_imgcache_XXXXXX", trace[300], path[300], other[320];
+  cache_dir_start(dir, NULL);
+  snprintf(trace, sizeof trace, "%s/trace", dir);
+  session_load(IMG_BASIC, trace, false);
+  char names[4][65];
+  REQUIRE_TRUE(cache_files(dir, names, 4) == 1);
+  snprintf(path, sizeof path, "%s/%s", dir, names[0]);
+  uint8_t *good, *now;
+  size_t len, nlen;
+  read_file(path, &good, &len);
+  REQUIRE_TRUE(len > 64);
+
+  /* One byte flipped, in the middle. */
+  int fd = open(path, O_RDWR);
+  REQUIRE_TRUE(fd >= 0);
+  uint8_t b = good[len / 2] ^ 0x01;
+  REQUIRE_TRUE(pwrite(fd, &b, 1, (off_t)(len / 2)) == 1);
+  close(fd);
+  session_load(IMG_BASIC, trace, false);
+  read_file(path, &now, &nlen);
+  CHECK_EQ_U(nlen, len);
+  CHECK_MEM_EQ(now, good, len);
+  free(now);
+
+  /* Cut short. */
+  REQUIRE_TRUE(truncate(path, (off_t)(len / 2)) == 0);
+  session_load(IMG_BASIC, trace, false);
+  read_file(path, &now, &nlen);
+  CHECK_EQ_U(nlen, len);
+  CHECK_MEM_EQ(now, good, len);
+  free(now);
+
+  /* A symlink to the right bytes is still not served (nor followed). */
+  snprintf(other, sizeof other, "%s/elsewhere", dir);
+  fd = open(other, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  REQUIRE_TRUE(fd >= 0);
+  REQUIRE_TRUE(write(fd, good, len) == (ssize_t)len);
+  close(fd);
+  REQUIRE_TRUE(unlink(path) == 0 && symlink(other, path) == 0);
+  session_load(IMG_BASIC, trace, false);
+  struct stat st;
+  REQUIRE_TRUE(lstat(path, &st) == 0);
+  CHECK_TRUE(S_ISREG(st.st_mode));
+  read_file(path, &now, &nlen);
+  CHECK_MEM_EQ(now, good, len);
+  free(now);
+  unlink(other);
+
+  /* And intact, it is served again. */
+  session_load(IMG_BASIC, trace, true);
+  free(good);
+  gpt_server_stop(&server, 5000);
+  cache_dir_remove(dir);
+  (void)argc;
+  (void)argv;
+}
+
+static bool has_file(const char *dir, const char *name) {
+  char path[1200];
+  struct stat st;
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  return lstat(path, &st) == 0;
+}
+
+/* The one image file in |dir| not in |known| (|n| names). */
+static void new_file(const char *dir, char known[][65], int n, char *out) {
+  char names[8][65];
+  int m = cache_files(dir, names, 8);
+  REQUIRE_TRUE(m == n + 1);
+  for (int i = 0; i < m; i++) {
+    bool seen = false;
+    for (int j = 0; j < n; j++) seen |= strcmp(names[i], known[j]) == 0;
+    if (!seen) memcpy(out, names[i], 65);
+  }
+}
+
+static off_t file_size(const char *dir, const char *name) {
+  char path[1200];
+  struct stat st;
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  REQUIRE_TRUE(stat(path, &st) == 0);
+  return st.st_size;
+}
+
+/* Over the size limit, the least recently used image goes: a use by
+ * another session counts. */
+static void test_kernels_shared_cache_evict(int argc, char **argv) {
+  char dir[] = "/tmp/gpt_imgcache_XXXXXX", trace[300], size[32];
+  /* First, the sizes of the three images, with room for all. */
+  cache_dir_start(dir, NULL);
+  snprintf(trace, sizeof trace, "%s/trace", dir);
+  char k[3][65];
+  session_load(IMG_BASIC, trace, false);
+  new_file(dir, k, 0, k[0]);
+  session_load(IMG_ATOMICS, trace, false);
+  new_file(dir, k, 1, k[1]);
+  session_load(IMG_MATH, trace, false);
+  new_file(dir, k, 2, k[2]);
+  off_t a = file_size(dir, k[0]), b = file_size(dir, k[1]),
+        c = file_size(dir, k[2]);
+  gpt_server_stop(&server, 5000);
+  cache_dir_remove(dir);
+
+  /* A limit that holds A and B, and A and C, but not all three. */
+  off_t limit = a + (b > c ? b : c);
+  REQUIRE_TRUE(limit < a + b + c);
+  snprintf(size, sizeof size, "%lld", (long long)limit);
+  snprintf(dir, sizeof dir, "/tmp/gpt_imgcache_XXXXXX");
+  cache_dir_start(dir, size);
+  snprintf(trace, sizeof trace, "%s/trace", dir);
+  session_load(IMG_BASIC, trace, false);    /* A */
+  gpt_sleep_ms(20);
+  session_load(IMG_ATOMICS, trace, false);  /* B */
+  CHECK_TRUE(has_file(dir, k[0]) && has_file(dir, k[1]));
+  gpt_sleep_ms(20);
+  session_load(IMG_BASIC, trace, true);     /* A used: B is the oldest */
+  gpt_sleep_ms(20);
+  session_load(IMG_MATH, trace, false);     /* C: B goes */
+  CHECK_TRUE(has_file(dir, k[0]));
+  CHECK_TRUE(!has_file(dir, k[1]));
+  CHECK_TRUE(has_file(dir, k[2]));
+  char names[8][65];
+  CHECK_EQ_I(cache_files(dir, names, 8), 2);
+  /* B again: uploaded, and now A is the oldest. */
+  session_load(IMG_ATOMICS, trace, false);
+  CHECK_TRUE(!has_file(dir, k[0]));
+  CHECK_TRUE(has_file(dir, k[1]) && has_file(dir, k[2]));
+  /* An image over the whole limit is served but not kept. */
+  gpt_server_stop(&server, 5000);
+  cache_dir_remove(dir);
+  snprintf(dir, sizeof dir, "/tmp/gpt_imgcache_XXXXXX");
+  snprintf(size, sizeof size, "%lld", (long long)(a - 1));
+  cache_dir_start(dir, size);
+  snprintf(trace, sizeof trace, "%s/trace", dir);
+  session_load(IMG_BASIC, trace, false);
+  CHECK_EQ_I(cache_files(dir, names, 8), 0);
+  session_load(IMG_BASIC, trace, false);
+  gpt_server_stop(&server, 5000);
+  cache_dir_remove(dir);
+  (void)argc;
+  (void)argv;
+}
+
+/* --image-cache none: every session uploads its images, as before. By
+ * default the server keeps a private directory, removed when it stops. */
+static void test_kernels_shared_cache_off(int argc, char **argv) {
+  need_nvcc();
+  char dir[] = "/tmp/gpt_imgcache_XXXXXX", trace[300];
+  REQUIRE_TRUE(mkdtemp(dir) != NULL);
+  snprintf(trace, sizeof trace, "%s/trace", dir);
+  const char *none[] = {"--image-cache", "none", NULL};
+  if (gpt_server_start(&server, none) != 0) gpt__abort_scenario();
+  session_load(IMG_BASIC, trace, false);
+  session_load(IMG_BASIC, trace, false);
+  gpt_server_stop(&server, 5000);
+
+  /* The default: a directory of the server's own, 0700. */
+  const char *tmp = getenv("TMPDIR");
+  if (tmp == NULL || tmp[0] != '/') tmp = "/tmp";
+  if (gpt_server_start(&server, NULL) != 0) gpt__abort_scenario();
+  char prefix[64], priv[512] = "";
+  snprintf(prefix, sizeof prefix, "gpupool-images-%ld-", (long)server.pid);
+  DIR *d = opendir(tmp);
+  REQUIRE_TRUE(d != NULL);
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL)
+    if (strncmp(e->d_name, prefix, strlen(prefix)) == 0)
+      snprintf(priv, sizeof priv, "%s/%s", tmp, e->d_name);
+  closedir(d);
+  REQUIRE_TRUE(priv[0] != '\0');
+  struct stat st;
+  REQUIRE_TRUE(lstat(priv, &st) == 0);
+  CHECK_TRUE(S_ISDIR(st.st_mode));
+  CHECK_EQ_U(st.st_mode & 0777, 0700);
+  session_load(IMG_BASIC, trace, false);
+  session_load(IMG_BASIC, trace, true);
+  char names[4][65];
+  CHECK_EQ_I(cache_files(priv, names, 4), 1);
+  CHECK_EQ_I(gpt_server_stop(&server, 5000), 0);
+  CHECK_TRUE(lstat(priv, &st) != 0);
+  unlink(trace);
+  CHECK_EQ_I(rmdir(dir), 0);
+  (void)argc;
+  (void)argv;
+}
+
 int main(int argc, char **argv) {
   static const struct gpt_scenario table[] = {
       {"vector_add", test_kernels_vector_add, 60},
@@ -2245,7 +2575,12 @@ int main(int argc, char **argv) {
       {"arch_variants", test_kernels_arch_variants, 60},
       {"module_twice", test_kernels_module_twice, 60},
       {"big_launch", test_kernels_big_launch, 120},
+      {"shared_cache", test_kernels_shared_cache, 120},
+      {"shared_cache_damage", test_kernels_shared_cache_damage, 120},
+      {"shared_cache_evict", test_kernels_shared_cache_evict, 120},
+      {"shared_cache_off", test_kernels_shared_cache_off, 120},
       {"child_vector_add", child_vector_add, 120},
+      {"child_load", child_load, 120},
       {NULL, NULL, 0},
   };
   return gpt_main(argc, argv, table);
