@@ -21,6 +21,7 @@ const char *gp_strerror(int err) {
   case GP_EIO: return "transport error";
   case GP_ECLOSED: return "connection closed by peer";
   case GP_ETIMEDOUT: return "peer did not answer in time";
+  case GP_ETLS: return "TLS failed (handshake, certificate or ALPN)";
   default: return "unknown error";
   }
 }

@@ -220,7 +220,8 @@ int gp_wire_send(struct gp_wire *w, uint16_t type, uint16_t flags,
 
 /* Reads at least one byte into |buf| (up to |len|). */
 static int read_some(struct gp_wire *w, void *buf, size_t len, size_t *got) {
-  if (w->timeout_ms >= 0 && w->fd >= 0) {
+  bool buffered = w->ops->pending != NULL && w->ops->pending(w->ctx) > 0;
+  if (w->timeout_ms >= 0 && w->fd >= 0 && !buffered) {
     struct pollfd pfd = {.fd = w->fd, .events = POLLIN};
     int pr;
     do {
@@ -362,6 +363,8 @@ int gp_wire_discard(struct gp_wire *w, size_t len) {
 
 bool gp_wire_readable(struct gp_wire *w) {
   if (w->rlen > w->rpos)
+    return true;
+  if (w->ops->pending != NULL && w->ops->pending(w->ctx) > 0)
     return true;
   if (w->fd < 0)
     return false;

@@ -1,5 +1,5 @@
-/* A blocking, buffered frame connection over a byte transport (TCP now; TLS
- * and RDMA are further gp_transport implementations).
+/* A blocking, buffered frame connection over a byte transport (plain TCP
+ * here; TLS in tls.c; RDMA would be another gp_transport implementation).
  *
  * Used by the client library and by the server's per-session worker, which
  * both own their socket and may block on it. Outgoing frames that need no
@@ -30,6 +30,9 @@ struct gp_transport_ops {
   const char *name;
   long (*read)(void *ctx, void *buf, size_t len);
   long (*writev)(void *ctx, const struct iovec *iov, int iovcnt);
+  /* Bytes already decrypted and buffered inside the transport, which a
+   * poll() on the fd cannot see (NULL: none ever are). */
+  size_t (*pending)(void *ctx);
   void (*close)(void *ctx);
 };
 

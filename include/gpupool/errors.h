@@ -32,6 +32,7 @@
 #define GP_EIO (-104)       /* the transport failed (errno has the reason) */
 #define GP_ECLOSED (-105)   /* the peer closed the connection */
 #define GP_ETIMEDOUT (-106) /* the peer did not answer in time */
+#define GP_ETLS (-107)      /* TLS failed (handshake, certificate, ALPN) */
 
 /* True when |err| ends the connection it happened on. */
 #define GP_IS_FATAL(err) ((err) <= GP_E_FATAL)
