@@ -11,6 +11,7 @@
 #ifndef GP_CLIENT_BROKER_H
 #define GP_CLIENT_BROKER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,6 +40,34 @@ int gp__dial(const struct gp__hostport *hp, int timeout_ms, char *why,
 /* Milliseconds on CLOCK_MONOTONIC. */
 long long gp__mono_ms(void);
 
+struct gp_wire;
+struct gp__conf;
+
+/* How the client secures its links (docs/security.md, "The client"). */
+struct gp__tls_opts {
+  bool insecure;      /* plain TCP */
+  bool any_address;   /* plain TCP to a peer that is not on loopback */
+  char ca[4096];      /* CA file; empty: the system's default store */
+};
+
+/* Resolves the TLS settings: $GPUPOOL_INSECURE, else `insecure` in |cf|
+ * (NULL: no file); $GPUPOOL_INSECURE_ANY_ADDRESS; $GPUPOOL_TLS_CA, else
+ * `tls_ca`. Boolean values: 1/true/yes or 0/false/no/empty. Returns 0, or
+ * -1 with |why| (a value that is no boolean). */
+int gp__tls_opts_resolve(const struct gp__conf *cf, struct gp__tls_opts *o,
+                         char *why, size_t why_len);
+
+/* Dials |hp| within |timeout_ms| and sets up |w| over it: TLS 1.3
+ * verifying the peer's certificate for hp->host against o->ca (or the
+ * system store), with ALPN gpupool/1; or, with o->insecure, plain TCP,
+ * refused unless the peer's address is loopback or o->any_address. |peer|
+ * names the peer in messages ("server", "broker"). Returns 0, or -1 with
+ * |why| saying what failed and what to check. */
+int gp__connect_wire(const struct gp__hostport *hp,
+                     const struct gp__tls_opts *o, int timeout_ms,
+                     const char *peer, struct gp_wire *w, char *why,
+                     size_t why_len);
+
 /* ---- Configuration (clientconf.c) ------------------------------------------ */
 
 #define GP__MAX_LABELS 32
@@ -54,6 +83,8 @@ struct gp__conf {
   char memory[64];
   char labels[2048];
   char server[300];    /* a server name with a broker, else HOST[:PORT] */
+  char tls_ca[4096];   /* CA file verifying servers and the broker */
+  char insecure[16];   /* "1"/"true"/"yes": plain TCP (loopback only) */
 };
 
 /* Reads the client configuration file into |cf| (zeroed first): the file

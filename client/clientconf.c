@@ -67,6 +67,7 @@ struct key {
 static const struct key keys[] = {
     KEY(broker), KEY(token), KEY(token_file),
     KEY(memory), KEY(labels),  KEY(server),
+    KEY(tls_ca), KEY(insecure),
 };
 
 int gp__conf_load(struct gp__conf *cf, char *why, size_t why_len) {

@@ -13,7 +13,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <strings.h>
+
 #include "broker.h"
+#include "gpupool/errors.h"
+#include "gpupool/gpupool.h"
+#include "tls.h"
+#include "wire.h"
 
 long long gp__mono_ms(void) {
   struct timespec ts;
@@ -153,4 +161,112 @@ int gp__dial(const struct gp__hostport *hp, int timeout_ms, char *why,
                strerror(err));
   }
   return fd;
+}
+
+/* ---- TLS or plain ------------------------------------------------------------ */
+
+/* 1, 0, or -1 for a value that is no boolean. NULL or "" is 0. */
+static int parse_bool(const char *v) {
+  if (v == NULL || *v == '\0' || strcmp(v, "0") == 0 ||
+      strcasecmp(v, "false") == 0 || strcasecmp(v, "no") == 0)
+    return 0;
+  if (strcmp(v, "1") == 0 || strcasecmp(v, "true") == 0 ||
+      strcasecmp(v, "yes") == 0)
+    return 1;
+  return -1;
+}
+
+int gp__tls_opts_resolve(const struct gp__conf *cf, struct gp__tls_opts *o,
+                         char *why, size_t why_len) {
+  memset(o, 0, sizeof(*o));
+  const char *v = secure_getenv(GP_ENV_INSECURE);
+  const char *from = GP_ENV_INSECURE;
+  if (v == NULL && cf != NULL && cf->insecure[0] != '\0') {
+    v = cf->insecure;
+    from = "insecure in client.conf";
+  }
+  int b = parse_bool(v);
+  if (b < 0) {
+    snprintf(why, why_len, "%s=%s: not 1/true/yes or 0/false/no", from, v);
+    return -1;
+  }
+  o->insecure = b == 1;
+  v = secure_getenv(GP_ENV_INSECURE_ANY_ADDRESS);
+  b = parse_bool(v);
+  if (b < 0) {
+    snprintf(why, why_len, "%s=%s: not 1/true/yes or 0/false/no",
+             GP_ENV_INSECURE_ANY_ADDRESS, v);
+    return -1;
+  }
+  o->any_address = b == 1;
+  v = secure_getenv(GP_ENV_TLS_CA);
+  if (v == NULL && cf != NULL)
+    v = cf->tls_ca;
+  snprintf(o->ca, sizeof(o->ca), "%s", v != NULL ? v : "");
+  return 0;
+}
+
+static bool is_loopback(const struct sockaddr_storage *ss) {
+  if (ss->ss_family == AF_INET) {
+    const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+    return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+  }
+  if (ss->ss_family == AF_INET6) {
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+    if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr))
+      return true;
+    if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
+      return in6->sin6_addr.s6_addr[12] == 127;
+  }
+  return ss->ss_family == AF_UNIX;
+}
+
+int gp__connect_wire(const struct gp__hostport *hp,
+                     const struct gp__tls_opts *o, int timeout_ms,
+                     const char *peer, struct gp_wire *w, char *why,
+                     size_t why_len) {
+  long long start = gp__mono_ms();
+  int fd = gp__dial(hp, timeout_ms, why, why_len);
+  if (fd < 0)
+    return -1;
+  if (o->insecure) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (!o->any_address &&
+        (getpeername(fd, (struct sockaddr *)&ss, &len) != 0 ||
+         !is_loopback(&ss))) {
+      snprintf(why, why_len,
+               "refusing plain TCP to the %s at %s: %s allows only loopback "
+               "peers (set %s=1 to allow any address, or use TLS)",
+               peer, hp->addr, GP_ENV_INSECURE, GP_ENV_INSECURE_ANY_ADDRESS);
+      close(fd);
+      return -1;
+    }
+    if (gp_wire_init_fd(w, fd) < 0) {
+      close(fd);
+      snprintf(why, why_len, "out of memory");
+      return -1;
+    }
+    return 0;
+  }
+  char tls_why[512];
+  SSL_CTX *ctx = gp_tls_client_ctx(o->ca[0] ? o->ca : NULL, NULL, NULL,
+                                   tls_why, sizeof(tls_why));
+  if (ctx == NULL) {
+    snprintf(why, why_len, "TLS to the %s at %s: %s (%s)", peer, hp->addr,
+             tls_why, o->ca[0] ? GP_ENV_TLS_CA : "the system's CA store");
+    close(fd);
+    return -1;
+  }
+  long long left = timeout_ms - (gp__mono_ms() - start);
+  int rc = gp_wire_init_tls_client(w, fd, ctx, hp->host,
+                                   left > 0 ? (int)left : 1, tls_why,
+                                   sizeof(tls_why));
+  SSL_CTX_free(ctx); /* the connection keeps its own reference */
+  if (rc != 0) {
+    close(fd);
+    snprintf(why, why_len, "%s at %s: %s", peer, hp->addr, tls_why);
+    return -1;
+  }
+  return 0;
 }

@@ -31,6 +31,9 @@
 #define GP_ENV_MEM "GPUPOOL_MEM"                 /* memory to ask the broker for (8G) */
 #define GP_ENV_LABELS "GPUPOOL_LABELS"           /* k=v[,k=v...] the server must have */
 #define GP_ENV_SERVER_NAME "GPUPOOL_SERVER_NAME" /* through the broker: this server only */
+#define GP_ENV_TLS_CA "GPUPOOL_TLS_CA"           /* CA file that verifies servers and the broker */
+#define GP_ENV_INSECURE "GPUPOOL_INSECURE"       /* 1: plain TCP, loopback peers only */
+#define GP_ENV_INSECURE_ANY_ADDRESS "GPUPOOL_INSECURE_ANY_ADDRESS" /* 1: plain TCP to any address */
 #define GP_ENV_CONFIG "GPUPOOL_CONFIG"           /* client.conf path (default
                                                     $XDG_CONFIG_HOME/gpupool/client.conf) */
 
