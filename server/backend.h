@@ -33,6 +33,10 @@ struct gp_backend_config {
   const char *emu_uuid_seed; /* emu: folded into the device's UUID (the
                                server's --name), so that the servers of a
                                pool show different UUIDs; NULL: none */
+  int emu_shared_fd;        /* emu: > 0: device memory is the server-wide
+                               shared mapping on this fd
+                               (--emu-shared-memory, emu/shared.h);
+                               otherwise a private arena */
 };
 
 struct gp_device_attr {
@@ -113,6 +117,14 @@ struct gp_backend_ops {
   int (*open)(const struct gp_backend_config *cfg, struct gp_backend **out);
   /* Frees everything the session still holds, then the backend. */
   void (*close)(struct gp_backend *b);
+  /* --scrub (docs/security.md): zeroes every byte of device memory the
+   * session still holds (its live allocations and module variables), and
+   * waits until the zeroing is complete, so that nothing the session
+   * leaves behind is readable by the next one. Sets |*bytes| to the bytes
+   * zeroed. Called once, before close, on every way out of the worker
+   * that can still run code. Returns a CUresult: an error means some
+   * memory may not have been zeroed. */
+  int (*scrub)(struct gp_backend *b, uint64_t *bytes);
 
   int (*driver_version)(struct gp_backend *b, int *version);
   int (*device_count)(struct gp_backend *b, int *count);

@@ -56,11 +56,30 @@ static void usage(FILE *f) {
     "                         $TMPDIR or /tmp, removed at exit; none: off)\n"
     "  --image-cache-size SIZE  the most bytes the image cache holds, K/M/G/T\n"
     "                         suffixes (default 1G)\n"
+    "  --max-conns-per-address N  connections from one IP address at once\n"
+    "                         (handshaking or in session); more are closed\n"
+    "                         at accept (default %u)\n"
+    "  --max-pending N        connections accepted but not yet handed to a\n"
+    "                         worker (default %u)\n"
+    "  --handshake-timeout MS a connection that has not sent its HELLO\n"
+    "                         within this time is closed (default %u,\n"
+    "                         100 to 600000)\n"
+    "  --send-timeout MS      a client that reads nothing of a reply for\n"
+    "                         this long is disconnected (default %u)\n"
+    "  --kernel-timeout SECONDS  end a session whose kernel runs longer\n"
+    "                         (default 0: never)\n"
+    "  --scrub, --no-scrub    zero the device memory a session still holds\n"
+    "                         when it ends (default --scrub)\n"
+    "  --emu-shared-memory    emu: one device memory shared by all sessions,\n"
+    "                         --emu-memory bytes, as on a real GPU (default:\n"
+    "                         a private arena per session)\n"
     "  --help                 print this and exit\n"
     "  --version              print the version and exit\n",
     GP_SERVER_DEFAULT_HOST, GP_DEFAULT_SERVER_PORT,
     GP_SERVER_DEFAULT_MAX_SESSIONS, GP_SERVER_MAX_SESSIONS_LIMIT,
-    GP_BROKER_DEFAULT_PORT, GP_LABELS_MAX);
+    GP_BROKER_DEFAULT_PORT, GP_LABELS_MAX,
+    GP_SERVER_DEFAULT_MAX_CONNS_PER_ADDRESS, GP_SERVER_DEFAULT_MAX_PENDING,
+    GP_SERVER_DEFAULT_HANDSHAKE_TIMEOUT_MS, GP_SERVER_DEFAULT_SEND_TIMEOUT_MS);
 }
 
 /* Prints a usage error and returns GP_EXIT_USAGE. */
@@ -85,6 +104,8 @@ const char *gp__exit_name(int status) {
   case GP_EXIT_CONN_LOST: return "connection lost";
   case GP_EXIT_IDLE: return "reclaimed idle";
   case GP_EXIT_REFUSED: return "grant refused";
+  case GP_EXIT_KERNEL_TIMEOUT: return "kernel timeout";
+  case GP_EXIT_SEND_TIMEOUT: return "send timeout";
   default: return "unexpected status";
   }
 }
@@ -133,6 +154,14 @@ enum {
   OPT_OFFER,
   OPT_IMAGE_CACHE,
   OPT_IMAGE_CACHE_SIZE,
+  OPT_MAX_CONNS_PER_ADDRESS,
+  OPT_MAX_PENDING,
+  OPT_HANDSHAKE_TIMEOUT,
+  OPT_SEND_TIMEOUT,
+  OPT_KERNEL_TIMEOUT,
+  OPT_SCRUB,
+  OPT_NO_SCRUB,
+  OPT_EMU_SHARED_MEMORY,
 };
 
 static const struct option long_opts[] = {
@@ -155,6 +184,15 @@ static const struct option long_opts[] = {
   {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
   {"image-cache", required_argument, NULL, OPT_IMAGE_CACHE},
   {"image-cache-size", required_argument, NULL, OPT_IMAGE_CACHE_SIZE},
+  {"max-conns-per-address", required_argument, NULL,
+   OPT_MAX_CONNS_PER_ADDRESS},
+  {"max-pending", required_argument, NULL, OPT_MAX_PENDING},
+  {"handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT},
+  {"send-timeout", required_argument, NULL, OPT_SEND_TIMEOUT},
+  {"kernel-timeout", required_argument, NULL, OPT_KERNEL_TIMEOUT},
+  {"scrub", no_argument, NULL, OPT_SCRUB},
+  {"no-scrub", no_argument, NULL, OPT_NO_SCRUB},
+  {"emu-shared-memory", no_argument, NULL, OPT_EMU_SHARED_MEMORY},
   /* Internal: the offered GPUs, passed to workers. */
   {"offer", required_argument, NULL, OPT_OFFER},
   /* Internal: how the supervisor lists the devices (probe.c). */
@@ -189,6 +227,11 @@ int main(int argc, char **argv) {
   cfg.bcfg.cuda_lib = GP_SERVER_DEFAULT_CUDA_LIB;
   cfg.devsel.all = true;
   cfg.image_cache_size = GP_DISK_CACHE_DEFAULT_SIZE;
+  cfg.max_conns_per_address = GP_SERVER_DEFAULT_MAX_CONNS_PER_ADDRESS;
+  cfg.max_pending = GP_SERVER_DEFAULT_MAX_PENDING;
+  cfg.handshake_timeout_ms = GP_SERVER_DEFAULT_HANDSHAKE_TIMEOUT_MS;
+  cfg.send_timeout_ms = GP_SERVER_DEFAULT_SEND_TIMEOUT_MS;
+  cfg.scrub = true;
 
   opterr = 0;
   /* "+": stop at the first non-option, so a stray word is reported;
@@ -321,6 +364,51 @@ int main(int argc, char **argv) {
                    "suffixes, more than 0)", optarg);
       cfg.image_cache_size = size;
       break;
+    case OPT_MAX_CONNS_PER_ADDRESS:
+      if (gp__parse_uint(optarg, GP_SERVER_MAX_CONNS_LIMIT, &v) != 0 ||
+          v == 0)
+        return bad("--max-conns-per-address: '%s' is not a number from 1 "
+                   "to %u", optarg, GP_SERVER_MAX_CONNS_LIMIT);
+      cfg.max_conns_per_address = (unsigned)v;
+      break;
+    case OPT_MAX_PENDING:
+      if (gp__parse_uint(optarg, GP_SERVER_MAX_CONNS_LIMIT, &v) != 0 ||
+          v == 0)
+        return bad("--max-pending: '%s' is not a number from 1 to %u",
+                   optarg, GP_SERVER_MAX_CONNS_LIMIT);
+      cfg.max_pending = (unsigned)v;
+      break;
+    case OPT_HANDSHAKE_TIMEOUT:
+      if (gp__parse_uint(optarg, GP_SERVER_MAX_HANDSHAKE_TIMEOUT_MS, &v) !=
+              0 || v < GP_SERVER_MIN_HANDSHAKE_TIMEOUT_MS)
+        return bad("--handshake-timeout: '%s' is not a number of "
+                   "milliseconds from %u to %u", optarg,
+                   GP_SERVER_MIN_HANDSHAKE_TIMEOUT_MS,
+                   GP_SERVER_MAX_HANDSHAKE_TIMEOUT_MS);
+      cfg.handshake_timeout_ms = (unsigned)v;
+      break;
+    case OPT_SEND_TIMEOUT:
+      if (gp__parse_uint(optarg, GP_SERVER_MAX_SEND_TIMEOUT_MS, &v) != 0 ||
+          v == 0)
+        return bad("--send-timeout: '%s' is not a number of milliseconds "
+                   "from 1 to %u", optarg, GP_SERVER_MAX_SEND_TIMEOUT_MS);
+      cfg.send_timeout_ms = (unsigned)v;
+      break;
+    case OPT_KERNEL_TIMEOUT:
+      if (gp__parse_uint(optarg, GP_SERVER_MAX_KERNEL_TIMEOUT_S, &v) != 0)
+        return bad("--kernel-timeout: '%s' is not a number of seconds from "
+                   "0 to %u", optarg, GP_SERVER_MAX_KERNEL_TIMEOUT_S);
+      cfg.kernel_timeout_s = (unsigned)v;
+      break;
+    case OPT_SCRUB:
+      cfg.scrub = true;
+      break;
+    case OPT_NO_SCRUB:
+      cfg.scrub = false;
+      break;
+    case OPT_EMU_SHARED_MEMORY:
+      cfg.emu_shared_memory = true;
+      break;
     case ':':
       return bad("%s needs a value", argv[optind - 1]);
     default:
@@ -370,6 +458,12 @@ int main(int argc, char **argv) {
   }
 
   cfg.bcfg.emu_uuid_seed = cfg.name;
+  if (cfg.emu_shared_memory && strcmp(cfg.backend_name, "emu") != 0)
+    return bad("--emu-shared-memory needs --backend emu");
+  /* A worker finds the shared device memory on its fd (the supervisor
+   * passes it only with --emu-shared-memory). */
+  if (cfg.worker && cfg.emu_shared_memory)
+    cfg.bcfg.emu_shared_fd = GP_WORKER_EMU_SHM_FD;
 
   if (cfg.probe)
     return gp__probe_run(&cfg);

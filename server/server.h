@@ -47,11 +47,31 @@ enum gp_exit {
                               * --idle-timeout without a request */
   GP_EXIT_REFUSED = 7,       /* worker: the session's grant was refused
                               * (docs/broker.md, "Grants") */
+  GP_EXIT_KERNEL_TIMEOUT = 8, /* worker: a kernel ran over
+                              * --kernel-timeout (docs/security.md) */
+  GP_EXIT_SEND_TIMEOUT = 9,  /* worker: the client read nothing for
+                              * --send-timeout while the worker wrote */
 };
 
 /* The fd on which a worker reports to the supervisor (pool.h, "Worker
  * reports"): a socketpair, lines both ways. */
 #define GP_WORKER_REPORT_FD 4
+
+/* Isolation and limits (docs/security.md, "Isolation and limits on the
+ * server"): defaults and ranges. */
+#define GP_SERVER_DEFAULT_MAX_CONNS_PER_ADDRESS 64u
+#define GP_SERVER_DEFAULT_MAX_PENDING 1024u
+#define GP_SERVER_MAX_CONNS_LIMIT 1000000u
+#define GP_SERVER_DEFAULT_HANDSHAKE_TIMEOUT_MS 10000u
+#define GP_SERVER_MIN_HANDSHAKE_TIMEOUT_MS 100u
+#define GP_SERVER_MAX_HANDSHAKE_TIMEOUT_MS 600000u
+#define GP_SERVER_DEFAULT_SEND_TIMEOUT_MS 30000u
+#define GP_SERVER_MAX_SEND_TIMEOUT_MS 3600000u
+#define GP_SERVER_MAX_KERNEL_TIMEOUT_S 86400u
+
+/* The fd on which a worker inherits the emulated device's shared memory
+ * (--emu-shared-memory: backend/emu/shared.h). */
+#define GP_WORKER_EMU_SHM_FD 6
 
 /* The broker's port when --broker names none. */
 #define GP_BROKER_DEFAULT_PORT 7470
@@ -94,6 +114,14 @@ struct gp_server_config {
                                 * private directory; workers: none),
                                 * "none": disabled */
   uint64_t image_cache_size;   /* --image-cache-size, bytes */
+  /* Isolation and limits (docs/security.md). */
+  unsigned max_conns_per_address; /* --max-conns-per-address */
+  unsigned max_pending;        /* --max-pending */
+  unsigned handshake_timeout_ms; /* --handshake-timeout */
+  unsigned send_timeout_ms;    /* --send-timeout */
+  unsigned kernel_timeout_s;   /* --kernel-timeout, 0: none */
+  bool scrub;                  /* --scrub (default) / --no-scrub */
+  bool emu_shared_memory;      /* --emu-shared-memory */
 };
 
 /* Runs the supervisor until SIGINT or SIGTERM. Returns the process exit

@@ -10,12 +10,16 @@
  * after GP_SUPERVISOR_GRACE_MS) and exits 0.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -24,6 +28,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "backend/emu/shared.h"
 #include "broker_link.h"
 #include "disk_cache.h"
 #include "gp_config.h"
@@ -42,6 +47,33 @@ extern char **environ;
 
 struct gp_supervisor;
 
+/* Buckets of the table of connections per address. */
+#define GP_ADDR_BUCKETS 1024
+/* Refusals for --max-conns-per-address and --max-pending are logged at
+ * most once per this many ms each, with a count of those not logged. */
+#define GP_REFUSAL_LOG_MS 1000
+
+/* An IP address (IPv4 as its IPv4-mapped IPv6 form) and how many of its
+ * connections are open: waiting for their first bytes or in session. */
+struct gp_addr {
+  uint8_t ip[16];
+  unsigned conns;
+  struct gp_addr *next;
+};
+
+/* A connection accepted and not yet handed to a worker: the supervisor
+ * waits for its first bytes (GP_PENDING_*). Freed when both handles are
+ * closed. */
+struct gp_pending {
+  uv_tcp_t tcp;
+  uv_timer_t timer;
+  struct gp_supervisor *sv;
+  struct gp_addr *addr;         /* counted there until closed or handed on */
+  char peer[GP_PEER_MAX];
+  int handles;
+  struct gp_pending *prev, *next;
+};
+
 /* One running worker. Freed from its process handle's close callback. */
 struct gp_session {
   uv_process_t proc;
@@ -58,6 +90,7 @@ struct gp_session {
   char rbuf[GP_REPORT_LINE_MAX];
   size_t rlen;
   int handles;                  /* open handles; freed at 0 */
+  struct gp_addr *addr;         /* its address's count, NULL: none */
   bool admitted;                /* under a grant: |ps| holds it */
   uint64_t claimed;             /* the session id its claim took, 0: none */
   struct gp_pool_session ps;
@@ -84,6 +117,7 @@ struct gp_supervisor {
   bool per_device;
   /* The worker's command line. */
   char memory_arg[32], pid_arg[32], idle_arg[16], cache_size_arg[32];
+  char send_timeout_arg[16], kernel_timeout_arg[16];
   /* The image cache (disk_cache.h): its directory, NULL: none; private:
    * made at start, removed at exit. */
   char cache_dir[4096];
@@ -95,11 +129,107 @@ struct gp_supervisor {
   struct gp_claim *claims;
   size_t nclaims;
   struct gp_broker_link *link;  /* NULL: no --broker */
+  /* The accept path's limits (docs/security.md). */
+  struct gp_addr *addrs[GP_ADDR_BUCKETS];
+  uint64_t addr_seed;
+  struct gp_pending *pending;   /* waiting for their first bytes */
+  unsigned npending;
+  uint64_t refused_addr_logged_ms, refused_pending_logged_ms;
+  unsigned refused_addr_quiet, refused_pending_quiet;
+  /* --emu-shared-memory: the device memory's fd (passed to each worker)
+   * and its header (to free a dead worker's blocks); -1 / NULL: none. */
+  int emu_shm_fd;
+  struct emu_shared *emu_shm;
 };
 
 
-static void free_on_close(uv_handle_t *h) {
-  free(h);
+/* ---- Connections per address ------------------------------------------------ */
+
+/* |sa|'s IP address as 16 bytes; false for another family. */
+static bool addr_key(const struct sockaddr *sa, uint8_t ip[16]) {
+  if (sa->sa_family == AF_INET) {
+    const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+    memset(ip, 0, 10);
+    ip[10] = ip[11] = 0xff;
+    memcpy(ip + 12, &in->sin_addr, 4);
+    return true;
+  }
+  if (sa->sa_family == AF_INET6) {
+    memcpy(ip, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+    return true;
+  }
+  return false;
+}
+
+static size_t addr_bucket(const struct gp_supervisor *sv,
+                          const uint8_t ip[16]) {
+  /* FNV-1a over a per-run seed and the address: a peer cannot pick
+   * addresses that all land in one bucket without knowing the seed. */
+  uint64_t h = 0xcbf29ce484222325ull ^ sv->addr_seed;
+  int i;
+
+  for (i = 0; i < 16; i++) {
+    h ^= ip[i];
+    h *= 0x100000001b3ull;
+  }
+  return (size_t)(h ^ (h >> 32)) % GP_ADDR_BUCKETS;
+}
+
+/* The entry of |ip|, made with a count of 0 when |make|; NULL when there
+ * is none (or no memory). */
+static struct gp_addr *addr_find(struct gp_supervisor *sv,
+                                 const uint8_t ip[16], bool make) {
+  size_t b = addr_bucket(sv, ip);
+  struct gp_addr *a;
+
+  for (a = sv->addrs[b]; a; a = a->next)
+    if (memcmp(a->ip, ip, 16) == 0)
+      return a;
+  if (!make || !(a = calloc(1, sizeof(*a))))
+    return NULL;
+  memcpy(a->ip, ip, 16);
+  a->next = sv->addrs[b];
+  sv->addrs[b] = a;
+  return a;
+}
+
+/* One connection of |a| has ended; the entry goes at 0. */
+static void addr_release(struct gp_supervisor *sv, struct gp_addr *a) {
+  struct gp_addr **pp;
+
+  if (!a || --a->conns > 0)
+    return;
+  for (pp = &sv->addrs[addr_bucket(sv, a->ip)]; *pp; pp = &(*pp)->next)
+    if (*pp == a) {
+      *pp = a->next;
+      free(a);
+      return;
+    }
+}
+
+/* Logs a refusal at most once per GP_REFUSAL_LOG_MS, counting the quiet
+ * ones: a flood must not flood the log. */
+__attribute__((format(printf, 4, 5)))
+static void log_refusal(struct gp_supervisor *sv, uint64_t *last,
+                        unsigned *quiet, const char *fmt, ...) {
+  uint64_t now = uv_now(&sv->loop);
+  char msg[256];
+  va_list ap;
+
+  if (*last != 0 && now - *last < GP_REFUSAL_LOG_MS) {
+    (*quiet)++;
+    return;
+  }
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  if (*quiet)
+    gp__warn("%s (and %u more refused since the last such line)", msg,
+             *quiet);
+  else
+    gp__warn("%s", msg);
+  *last = now;
+  *quiet = 0;
 }
 
 static void session_closed(uv_handle_t *h) {
@@ -292,6 +422,10 @@ static const char *end_reason(int64_t status, int sig) {
     return "ended";
   case GP_EXIT_IDLE:
     return "idle";
+  case GP_EXIT_KERNEL_TIMEOUT:
+    return "kernel-timeout";
+  case GP_EXIT_SEND_TIMEOUT:
+    return "send-timeout";
   default:
     return "crashed";
   }
@@ -332,6 +466,16 @@ static void on_worker_exit(uv_process_t *proc, int64_t status, int sig) {
   if (s->admitted)
     gp__broker_link_session_end(sv->link, s->ps.session_id,
                                 end_reason(status, sig));
+  addr_release(sv, s->addr);
+  s->addr = NULL;
+  if (sv->emu_shm) {
+    /* Its blocks are free again; their contents stay (as on a GPU): the
+     * worker's --scrub zeroed them if it could. */
+    uint64_t freed = emu_shared_reap(sv->emu_shm, proc->pid);
+    if (freed)
+      gp__debug("session #%llu: %llu bytes of shared device memory freed",
+                (unsigned long long)s->seq, (unsigned long long)freed);
+  }
   if (s->report_open)
     uv_close((uv_handle_t *)&s->report, session_closed);
 
@@ -359,11 +503,15 @@ static void on_worker_exit(uv_process_t *proc, int64_t status, int sig) {
   maybe_finish(sv);
 }
 
-static void spawn_worker(struct gp_supervisor *sv, uv_tcp_t *conn,
-                         const char *peer) {
+/* Starts a worker for |conn|. Returns 0, or -1 when none could start (the
+ * caller closes the connection). On success the session takes over the
+ * count of address |addr|. */
+static int spawn_worker(struct gp_supervisor *sv, uv_tcp_t *conn,
+                        const char *peer, struct gp_addr *addr) {
   struct gp_session *s;
   uv_process_options_t opt;
-  uv_stdio_container_t stdio[GP_WORKER_REPORT_FD + 1];
+  uv_stdio_container_t stdio[GP_WORKER_EMU_SHM_FD + 1];
+  int nstdio = GP_WORKER_REPORT_FD + 1, i;
   char **env = NULL;
   char what[GP_UUID_STR_LEN + 32] = "";
   int r;
@@ -371,7 +519,7 @@ static void spawn_worker(struct gp_supervisor *sv, uv_tcp_t *conn,
   s = calloc(1, sizeof(*s));
   if (!s) {
     gp__error("session from %s refused: out of memory", peer);
-    return;
+    return -1;
   }
   s->sv = sv;
   s->seq = ++sv->next_seq;
@@ -390,7 +538,7 @@ static void spawn_worker(struct gp_supervisor *sv, uv_tcp_t *conn,
       gp__error("session #%llu from %s refused: out of memory",
                 (unsigned long long)s->seq, peer);
       free(s);
-      return;
+      return -1;
     }
     snprintf(what, sizeof(what), " on %s", sv->inv.d[s->device].uuid_str);
   }
@@ -412,12 +560,19 @@ static void spawn_worker(struct gp_supervisor *sv, uv_tcp_t *conn,
   stdio[GP_WORKER_REPORT_FD].flags =
       UV_CREATE_PIPE | UV_READABLE_PIPE | UV_WRITABLE_PIPE;
   stdio[GP_WORKER_REPORT_FD].data.stream = (uv_stream_t *)&s->report;
+  if (sv->emu_shm_fd >= 0) {
+    for (i = GP_WORKER_REPORT_FD + 1; i < GP_WORKER_EMU_SHM_FD; i++)
+      stdio[i].flags = UV_IGNORE;
+    stdio[GP_WORKER_EMU_SHM_FD].flags = UV_INHERIT_FD;
+    stdio[GP_WORKER_EMU_SHM_FD].data.fd = sv->emu_shm_fd;
+    nstdio = GP_WORKER_EMU_SHM_FD + 1;
+  }
   /* The kernel's link to our own executable: the worker is exactly this
    * binary, even if the file on disk was replaced since we started. */
   opt.file = "/proc/self/exe";
   opt.args = sv->worker_argv;
   opt.stdio = stdio;
-  opt.stdio_count = GP_WORKER_REPORT_FD + 1;
+  opt.stdio_count = nstdio;
   opt.exit_cb = on_worker_exit;
   opt.env = env; /* NULL: the supervisor's own */
 
@@ -431,9 +586,10 @@ static void spawn_worker(struct gp_supervisor *sv, uv_tcp_t *conn,
     s->handles++;
     uv_close((uv_handle_t *)&s->report, session_closed);
     uv_close((uv_handle_t *)&s->proc, session_closed);
-    return;
+    return -1;
   }
   s->handles++;
+  s->addr = addr;
   uv_read_start((uv_stream_t *)&s->report, on_report_alloc, on_report);
   s->next = sv->sessions;
   if (sv->sessions)
@@ -445,46 +601,202 @@ static void spawn_worker(struct gp_supervisor *sv, uv_tcp_t *conn,
   gp__info("session #%llu from %s: worker %d started%s (%u running)",
            (unsigned long long)s->seq, peer, s->proc.pid, what,
            sv->nsessions);
+  return 0;
+}
+
+/* ---- The accept path --------------------------------------------------------- */
+
+static void pending_closed(uv_handle_t *h) {
+  struct gp_pending *p = h->data;
+
+  if (--p->handles == 0)
+    free(p);
+}
+
+/* Closes pending connection |p|: the socket (unless a worker has its own
+ * copy, |handed|), its timer, its address count unless handed on. */
+static void pending_end(struct gp_pending *p, bool handed) {
+  struct gp_supervisor *sv = p->sv;
+
+  if (p->prev)
+    p->prev->next = p->next;
+  else
+    sv->pending = p->next;
+  if (p->next)
+    p->next->prev = p->prev;
+  sv->npending--;
+  if (!handed)
+    addr_release(sv, p->addr);
+  p->addr = NULL;
+  uv_timer_stop(&p->timer);
+  uv_close((uv_handle_t *)&p->tcp, pending_closed);
+  uv_close((uv_handle_t *)&p->timer, pending_closed);
+}
+
+/* A zero-length buffer: libuv then reports a readable socket as
+ * UV_ENOBUFS without reading from it, so the worker gets every byte. */
+static void on_pending_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf) {
+  (void)h;
+  (void)size;
+  *buf = uv_buf_init(NULL, 0);
+}
+
+static void on_pending_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
+  struct gp_pending *p = st->data;
+  struct gp_supervisor *sv = p->sv;
+
+  (void)buf;
+  if (n == 0)
+    return; /* nothing yet */
+  uv_read_stop(st);
+  if (n != UV_ENOBUFS) {
+    /* The peer closed or reset before sending anything. */
+    gp__debug("connection from %s closed before its first bytes: %s",
+              p->peer, uv_strerror((int)n));
+    pending_end(p, false);
+    return;
+  }
+  if (sv->stopping) {
+    gp__info("connection from %s closed: shutting down", p->peer);
+    pending_end(p, false);
+    return;
+  }
+  if (sv->nsessions >= sv->cfg->max_sessions) {
+    gp__warn("connection from %s refused: %u sessions running "
+             "(--max-sessions %u)", p->peer, sv->nsessions,
+             sv->cfg->max_sessions);
+    pending_end(p, false);
+    return;
+  }
+  /* The worker has its own copy of the socket (or there is none): ours is
+   * closed either way. */
+  pending_end(p, spawn_worker(sv, &p->tcp, p->peer, p->addr) == 0);
+}
+
+static void on_pending_timeout(uv_timer_t *t) {
+  struct gp_pending *p = t->data;
+
+  gp__info("connection from %s closed: nothing received within %u ms "
+           "(--handshake-timeout)", p->peer, p->sv->cfg->handshake_timeout_ms);
+  uv_read_stop((uv_stream_t *)&p->tcp);
+  pending_end(p, false);
 }
 
 static void on_connection(uv_stream_t *server, int status) {
   struct gp_supervisor *sv = server->data;
+  const struct gp_server_config *cfg = sv->cfg;
   struct sockaddr_storage ss;
   char peer[GP_PEER_MAX] = "?";
   int len = sizeof(ss), r;
-  uv_tcp_t *conn;
+  struct gp_pending *p;
+  struct gp_addr *a = NULL;
+  uint8_t ip[16];
 
   if (status < 0) {
     gp__warn("accept failed: %s", uv_strerror(status));
     return;
   }
-  conn = malloc(sizeof(*conn));
-  if (!conn) {
+  p = calloc(1, sizeof(*p));
+  if (!p) {
     gp__error("accept: out of memory");
     return;
   }
-  uv_tcp_init(&sv->loop, conn);
-  r = uv_accept(server, (uv_stream_t *)conn);
+  p->sv = sv;
+  uv_tcp_init(&sv->loop, &p->tcp);
+  p->tcp.data = p;
+  p->handles = 1;
+  r = uv_accept(server, (uv_stream_t *)&p->tcp);
   if (r != 0) {
     gp__warn("accept failed: %s", uv_strerror(r));
-    uv_close((uv_handle_t *)conn, free_on_close);
+    uv_close((uv_handle_t *)&p->tcp, pending_closed);
     return;
   }
-  if (uv_tcp_getpeername(conn, (struct sockaddr *)&ss, &len) == 0)
-    gp__addr_to_string((const struct sockaddr *)&ss, peer, sizeof(peer));
+  memset(&ss, 0, sizeof(ss));
+  if (uv_tcp_getpeername(&p->tcp, (struct sockaddr *)&ss, &len) == 0)
+    gp__addr_to_string((const struct sockaddr *)&ss, p->peer,
+                       sizeof(p->peer));
+  else
+    snprintf(p->peer, sizeof(p->peer), "%s", peer);
 
   if (sv->stopping) {
-    gp__info("connection from %s closed: shutting down", peer);
-  } else if (sv->nsessions >= sv->cfg->max_sessions) {
-    gp__warn("connection from %s refused: %u sessions running "
-             "(--max-sessions %u)", peer, sv->nsessions,
-             sv->cfg->max_sessions);
+    gp__info("connection from %s closed: shutting down", p->peer);
+  } else if (addr_key((const struct sockaddr *)&ss, ip) &&
+             (a = addr_find(sv, ip, true)) == NULL) {
+    gp__error("connection from %s refused: out of memory", p->peer);
+  } else if (a && a->conns >= cfg->max_conns_per_address) {
+    log_refusal(sv, &sv->refused_addr_logged_ms, &sv->refused_addr_quiet,
+                "connection from %s refused: %u connections from that "
+                "address already (--max-conns-per-address %u)", p->peer,
+                a->conns, cfg->max_conns_per_address);
+  } else if (sv->npending >= cfg->max_pending) {
+    log_refusal(sv, &sv->refused_pending_logged_ms,
+                &sv->refused_pending_quiet,
+                "connection from %s refused: %u connections waiting for "
+                "their first bytes (--max-pending %u)", p->peer,
+                sv->npending, cfg->max_pending);
   } else {
-    spawn_worker(sv, conn, peer);
+    /* Wait for its first bytes: a worker costs a process, a connection
+     * that sends nothing must not. */
+    uv_timer_init(&sv->loop, &p->timer);
+    p->timer.data = p;
+    p->handles++;
+    if (a)
+      a->conns++;
+    p->addr = a;
+    p->next = sv->pending;
+    if (sv->pending)
+      sv->pending->prev = p;
+    sv->pending = p;
+    sv->npending++;
+    r = uv_read_start((uv_stream_t *)&p->tcp, on_pending_alloc,
+                      on_pending_read);
+    if (r != 0) {
+      gp__warn("connection from %s closed: %s", p->peer, uv_strerror(r));
+      pending_end(p, false);
+      return;
+    }
+    uv_timer_start(&p->timer, on_pending_timeout, cfg->handshake_timeout_ms,
+                   0);
+    return;
   }
-  /* The worker has its own copy of the socket (or there is none): ours is
-   * closed either way. */
-  uv_close((uv_handle_t *)conn, free_on_close);
+  if (a && a->conns == 0) {
+    a->conns = 1; /* addr_release() frees it at 0 */
+    addr_release(sv, a);
+  }
+  uv_close((uv_handle_t *)&p->tcp, pending_closed);
+}
+
+/* Closes every pending connection (the server is stopping). */
+static void pending_close_all(struct gp_supervisor *sv) {
+  while (sv->pending)
+    pending_end(sv->pending, false);
+}
+
+/* Raises the soft limit on open files towards the hard one, so that
+ * --max-pending connections, the sessions' sockets and their report
+ * sockets fit; logs what it could not. */
+static void raise_nofile(const struct gp_server_config *cfg) {
+  rlim_t want = (rlim_t)cfg->max_pending + 2 * (rlim_t)cfg->max_sessions +
+                128;
+  struct rlimit rl;
+
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 ||
+      rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= want)
+    return;
+  {
+    struct rlimit up = rl;
+    up.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want
+                      ? want
+                      : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+      rl.rlim_cur = up.rlim_cur;
+  }
+  if (rl.rlim_cur < want)
+    gp__warn("open files are limited to %llu (ulimit -n), under the %llu "
+             "that --max-pending %u and --max-sessions %u need: some "
+             "connections may be refused at accept",
+             (unsigned long long)rl.rlim_cur, (unsigned long long)want,
+             cfg->max_pending, cfg->max_sessions);
 }
 
 static void kill_all(struct gp_supervisor *sv, int sig) {
@@ -518,6 +830,7 @@ static void on_signal(uv_signal_t *h, int signum) {
   gp__info("%s: stopping (%u sessions running)", strsignal(signum),
            sv->nsessions);
   uv_close((uv_handle_t *)&sv->listener, NULL);
+  pending_close_all(sv);
   kill_all(sv, SIGTERM);
   if (sv->nsessions > 0)
     uv_timer_start(&sv->grace, on_grace_timeout, GP_SUPERVISOR_GRACE_MS, 0);
@@ -545,6 +858,20 @@ static void build_worker_argv(struct gp_supervisor *sv) {
   sv->worker_argv[i++] = (char *)cfg->bcfg.cuda_lib;
   sv->worker_argv[i++] = "--log-level";
   sv->worker_argv[i++] = (char *)gp__log_level_name(cfg->log_level);
+  snprintf(sv->send_timeout_arg, sizeof(sv->send_timeout_arg), "%u",
+           cfg->send_timeout_ms);
+  sv->worker_argv[i++] = "--send-timeout";
+  sv->worker_argv[i++] = sv->send_timeout_arg;
+  if (cfg->kernel_timeout_s) {
+    snprintf(sv->kernel_timeout_arg, sizeof(sv->kernel_timeout_arg), "%u",
+             cfg->kernel_timeout_s);
+    sv->worker_argv[i++] = "--kernel-timeout";
+    sv->worker_argv[i++] = sv->kernel_timeout_arg;
+  }
+  if (!cfg->scrub)
+    sv->worker_argv[i++] = "--no-scrub";
+  if (sv->emu_shm_fd >= 0)
+    sv->worker_argv[i++] = "--emu-shared-memory";
   if (cfg->idle_timeout_s) {
     snprintf(sv->idle_arg, sizeof(sv->idle_arg), "%u", cfg->idle_timeout_s);
     sv->worker_argv[i++] = "--idle-timeout";
@@ -657,6 +984,25 @@ int gp__supervisor_run(const struct gp_server_config *cfg) {
     return GP_EXIT_FAILURE;
   }
   sv->cfg = cfg;
+  sv->emu_shm_fd = -1;
+  if (getrandom(&sv->addr_seed, sizeof(sv->addr_seed), 0) !=
+      (ssize_t)sizeof(sv->addr_seed))
+    sv->addr_seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+  if (cfg->emu_shared_memory) {
+    sv->emu_shm_fd = emu_shared_create(cfg->bcfg.emu_memory);
+    if (sv->emu_shm_fd >= 0)
+      sv->emu_shm = emu_shared_map_header(sv->emu_shm_fd);
+    if (!sv->emu_shm) {
+      gp__error("--emu-shared-memory: cannot create %llu MiB of shared "
+                "memory: %s", (unsigned long long)(cfg->bcfg.emu_memory >> 20),
+                strerror(errno));
+      if (sv->emu_shm_fd >= 0)
+        close(sv->emu_shm_fd);
+      free(sv);
+      return GP_EXIT_FAILURE;
+    }
+  }
+  raise_nofile(cfg);
   /* Before the loop exists: the probe is a child of its own, reaped here. */
   status = gp__inventory_build(cfg, &sv->inv);
   if (status != 0) {
@@ -731,9 +1077,10 @@ int gp__supervisor_run(const struct gp_server_config *cfg) {
   uv_signal_start(&sv->sigint, on_signal, SIGINT);
   uv_signal_start(&sv->sigterm, on_signal, SIGTERM);
   if (strcmp(cfg->backend_name, "emu") == 0)
-    gp__info("gpupool-server %s listening on %s (backend emu, %llu MiB per "
-             "session, at most %u sessions)", GP_VERSION_STRING, bound,
+    gp__info("gpupool-server %s listening on %s (backend emu, %llu MiB %s, "
+             "at most %u sessions)", GP_VERSION_STRING, bound,
              (unsigned long long)(cfg->bcfg.emu_memory >> 20),
+             sv->emu_shm ? "shared by all sessions" : "per session",
              cfg->max_sessions);
   else
     gp__info("gpupool-server %s listening on %s (backend %s, driver %s, at "
@@ -752,6 +1099,15 @@ out:
   gp__broker_link_free(sv->link);
   if (sv->cache_private)
     gp__disk_cache_remove_dir(sv->cache_dir);
+  for (r = 0; r < GP_ADDR_BUCKETS; r++)
+    while (sv->addrs[r]) {
+      struct gp_addr *a = sv->addrs[r];
+      sv->addrs[r] = a->next;
+      free(a);
+    }
+  emu_shared_unmap(sv->emu_shm, false);
+  if (sv->emu_shm_fd >= 0)
+    close(sv->emu_shm_fd);
   free(sv->claims);
   free(sv->offer_arg);
   free(sv);

@@ -204,6 +204,7 @@ static int cub_open(const struct gp_backend_config *cfg,
   gp__idmap_init(&b->events, CUB_MAX_EVENTS);
   gp__idmap_init(&b->modules, CUB_MAX_MODULES);
   gp__idmap_init(&b->funcs, CUB_MAX_FUNCS);
+  gp__idmap_init(&b->allocs, CUB_MAX_ALLOCS);
   gp__debug("cuda backend: driver %d.%d, %d device%s", b->drv.version / 1000,
             b->drv.version % 1000 / 10, b->ndev, b->ndev == 1 ? "" : "s");
   *out = b;
@@ -275,6 +276,71 @@ static void ctx_forget(struct gp_backend *b, struct cub_ctx *c) {
   free(c);
 }
 
+/* Forgets the tracked allocations of context |h| (|h| NULL: all). */
+static void allocs_forget(struct gp_backend *b, CUcontext h) {
+  size_t i = 0;
+
+  while (i < b->allocs.cap) {
+    struct gp__idmap_slot *sl = &b->allocs.slots[i];
+    if (sl->key != 0 && (!h || ((struct cub_alloc *)sl->value)->h == h)) {
+      /* Removal shifts later entries back into this slot: look again. */
+      free(gp__idmap_remove(&b->allocs, sl->key));
+      continue;
+    }
+    i++;
+  }
+}
+
+/* Records a new allocation; when it cannot be recorded, frees it (an
+ * allocation --scrub does not know of would outlive the session's
+ * scrub). Returns CUDA_SUCCESS or CUDA_ERROR_OUT_OF_MEMORY. */
+static int alloc_track(struct gp_backend *b, CUdeviceptr p, uint64_t size) {
+  struct cub_alloc *a = malloc(sizeof(*a));
+
+  if (a) {
+    a->size = size;
+    a->h = b->current;
+    if (gp__idmap_put(&b->allocs, (uint64_t)p, a) == CUDA_SUCCESS)
+      return CUDA_SUCCESS;
+    free(a);
+  }
+  b->drv.cuMemFree(p);
+  return CUDA_ERROR_OUT_OF_MEMORY;
+}
+
+/* --scrub: a cuMemsetD8 of every live allocation, then a synchronize of
+ * every context that had one. */
+static int cub_scrub(struct gp_backend *b, uint64_t *bytes) {
+  size_t i;
+  int r, first = CUDA_SUCCESS;
+
+  *bytes = 0;
+  for (i = 0; i < b->allocs.cap; i++) {
+    const struct cub_alloc *a = b->allocs.slots[i].value;
+    if (b->allocs.slots[i].key == 0)
+      continue;
+    r = cub_make_current(b, a->h);
+    if (r == CUDA_SUCCESS)
+      r = b->drv.cuMemsetD8Async((CUdeviceptr)b->allocs.slots[i].key, 0,
+                                 (size_t)a->size, NULL);
+    if (r == CUDA_SUCCESS)
+      *bytes += a->size;
+    else if (first == CUDA_SUCCESS)
+      first = r;
+  }
+  for (i = 0; i < b->ctxs.cap; i++) {
+    const struct cub_ctx *c = b->ctxs.slots[i].value;
+    if (b->ctxs.slots[i].key == 0)
+      continue;
+    r = cub_make_current(b, c->h);
+    if (r == CUDA_SUCCESS)
+      r = b->drv.cuCtxSynchronize();
+    if (r != CUDA_SUCCESS && first == CUDA_SUCCESS)
+      first = r;
+  }
+  return first;
+}
+
 /* Destroys (or, for a primary context, releases) |c|'s driver context and
  * forgets it. Returns the driver's result. */
 static int ctx_end(struct gp_backend *b, struct cub_ctx *c) {
@@ -283,6 +349,7 @@ static int ctx_end(struct gp_backend *b, struct cub_ctx *c) {
   bool primary = c->primary;
   int r;
 
+  allocs_forget(b, h);
   cub_stage_ctx_end(b, h);
   ctx_forget(b, c);
   if (primary) {
@@ -313,6 +380,8 @@ static void cub_close(struct gp_backend *b) {
   gp__idmap_free(&b->events);
   gp__idmap_free(&b->modules);
   gp__idmap_free(&b->funcs);
+  allocs_forget(b, NULL);
+  gp__idmap_free(&b->allocs);
   /* Output the driver printed while closing has no client to go to. */
   if (b->out_ready)
     cub_output_free(&b->out);
@@ -479,6 +548,8 @@ static int cub_mem_alloc(struct gp_backend *b, uint64_t ctx, uint64_t size,
     return CUDA_ERROR_OUT_OF_MEMORY;
   r = b->drv.cuMemAlloc(&p, (size_t)size);
   if (r == CUDA_SUCCESS)
+    r = alloc_track(b, p, size);
+  if (r == CUDA_SUCCESS)
     *dptr = p;
   return r;
 }
@@ -499,6 +570,8 @@ static int cub_mem_alloc_pitch(struct gp_backend *b, uint64_t ctx,
     return CUDA_ERROR_INVALID_VALUE;
   r = b->drv.cuMemAllocPitch(&p, &pp, (size_t)width, (size_t)height,
                              element_size);
+  if (r == CUDA_SUCCESS)
+    r = alloc_track(b, p, (uint64_t)pp * height);
   if (r == CUDA_SUCCESS) {
     *dptr = p;
     *pitch = pp;
@@ -507,10 +580,15 @@ static int cub_mem_alloc_pitch(struct gp_backend *b, uint64_t ctx,
 }
 
 static int cub_mem_free(struct gp_backend *b, uint64_t dptr) {
+  int r;
+
   /* No context: the address cannot be a live allocation (emu's answer). */
   if (!enter_any(b))
     return CUDA_ERROR_INVALID_VALUE;
-  return b->drv.cuMemFree((CUdeviceptr)dptr);
+  r = b->drv.cuMemFree((CUdeviceptr)dptr);
+  if (r == CUDA_SUCCESS)
+    free(gp__idmap_remove(&b->allocs, dptr));
+  return r;
 }
 
 static int cub_mem_get_info(struct gp_backend *b, uint64_t ctx,
@@ -1220,6 +1298,7 @@ const struct gp_backend_ops gp__backend_cuda = {
   .name = "cuda",
   .open = cub_open,
   .close = cub_close,
+  .scrub = cub_scrub,
   .driver_version = cub_driver_version,
   .device_count = cub_device_count,
   .device_describe = cub_device_describe,

@@ -206,6 +206,9 @@ void cub_output_consumed(struct cub_output *o);
 /* ---- the session ----------------------------------------------------------- */
 
 #define CUB_MAX_CTXS 65536
+/* The most live allocations the backend tracks for --scrub; one more is
+ * CUDA_ERROR_OUT_OF_MEMORY (the worker's own limit is the same). */
+#define CUB_MAX_ALLOCS (1u << 20)
 #define CUB_MAX_STREAMS 65536
 #define CUB_MAX_EVENTS 65536
 #define CUB_MAX_MODULES 65536
@@ -282,6 +285,7 @@ struct gp_backend {
   CUdevice devs[CUB_MAX_DEVICES];
   struct cub_ctx *primary[CUB_MAX_DEVICES];
   struct gp__idmap ctxs, streams, events, modules, funcs;
+  struct gp__idmap allocs;  /* dptr -> struct cub_alloc, for --scrub */
   CUcontext current;        /* what the backend last made current */
   struct cub_chunk stage[CUB_STAGE_CHUNKS];
   CUcontext stage_host_ctx; /* the context that allocated the pinned chunks
@@ -290,6 +294,12 @@ struct gp_backend {
   bool stage_warned;        /* a failed pinned allocation was logged */
   void *plain;              /* CUB_STAGE_CHUNKS * CUB_STAGE_CHUNK bytes, for
                                copies without pinned chunks; lazily */
+};
+
+/* A live allocation (cuMemAlloc, cuMemAllocPitch), for --scrub. */
+struct cub_alloc {
+  uint64_t size;
+  CUcontext h;              /* the context it was made in */
 };
 
 /* Makes |h| current (if it is not already). Returns the driver's result. */

@@ -9,6 +9,7 @@
  * cannot steer the shape of the trees.
  */
 #include "arena.h"
+#include "shared.h"
 
 #include <cuda.h>
 #include <errno.h>
@@ -254,7 +255,83 @@ int emu_arena_init(struct emu_arena *a, uint64_t size,
   return CUDA_SUCCESS;
 }
 
+int emu_arena_init_shared(struct emu_arena *a, int fd,
+                          const struct emu_arena_allocator *na) {
+  struct timespec ts;
+  uint8_t *mem;
+  uint64_t size;
+
+  memset(a, 0, sizeof(*a));
+  if (na)
+    a->na = *na;
+  a->shared = emu_shared_map(fd, EMU_ARENA_HINT_END, &mem, &size);
+  if (!a->shared)
+    return CUDA_ERROR_OUT_OF_MEMORY;
+  a->base = mem;
+  a->size = size;
+  a->at_hint = (uintptr_t)mem + size == EMU_ARENA_HINT_END;
+  a->max_live = EMU_ARENA_MAX_LIVE;
+  a->pid = (int32_t)getpid();
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  a->rng = ((uint64_t)(uintptr_t)a ^ (uint64_t)ts.tv_nsec ^
+            ((uint64_t)ts.tv_sec << 32)) | 1;
+  return CUDA_SUCCESS;
+}
+
+/* Zeroes [addr, addr+len): whole pages are handed back (they read as zeros
+ * after), the partial ones at the ends are written. */
+static void zero_range(const struct emu_arena *a, uint64_t addr,
+                       uint64_t len) {
+  uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+  uint64_t lo = round_up(addr, page), hi = (addr + len) / page * page;
+  int advice = a->shared ? MADV_REMOVE : MADV_DONTNEED;
+
+  if (hi <= lo) {
+    memset((void *)(uintptr_t)addr, 0, len);
+    return;
+  }
+  memset((void *)(uintptr_t)addr, 0, lo - addr);
+  memset((void *)(uintptr_t)hi, 0, addr + len - hi);
+  if (madvise((void *)(uintptr_t)lo, hi - lo, advice) != 0)
+    memset((void *)(uintptr_t)lo, 0, hi - lo);
+}
+
+static void scrub_tree(const struct emu_arena *a, const struct emu_block *t,
+                       uint64_t *bytes) {
+  while (t) {
+    scrub_tree(a, t->l, bytes);
+    zero_range(a, t->addr, t->span);
+    *bytes += t->span;
+    t = t->r;
+  }
+}
+
+void emu_arena_scrub(struct emu_arena *a, uint64_t *bytes) {
+  *bytes = 0;
+  scrub_tree(a, a->live, bytes);
+}
+
+/* Gives every block of |t| back to the shared memory. */
+static void shared_put_tree(struct emu_arena *a, const struct emu_block *t) {
+  while (t) {
+    shared_put_tree(a, t->l);
+    emu_shared_put(a->shared, t->addr - (uint64_t)(uintptr_t)a->base,
+                   a->pid);
+    t = t->r;
+  }
+}
+
 void emu_arena_free(struct emu_arena *a) {
+  if (a->shared) {
+    shared_put_tree(a, a->live);
+    tree_del(a, a->live);
+    emu_shared_unmap(a->shared, true);
+    a->shared = NULL;
+    a->live = NULL;
+    a->base = NULL;
+    a->size = a->used = a->nlive = 0;
+    return;
+  }
   tree_del(a, a->live);
   tree_del(a, a->free);
   if (a->base)
@@ -280,16 +357,28 @@ int emu_arena_alloc_flags(struct emu_arena *a, struct emu_owner *owner,
   if (size > a->size - a->used || a->nlive >= a->max_live)
     return CUDA_ERROR_OUT_OF_MEMORY;
   span = round_up(size, EMU_ARENA_ALIGN);
-  if (!a->free || a->free->max < span)
-    return CUDA_ERROR_OUT_OF_MEMORY;
-  n = node_new(a);
-  if (!n)
-    return CUDA_ERROR_OUT_OF_MEMORY;
-  if (!take_first_fit(&a->free, span, &at, &gone)) {
-    node_del(a, n);
-    return CUDA_ERROR_OUT_OF_MEMORY;
+  if (a->shared) {
+    uint64_t off;
+    n = node_new(a);
+    if (!n)
+      return CUDA_ERROR_OUT_OF_MEMORY;
+    if (emu_shared_take(a->shared, span, a->pid, &off) != 0) {
+      node_del(a, n);
+      return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    at = (uint64_t)(uintptr_t)a->base + off;
+  } else {
+    if (!a->free || a->free->max < span)
+      return CUDA_ERROR_OUT_OF_MEMORY;
+    n = node_new(a);
+    if (!n)
+      return CUDA_ERROR_OUT_OF_MEMORY;
+    if (!take_first_fit(&a->free, span, &at, &gone)) {
+      node_del(a, n);
+      return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    node_del(a, gone);
   }
-  node_del(a, gone);
 
   n->addr = at;
   n->size = size;
@@ -383,6 +472,13 @@ int emu_arena_release_flags(struct emu_arena *a, uint64_t addr,
 
   lo = n->addr;
   hi = n->addr + n->span;
+  if (a->shared) {
+    /* The bytes stay as they are, as on a real GPU: --scrub zeroes a
+     * session's memory when it ends, not each free. */
+    emu_shared_put(a->shared, lo - (uint64_t)(uintptr_t)a->base, a->pid);
+    node_del(a, n);
+    return CUDA_SUCCESS;
+  }
   if (n->span >= EMU_ARENA_RELEASE_MIN)
     give_back(lo, n->span);
 
@@ -447,6 +543,11 @@ int emu_arena_check(const struct emu_arena *a, uint64_t addr, uint64_t n,
 
 void emu_arena_info(const struct emu_arena *a, uint64_t *free_b,
                     uint64_t *total) {
+  if (a->shared) {
+    *free_b = emu_shared_free_bytes(a->shared);
+    *total = a->size;
+    return;
+  }
   *free_b = a->size - a->used;
   *total = a->size;
 }

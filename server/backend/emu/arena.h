@@ -76,7 +76,12 @@ struct emu_arena {
   uint64_t max_live;        /* limit on nlive */
   bool at_hint;             /* placed at the documented address */
   struct emu_block *live;   /* live allocations by address */
-  struct emu_block *free;   /* free blocks by address, never adjacent */
+  struct emu_block *free;   /* free blocks by address, never adjacent;
+                             * unused with |shared| */
+  struct emu_shared *shared; /* --emu-shared-memory: the server-wide
+                             * device memory (shared.h) blocks come from;
+                             * NULL: a private mapping */
+  int32_t pid;              /* with |shared|: the owner of our blocks */
   uint64_t rng;             /* treap priorities */
   struct emu_arena_allocator na;
 };
@@ -96,6 +101,18 @@ struct emu_alloc_info {
  * or CUDA_ERROR_OUT_OF_MEMORY when the mapping or its bookkeeping fails. */
 int emu_arena_init(struct emu_arena *a, uint64_t size,
                    const struct emu_arena_allocator *na);
+
+/* As emu_arena_init(), on the shared device memory on |fd| (shared.h):
+ * the arena's allocations are blocks of it, owned by this process, and
+ * only they pass emu_arena_check() and emu_arena_lookup(). A freed block
+ * keeps its contents (the next session may get them): zeroing is
+ * emu_arena_scrub()'s. */
+int emu_arena_init_shared(struct emu_arena *a, int fd,
+                          const struct emu_arena_allocator *na);
+
+/* --scrub: zeroes every byte of every live allocation. Sets |*bytes| to
+ * the bytes zeroed. */
+void emu_arena_scrub(struct emu_arena *a, uint64_t *bytes);
 
 /* Unmaps the arena and frees the bookkeeping. Owners embedded elsewhere
  * are left dangling: do not use them afterwards. Safe on a zeroed struct. */

@@ -77,7 +77,9 @@ static int emu_open(const struct gp_backend_config *cfg,
     free(b);
     return r;
   }
-  r = emu_arena_init(&b->arena, cfg->emu_memory, NULL);
+  r = cfg->emu_shared_fd > 0
+          ? emu_arena_init_shared(&b->arena, cfg->emu_shared_fd, NULL)
+          : emu_arena_init(&b->arena, cfg->emu_memory, NULL);
   if (r != CUDA_SUCCESS) {
     emu_output_free(&b->out);
     free(b);
@@ -134,6 +136,11 @@ static void emu_close(struct gp_backend *b) {
   emu_arena_free(&b->arena);
   emu_output_free(&b->out);
   free(b);
+}
+
+static int emu_scrub(struct gp_backend *b, uint64_t *bytes) {
+  emu_arena_scrub(&b->arena, bytes);
+  return CUDA_SUCCESS;
 }
 
 static int emu_driver_version(struct gp_backend *b, int *version) {
@@ -630,6 +637,7 @@ const struct gp_backend_ops gp__backend_emu = {
   .name = "emu",
   .open = emu_open,
   .close = emu_close,
+  .scrub = emu_scrub,
   .driver_version = emu_driver_version,
   .device_count = emu_device_count,
   .device_describe = emu_device_describe_op,
