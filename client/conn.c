@@ -419,7 +419,10 @@ CUresult gp__lost_locked(struct gp__client *c, int err, const char *what) {
       reason = "the server closed the connection";
       break;
     case GP_ETIMEDOUT:
-      snprintf(buf, sizeof(buf), "no answer for %.1f s",
+      /* A send whose SO_SNDTIMEO ran out, or a read that waited. */
+      snprintf(buf, sizeof(buf), c->wire_open && c->wire.write_timed_out
+                                     ? "the server took nothing for %.1f s"
+                                     : "no answer for %.1f s",
                c->io_timeout_ms / 1000.0);
       reason = buf;
       break;
@@ -478,7 +481,8 @@ CUresult gp__send_locked(struct gp__client *c, uint16_t type,
  * line and ends the connection. A session the server reclaimed for being
  * idle (GP_EIDLE, docs/broker.md "Idle sessions") is no fault of either
  * end: the server's own message is the one line. Returns
- * CUDA_ERROR_DEVICE_UNAVAILABLE. */
+ * CUDA_ERROR_DEVICE_UNAVAILABLE, or CUDA_ERROR_LAUNCH_TIMEOUT when a
+ * kernel ran over the server's --kernel-timeout (GP_EKTIMEOUT). */
 static CUresult protocol_error(struct gp__client *c,
                                const struct gp_frame_header *h) {
   ProtobufCMessage *m = NULL;
@@ -489,13 +493,23 @@ static CUresult protocol_error(struct gp__client *c,
                                                    : gp_strerror(pe->code);
     code = pe->code;
     if (!atomic_load(&c->dead)) {
-      if (code == GP_EIDLE)
+      if (code == GP_EIDLE || code == GP_EKTIMEOUT)
         gp__log("the server at %s ended the session: %s", c->addr, msg);
       else
         gp__log("the server at %s reported a protocol error: %s", c->addr,
                 msg);
     }
     protobuf_c_message_free_unpacked(m, NULL);
+  }
+  if (code == GP_EKTIMEOUT) {
+    /* A kernel ran over the server's --kernel-timeout (docs/security.md):
+     * the pending call returns what a GPU's watchdog gives, the session
+     * is over, and the line above was the one message. */
+    if (!atomic_exchange(&c->dead, true) && c->wire_open) {
+      gp_wire_free(&c->wire);
+      c->wire_open = false;
+    }
+    return CUDA_ERROR_LAUNCH_TIMEOUT;
   }
   if (code == GP_EIDLE && !atomic_exchange(&c->dead, true) && c->wire_open) {
     gp_wire_free(&c->wire);

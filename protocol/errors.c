@@ -15,6 +15,7 @@ const char *gp_strerror(int err) {
   case GP_EPERM: return "the admin token is needed";
   case GP_EGRANT: return "grant refused (forged, expired or not for this server)";
   case GP_EIDLE: return "session reclaimed after being idle";
+  case GP_EKTIMEOUT: return "a kernel ran over the server's kernel timeout";
   case GP_EPROTO: return "protocol error (malformed frame or message)";
   case GP_ETOOBIG: return "length over the protocol limit";
   case GP_EVERSION: return "no protocol version in common";

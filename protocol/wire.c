@@ -48,7 +48,9 @@ static long fd_writev(void *ctx, const struct iovec *iov, int iovcnt) {
       continue;
     if (errno == EPIPE || errno == ECONNRESET)
       return GP_ECLOSED;
-    if (errno == ETIMEDOUT)
+    /* EAGAIN: a blocking socket's SO_SNDTIMEO ran out with nothing sent
+     * (the peer reads nothing); or a non-blocking socket is full. */
+    if (errno == ETIMEDOUT || errno == EAGAIN || errno == EWOULDBLOCK)
       return GP_ETIMEDOUT;
     return GP_EIO;
   }
@@ -110,6 +112,8 @@ static int write_all(struct gp_wire *w, struct iovec *iov, int iovcnt) {
       continue;
     }
     long n = w->ops->writev(w->ctx, iov, iovcnt > 64 ? 64 : iovcnt);
+    if (n == GP_ETIMEDOUT)
+      w->write_timed_out = true;
     if (n < 0)
       return fail(w, (int)n);
     if (n == 0)

@@ -50,6 +50,9 @@ struct gp_wire {
   struct gp_frame_limits lim;
   int timeout_ms;               /* per read; -1: wait forever */
   int error;                    /* sticky fatal error, 0 if none */
+  bool write_timed_out;         /* a write failed with GP_ETIMEDOUT: the
+                                 * peer read nothing for the socket's
+                                 * SO_SNDTIMEO (set by whoever writes) */
   uint8_t *rbuf;
   size_t rpos, rlen;
   uint8_t *wbuf;

@@ -3,6 +3,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -30,6 +31,9 @@ struct gp_heartbeat {
   bool write_failed;      /* locked: stop writing after a failure */
   int cancel;             /* atomic */
   uint64_t cancelled_at;  /* ms, when cancel was raised (locked) */
+  unsigned kernel_timeout_ms; /* 0: none (set before the first request) */
+  char kernel[128];       /* locked: the kernel the request runs, "" none */
+  int timed_out;          /* atomic: a kernel ran over the timeout */
 };
 
 static int no_cancel; /* the flag of a heartbeat that could not start */
@@ -46,6 +50,8 @@ static int write_all(struct gp_wire *w, const uint8_t *p, size_t len) {
   while (len > 0) {
     struct iovec iov = {.iov_base = (void *)p, .iov_len = len};
     long n = w->ops->writev(w->ctx, &iov, 1);
+    if (n == GP_ETIMEDOUT)
+      w->write_timed_out = true;
     if (n < 0)
       return (int)n;
     if (n == 0)
@@ -80,6 +86,36 @@ static void send_busy(struct gp_heartbeat *hb, uint64_t elapsed) {
   }
 }
 
+/* Tells the client that kernel hb->kernel ran over the kernel timeout: a
+ * ProtocolError frame with GP_EKTIMEOUT, in place of the reply its
+ * pending call waits for. Called with the lock held. */
+static void send_kernel_timeout(struct gp_heartbeat *hb) {
+  Gpupool__ProtocolError pe = GPUPOOL__PROTOCOL_ERROR__INIT;
+  uint8_t buf[GP_FRAME_HEADER_SIZE + 512];
+  struct gp_frame_header h = {0};
+  char msg[400];
+  size_t n;
+
+  snprintf(msg, sizeof(msg), "kernel %s ran over the server's "
+           "--kernel-timeout of %u s; the session was ended", hb->kernel,
+           hb->kernel_timeout_ms / 1000);
+  gp__warn("%s", msg);
+  pe.code = GP_EKTIMEOUT;
+  pe.message = msg;
+  n = protobuf_c_message_get_packed_size(&pe.base);
+  if (n > sizeof(buf) - GP_FRAME_HEADER_SIZE)
+    return;
+  h.version = GP_FRAME_VERSION;
+  h.type = GP_MSG_PROTOCOL_ERROR;
+  h.msg_len = (uint32_t)n;
+  gp_frame_header_encode(&h, buf);
+  protobuf_c_message_pack(&pe.base, buf + GP_FRAME_HEADER_SIZE);
+  if (hb->write_failed || write_all(hb->wire, buf, GP_FRAME_HEADER_SIZE + n)
+                              != 0)
+    gp__debug("heartbeat: the kernel timeout could not be sent");
+  hb->write_failed = true; /* nothing more goes to this client */
+}
+
 /* True when the client has closed its end (or the socket failed). */
 static bool peer_gone(int fd) {
   struct pollfd pfd = {.fd = fd, .events = POLLRDHUP};
@@ -106,6 +142,14 @@ static void *heartbeat_main(void *arg) {
     if (hb->stop || !hb->busy)
       continue;
     t = now_ms();
+    if (hb->kernel_timeout_ms && hb->kernel[0] &&
+        !__atomic_load_n(&hb->timed_out, __ATOMIC_RELAXED) &&
+        t - hb->busy_since >= hb->kernel_timeout_ms) {
+      send_kernel_timeout(hb);
+      __atomic_store_n(&hb->timed_out, 1, __ATOMIC_RELAXED);
+      __atomic_store_n(&hb->cancel, 1, __ATOMIC_RELAXED);
+      hb->cancelled_at = t;
+    }
     if (t - hb->busy_since < GP_HEARTBEAT_FIRST_MS)
       continue;
     if (!__atomic_load_n(&hb->cancel, __ATOMIC_RELAXED) &&
@@ -121,6 +165,12 @@ static void *heartbeat_main(void *arg) {
      * with it. */
     if (__atomic_load_n(&hb->cancel, __ATOMIC_RELAXED) &&
         t - hb->cancelled_at >= GP_HEARTBEAT_ABANDON_MS) {
+      if (__atomic_load_n(&hb->timed_out, __ATOMIC_RELAXED)) {
+        gp__warn("kernel %s did not stop within %d ms of the kernel "
+                 "timeout; ending the worker", hb->kernel,
+                 GP_HEARTBEAT_ABANDON_MS);
+        _exit(GP_EXIT_KERNEL_TIMEOUT);
+      }
       gp__warn("the request did not stop within %d ms of the client "
                "hanging up; ending the worker", GP_HEARTBEAT_ABANDON_MS);
       _exit(GP_EXIT_CONN_LOST);
@@ -165,6 +215,7 @@ void gp__heartbeat_busy(struct gp_heartbeat *hb) {
   hb->busy = true;
   hb->busy_since = now_ms();
   hb->last_sent = 0;
+  hb->kernel[0] = '\0';
   __atomic_store_n(&hb->cancel, 0, __ATOMIC_RELAXED);
   pthread_mutex_unlock(&hb->lock);
 }
@@ -175,6 +226,23 @@ void gp__heartbeat_idle(struct gp_heartbeat *hb) {
   pthread_mutex_lock(&hb->lock);
   hb->busy = false;
   pthread_mutex_unlock(&hb->lock);
+}
+
+void gp__heartbeat_set_kernel_timeout(struct gp_heartbeat *hb, unsigned ms) {
+  if (hb)
+    hb->kernel_timeout_ms = ms;
+}
+
+void gp__heartbeat_kernel(struct gp_heartbeat *hb, const char *name) {
+  if (!hb)
+    return;
+  pthread_mutex_lock(&hb->lock);
+  snprintf(hb->kernel, sizeof(hb->kernel), "%s", name && *name ? name : "?");
+  pthread_mutex_unlock(&hb->lock);
+}
+
+bool gp__heartbeat_timed_out(struct gp_heartbeat *hb) {
+  return hb && __atomic_load_n(&hb->timed_out, __ATOMIC_RELAXED);
 }
 
 const int *gp__heartbeat_cancel_flag(struct gp_heartbeat *hb) {

@@ -16,6 +16,8 @@
 #ifndef GP_SERVER_HEARTBEAT_H
 #define GP_SERVER_HEARTBEAT_H
 
+#include <stdbool.h>
+
 #include "wire.h"
 
 /* A request running this long gets a BUSY notice, and then one per
@@ -46,6 +48,25 @@ void gp__heartbeat_idle(struct gp_heartbeat *hb);
  * client has hung up during the current request; cleared by
  * gp__heartbeat_busy(). Never NULL, even for a NULL |hb|. */
 const int *gp__heartbeat_cancel_flag(struct gp_heartbeat *hb);
+
+/* --kernel-timeout (docs/security.md): a request that runs a kernel
+ * (gp__heartbeat_kernel()) for longer than |ms| (0: never) ends the
+ * session. The heartbeat thread then sends the client a ProtocolError
+ * (code GP_EKTIMEOUT, "kernel NAME ran over the server's --kernel-timeout
+ * of N s; the session was ended") in place of the reply, which its pending
+ * call returns as CUDA_ERROR_LAUNCH_TIMEOUT, raises the cancel flag (the
+ * emulated device stops the kernel), and, if the request still runs
+ * GP_HEARTBEAT_ABANDON_MS later, ends the worker with status
+ * GP_EXIT_KERNEL_TIMEOUT. Call before the first request. */
+void gp__heartbeat_set_kernel_timeout(struct gp_heartbeat *hb, unsigned ms);
+
+/* The current request (between gp__heartbeat_busy() and _idle()) runs or
+ * waits for kernel |name| (copied; cut to 127 bytes). */
+void gp__heartbeat_kernel(struct gp_heartbeat *hb, const char *name);
+
+/* True once a kernel ran over the kernel timeout: the client has been
+ * told, the session is over, and nothing more may be written. */
+bool gp__heartbeat_timed_out(struct gp_heartbeat *hb);
 
 /* Stops the thread and frees |hb|; NULL is a no-op. */
 void gp__heartbeat_stop(struct gp_heartbeat *hb);

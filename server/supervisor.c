@@ -469,12 +469,16 @@ static void on_worker_exit(uv_process_t *proc, int64_t status, int sig) {
   addr_release(sv, s->addr);
   s->addr = NULL;
   if (sv->emu_shm) {
-    /* Its blocks are free again; their contents stay (as on a GPU): the
-     * worker's --scrub zeroed them if it could. */
-    uint64_t freed = emu_shared_reap(sv->emu_shm, proc->pid);
+    /* A worker that ended normally gave its blocks back (after its
+     * --scrub); these are a crashed or killed one's: free again, zeroed
+     * with --scrub, their contents left as they are without (as on a
+     * GPU). */
+    uint64_t freed = emu_shared_reap(sv->emu_shm, proc->pid,
+                                     sv->cfg->scrub ? sv->emu_shm_fd : -1);
     if (freed)
-      gp__debug("session #%llu: %llu bytes of shared device memory freed",
-                (unsigned long long)s->seq, (unsigned long long)freed);
+      gp__info("session #%llu: %llu bytes of shared device memory its "
+               "worker held freed%s", (unsigned long long)s->seq,
+               (unsigned long long)freed, sv->cfg->scrub ? " and zeroed" : "");
   }
   if (s->report_open)
     uv_close((uv_handle_t *)&s->report, session_closed);

@@ -142,6 +142,9 @@ struct gp_worker {
   struct gp__idmap modules;       /* module -> struct gp_charge (globals) */
   struct gp__idmap ctxs;          /* ctx -> struct gp_charge (lost bytes) */
   struct gp__idmap streams;       /* stream -> its ctx id */
+  struct gp__idmap fnames;        /* function -> its kernel's name (for
+                                   * --kernel-timeout's message) */
+  char last_kernel[128];          /* the kernel launched last, "" none */
   uint64_t busy_ms;               /* monotonic: work last seen pending */
   uint64_t last_request_ms;       /* monotonic: the last request's end */
   uint64_t last_report_ms;        /* monotonic: the last "used" line */
@@ -182,10 +185,22 @@ static void peer_name(int fd, char *out, size_t len) {
 
 /* Options for a long-lived remote-call socket; each is best effort (the
  * socket may not be TCP in tests). */
-static void tune_socket(int fd) {
+static void tune_socket(int fd, unsigned send_timeout_ms) {
   int one = 1, idle = GP_WORKER_KEEPIDLE_S, intvl = GP_WORKER_KEEPINTVL_S;
   int cnt = GP_WORKER_KEEPCNT;
   unsigned utimeout = GP_WORKER_USER_TIMEOUT_MS;
+  struct timeval snd = {.tv_sec = send_timeout_ms / 1000,
+                        .tv_usec = (send_timeout_ms % 1000) * 1000};
+
+  /* --send-timeout: a write that can put nothing into the socket for this
+   * long (the client reads nothing) fails with EAGAIN, which the
+   * transport reports as GP_ETIMEDOUT and the session ends. The socket's
+   * buffer and the wire's are all a client that stops reading can make
+   * the worker hold. */
+  if (send_timeout_ms &&
+      setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &snd, sizeof(snd)) != 0)
+    gp__warn("SO_SNDTIMEO: %s: --send-timeout does not apply",
+             strerror(errno));
 
   if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0) {
     gp__debug("TCP_NODELAY: %s", strerror(errno));
@@ -314,6 +329,9 @@ static int reply(struct gp_worker *w, const struct gp_frame_header *h,
    * from here on the worker writes, and no frame may land inside its
    * reply (a long payload takes a while). */
   gp__heartbeat_idle(w->hb);
+  /* The client was told the session ended in place of this reply. */
+  if (gp__heartbeat_timed_out(w->hb))
+    return GP_EKTIMEOUT;
   r = send_device_output(w);
   if (r != 0)
     return r;
@@ -900,6 +918,8 @@ static int write_raw(struct gp_worker *w, const void *buf, size_t len) {
     if (n <= 0) {
       r = n < 0 ? (int)n : GP_EIO;
       w->wire.error = r;
+      if (r == GP_ETIMEDOUT)
+        w->wire.write_timed_out = true;
       break;
     }
     w->wire.bytes_sent += (uint64_t)n;
@@ -934,6 +954,8 @@ static int drain_to_wire(void *arg, const void *buf, size_t len) {
     st.deferred = w->deferred;
     w->deferred = CUDA_SUCCESS;
     gp__heartbeat_idle(w->hb);
+    if (gp__heartbeat_timed_out(w->hb))
+      return GP_EKTIMEOUT;
     r = send_device_output(w);
     if (r != 0)
       return r;
@@ -1547,6 +1569,13 @@ static int handle_get_function(struct gp_worker *w,
   memset(d, 0, sizeof(*d));
   rep.result = w->ops->module_get_function(w->be, m->module, m->name,
                                            m->function, d);
+  if (rep.result == CUDA_SUCCESS && w->cfg->kernel_timeout_s) {
+    /* Only names the kernel timeout's message: a name not kept is "?". */
+    char *name = strdup(m->name);
+    free(gp__idmap_remove(&w->fnames, m->function));
+    if (name && gp__idmap_put(&w->fnames, m->function, name) != CUDA_SUCCESS)
+      free(name);
+  }
   if (rep.result == CUDA_SUCCESS) {
     n = d->nparams <= GP_MAX_KERNEL_PARAMS ? d->nparams : GP_MAX_KERNEL_PARAMS;
     if (n > 0) {
@@ -1680,11 +1709,24 @@ static int handle_launch(struct gp_worker *w, const struct gp_frame_header *h,
   l.params = w->params;
   l.params_size = h->payload_len;
   l.cancel = gp__heartbeat_cancel_flag(w->hb);
+  if (w->cfg->kernel_timeout_s) {
+    const char *name = gp__idmap_get(&w->fnames, m->function);
+    sanitize(name ? name : "?", w->last_kernel, sizeof(w->last_kernel));
+    gp__heartbeat_kernel(w->hb, w->last_kernel);
+  }
   res = w->ops->launch(w->be, &l);
   return reply_status(w, h, res, NULL, 0);
 }
 
 /* ---- dispatch ------------------------------------------------------------- */
+
+/* A synchronize waits for the kernels launched before it (on a GPU: the
+ * launch itself returned at once): the kernel timeout applies to it, named
+ * after the last kernel launched. */
+static void kernel_wait(struct gp_worker *w) {
+  if (w->cfg->kernel_timeout_s && w->last_kernel[0])
+    gp__heartbeat_kernel(w->hb, w->last_kernel);
+}
 
 /* Executes one request whose message has been read. Returns 0, or
  * GP_WORKER_END when the session ends normally, or a fatal GP_E* code. */
@@ -1741,6 +1783,7 @@ static int dispatch(struct gp_worker *w, const struct gp_frame_header *h,
   }
   case GP_MSG_CTX_SYNCHRONIZE: {
     const Gpupool__CtxSynchronize *m = (const void *)msg;
+    kernel_wait(w);
     res = ops->ctx_synchronize(be, m->ctx);
     break;
   }
@@ -1875,6 +1918,7 @@ static int dispatch(struct gp_worker *w, const struct gp_frame_header *h,
   }
   case GP_MSG_STREAM_SYNCHRONIZE: {
     const Gpupool__StreamSynchronize *m = (const void *)msg;
+    kernel_wait(w);
     res = ops->stream_synchronize(be, m->stream);
     break;
   }
@@ -1905,6 +1949,7 @@ static int dispatch(struct gp_worker *w, const struct gp_frame_header *h,
   }
   case GP_MSG_EVENT_SYNCHRONIZE: {
     const Gpupool__EventSynchronize *m = (const void *)msg;
+    kernel_wait(w);
     res = ops->event_synchronize(be, m->event);
     break;
   }
@@ -2069,6 +2114,11 @@ static int serve_one(struct gp_worker *w) {
   r = dispatch(w, &h, msg);
   gp__heartbeat_idle(w->hb);
   protobuf_c_message_free_unpacked(msg, NULL);
+  if (gp__heartbeat_timed_out(w->hb)) {
+    /* The heartbeat told the client and logged it. */
+    w->exit_status = GP_EXIT_KERNEL_TIMEOUT;
+    return GP_EKTIMEOUT;
+  }
   if (r < 0 && w->exit_status == GP_EXIT_OK) {
     /* A reply could not be written. */
     wlog(w, GP_LOG_WARN, "connection lost: %s", gp_strerror(r));
@@ -2201,11 +2251,12 @@ int gp__worker_run(const struct gp_server_config *cfg) {
   w.session_id = random_u64();
   w.exit_status = GP_EXIT_OK;
   peer_name(GP_WORKER_FD, w.peer, sizeof(w.peer));
-  tune_socket(GP_WORKER_FD);
+  tune_socket(GP_WORKER_FD, cfg->send_timeout_ms);
   gp__idmap_init(&w.allocs, GP_WORKER_MAX_ALLOCS);
   gp__idmap_init(&w.modules, GP_WORKER_MAX_OBJECTS);
   gp__idmap_init(&w.ctxs, GP_WORKER_MAX_OBJECTS);
   gp__idmap_init(&w.streams, GP_WORKER_MAX_OBJECTS);
+  gp__idmap_init(&w.fnames, GP_WORKER_MAX_OBJECTS);
 
   /* The supervisor's report socket (pool.h); a worker started without one
    * serves all the same, and refuses grants (it cannot rule out reuse). */
@@ -2241,7 +2292,9 @@ int gp__worker_run(const struct gp_server_config *cfg) {
   }
   if (gp__heartbeat_start(&w.wire, &w.hb) != 0)
     wlog(&w, GP_LOG_WARN, "no heartbeat thread: long requests may time "
-         "the client out");
+         "the client out%s", cfg->kernel_timeout_s ? ", and "
+         "--kernel-timeout does not apply" : "");
+  gp__heartbeat_set_kernel_timeout(w.hb, cfg->kernel_timeout_s * 1000u);
 
   w.wire.timeout_ms = GP_WORKER_HELLO_TIMEOUT_MS;
   for (;;) {
@@ -2259,10 +2312,27 @@ int gp__worker_run(const struct gp_server_config *cfg) {
       w.last_request_ms = mono_ms();
     }
   }
+  if (w.wire.write_timed_out &&
+      (w.exit_status == GP_EXIT_OK || w.exit_status == GP_EXIT_CONN_LOST)) {
+    wlog(&w, GP_LOG_WARN, "the client read nothing for %u ms while the "
+         "server wrote (--send-timeout): session ended",
+         cfg->send_timeout_ms);
+    w.exit_status = GP_EXIT_SEND_TIMEOUT;
+  }
   if (w.exit_status == GP_EXIT_PROTOCOL || w.exit_status == GP_EXIT_REFUSED)
     linger(&w);
 
   gp__heartbeat_stop(w.hb);
+  if (w.be && cfg->scrub && w.ops->scrub) {
+    /* --scrub: nothing this session wrote to device memory outlives it. */
+    uint64_t bytes = 0;
+    int sr = w.ops->scrub(w.be, &bytes);
+    if (sr != CUDA_SUCCESS)
+      wlog(&w, GP_LOG_WARN, "scrub: CUDA error %d: some device memory may "
+           "not have been zeroed", sr);
+    wlog(&w, GP_LOG_DEBUG, "scrub: %llu bytes of device memory zeroed",
+         (unsigned long long)bytes);
+  }
   if (w.be)
     w.ops->close(w.be);
   gp_wire_free(&w.wire);
@@ -2277,6 +2347,13 @@ int gp__worker_run(const struct gp_server_config *cfg) {
   charges_free(&w.modules);
   charges_free(&w.ctxs);
   gp__idmap_free(&w.streams);
+  {
+    size_t i;
+    for (i = 0; i < w.fnames.cap; i++)
+      if (w.fnames.slots[i].key != 0)
+        free(w.fnames.slots[i].value);
+    gp__idmap_free(&w.fnames);
+  }
   if (w.key) {
     OPENSSL_cleanse(w.key, GP_KEY_MAX_LEN);
     free(w.key);

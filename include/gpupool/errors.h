@@ -23,6 +23,8 @@
 #define GP_EPERM (-9)    /* the admin token is needed */
 #define GP_EGRANT (-10)  /* a grant that is forged, expired or not for us */
 #define GP_EIDLE (-11)   /* the session was reclaimed after being idle */
+#define GP_EKTIMEOUT (-12) /* a kernel ran over the server's
+                            * --kernel-timeout: the session was ended */
 
 /* Fatal: the connection must be closed. */
 #define GP_E_FATAL (-100)

@@ -2,6 +2,7 @@
 #include "shared.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -265,15 +266,19 @@ int emu_shared_put(struct emu_shared *s, uint64_t off, pid_t owner) {
   return r;
 }
 
-uint64_t emu_shared_reap(struct emu_shared *s, pid_t owner) {
-  uint64_t freed = 0;
+uint64_t emu_shared_reap(struct emu_shared *s, pid_t owner, int zero_fd) {
+  uint64_t freed = 0, hdr = header_bytes();
   uint32_t i, keep = 0;
 
   lock(s);
   for (i = 0; i < s->n; i++) {
-    if (s->b[i].pid == (int32_t)owner)
+    if (s->b[i].pid == (int32_t)owner) {
       freed += s->b[i].span;
-    else
+      /* A hole reads as zeros (partial pages are zeroed). */
+      if (zero_fd >= 0)
+        fallocate(zero_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                  (off_t)(hdr + s->b[i].off), (off_t)s->b[i].span);
+    } else
       s->b[keep++] = s->b[i];
   }
   memset(&s->b[keep], 0, (size_t)(s->n - keep) * sizeof(s->b[0]));

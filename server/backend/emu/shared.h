@@ -58,9 +58,11 @@ int emu_shared_take(struct emu_shared *s, uint64_t span, pid_t owner,
 /* Frees the block at |off| if |owner| holds it. Returns 0 or -1. */
 int emu_shared_put(struct emu_shared *s, uint64_t off, pid_t owner);
 
-/* Frees every block of |owner| (a worker that exited). Returns the bytes
- * freed. */
-uint64_t emu_shared_reap(struct emu_shared *s, pid_t owner);
+/* Frees every block of |owner| (a worker that exited), zeroing them first
+ * when |zero_fd| (the memfd) is not -1: a worker that ends normally gives
+ * its blocks back itself, after its own scrub, so what is left here is a
+ * crashed or killed worker's. Returns the bytes freed. */
+uint64_t emu_shared_reap(struct emu_shared *s, pid_t owner, int zero_fd);
 
 /* Bytes of device memory no block holds. */
 uint64_t emu_shared_free_bytes(struct emu_shared *s);
