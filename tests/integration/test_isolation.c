@@ -1,0 +1,731 @@
+/* Integration: isolation and limits on the server (docs/security.md,
+ * "Isolation and limits on the server"). What one session leaves in device
+ * memory is zeroed before the next gets it (--scrub, with the emulated
+ * device's shared memory so that the next session really gets the same
+ * bytes; --no-scrub shows they would be there); connections that send
+ * nothing cost no process and are closed after --handshake-timeout;
+ * connections over --max-conns-per-address are closed at accept; a client
+ * that stops reading is dropped after --send-timeout without the server
+ * buffering what it asked for; a kernel that runs over --kernel-timeout
+ * ends its session alone; --max-sessions still refuses cleanly. Every
+ * scenario checks that another session is served meanwhile and that the
+ * server is back to its baseline of workers after.
+ *
+ * The hostile connections are raw TCP from 127.0.0.2 (bound before
+ * connecting), so the per-address limit counts them and not the
+ * legitimate clients from 127.0.0.1; they send nothing or garbage, which
+ * works whether the server speaks TLS or not.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "gpupool/gpupool.h"
+#include "harness.h"
+#include "raw.h"
+
+#define MiB ((size_t)1 << 20)
+
+static struct gpt_server server;
+
+/* The server's log (its stderr) goes to this file, so that scenarios can
+ * check what it says about how its workers ended. */
+static char log_path[128];
+
+/* Starts the server with |extra|, its stderr in log_path. */
+static void start_server(const char *const *extra) {
+  int saved = dup(2), fd;
+  snprintf(log_path, sizeof log_path, "/tmp/gpt-isolation-%d.log",
+           (int)getpid());
+  fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  REQUIRE_TRUE(saved >= 0 && fd >= 0);
+  fflush(stderr);
+  dup2(fd, 2);
+  int r = gpt_server_start(&server, extra);
+  dup2(saved, 2);
+  close(saved);
+  close(fd);
+  if (r != 0) gpt__abort_scenario();
+}
+
+/* The server's log so far (a static buffer), also copied to stdout once at
+ * the end of the scenario by show_log(). */
+static const char *server_log(void) {
+  static char buf[1 << 20];
+  FILE *f = fopen(log_path, "r");
+  size_t n = 0;
+  if (f != NULL) {
+    n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+  }
+  buf[n] = '\0';
+  return buf;
+}
+
+static void show_log(void) {
+  printf("---- server log ----\n%s---- end of server log ----\n",
+         server_log());
+  unlink(log_path);
+}
+
+/* How many times |needle| occurs in |hay|. */
+static int count_of(const char *hay, const char *needle) {
+  int n = 0;
+  for (const char *p = hay; (p = strstr(p, needle)) != NULL; p++) n++;
+  return n;
+}
+
+/* Waits up to |ms| for the server's log to contain |needle|. */
+static bool log_says(const char *needle, int ms) {
+  double deadline = gpt_now() + ms / 1000.0;
+  do {
+    if (strstr(server_log(), needle) != NULL) return true;
+    gpt_sleep_ms(50);
+  } while (gpt_now() < deadline);
+  return false;
+}
+
+/* True if process |pid| is gone or a zombie. */
+static bool process_gone(pid_t pid) {
+  char path[64], buf[512];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  FILE *f = fopen(path, "r");
+  if (f == NULL) return true;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  char *rp = strrchr(buf, ')');
+  return rp != NULL && rp[1] == ' ' && rp[2] == 'Z';
+}
+
+/* The server's live workers now, into |pids| (at most |max|). */
+static int live_workers(pid_t *pids, int max) {
+  pid_t all[256];
+  int n = gpt_server_workers(&server, all, 256), live = 0;
+  for (int i = 0; i < n; i++)
+    if (!process_gone(all[i]) && live < max) pids[live++] = all[i];
+  return live;
+}
+
+/* Waits up to |ms| for exactly |want| live workers; returns the last
+ * count. */
+static int wait_workers(int want, int ms) {
+  pid_t pids[256];
+  double deadline = gpt_now() + ms / 1000.0;
+  int n;
+  do {
+    n = live_workers(pids, 256);
+    if (n == want) break;
+    gpt_sleep_ms(20);
+  } while (gpt_now() < deadline);
+  return n;
+}
+
+/* The workers can be listed here (the check of every scenario needs it). */
+static void require_worker_list(void) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)server.pid,
+           (int)server.pid);
+  if (access(path, R_OK) != 0)
+    gpt_skip("%s is not readable: workers cannot be counted", path);
+}
+
+/* Resident memory of |pid| in KiB (VmRSS), -1 if unknown. */
+static long rss_kib(pid_t pid) {
+  char path[64], line[256];
+  long v = -1;
+  snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+  FILE *f = fopen(path, "r");
+  if (f == NULL) return -1;
+  while (fgets(line, sizeof line, f) != NULL)
+    if (sscanf(line, "VmRSS: %ld kB", &v) == 1) break;
+  fclose(f);
+  return v;
+}
+
+/* One legitimate session from 127.0.0.1 in a process of its own: a
+ * 16 MiB round trip; true when it was byte-exact. */
+static bool other_session_served(void) {
+  struct gpt_child c;
+  if (!CHECK_TRUE(gpt_spawn(&c, "child_roundtrip", NULL) == 0)) return false;
+  return CHECK_EQ_I(gpt_child_wait(&c, 60000), 0);
+}
+
+/* ---- child roles ------------------------------------------------------------------ */
+
+static void child_roundtrip(int argc, char **argv) {
+  const size_t n = 16 * MiB;
+  unsigned char *in = gpt_xmalloc(n), *out = gpt_xmalloc(n);
+  CUdeviceptr d = 0;
+  gpt_init_context(NULL);
+  gpt_fill(in, n, (uint64_t)getpid());
+  REQUIRE_OK(cuMemAlloc(&d, n));
+  CHECK_OK(cuMemcpyHtoD(d, in, n));
+  memset(out, 0, n);
+  CHECK_OK(cuMemcpyDtoH(out, d, n));
+  CHECK_MEM_EQ(out, in, n);
+  CHECK_OK(cuMemFree(d));
+  free(in);
+  free(out);
+  (void)argc;
+  (void)argv;
+}
+
+/* The scrub scenario's tenants: |SIZE_MIB| of device memory each. */
+#define TENANT_MIB 16
+#define TENANT_SEED 0x5c7b
+
+/* Tenant A: allocates, writes the pattern, says where, then waits for a
+ * line and exits (normally: the client library says GOODBYE). */
+static void child_tenant_a(int argc, char **argv) {
+  const size_t n = TENANT_MIB * MiB;
+  unsigned char *h = gpt_xmalloc(n);
+  CUdeviceptr d = 0;
+  char line[64];
+  gpt_init_context(NULL);
+  gpt_fill(h, n, TENANT_SEED);
+  REQUIRE_OK(cuMemAlloc(&d, n));
+  REQUIRE_OK(cuMemcpyHtoD(d, h, n));
+  REQUIRE_OK(cuCtxSynchronize());
+  gpt_child_say("ptr %" PRIx64, (uint64_t)d);
+  gpt_child_hear(line, sizeof line, 30000);
+  free(h);
+  (void)argc;
+  (void)argv;
+}
+
+/* Tenant B: allocates as much, reads it without writing, and says where
+ * it is, how many of its bytes equal tenant A's pattern where that is not
+ * zero, and how many are zero. */
+static void child_tenant_b(int argc, char **argv) {
+  const size_t n = TENANT_MIB * MiB;
+  unsigned char *pat = gpt_xmalloc(n), *got = gpt_xmalloc(n);
+  CUdeviceptr d = 0;
+  size_t match = 0, zero = 0, nonzero_pat = 0;
+  gpt_init_context(NULL);
+  gpt_fill(pat, n, TENANT_SEED);
+  REQUIRE_OK(cuMemAlloc(&d, n));
+  memset(got, 0x11, n);
+  REQUIRE_OK(cuMemcpyDtoH(got, d, n));
+  for (size_t i = 0; i < n; i++) {
+    if (pat[i] != 0) nonzero_pat++;
+    if (pat[i] != 0 && got[i] == pat[i]) match++;
+    if (got[i] == 0) zero++;
+  }
+  gpt_child_say("ptr %" PRIx64 " match %zu of %zu zero %zu", (uint64_t)d,
+                match, nonzero_pat, zero);
+  free(pat);
+  free(got);
+  (void)argc;
+  (void)argv;
+}
+
+/* ---- scrub ---------------------------------------------------------------------- */
+
+struct tenant_b_says {
+  uint64_t ptr;
+  size_t match, nonzero, zero;
+};
+
+/* Runs tenant A to its end (|kill_worker|: A's worker is killed with
+ * SIGKILL instead, so no code of it runs after), then tenant B, and
+ * returns what B found; A's pointer in |*a_ptr|. */
+static struct tenant_b_says a_then_b(uint64_t *a_ptr, bool kill_worker) {
+  struct tenant_b_says b = {0};
+  struct gpt_child a, c;
+  char line[256];
+  REQUIRE_TRUE(gpt_spawn(&a, "child_tenant_a", NULL) == 0);
+  REQUIRE_TRUE(gpt_child_recv(&a, line, sizeof line, 30000) >= 0);
+  REQUIRE_TRUE(sscanf(line, "ptr %" SCNx64, a_ptr) == 1);
+  if (kill_worker) {
+    pid_t pids[4];
+    REQUIRE_TRUE(live_workers(pids, 4) == 1);
+    kill(pids[0], SIGKILL);
+    CHECK_EQ_I(wait_workers(0, 10000), 0);
+  }
+  gpt_child_send(&a, "go");
+  gpt_child_wait(&a, 30000);
+  CHECK_EQ_I(wait_workers(0, 10000), 0);
+  REQUIRE_TRUE(gpt_spawn(&c, "child_tenant_b", NULL) == 0);
+  REQUIRE_TRUE(gpt_child_recv(&c, line, sizeof line, 30000) >= 0);
+  printf("tenant B: %s\n", line);
+  REQUIRE_TRUE(sscanf(line, "ptr %" SCNx64 " match %zu of %zu zero %zu",
+                      &b.ptr, &b.match, &b.nonzero, &b.zero) == 4);
+  CHECK_EQ_I(gpt_child_wait(&c, 30000), 0);
+  CHECK_EQ_I(wait_workers(0, 10000), 0);
+  return b;
+}
+
+/* --scrub (the default) with shared device memory: tenant B gets the very
+ * bytes tenant A had, and finds none of A's pattern in them; the same with
+ * A's worker killed (the supervisor zeroes what it held). */
+static void test_isolation_scrub(int argc, char **argv) {
+  const char *extra[] = {"--emu-shared-memory", "--emu-memory", "64M",
+                         "--log-level", "debug", NULL};
+  start_server(extra);
+  require_worker_list();
+  uint64_t a_ptr = 0;
+  struct tenant_b_says b = a_then_b(&a_ptr, false);
+  /* The same block: the test is about what B is handed. */
+  CHECK_EQ_U(b.ptr, a_ptr);
+  CHECK_EQ_U(b.match, 0);
+  CHECK_EQ_U(b.zero, TENANT_MIB * MiB);
+  CHECK_TRUE(log_says("scrub: 16777216 bytes of device memory zeroed", 5000));
+
+  b = a_then_b(&a_ptr, true);
+  CHECK_EQ_U(b.ptr, a_ptr);
+  CHECK_EQ_U(b.match, 0);
+  CHECK_EQ_U(b.zero, TENANT_MIB * MiB);
+  CHECK_TRUE(log_says("shared device memory its worker held freed and "
+                      "zeroed", 5000));
+
+  CHECK_TRUE(other_session_served());
+  CHECK_EQ_I(wait_workers(0, 10000), 0);
+  CHECK_TRUE(gpt_server_alive(&server));
+  show_log();
+  (void)argc;
+  (void)argv;
+}
+
+/* The same with --no-scrub: B does find A's pattern, byte for byte. This
+ * is what makes the scrub scenario able to fail. */
+static void test_isolation_no_scrub(int argc, char **argv) {
+  const char *extra[] = {"--emu-shared-memory", "--emu-memory", "64M",
+                         "--no-scrub", NULL};
+  start_server(extra);
+  require_worker_list();
+  uint64_t a_ptr = 0;
+  struct tenant_b_says b = a_then_b(&a_ptr, false);
+  CHECK_EQ_U(b.ptr, a_ptr);
+  CHECK_GT_U(b.nonzero, TENANT_MIB * MiB / 2);
+  CHECK_EQ_U(b.match, b.nonzero);
+  CHECK_TRUE(other_session_served());
+  CHECK_EQ_I(wait_workers(0, 10000), 0);
+  show_log();
+  (void)argc;
+  (void)argv;
+}
+
+/* Shared device memory keeps sessions apart: two sessions at once get
+ * different addresses, and one's pointer is invalid in the other. */
+static void child_holder(int argc, char **argv) {
+  CUdeviceptr d = 0;
+  char line[64];
+  gpt_init_context(NULL);
+  REQUIRE_OK(cuMemAlloc(&d, MiB));
+  REQUIRE_OK(cuMemsetD8(d, 0xaa, MiB));
+  gpt_child_say("ptr %" PRIx64, (uint64_t)d);
+  gpt_child_hear(line, sizeof line, 30000);
+  unsigned char *h = gpt_xmalloc(MiB);
+  CHECK_OK(cuMemcpyDtoH(h, d, MiB));
+  gpt_child_say("%s", CHECK_MEM_ALL(h, 0xaa, MiB) ? "intact" : "changed");
+  free(h);
+  (void)argc;
+  (void)argv;
+}
+
+static void test_isolation_shared_apart(int argc, char **argv) {
+  const char *extra[] = {"--emu-shared-memory", "--emu-memory", "64M", NULL};
+  start_server(extra);
+  require_worker_list();
+  struct gpt_child a;
+  char line[128];
+  uint64_t theirs = 0;
+  REQUIRE_TRUE(gpt_spawn(&a, "child_holder", NULL) == 0);
+  REQUIRE_TRUE(gpt_child_recv(&a, line, sizeof line, 30000) >= 0);
+  REQUIRE_TRUE(sscanf(line, "ptr %" SCNx64, &theirs) == 1);
+
+  gpt_init_context(NULL);
+  CUdeviceptr mine = 0;
+  REQUIRE_OK(cuMemAlloc(&mine, MiB));
+  CHECK_NE_U(mine, theirs);
+  /* Not this session's: refused, and their bytes untouched. */
+  CHECK_CU(cuMemsetD8((CUdeviceptr)theirs, 0x55, 16), CUDA_ERROR_INVALID_VALUE);
+  unsigned char buf[16];
+  CHECK_CU(cuMemcpyDtoH(buf, (CUdeviceptr)theirs, sizeof buf),
+           CUDA_ERROR_INVALID_VALUE);
+  CHECK_CU(cuMemFree((CUdeviceptr)theirs), CUDA_ERROR_INVALID_VALUE);
+  /* The shared memory's size, not a private arena's. */
+  size_t free_b = 0, total = 0;
+  CHECK_OK(cuMemGetInfo(&free_b, &total));
+  CHECK_EQ_U(total, 64 * MiB);
+  CHECK_LE_U(free_b, 62 * MiB);
+  CHECK_TRUE(gpt_child_send(&a, "check") == 0);
+  if (CHECK_GE_I(gpt_child_recv(&a, line, sizeof line, 30000), 0))
+    CHECK_STR_EQ(line, "intact");
+  CHECK_EQ_I(gpt_child_wait(&a, 30000), 0);
+  CHECK_OK(cuMemFree(mine));
+  show_log();
+  (void)argc;
+  (void)argv;
+}
+
+/* ---- silent and excess connections ------------------------------------------------ */
+
+/* A TCP connection to the server from |src| (e.g. "127.0.0.2"); -1 if it
+ * cannot be made. */
+static int connect_from(const char *src) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in me = {.sin_family = AF_INET};
+  struct sockaddr_in to = {.sin_family = AF_INET,
+                           .sin_port = htons((uint16_t)server.port),
+                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  if (fd < 0) return -1;
+  inet_pton(AF_INET, src, &me.sin_addr);
+  if (bind(fd, (struct sockaddr *)&me, sizeof me) != 0 ||
+      connect(fd, (struct sockaddr *)&to, sizeof to) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/* True when the server has closed |fd| (a read returns EOF or
+ * ECONNRESET), waiting at most |ms|. */
+static bool closed_by_server(int fd, int ms) {
+  struct pollfd p = {.fd = fd, .events = POLLIN};
+  char c;
+  if (poll(&p, 1, ms) <= 0) return false;
+  ssize_t n = recv(fd, &c, 1, MSG_DONTWAIT);
+  return n == 0 || (n < 0 && errno == ECONNRESET);
+}
+
+#define SILENT 500
+
+/* 500 connections from 127.0.0.2 that send nothing: no worker for any of
+ * them, a legitimate client is served meanwhile, and after
+ * --handshake-timeout the server has closed them all. */
+static void test_isolation_silent_flood(int argc, char **argv) {
+  const char *extra[] = {"--handshake-timeout", "3000",
+                         "--max-conns-per-address", "600", NULL};
+  struct rlimit rl;
+  static int fds[SILENT];
+  start_server(extra);
+  require_worker_list();
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < SILENT + 64) {
+    rl.rlim_cur = rl.rlim_max < SILENT + 64 ? rl.rlim_max : SILENT + 64;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  int probe = connect_from("127.0.0.2");
+  if (probe < 0) gpt_skip("cannot bind 127.0.0.2: %s", strerror(errno));
+  close(probe);
+  gpt_sleep_ms(100);
+
+  double t0 = gpt_now();
+  int opened = 0;
+  for (int i = 0; i < SILENT; i++) {
+    fds[i] = connect_from("127.0.0.2");
+    if (fds[i] >= 0) opened++;
+  }
+  REQUIRE_TRUE(opened == SILENT);
+  printf("%d silent connections opened in %.2f s\n", opened, gpt_now() - t0);
+  /* No process for any of them. */
+  gpt_sleep_ms(300);
+  CHECK_EQ_I(wait_workers(0, 100), 0);
+  /* A legitimate client is served meanwhile. */
+  CHECK_TRUE(other_session_served());
+  CHECK_EQ_I(wait_workers(0, 10000), 0);
+  /* None was closed before its time (a read would say so at once). */
+  int early = 0;
+  for (int i = 0; i < SILENT; i++)
+    if (closed_by_server(fds[i], 0)) early++;
+  if (gpt_now() - t0 < 2.5) CHECK_EQ_I(early, 0);
+  /* After the timeout all are closed by the server. */
+  int closed = 0;
+  for (int i = 0; i < SILENT; i++) {
+    int left = (int)((t0 + 3.0 + 5.0 - gpt_now()) * 1000);
+    if (closed_by_server(fds[i], left > 0 ? left : 0)) closed++;
+    close(fds[i]);
+  }
+  CHECK_EQ_I(closed, SILENT);
+  printf("all %d closed by the server %.2f s after the first was opened\n",
+         closed, gpt_now() - t0);
+  CHECK_EQ_I(wait_workers(0, 1000), 0);
+  CHECK_TRUE(log_says("nothing received within 3000 ms", 1000));
+  CHECK_TRUE(gpt_server_alive(&server));
+  show_log();
+  (void)argc;
+  (void)argv;
+}
+
+/* More than --max-conns-per-address from one address: those over the
+ * limit are closed at once; the others wait; garbage sent on one of them
+ * costs a worker only until the worker refuses it; other addresses are
+ * served all along. */
+static void test_isolation_per_address(int argc, char **argv) {
+  const char *extra[] = {"--max-conns-per-address", "8",
+                         "--handshake-timeout", "20000", NULL};
+  int fds[20];
+  start_server(extra);
+  require_worker_list();
+  int probe = connect_from("127.0.0.2");
+  if (probe < 0) gpt_skip("cannot bind 127.0.0.2: %s", strerror(errno));
+  close(probe);
+  gpt_sleep_ms(200);
+
+  for (int i = 0; i < 20; i++) {
+    fds[i] = connect_from("127.0.0.2");
+    REQUIRE_TRUE(fds[i] >= 0);
+    gpt_sleep_ms(5); /* accepted in this order */
+  }
+  int held = 0, dropped = 0;
+  for (int i = 0; i < 8; i++)
+    if (!closed_by_server(fds[i], 300)) held++;
+  for (int i = 8; i < 20; i++)
+    if (closed_by_server(fds[i], 2000)) dropped++;
+  CHECK_EQ_I(held, 8);
+  CHECK_EQ_I(dropped, 12);
+  CHECK_TRUE(log_says("(--max-conns-per-address 8)", 2000));
+  CHECK_EQ_I(wait_workers(0, 100), 0);
+  /* 127.0.0.1 is another address: served. */
+  CHECK_TRUE(other_session_served());
+  /* Garbage on a held one: a worker starts, refuses it and ends. */
+  static const char junk[64] = "this is not a gpupool frame, nor a TLS one";
+  CHECK_EQ_I(send(fds[0], junk, sizeof junk, MSG_NOSIGNAL), sizeof junk);
+  CHECK_TRUE(closed_by_server(fds[0], 15000));
+  close(fds[0]);
+  CHECK_EQ_I(wait_workers(0, 10000), 0);
+  /* A slot of 127.0.0.2 is free again. */
+  int again = connect_from("127.0.0.2");
+  REQUIRE_TRUE(again >= 0);
+  CHECK_TRUE(!closed_by_server(again, 300));
+  close(again);
+  for (int i = 1; i < 20; i++) close(fds[i]);
+  CHECK_EQ_I(wait_workers(0, 5000), 0);
+  CHECK_TRUE(gpt_server_alive(&server));
+  show_log();
+  (void)argc;
+  (void)argv;
+}
+
+/* ---- a client that stops reading ------------------------------------------------ */
+
+/* A raw session that asks for 1 GiB of device memory back, in 16 MiB
+ * copies, and reads none of it: the worker ends after --send-timeout, its
+ * memory never grows by anything like what was asked for, and another
+ * session is served meanwhile. */
+static void test_isolation_send_timeout(int argc, char **argv) {
+  const char *extra[] = {"--send-timeout", "1000", "--emu-memory", "512M",
+                         NULL};
+  start_server(extra);
+  require_worker_list();
+  struct gpt_raw r;
+  REQUIRE_TRUE(gpt_raw_open(&r, server.port, 10000));
+  Gpupool__HelloRequest hello = GPUPOOL__HELLO_REQUEST__INIT;
+  hello.min_version = GP_PROTOCOL_VERSION_MIN;
+  hello.max_version = GP_PROTOCOL_VERSION_MAX;
+  hello.client_name = "test_isolation";
+  hello.hostname = "localhost";
+  REQUIRE_TRUE(gpt_raw_call(&r, GP_MSG_HELLO, &hello.base, NULL, 0, NULL, 0,
+                            NULL) == 0);
+  Gpupool__CtxCreate cc = GPUPOOL__CTX_CREATE__INIT;
+  cc.ctx = 7;
+  REQUIRE_TRUE(gpt_raw_call(&r, GP_MSG_CTX_CREATE, &cc.base, NULL, 0, NULL, 0,
+                            NULL) == 0);
+  Gpupool__MemAlloc ma = GPUPOOL__MEM_ALLOC__INIT;
+  ma.ctx = 7;
+  ma.size = 256 * MiB;
+  ProtobufCMessage *rep = NULL;
+  REQUIRE_TRUE(gpt_raw_call(&r, GP_MSG_MEM_ALLOC, &ma.base, NULL, 0, NULL, 0,
+                            &rep) == 0);
+  uint64_t d = ((Gpupool__MemAllocReply *)rep)->dptr;
+  protobuf_c_message_free_unpacked(rep, NULL);
+  pid_t w[4];
+  REQUIRE_TRUE(live_workers(w, 4) == 1);
+  long rss0 = rss_kib(w[0]), sv0 = rss_kib(server.pid);
+
+  /* 64 copies of 16 MiB (1 GiB), sent and never read. */
+  double t0 = gpt_now();
+  for (int i = 0; i < 64; i++) {
+    Gpupool__MemcpyDtoH m = GPUPOOL__MEMCPY_DTO_H__INIT;
+    m.src = d + (uint64_t)(i % 16) * 16 * MiB;
+    m.size = 16 * MiB;
+    REQUIRE_TRUE(gp_wire_send(&r.w, GP_MSG_MEMCPY_DTOH, 0, r.next++, &m.base,
+                              NULL, 0) == 0);
+  }
+  REQUIRE_TRUE(gp_wire_flush(&r.w) == 0);
+  /* While it is stuck, the worker's memory stays where it was. */
+  long peak = rss0;
+  while (!process_gone(w[0]) && gpt_now() - t0 < 10.0) {
+    long v = rss_kib(w[0]);
+    if (v > peak) peak = v;
+    gpt_sleep_ms(50);
+  }
+  double took = gpt_now() - t0;
+  CHECK_TRUE(process_gone(w[0]));
+  printf("worker RSS %ld KiB before, at most %ld KiB while stuck; it ended "
+         "%.2f s after the requests; supervisor RSS %ld -> %ld KiB\n", rss0,
+         peak, took, sv0, rss_kib(server.pid));
+  CHECK_GE_D(took, 0.9);
+  CHECK_LE_D(took, 6.0);
+  /* Far less than the 1 GiB asked for (and than one 256 MiB copy): the
+   * socket's buffers are all it holds. */
+  CHECK_LT_I(peak - rss0, 64 * 1024);
+  CHECK_LT_I(rss_kib(server.pid) - sv0, 16 * 1024);
+  CHECK_TRUE(log_says("(--send-timeout)", 5000));
+  CHECK_TRUE(log_says("exited with status 9 (send timeout)", 5000));
+  gpt_raw_close(&r);
+  CHECK_TRUE(other_session_served());
+  CHECK_EQ_I(wait_workers(0, 10000), 0);
+  show_log();
+  (void)argc;
+  (void)argv;
+}
+
+/* ---- kernel timeout ------------------------------------------------------------- */
+
+/* spins on %globaltimer for |ns| nanoseconds of wall-clock time. */
+static const char spin_ptx[] =
+    ".version 9.0\n"
+    ".target sm_75\n"
+    ".address_size 64\n"
+    ".visible .entry spin(.param .u64 ns, .param .u64 out)\n"
+    "{\n"
+    "  .reg .pred %p<2>;\n"
+    "  .reg .b64 %rd<7>;\n"
+    "  ld.param.u64 %rd1, [ns];\n"
+    "  ld.param.u64 %rd2, [out];\n"
+    "  mov.u64 %rd3, %globaltimer;\n"
+    "  add.u64 %rd4, %rd3, %rd1;\n"
+    "LOOP:\n"
+    "  mov.u64 %rd5, %globaltimer;\n"
+    "  setp.lt.u64 %p1, %rd5, %rd4;\n"
+    "  @%p1 bra LOOP;\n"
+    "  cvta.to.global.u64 %rd6, %rd2;\n"
+    "  st.global.u64 [%rd6], %rd5;\n"
+    "  ret;\n"
+    "}\n";
+
+/* Launches a kernel that would run for an hour, synchronizes, and says
+ * what the synchronize returned, how long it took, and what a later call
+ * returns. */
+static void child_forever(int argc, char **argv) {
+  CUmodule mod;
+  CUfunction f;
+  CUdeviceptr out = 0;
+  gpt_init_context(NULL);
+  REQUIRE_OK(cuMemAlloc(&out, sizeof(uint64_t)));
+  REQUIRE_OK(cuModuleLoadData(&mod, spin_ptx));
+  REQUIRE_OK(cuModuleGetFunction(&f, mod, "spin"));
+  uint64_t ns = 3600ull * 1000000000ull;
+  void *args[] = {&ns, &out};
+  REQUIRE_OK(cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, NULL, args, NULL));
+  double t0 = gpt_now();
+  CUresult r = cuCtxSynchronize();
+  double took = gpt_now() - t0;
+  CUdeviceptr more = 0;
+  CUresult r2 = cuMemAlloc(&more, 4096);
+  printf("sync %d after %.2f s, then %d\n", (int)r, took, (int)r2);
+  fflush(stdout);
+  exit(r == CUDA_ERROR_LAUNCH_TIMEOUT && took < 6.0 ? 0 : 1);
+  (void)argc;
+  (void)argv;
+}
+
+/* With --kernel-timeout 1, a kernel that runs for ever: the client's
+ * synchronize returns CUDA_ERROR_LAUNCH_TIMEOUT in a few seconds with the
+ * server's message printed once, the worker is gone with status 8, and a
+ * session running alongside is unaffected. */
+static void test_isolation_kernel_timeout(int argc, char **argv) {
+  const char *extra[] = {"--kernel-timeout", "1", NULL};
+  start_server(extra);
+  require_worker_list();
+  /* A session alongside, holding memory across the timeout. */
+  struct gpt_child h;
+  char line[128];
+  REQUIRE_TRUE(gpt_spawn(&h, "child_holder", NULL) == 0);
+  REQUIRE_TRUE(gpt_child_recv(&h, line, sizeof line, 30000) >= 0);
+  CHECK_EQ_I(wait_workers(1, 5000), 1);
+
+  char self[4096];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  REQUIRE_TRUE(n > 0);
+  self[n] = '\0';
+  const char *argv_f[] = {self, "child_forever", NULL};
+  struct gpt_run run;
+  gpt_run(&run, argv_f, NULL, 30);
+  CHECK_EQ_I(run.status, 0);
+  char want[128];
+  snprintf(want, sizeof want, "sync %d after", (int)CUDA_ERROR_LAUNCH_TIMEOUT);
+  CHECK_TRUE(strstr(run.out, want) != NULL);
+  CHECK_EQ_I(count_of(run.out, "kernel spin ran over the server's "
+                               "--kernel-timeout of 1 s; the session was "
+                               "ended"), 1);
+  /* Later calls fail as on a lost connection, without another line. */
+  snprintf(want, sizeof want, "then %d", (int)CUDA_ERROR_DEVICE_UNAVAILABLE);
+  CHECK_TRUE(strstr(run.out, want) != NULL);
+  CHECK_TRUE(log_says("exited with status 8 (kernel timeout)", 5000));
+  /* The other session is unharmed, and only it is left. */
+  CHECK_EQ_I(wait_workers(1, 5000), 1);
+  CHECK_TRUE(gpt_child_send(&h, "check") == 0);
+  if (CHECK_GE_I(gpt_child_recv(&h, line, sizeof line, 30000), 0))
+    CHECK_STR_EQ(line, "intact");
+  CHECK_EQ_I(gpt_child_wait(&h, 30000), 0);
+  CHECK_TRUE(other_session_served());
+  CHECK_EQ_I(wait_workers(0, 10000), 0);
+  show_log();
+  (void)argc;
+  (void)argv;
+}
+
+/* ---- --max-sessions ------------------------------------------------------------- */
+
+/* With --max-sessions 1 and one session running, the next is refused
+ * within a few seconds (the client gets no device), the running one is
+ * untouched, and once it has gone the next is served. The connection is
+ * refused only once it has sent its first bytes: a silent one waits. */
+static void test_isolation_max_sessions(int argc, char **argv) {
+  const char *extra[] = {"--max-sessions", "1", NULL};
+  start_server(extra);
+  require_worker_list();
+  struct gpt_child h;
+  char line[128];
+  REQUIRE_TRUE(gpt_spawn(&h, "child_holder", NULL) == 0);
+  REQUIRE_TRUE(gpt_child_recv(&h, line, sizeof line, 30000) >= 0);
+  setenv("GPUPOOL_CONNECT_TIMEOUT", "3", 1);
+  double t0 = gpt_now();
+  CHECK_CU(cuInit(0), CUDA_ERROR_NO_DEVICE);
+  CHECK_LE_D(gpt_now() - t0, 5.0);
+  CHECK_TRUE(log_says("(--max-sessions 1)", 2000));
+  CHECK_EQ_I(wait_workers(1, 1000), 1);
+  CHECK_TRUE(gpt_child_send(&h, "check") == 0);
+  if (CHECK_GE_I(gpt_child_recv(&h, line, sizeof line, 30000), 0))
+    CHECK_STR_EQ(line, "intact");
+  CHECK_EQ_I(gpt_child_wait(&h, 30000), 0);
+  CHECK_EQ_I(wait_workers(0, 10000), 0);
+  CHECK_TRUE(other_session_served());
+  CHECK_EQ_I(wait_workers(0, 10000), 0);
+  show_log();
+  (void)argc;
+  (void)argv;
+}
+
+int main(int argc, char **argv) {
+  static const struct gpt_scenario table[] = {
+      {"scrub", test_isolation_scrub, 120},
+      {"no_scrub", test_isolation_no_scrub, 120},
+      {"shared_apart", test_isolation_shared_apart, 60},
+      {"silent_flood", test_isolation_silent_flood, 90},
+      {"per_address", test_isolation_per_address, 90},
+      {"send_timeout", test_isolation_send_timeout, 90},
+      {"kernel_timeout", test_isolation_kernel_timeout, 90},
+      {"max_sessions", test_isolation_max_sessions, 60},
+      {"child_roundtrip", child_roundtrip, 60},
+      {"child_tenant_a", child_tenant_a, 60},
+      {"child_tenant_b", child_tenant_b, 60},
+      {"child_holder", child_holder, 90},
+      {"child_forever", child_forever, 60},
+      {NULL, NULL, 0},
+  };
+  return gpt_main(argc, argv, table);
+}
