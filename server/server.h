@@ -26,9 +26,6 @@
 /* The fd on which a worker receives its session's socket. */
 #define GP_WORKER_FD 3
 
-/* A worker waits this long for each read of the handshake. */
-#define GP_WORKER_HELLO_TIMEOUT_MS 10000
-
 /* Exit statuses. The supervisor exits GP_EXIT_OK after a signal,
  * GP_EXIT_FAILURE when it cannot start, GP_EXIT_USAGE for a bad command
  * line. A worker's status says how its session ended; the supervisor logs

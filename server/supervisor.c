@@ -117,14 +117,14 @@ struct gp_supervisor {
   bool per_device;
   /* The worker's command line. */
   char memory_arg[32], pid_arg[32], idle_arg[16], cache_size_arg[32];
-  char send_timeout_arg[16], kernel_timeout_arg[16];
+  char send_timeout_arg[16], kernel_timeout_arg[16], handshake_arg[16];
   /* The image cache (disk_cache.h): its directory, NULL: none; private:
    * made at start, removed at exit. */
   char cache_dir[4096];
   const char *cache;
   bool cache_private;
   char *offer_arg;
-  char *worker_argv[32];
+  char *worker_argv[40];
   /* The pool (docs/broker.md). */
   struct gp_claim *claims;
   size_t nclaims;
@@ -866,6 +866,10 @@ static void build_worker_argv(struct gp_supervisor *sv) {
            cfg->send_timeout_ms);
   sv->worker_argv[i++] = "--send-timeout";
   sv->worker_argv[i++] = sv->send_timeout_arg;
+  snprintf(sv->handshake_arg, sizeof(sv->handshake_arg), "%u",
+           cfg->handshake_timeout_ms);
+  sv->worker_argv[i++] = "--handshake-timeout";
+  sv->worker_argv[i++] = sv->handshake_arg;
   if (cfg->kernel_timeout_s) {
     snprintf(sv->kernel_timeout_arg, sizeof(sv->kernel_timeout_arg), "%u",
              cfg->kernel_timeout_s);

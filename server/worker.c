@@ -28,6 +28,7 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -2039,6 +2040,40 @@ static int reclaim_idle(struct gp_worker *w, bool stalled) {
   return GP_EIDLE;
 }
 
+/* The handshake's deadline (--handshake-timeout): a client that dribbles
+ * its HELLO a byte at a time (each read waiting less than the timeout)
+ * must not hold the worker longer. SIGALRM shuts the socket down; the read
+ * blocked on it returns, and the session ends as a HELLO that never came. */
+static volatile sig_atomic_t handshake_expired;
+
+static void on_handshake_alarm(int sig) {
+  (void)sig;
+  handshake_expired = 1;
+  shutdown(GP_WORKER_FD, SHUT_RDWR);
+}
+
+static void handshake_deadline_arm(unsigned ms) {
+  struct sigaction sa;
+  struct itimerval it;
+
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = on_handshake_alarm;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGALRM, &sa, NULL);
+  memset(&it, 0, sizeof(it));
+  it.it_value.tv_sec = ms / 1000;
+  it.it_value.tv_usec = (ms % 1000) * 1000;
+  setitimer(ITIMER_REAL, &it, NULL);
+}
+
+static void handshake_deadline_disarm(void) {
+  struct itimerval it;
+
+  memset(&it, 0, sizeof(it));
+  setitimer(ITIMER_REAL, &it, NULL);
+  signal(SIGALRM, SIG_IGN);
+}
+
 /* Reads and executes one frame. Returns 0, GP_WORKER_END, or a fatal code
  * (the session ends; w->exit_status says how). */
 static int serve_one(struct gp_worker *w) {
@@ -2059,8 +2094,9 @@ static int serve_one(struct gp_worker *w) {
     return GP_WORKER_END;
   }
   if (r == GP_ETIMEDOUT && !w->hello_done)
-    return protocol_error(w, GP_ETIMEDOUT, NULL, "no HELLO within %d s",
-                          GP_WORKER_HELLO_TIMEOUT_MS / 1000);
+    return protocol_error(w, GP_ETIMEDOUT, NULL, "no HELLO within %u ms "
+                          "(--handshake-timeout)",
+                          w->cfg->handshake_timeout_ms);
   if (r == GP_ETIMEDOUT)
     return reclaim_idle(w, true);
   if (r == GP_EVERSION)
@@ -2092,8 +2128,9 @@ static int serve_one(struct gp_worker *w) {
     return protocol_error(w, GP_EPROTO, &h, "malformed %s message",
                           gp_msg_type_name(h.type));
   if (r == GP_ETIMEDOUT && !w->hello_done)
-    return protocol_error(w, GP_ETIMEDOUT, &h, "no HELLO within %d s",
-                          GP_WORKER_HELLO_TIMEOUT_MS / 1000);
+    return protocol_error(w, GP_ETIMEDOUT, &h, "no HELLO within %u ms "
+                          "(--handshake-timeout)",
+                          w->cfg->handshake_timeout_ms);
   if (r == GP_ETIMEDOUT)
     return reclaim_idle(w, true);
   if (r != 0) {
@@ -2104,6 +2141,10 @@ static int serve_one(struct gp_worker *w) {
   if (!msg)
     return protocol_error(w, GP_EPROTO, &h, "empty %s message",
                           gp_msg_type_name(h.type));
+  /* The first request has arrived whole: the handshake's deadline is met
+   * (a backend that takes a while to open must not miss it). */
+  if (!w->hello_done)
+    handshake_deadline_disarm();
 
   /* Every request passes here: its name is looked up only when it will
    * be printed. */
@@ -2234,6 +2275,8 @@ int gp__worker_run(const struct gp_server_config *cfg) {
     return GP_EXIT_USAGE;
   }
 
+  handshake_deadline_arm(cfg->handshake_timeout_ms);
+
   /* libuv accepted the socket non-blocking, and that flag lives in the
    * open file description we share: the wire blocks, so clear it. */
   flags = fcntl(GP_WORKER_FD, F_GETFL);
@@ -2296,7 +2339,7 @@ int gp__worker_run(const struct gp_server_config *cfg) {
          "--kernel-timeout does not apply" : "");
   gp__heartbeat_set_kernel_timeout(w.hb, cfg->kernel_timeout_s * 1000u);
 
-  w.wire.timeout_ms = GP_WORKER_HELLO_TIMEOUT_MS;
+  w.wire.timeout_ms = (int)cfg->handshake_timeout_ms;
   for (;;) {
     if (w.hello_done && wait_request(&w) != 0)
       break;
@@ -2310,6 +2353,14 @@ int gp__worker_run(const struct gp_server_config *cfg) {
                                   cfg->idle_timeout_s <= INT_MAX / 1000
                               ? (int)cfg->idle_timeout_s * 1000 : -1;
       w.last_request_ms = mono_ms();
+    }
+  }
+  if (!w.hello_done) {
+    handshake_deadline_disarm();
+    if (handshake_expired) {
+      wlog(&w, GP_LOG_WARN, "no HELLO within %u ms (--handshake-timeout); "
+           "closing", cfg->handshake_timeout_ms);
+      w.exit_status = GP_EXIT_PROTOCOL;
     }
   }
   if (w.wire.write_timed_out &&

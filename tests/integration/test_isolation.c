@@ -523,6 +523,43 @@ static void test_isolation_per_address(int argc, char **argv) {
   (void)argv;
 }
 
+/* A connection that sends its first request a byte every 200 ms (each
+ * wait shorter than the timeout): it costs a worker once it has sent a
+ * byte, and that worker closes it --handshake-timeout after it started,
+ * not later. */
+static void test_isolation_dribble(int argc, char **argv) {
+  const char *extra[] = {"--handshake-timeout", "1500", NULL};
+  start_server(extra);
+  require_worker_list();
+  int fd = connect_from("127.0.0.2");
+  if (fd < 0) gpt_skip("cannot bind 127.0.0.2: %s", strerror(errno));
+  double t0 = gpt_now();
+  bool closed = false;
+  int sent = 0;
+  while (gpt_now() - t0 < 8.0 && !closed) {
+    char c = (char)sent;
+    if (send(fd, &c, 1, MSG_NOSIGNAL) == 1) sent++;
+    if (sent == 1) CHECK_EQ_I(wait_workers(1, 2000), 1);
+    closed = drained_to_close(fd, 200);
+  }
+  double took = gpt_now() - t0;
+  CHECK_TRUE(closed);
+  printf("dribbling connection closed after %.2f s and %d bytes\n", took,
+         sent);
+  /* The worker's deadline runs from its start: the first byte came at
+   * once. */
+  CHECK_LE_D(took, 1.5 + 1.5);
+  CHECK_GE_D(took, 1.2);
+  close(fd);
+  CHECK_EQ_I(wait_workers(0, 5000), 0);
+  CHECK_TRUE(log_says("(--handshake-timeout)", 2000));
+  CHECK_TRUE(other_session_served());
+  CHECK_EQ_I(wait_workers(0, 10000), 0);
+  show_log();
+  (void)argc;
+  (void)argv;
+}
+
 /* ---- a client that stops reading ------------------------------------------------ */
 
 /* A raw session that asks for 1 GiB of device memory back, in 16 MiB
@@ -732,6 +769,7 @@ int main(int argc, char **argv) {
       {"shared_apart", test_isolation_shared_apart, 60},
       {"silent_flood", test_isolation_silent_flood, 90},
       {"per_address", test_isolation_per_address, 90},
+      {"dribble", test_isolation_dribble, 60},
       {"send_timeout", test_isolation_send_timeout, 90},
       {"kernel_timeout", test_isolation_kernel_timeout, 90},
       {"max_sessions", test_isolation_max_sessions, 60},
