@@ -12,6 +12,7 @@
 #include "backend.h"
 #include "backend/emu/arena.h"
 #include "backend/emu/emu.h"
+#include "backend/emu/shared.h"
 #include "idmap.h"
 
 #define KiB (1ull << 10)
@@ -909,6 +910,111 @@ START_TEST(test_arena_emu_object_limits) {
 }
 END_TEST
 
+/* ---- shared device memory (--emu-shared-memory) ---------------------------- */
+
+START_TEST(test_arena_shared_table_first_fit_and_reap) {
+  int fd = emu_shared_create(1 * MiB);
+  struct emu_shared *s;
+  uint64_t a, b, c, d;
+
+  ck_assert_int_ge(fd, 0);
+  s = emu_shared_map_header(fd);
+  ck_assert_ptr_nonnull(s);
+  ck_assert_uint_eq(emu_shared_free_bytes(s), 1 * MiB);
+  ck_assert_int_eq(emu_shared_take(s, 4096, 100, &a), 0);
+  ck_assert_int_eq(emu_shared_take(s, 8192, 200, &b), 0);
+  ck_assert_int_eq(emu_shared_take(s, 4096, 100, &c), 0);
+  ck_assert_uint_eq(a, 0);
+  ck_assert_uint_eq(b, 4096);
+  ck_assert_uint_eq(c, 12288);
+  /* Only the owner frees a block. */
+  ck_assert_int_eq(emu_shared_put(s, b, 100), -1);
+  ck_assert_int_eq(emu_shared_put(s, b, 200), 0);
+  ck_assert_int_eq(emu_shared_put(s, b, 200), -1);
+  /* First fit: the gap left by b. */
+  ck_assert_int_eq(emu_shared_take(s, 512, 300, &d), 0);
+  ck_assert_uint_eq(d, 4096);
+  /* Too large for any gap. */
+  ck_assert_int_eq(emu_shared_take(s, 1 * MiB, 300, &d), -1);
+  ck_assert_uint_eq(emu_shared_free_bytes(s), 1 * MiB - 8192 - 512);
+  /* A dead owner's blocks go back at once. */
+  ck_assert_uint_eq(emu_shared_reap(s, 100, -1), 8192);
+  ck_assert_uint_eq(emu_shared_free_bytes(s), 1 * MiB - 512);
+  ck_assert_int_eq(emu_shared_take(s, 4096, 300, &d), 0);
+  ck_assert_uint_eq(d, 0);
+  emu_shared_unmap(s, false);
+  close(fd);
+}
+END_TEST
+
+/* Two sessions' arenas on one shared memory (two mappings in this
+ * process, two owners): unique addresses, each blind to the other's
+ * blocks, contents left as they are by a free, zeroed by a scrub, and
+ * zeroed by the reap of an owner that died. */
+START_TEST(test_arena_shared_sessions) {
+  struct emu_arena a1, a2;
+  struct emu_owner o1, o2;
+  uint64_t p1, p2, q, bytes, fr, total;
+  uint8_t *h;
+  int fd = emu_shared_create(4 * MiB);
+  struct emu_shared *hdr;
+
+  ck_assert_int_ge(fd, 0);
+  memset(&o1, 0, sizeof(o1));
+  memset(&o2, 0, sizeof(o2));
+  ck_assert_int_eq(emu_arena_init_shared(&a1, fd, NULL), CUDA_SUCCESS);
+  ck_assert_int_eq(emu_arena_init_shared(&a2, fd, NULL), CUDA_SUCCESS);
+  a2.pid = a1.pid + 1; /* another worker */
+  ck_assert_uint_eq(a1.size, 4 * MiB);
+  ck_assert_ptr_ne(a1.base, a2.base);
+
+  ck_assert_int_eq(emu_arena_alloc(&a1, &o1, 1 * MiB, &p1), CUDA_SUCCESS);
+  ck_assert_int_eq(emu_arena_alloc(&a2, &o2, 1 * MiB, &p2), CUDA_SUCCESS);
+  /* Different blocks of the one memory. */
+  ck_assert_uint_ne(p1 - (uint64_t)(uintptr_t)a1.base,
+                    p2 - (uint64_t)(uintptr_t)a2.base);
+  /* Each arena knows only its own. */
+  q = p2 - (uint64_t)(uintptr_t)a2.base + (uint64_t)(uintptr_t)a1.base;
+  ck_assert_int_eq(emu_arena_check(&a1, q, 1, NULL), CUDA_ERROR_INVALID_VALUE);
+  ck_assert_int_eq(emu_arena_release(&a1, q), CUDA_ERROR_INVALID_VALUE);
+  ck_assert_int_eq(emu_arena_check(&a1, p1, 1 * MiB, NULL), CUDA_SUCCESS);
+  emu_arena_info(&a1, &fr, &total);
+  ck_assert_uint_eq(total, 4 * MiB);
+  ck_assert_uint_eq(fr, 2 * MiB);
+
+  /* A free keeps the bytes: the next owner of the block sees them. */
+  memset((void *)(uintptr_t)p1, 0xab, 1 * MiB);
+  ck_assert_int_eq(emu_arena_release(&a1, p1), CUDA_SUCCESS);
+  ck_assert_int_eq(emu_arena_alloc(&a2, &o2, 1 * MiB, &q), CUDA_SUCCESS);
+  ck_assert_uint_eq(q - (uint64_t)(uintptr_t)a2.base,
+                    p1 - (uint64_t)(uintptr_t)a1.base);
+  h = (uint8_t *)(uintptr_t)q;
+  ck_assert_uint_eq(h[0], 0xab);
+  ck_assert_uint_eq(h[1 * MiB - 1], 0xab);
+  /* A scrub zeroes every live byte, seen through the other mapping too. */
+  emu_arena_scrub(&a2, &bytes);
+  ck_assert_uint_eq(bytes, 2 * MiB);
+  h = a1.base + (q - (uint64_t)(uintptr_t)a2.base);
+  for (uint64_t i = 0; i < 1 * MiB; i += 4093)
+    ck_assert_uint_eq(h[i], 0);
+
+  /* An owner that dies holding a block: the reap frees and zeroes it. */
+  ck_assert_int_eq(emu_arena_alloc(&a1, &o1, 4096, &p1), CUDA_SUCCESS);
+  memset((void *)(uintptr_t)p1, 0xcd, 4096);
+  hdr = emu_shared_map_header(fd);
+  ck_assert_ptr_nonnull(hdr);
+  ck_assert_uint_eq(emu_shared_reap(hdr, a1.pid, fd), 4096);
+  ck_assert_uint_eq(((uint8_t *)(uintptr_t)p1)[0], 0);
+  ck_assert_uint_eq(((uint8_t *)(uintptr_t)p1)[4095], 0);
+  emu_shared_unmap(hdr, false);
+
+  emu_arena_free(&a2);
+  /* a1's block was reaped already: its free finds nothing to give back. */
+  emu_arena_free(&a1);
+  close(fd);
+}
+END_TEST
+
 static Suite *arena_suite(void) {
   Suite *s = suite_create("arena");
   TCase *tc = tcase_create("arena");
@@ -933,6 +1039,8 @@ static Suite *arena_suite(void) {
   tcase_add_test(tc, test_arena_failing_allocations);
   tcase_add_test(tc, test_arena_random_operations_stay_consistent);
   tcase_add_test(tc, test_arena_idmap_put_get_remove);
+  tcase_add_test(tc, test_arena_shared_table_first_fit_and_reap);
+  tcase_add_test(tc, test_arena_shared_sessions);
   suite_add_tcase(s, tc);
 
   tcase_add_checked_fixture(te, emu_setup, emu_teardown);
