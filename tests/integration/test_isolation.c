@@ -37,16 +37,23 @@
 #define MiB ((size_t)1 << 20)
 
 static struct gpt_server server;
+/* relay_scrub: the emu server behind |server| (a cuda-backend relay), and
+ * whether it runs. */
+static struct gpt_server behind;
+static bool have_behind;
 
 /* The server's log (its stderr) goes to this file, so that scenarios can
  * check what it says about how its workers ended. */
 static char log_path[128];
 
+static void show_log(void);
+
 /* Starts the server with |extra|, its stderr in log_path. */
 static void start_server(const char *const *extra) {
+  static int started;
   int saved = dup(2), fd;
-  snprintf(log_path, sizeof log_path, "/tmp/gpt-isolation-%d.log",
-           (int)getpid());
+  snprintf(log_path, sizeof log_path, "/tmp/gpt-isolation-%d-%d.log",
+           (int)getpid(), started++);
   fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   REQUIRE_TRUE(saved >= 0 && fd >= 0);
   fflush(stderr);
@@ -55,7 +62,10 @@ static void start_server(const char *const *extra) {
   dup2(saved, 2);
   close(saved);
   close(fd);
-  if (r != 0) gpt__abort_scenario();
+  if (r != 0) {
+    show_log(); /* why it did not start */
+    gpt__abort_scenario();
+  }
 }
 
 /* The server's log so far (a static buffer), also copied to stdout once at
@@ -118,13 +128,21 @@ static int live_workers(pid_t *pids, int max) {
 }
 
 /* Waits up to |ms| for exactly |want| live workers; returns the last
- * count. */
+ * count. With a server behind (relay_scrub), waits for its workers to
+ * number |want| too (one behind each relaying worker). */
 static int wait_workers(int want, int ms) {
   pid_t pids[256];
   double deadline = gpt_now() + ms / 1000.0;
   int n;
   do {
     n = live_workers(pids, 256);
+    if (n == want && have_behind) {
+      struct gpt_server front = server;
+      server = behind;
+      int nb = live_workers(pids, 256);
+      server = front;
+      if (nb != want) n = -1000 - nb;
+    }
     if (n == want) break;
     gpt_sleep_ms(20);
   } while (gpt_now() < deadline);
@@ -312,6 +330,70 @@ static void test_isolation_no_scrub(int argc, char **argv) {
   CHECK_TRUE(other_session_served());
   CHECK_EQ_I(wait_workers(0, 10000), 0);
   show_log();
+  (void)argc;
+  (void)argv;
+}
+
+/* The cuda backend's scrub, against gpupool's own driver: server A runs
+ * --backend cuda on the client library, relaying to an emu server B with
+ * shared memory and --no-scrub (B leaves whatever it is given). Only A's
+ * scrub (cuMemsetD8 of every live allocation, then a synchronize, through
+ * the relay) can zero tenant A's bytes before tenant B gets the same
+ * block; with A --no-scrub too, B finds them. */
+static void relay_scrub_run(bool scrub) {
+  const char *lib = getenv("GPUPOOL_TEST_LIBCUDA");
+  const char *b_extra[] = {"--emu-shared-memory", "--emu-memory", "64M",
+                           "--no-scrub", NULL};
+  const char *a_extra[] = {"--backend", "cuda", "--cuda-lib", lib,
+                           scrub ? "--scrub" : "--no-scrub", "--log-level",
+                           "debug", NULL};
+  REQUIRE_TRUE(lib != NULL && *lib != '\0');
+  if (strcmp(gpt_server_mode(), "emu") != 0)
+    gpt_skip("starts its own relay: emu mode only");
+  start_server(b_extra);
+  behind = server;
+  have_behind = true;
+  /* A's workers find B in a client.conf (the harness starts a server
+   * without GPUPOOL_SERVER); this process's clients are given A. */
+  char dir[] = "/tmp/gpt-isolation-conf-XXXXXX", conf[320], text[128];
+  REQUIRE_TRUE(mkdtemp(dir) != NULL);
+  snprintf(text, sizeof text, "[client]\nserver = %s\n", behind.addr);
+  REQUIRE_TRUE(gpt_write_file(dir, "client.conf", text, 0600, conf,
+                              sizeof conf) == 0);
+  setenv("GPUPOOL_CONFIG", conf, 1);
+  start_server(a_extra);
+  unsetenv("GPUPOOL_CONFIG"); /* A's workers read it: removed at the end */
+  require_worker_list();
+  uint64_t a_ptr = 0;
+  struct tenant_b_says b = a_then_b(&a_ptr, false);
+  CHECK_EQ_U(b.ptr, a_ptr);
+  if (scrub) {
+    CHECK_EQ_U(b.match, 0);
+    CHECK_EQ_U(b.zero, TENANT_MIB * MiB);
+    CHECK_TRUE(log_says("scrub: 16777216 bytes of device memory zeroed",
+                        5000));
+  } else {
+    CHECK_GT_U(b.nonzero, TENANT_MIB * MiB / 2);
+    CHECK_EQ_U(b.match, b.nonzero);
+  }
+  CHECK_TRUE(other_session_served());
+  CHECK_EQ_I(wait_workers(0, 10000), 0);
+  show_log();
+  gpt_server_stop(&server, 5000);
+  server = behind;
+  have_behind = false;
+  unlink(conf);
+  rmdir(dir);
+}
+
+static void test_isolation_relay_scrub(int argc, char **argv) {
+  relay_scrub_run(true);
+  (void)argc;
+  (void)argv;
+}
+
+static void test_isolation_relay_no_scrub(int argc, char **argv) {
+  relay_scrub_run(false);
   (void)argc;
   (void)argv;
 }
@@ -766,6 +848,8 @@ int main(int argc, char **argv) {
   static const struct gpt_scenario table[] = {
       {"scrub", test_isolation_scrub, 120},
       {"no_scrub", test_isolation_no_scrub, 120},
+      {"relay_scrub", test_isolation_relay_scrub, 120},
+      {"relay_no_scrub", test_isolation_relay_no_scrub, 120},
       {"shared_apart", test_isolation_shared_apart, 60},
       {"silent_flood", test_isolation_silent_flood, 90},
       {"per_address", test_isolation_per_address, 90},
