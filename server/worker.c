@@ -2066,6 +2066,28 @@ static void handshake_deadline_arm(unsigned ms) {
   setitimer(ITIMER_REAL, &it, NULL);
 }
 
+/* SIGTERM (the supervisor is stopping): the session ends through the
+ * worker's normal way out, which scrubs, instead of the process dying
+ * where it stands. Shutting the socket down ends the read the worker
+ * waits in, or the request it runs (the heartbeat sees the hang-up and
+ * cancels a kernel); the client sees the connection close at once. */
+static volatile sig_atomic_t terminating;
+
+static void on_sigterm(int sig) {
+  (void)sig;
+  terminating = 1;
+  shutdown(GP_WORKER_FD, SHUT_RDWR);
+}
+
+static void handle_sigterm(void) {
+  struct sigaction sa;
+
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = on_sigterm;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, NULL);
+}
+
 static void handshake_deadline_disarm(void) {
   struct itimerval it;
 
@@ -2276,6 +2298,7 @@ int gp__worker_run(const struct gp_server_config *cfg) {
   }
 
   handshake_deadline_arm(cfg->handshake_timeout_ms);
+  handle_sigterm();
 
   /* libuv accepted the socket non-blocking, and that flag lives in the
    * open file description we share: the wire blocks, so clear it. */
@@ -2354,6 +2377,11 @@ int gp__worker_run(const struct gp_server_config *cfg) {
                               ? (int)cfg->idle_timeout_s * 1000 : -1;
       w.last_request_ms = mono_ms();
     }
+  }
+  if (terminating) {
+    wlog(&w, GP_LOG_INFO, "SIGTERM: the server is stopping; session ended");
+    if (w.exit_status == GP_EXIT_CONN_LOST)
+      w.exit_status = GP_EXIT_OK;
   }
   if (!w.hello_done) {
     handshake_deadline_disarm();

@@ -255,20 +255,21 @@ struct tenant_b_says {
   size_t match, nonzero, zero;
 };
 
-/* Runs tenant A to its end (|kill_worker|: A's worker is killed with
- * SIGKILL instead, so no code of it runs after), then tenant B, and
- * returns what B found; A's pointer in |*a_ptr|. */
-static struct tenant_b_says a_then_b(uint64_t *a_ptr, bool kill_worker) {
+/* Runs tenant A to its end (|sig|: A's worker gets that signal instead:
+ * SIGKILL, so that no code of it runs after, or SIGTERM, as the
+ * supervisor sends when it stops), then tenant B, and returns what B
+ * found; A's pointer in |*a_ptr|. */
+static struct tenant_b_says a_then_b(uint64_t *a_ptr, int sig) {
   struct tenant_b_says b = {0};
   struct gpt_child a, c;
   char line[256];
   REQUIRE_TRUE(gpt_spawn(&a, "child_tenant_a", NULL) == 0);
   REQUIRE_TRUE(gpt_child_recv(&a, line, sizeof line, 30000) >= 0);
   REQUIRE_TRUE(sscanf(line, "ptr %" SCNx64, a_ptr) == 1);
-  if (kill_worker) {
+  if (sig) {
     pid_t pids[4];
     REQUIRE_TRUE(live_workers(pids, 4) == 1);
-    kill(pids[0], SIGKILL);
+    kill(pids[0], sig);
     CHECK_EQ_I(wait_workers(0, 10000), 0);
   }
   gpt_child_send(&a, "go");
@@ -293,19 +294,31 @@ static void test_isolation_scrub(int argc, char **argv) {
   start_server(extra);
   require_worker_list();
   uint64_t a_ptr = 0;
-  struct tenant_b_says b = a_then_b(&a_ptr, false);
+  struct tenant_b_says b = a_then_b(&a_ptr, 0);
   /* The same block: the test is about what B is handed. */
   CHECK_EQ_U(b.ptr, a_ptr);
   CHECK_EQ_U(b.match, 0);
   CHECK_EQ_U(b.zero, TENANT_MIB * MiB);
   CHECK_TRUE(log_says("scrub: 16777216 bytes of device memory zeroed", 5000));
 
-  b = a_then_b(&a_ptr, true);
+  b = a_then_b(&a_ptr, SIGKILL);
   CHECK_EQ_U(b.ptr, a_ptr);
   CHECK_EQ_U(b.match, 0);
   CHECK_EQ_U(b.zero, TENANT_MIB * MiB);
   CHECK_TRUE(log_says("shared device memory its worker held freed and "
                       "zeroed", 5000));
+
+  /* SIGTERM: the worker ends the session its normal way, scrubbing. */
+  int scrubs = count_of(server_log(), "scrub: 16777216 bytes");
+  b = a_then_b(&a_ptr, SIGTERM);
+  CHECK_EQ_U(b.ptr, a_ptr);
+  CHECK_EQ_U(b.match, 0);
+  CHECK_EQ_U(b.zero, TENANT_MIB * MiB);
+  CHECK_TRUE(log_says("SIGTERM: the server is stopping; session ended",
+                      5000));
+  /* A's worker and B's each scrubbed. */
+  CHECK_EQ_I(count_of(server_log(), "scrub: 16777216 bytes"), scrubs + 2);
+  CHECK_EQ_I(count_of(server_log(), "its worker held freed"), 1);
 
   CHECK_TRUE(other_session_served());
   CHECK_EQ_I(wait_workers(0, 10000), 0);
@@ -323,7 +336,7 @@ static void test_isolation_no_scrub(int argc, char **argv) {
   start_server(extra);
   require_worker_list();
   uint64_t a_ptr = 0;
-  struct tenant_b_says b = a_then_b(&a_ptr, false);
+  struct tenant_b_says b = a_then_b(&a_ptr, 0);
   CHECK_EQ_U(b.ptr, a_ptr);
   CHECK_GT_U(b.nonzero, TENANT_MIB * MiB / 2);
   CHECK_EQ_U(b.match, b.nonzero);
@@ -365,7 +378,7 @@ static void relay_scrub_run(bool scrub) {
   unsetenv("GPUPOOL_CONFIG"); /* A's workers read it: removed at the end */
   require_worker_list();
   uint64_t a_ptr = 0;
-  struct tenant_b_says b = a_then_b(&a_ptr, false);
+  struct tenant_b_says b = a_then_b(&a_ptr, 0);
   CHECK_EQ_U(b.ptr, a_ptr);
   if (scrub) {
     CHECK_EQ_U(b.match, 0);
@@ -618,8 +631,13 @@ static void test_isolation_dribble(int argc, char **argv) {
   double t0 = gpt_now();
   bool closed = false;
   int sent = 0;
+  /* The start of a TLS record holding a ClientHello (type 22, version
+   * 3.1, 512 bytes), then zeros: an incomplete TLS record to a TLS server,
+   * an incomplete 24-byte frame header to a plain one, for as long as it
+   * takes. */
+  static const unsigned char start[] = {0x16, 0x03, 0x01, 0x02, 0x00};
   while (gpt_now() - t0 < 8.0 && !closed) {
-    char c = (char)sent;
+    char c = sent < (int)sizeof start ? (char)start[sent] : 0;
     if (send(fd, &c, 1, MSG_NOSIGNAL) == 1) sent++;
     if (sent == 1) CHECK_EQ_I(wait_workers(1, 2000), 1);
     closed = drained_to_close(fd, 200);
