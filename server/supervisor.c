@@ -652,6 +652,23 @@ static void on_pending_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
   (void)buf;
   if (n == 0)
     return; /* nothing yet */
+  if (n == UV_ENOBUFS) {
+    /* Readable: a byte, or only the end of the stream (a peer that
+     * connects and closes must not cost a process either). A peek tells
+     * them apart without taking anything from the worker. */
+    uv_os_fd_t fd;
+    char c;
+    ssize_t got = -1;
+    if (uv_fileno((uv_handle_t *)st, &fd) == 0)
+      got = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK ||
+                    errno == EINTR))
+      return; /* nothing after all: wait on */
+    if (got == 0)
+      n = UV_EOF;
+    else if (got < 0)
+      n = uv_translate_sys_error(errno);
+  }
   uv_read_stop(st);
   if (n != UV_ENOBUFS) {
     /* The peer closed or reset before sending anything. */

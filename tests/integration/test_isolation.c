@@ -618,6 +618,40 @@ static void test_isolation_per_address(int argc, char **argv) {
   (void)argv;
 }
 
+/* 300 connections from 127.0.0.2 that close at once, sending nothing (or
+ * reset): none costs a worker. */
+static void test_isolation_connect_close(int argc, char **argv) {
+  start_server(NULL);
+  require_worker_list();
+  int peak = 0;
+  for (int i = 0; i < 300; i++) {
+    int fd = connect_from("127.0.0.2");
+    if (fd < 0 && i == 0) gpt_skip("cannot bind 127.0.0.2: %s", strerror(errno));
+    REQUIRE_TRUE(fd >= 0);
+    if (i % 2) {
+      /* A reset instead of a FIN. */
+      struct linger lg = {.l_onoff = 1, .l_linger = 0};
+      setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    }
+    close(fd);
+    if (i % 10 == 0) {
+      pid_t pids[64];
+      int n = live_workers(pids, 64);
+      if (n > peak) peak = n;
+    }
+  }
+  gpt_sleep_ms(300);
+  CHECK_EQ_I(peak, 0);
+  CHECK_EQ_I(wait_workers(0, 100), 0);
+  CHECK_EQ_I(count_of(server_log(), "started ("), 0);
+  CHECK_TRUE(other_session_served());
+  CHECK_EQ_I(count_of(server_log(), "started ("), 1);
+  CHECK_EQ_I(wait_workers(0, 10000), 0);
+  show_log();
+  (void)argc;
+  (void)argv;
+}
+
 /* A connection that sends its first request a byte every 200 ms (each
  * wait shorter than the timeout): it costs a worker once it has sent a
  * byte, and that worker closes it --handshake-timeout after it started,
@@ -872,6 +906,7 @@ int main(int argc, char **argv) {
       {"silent_flood", test_isolation_silent_flood, 90},
       {"per_address", test_isolation_per_address, 90},
       {"dribble", test_isolation_dribble, 60},
+      {"connect_close", test_isolation_connect_close, 60},
       {"send_timeout", test_isolation_send_timeout, 90},
       {"kernel_timeout", test_isolation_kernel_timeout, 90},
       {"max_sessions", test_isolation_max_sessions, 60},
