@@ -1,23 +1,25 @@
 /* The supervisor: a libuv loop that accepts TCP connections and hands each
  * one to a fresh worker process (this binary, run again with --worker),
  * which gets the socket as its fd 3. The supervisor never opens a backend
- * or reads a byte of a session: a worker that crashes or leaks takes only
- * its own session with it.
+ * or reads a byte of a session (it only peeks whether the first has come):
+ * a worker that crashes or leaks takes only its own session with it.
  *
  * It keeps a list of its workers, logs each session's start and end,
- * refuses connections beyond --max-sessions, and on SIGINT or SIGTERM stops
+ * holds a connection without a process until its first bytes arrive,
+ * refuses connections beyond --max-sessions, --max-pending and
+ * --max-conns-per-address, and on SIGINT or SIGTERM stops
  * listening, sends SIGTERM to every worker (SIGKILL to those still alive
  * after GP_SUPERVISOR_GRACE_MS) and exits 0.
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <netinet/in.h>
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -62,8 +64,8 @@ struct gp_addr {
 };
 
 /* A connection accepted and not yet handed to a worker: the supervisor
- * waits for its first bytes (GP_PENDING_*). Freed when both handles are
- * closed. */
+ * waits for its first bytes (docs/server.md, "The accept path"). Freed
+ * when its handles are closed. */
 struct gp_pending {
   uv_tcp_t tcp;
   uv_timer_t timer;
