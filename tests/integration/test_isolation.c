@@ -896,6 +896,44 @@ static void test_isolation_max_sessions(int argc, char **argv) {
   (void)argv;
 }
 
+/* ---- the flags ----------------------------------------------------------------- */
+
+/* Each bad value of the new flags is a usage error (exit 2) that names
+ * the flag; good ones start a server. */
+static void test_isolation_flags(int argc, char **argv) {
+  const char *bin = getenv("GPUPOOL_TEST_SERVER");
+  static const char *const bad[][3] = {
+      {"--max-conns-per-address", "0", "--max-conns-per-address"},
+      {"--max-pending", "x", "--max-pending"},
+      {"--handshake-timeout", "99", "--handshake-timeout"},
+      {"--handshake-timeout", "600001", "--handshake-timeout"},
+      {"--send-timeout", "0", "--send-timeout"},
+      {"--kernel-timeout", "-1", "--kernel-timeout"},
+      {"--kernel-timeout", "86401", "--kernel-timeout"},
+      {"--backend", "cuda", "--emu-shared-memory needs --backend emu"},
+  };
+  REQUIRE_TRUE(bin != NULL);
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    const char *args[] = {bin, bad[i][0], bad[i][1], "--emu-shared-memory",
+                          NULL};
+    if (strcmp(bad[i][0], "--backend") != 0) args[3] = NULL;
+    struct gpt_run r;
+    gpt_run(&r, args, NULL, 20);
+    CHECK_EQ_I(r.status, 2);
+    CHECK_TRUE(strstr(r.out, bad[i][2]) != NULL);
+  }
+  const char *good[] = {"--max-conns-per-address", "1", "--max-pending", "1",
+                        "--handshake-timeout", "100", "--send-timeout", "1",
+                        "--kernel-timeout", "0", "--no-scrub", "--scrub",
+                        "--emu-shared-memory", NULL};
+  start_server(good);
+  CHECK_TRUE(other_session_served());
+  CHECK_TRUE(log_says("MiB shared by all sessions", 1000));
+  show_log();
+  (void)argc;
+  (void)argv;
+}
+
 int main(int argc, char **argv) {
   static const struct gpt_scenario table[] = {
       {"scrub", test_isolation_scrub, 120},
@@ -910,6 +948,7 @@ int main(int argc, char **argv) {
       {"send_timeout", test_isolation_send_timeout, 90},
       {"kernel_timeout", test_isolation_kernel_timeout, 90},
       {"max_sessions", test_isolation_max_sessions, 60},
+      {"flags", test_isolation_flags, 60},
       {"child_roundtrip", child_roundtrip, 60},
       {"child_tenant_a", child_tenant_a, 60},
       {"child_tenant_b", child_tenant_b, 60},
