@@ -28,9 +28,11 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "gpupool/gpupool.h"
+#include "grant.h"
 #include "harness.h"
 #include "raw.h"
 
@@ -896,6 +898,112 @@ static void test_isolation_max_sessions(int argc, char **argv) {
   (void)argv;
 }
 
+/* ---- what the broker hears ------------------------------------------------------- */
+
+/* Copies 64 MiB down for ever; says "running" after the first copy. */
+static void child_puller(int argc, char **argv) {
+  const size_t n = 64 * MiB;
+  unsigned char *h = gpt_xmalloc(n);
+  CUdeviceptr d = 0;
+  gpt_init_context(NULL);
+  REQUIRE_OK(cuMemAlloc(&d, n));
+  REQUIRE_OK(cuMemsetD8(d, 0x5a, n));
+  for (unsigned i = 0;; i++) {
+    REQUIRE_OK(cuMemcpyDtoH(h, d, n));
+    if (i == 0) gpt_child_say("running");
+  }
+  (void)argc;
+  (void)argv;
+}
+
+/* Sessions under grants from a real broker: one whose kernel runs over
+ * --kernel-timeout and one whose client stops reading (SIGSTOP) during
+ * copies are reported to the broker as ended with the reasons
+ * `kernel-timeout` and `send-timeout`. */
+static void test_isolation_broker_reasons(int argc, char **argv) {
+  struct gpt_broker b;
+  char token[64], hash[65], config[512], blog[128];
+  unsigned char raw[16];
+  int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+  REQUIRE_TRUE(fd >= 0 && read(fd, raw, sizeof raw) == (ssize_t)sizeof raw);
+  close(fd);
+  int n = snprintf(token, sizeof token, "alice-");
+  for (size_t i = 0; i < sizeof raw; i++)
+    n += snprintf(token + n, sizeof token - (size_t)n, "%02x", raw[i]);
+  gp_sha256_hex(token, strlen(token), hash);
+  snprintf(config, sizeof config,
+           "heartbeat_ms = 200\n"
+           "default_memory = 256M\n"
+           "\n"
+           "[tenant.alice]\n"
+           "token_sha256 = %s\n", hash);
+  /* The broker's log in a file of its own. */
+  snprintf(blog, sizeof blog, "/tmp/gpt-isolation-broker-%d.log",
+           (int)getpid());
+  int saved = dup(2), lfd = open(blog, O_WRONLY | O_CREAT | O_TRUNC |
+                                           O_CLOEXEC, 0600);
+  REQUIRE_TRUE(saved >= 0 && lfd >= 0);
+  fflush(stderr);
+  dup2(lfd, 2);
+  int r = gpt_broker_start(&b, config);
+  dup2(saved, 2);
+  close(saved);
+  close(lfd);
+  REQUIRE_TRUE(r == 0);
+
+  const char *extra[] = {"--broker", b.addr, "--name", "pool01",
+                         "--grant-key-file", b.key_file, "--kernel-timeout",
+                         "1", "--send-timeout", "1000", NULL};
+  start_server(extra);
+  require_worker_list();
+  /* Where the broker's log is read from now on: log_says() reads
+   * log_path. */
+  char server_log_path[128];
+  snprintf(server_log_path, sizeof server_log_path, "%s", log_path);
+  snprintf(log_path, sizeof log_path, "%s", blog);
+  CHECK_TRUE(log_says("server pool01 registered from", 10000));
+
+  unsetenv("GPUPOOL_SERVER");
+  unsetenv("GPUPOOL_CONFIG");
+  unsetenv("GPUPOOL_TOKEN_FILE");
+  setenv("XDG_CONFIG_HOME", b.dir, 1);
+  setenv("HOME", b.dir, 1);
+  setenv("GPUPOOL_BROKER", b.addr, 1);
+  setenv("GPUPOOL_TOKEN", token, 1);
+  setenv("GPUPOOL_CONNECT_TIMEOUT", "5", 1);
+
+  char self[4096];
+  ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+  REQUIRE_TRUE(len > 0);
+  self[len] = '\0';
+  const char *argv_f[] = {self, "child_forever", NULL};
+  struct gpt_run run;
+  gpt_run(&run, argv_f, NULL, 30);
+  CHECK_EQ_I(run.status, 0);
+  CHECK_TRUE(log_says("ended (kernel-timeout)", 5000));
+
+  struct gpt_child c;
+  char line[64];
+  REQUIRE_TRUE(gpt_spawn(&c, "child_puller", NULL) == 0);
+  REQUIRE_TRUE(gpt_child_recv(&c, line, sizeof line, 30000) >= 0);
+  kill(c.pid, SIGSTOP);
+  CHECK_TRUE(log_says("ended (send-timeout)", 10000));
+  kill(c.pid, SIGKILL);
+  gpt_child_wait(&c, 5000);
+
+  snprintf(log_path, sizeof log_path, "%s", server_log_path);
+  CHECK_TRUE(log_says("exited with status 9 (send timeout)", 2000));
+  CHECK_TRUE(log_says("exited with status 8 (kernel timeout)", 2000));
+  CHECK_EQ_I(wait_workers(0, 10000), 0);
+  show_log();
+  snprintf(log_path, sizeof log_path, "%s", blog);
+  show_log();
+  gpt_server_stop(&server, 5000);
+  gpt_broker_stop(&b, 5000);
+  (void)argc;
+  (void)argv;
+}
+
 /* ---- the flags ----------------------------------------------------------------- */
 
 /* Each bad value of the new flags is a usage error (exit 2) that names
@@ -949,6 +1057,8 @@ int main(int argc, char **argv) {
       {"kernel_timeout", test_isolation_kernel_timeout, 90},
       {"max_sessions", test_isolation_max_sessions, 60},
       {"flags", test_isolation_flags, 60},
+      {"broker_reasons", test_isolation_broker_reasons, 90},
+      {"child_puller", child_puller, 90},
       {"child_roundtrip", child_roundtrip, 60},
       {"child_tenant_a", child_tenant_a, 60},
       {"child_tenant_b", child_tenant_b, 60},
