@@ -1030,8 +1030,9 @@ static void test_isolation_flags(int argc, char **argv) {
     CHECK_EQ_I(r.status, 2);
     CHECK_TRUE(strstr(r.out, bad[i][2]) != NULL);
   }
-  const char *good[] = {"--max-conns-per-address", "1", "--max-pending", "1",
-                        "--handshake-timeout", "100", "--send-timeout", "1",
+  const char *good[] = {"--max-conns-per-address", "2", "--max-pending", "2",
+                        "--handshake-timeout", "5000", "--send-timeout",
+                        "5000",
                         "--kernel-timeout", "0", "--no-scrub", "--scrub",
                         "--emu-shared-memory", NULL};
   start_server(good);
