@@ -462,6 +462,8 @@ static void test_isolation_shared_apart(int argc, char **argv) {
     CHECK_STR_EQ(line, "intact");
   CHECK_EQ_I(gpt_child_wait(&a, 30000), 0);
   CHECK_OK(cuMemFree(mine));
+  CHECK_TRUE(other_session_served());
+  CHECK_EQ_I(wait_workers(1, 10000), 1); /* this process's session */
   show_log();
   (void)argc;
   (void)argv;
@@ -994,6 +996,9 @@ static void test_isolation_broker_reasons(int argc, char **argv) {
   snprintf(log_path, sizeof log_path, "%s", server_log_path);
   CHECK_TRUE(log_says("exited with status 9 (send timeout)", 2000));
   CHECK_TRUE(log_says("exited with status 8 (kernel timeout)", 2000));
+  CHECK_EQ_I(wait_workers(0, 10000), 0);
+  /* Another granted session is served; the server is back to none. */
+  CHECK_TRUE(other_session_served());
   CHECK_EQ_I(wait_workers(0, 10000), 0);
   show_log();
   snprintf(log_path, sizeof log_path, "%s", blog);
