@@ -988,8 +988,21 @@ static void test_isolation_broker_reasons(int argc, char **argv) {
   char line[64];
   REQUIRE_TRUE(gpt_spawn(&c, "child_puller", NULL) == 0);
   REQUIRE_TRUE(gpt_child_recv(&c, line, sizeof line, 30000) >= 0);
-  kill(c.pid, SIGSTOP);
-  CHECK_TRUE(log_says("ended (send-timeout)", 10000));
+  /* Stopped between two copies, the client leaves the worker waiting for
+   * a request, not writing: let it go on a moment and stop it again
+   * (it spends nearly all its time reading). Once stopped mid-copy, the
+   * kernel's socket buffers (tens of MiB on loopback, the receiver's
+   * growing) fill first, then the send timeout runs. */
+  bool heard = false;
+  for (int i = 0; i < 5 && !heard; i++) {
+    kill(c.pid, SIGSTOP);
+    heard = log_says("ended (send-timeout)", 6000);
+    if (!heard) {
+      kill(c.pid, SIGCONT);
+      gpt_sleep_ms(100 + 37 * i);
+    }
+  }
+  CHECK_TRUE(heard);
   kill(c.pid, SIGKILL);
   gpt_child_wait(&c, 5000);
 
