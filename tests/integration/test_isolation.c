@@ -355,13 +355,17 @@ static void test_isolation_no_scrub(int argc, char **argv) {
  * scrub (cuMemsetD8 of every live allocation, then a synchronize, through
  * the relay) can zero tenant A's bytes before tenant B gets the same
  * block; with A --no-scrub too, B finds them. */
-static void relay_scrub_run(bool scrub) {
+/* The relay's client.conf, naming B for A's workers. */
+static char relay_dir[64], relay_conf[320];
+
+/* Starts emu server B with |b_extra|, then server A in front of it
+ * (--backend cuda on gpupool's client library) with |a_extra| after the
+ * backend flags; |server| is A, |behind| B. */
+static void start_relay(const char *const *b_extra, const char *const *a_extra) {
   const char *lib = getenv("GPUPOOL_TEST_LIBCUDA");
-  const char *b_extra[] = {"--emu-shared-memory", "--emu-memory", "64M",
-                           "--no-scrub", NULL};
-  const char *a_extra[] = {"--backend", "cuda", "--cuda-lib", lib,
-                           scrub ? "--scrub" : "--no-scrub", "--log-level",
-                           "debug", NULL};
+  const char *args[16];
+  int n = 0;
+  char text[128];
   REQUIRE_TRUE(lib != NULL && *lib != '\0');
   if (strcmp(gpt_server_mode(), "emu") != 0)
     gpt_skip("starts its own relay: emu mode only");
@@ -370,14 +374,37 @@ static void relay_scrub_run(bool scrub) {
   have_behind = true;
   /* A's workers find B in a client.conf (the harness starts a server
    * without GPUPOOL_SERVER); this process's clients are given A. */
-  char dir[] = "/tmp/gpt-isolation-conf-XXXXXX", conf[320], text[128];
-  REQUIRE_TRUE(mkdtemp(dir) != NULL);
+  snprintf(relay_dir, sizeof relay_dir, "/tmp/gpt-isolation-conf-XXXXXX");
+  REQUIRE_TRUE(mkdtemp(relay_dir) != NULL);
   snprintf(text, sizeof text, "[client]\nserver = %s\n", behind.addr);
-  REQUIRE_TRUE(gpt_write_file(dir, "client.conf", text, 0600, conf,
-                              sizeof conf) == 0);
-  setenv("GPUPOOL_CONFIG", conf, 1);
-  start_server(a_extra);
+  REQUIRE_TRUE(gpt_write_file(relay_dir, "client.conf", text, 0600,
+                              relay_conf, sizeof relay_conf) == 0);
+  args[n++] = "--backend";
+  args[n++] = "cuda";
+  args[n++] = "--cuda-lib";
+  args[n++] = lib;
+  for (int i = 0; a_extra[i] && n < 15; i++) args[n++] = a_extra[i];
+  args[n] = NULL;
+  setenv("GPUPOOL_CONFIG", relay_conf, 1);
+  start_server(args);
   unsetenv("GPUPOOL_CONFIG"); /* A's workers read it: removed at the end */
+}
+
+/* Stops A; |server| is B again. */
+static void stop_relay(void) {
+  gpt_server_stop(&server, 5000);
+  server = behind;
+  have_behind = false;
+  unlink(relay_conf);
+  rmdir(relay_dir);
+}
+
+static void relay_scrub_run(bool scrub) {
+  const char *b_extra[] = {"--emu-shared-memory", "--emu-memory", "64M",
+                           "--no-scrub", NULL};
+  const char *a_extra[] = {scrub ? "--scrub" : "--no-scrub", "--log-level",
+                           "debug", NULL};
+  start_relay(b_extra, a_extra);
   require_worker_list();
   uint64_t a_ptr = 0;
   struct tenant_b_says b = a_then_b(&a_ptr, 0);
@@ -394,11 +421,7 @@ static void relay_scrub_run(bool scrub) {
   CHECK_TRUE(other_session_served());
   CHECK_EQ_I(wait_workers(0, 10000), 0);
   show_log();
-  gpt_server_stop(&server, 5000);
-  server = behind;
-  have_behind = false;
-  unlink(conf);
-  rmdir(dir);
+  stop_relay();
 }
 
 static void test_isolation_relay_scrub(int argc, char **argv) {
@@ -868,6 +891,40 @@ static void test_isolation_kernel_timeout(int argc, char **argv) {
   (void)argv;
 }
 
+/* The kernel timeout on the cuda backend (a relay to an emu server): the
+ * launch returns at once there, the synchronize waits, and the timeout
+ * names the kernel launched last. The driver call cannot be stopped, so
+ * the worker ends itself 2 s later (status 8); the client's synchronize
+ * has its CUDA_ERROR_LAUNCH_TIMEOUT at once; the emu server behind ends
+ * the kernel when the relaying worker's connection goes. */
+static void test_isolation_relay_kernel_timeout(int argc, char **argv) {
+  const char *b_extra[] = {NULL};
+  const char *a_extra[] = {"--kernel-timeout", "1", NULL};
+  start_relay(b_extra, a_extra);
+  require_worker_list();
+  char self[4096];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  REQUIRE_TRUE(n > 0);
+  self[n] = '\0';
+  const char *argv_f[] = {self, "child_forever", NULL};
+  struct gpt_run run;
+  gpt_run(&run, argv_f, NULL, 30);
+  CHECK_EQ_I(run.status, 0);
+  CHECK_EQ_I(count_of(run.out, "kernel spin ran over the server's "
+                               "--kernel-timeout of 1 s; the session was "
+                               "ended"), 1);
+  CHECK_TRUE(log_says("did not stop within 2000 ms of the kernel timeout",
+                      6000));
+  CHECK_TRUE(log_says("exited with status 8 (kernel timeout)", 6000));
+  CHECK_EQ_I(wait_workers(0, 10000), 0);
+  CHECK_TRUE(other_session_served());
+  CHECK_EQ_I(wait_workers(0, 10000), 0);
+  show_log();
+  stop_relay();
+  (void)argc;
+  (void)argv;
+}
+
 /* ---- --max-sessions ------------------------------------------------------------- */
 
 /* With --max-sessions 1 and one session running, the next is refused
@@ -1074,6 +1131,7 @@ int main(int argc, char **argv) {
       {"connect_close", test_isolation_connect_close, 60},
       {"send_timeout", test_isolation_send_timeout, 90},
       {"kernel_timeout", test_isolation_kernel_timeout, 90},
+      {"relay_kernel_timeout", test_isolation_relay_kernel_timeout, 90},
       {"max_sessions", test_isolation_max_sessions, 60},
       {"flags", test_isolation_flags, 60},
       {"broker_reasons", test_isolation_broker_reasons, 90},
