@@ -26,9 +26,6 @@
 /* The fd on which a worker receives its session's socket. */
 #define GP_WORKER_FD 3
 
-/* A worker waits this long for each read of the handshake. */
-#define GP_WORKER_HELLO_TIMEOUT_MS 10000
-
 /* Exit statuses. The supervisor exits GP_EXIT_OK after a signal,
  * GP_EXIT_FAILURE when it cannot start, GP_EXIT_USAGE for a bad command
  * line. A worker's status says how its session ended; the supervisor logs
@@ -47,11 +44,28 @@ enum gp_exit {
                               * --idle-timeout without a request */
   GP_EXIT_REFUSED = 7,       /* worker: the session's grant was refused
                               * (docs/broker.md, "Grants") */
+  /* 8 is GP_EXIT_KERNEL_TIMEOUT (docs/security.md). */
+  GP_EXIT_HANDSHAKE = 9,     /* worker: the TLS handshake failed, the
+                              * client spoke plain TCP to a TLS port (or TLS
+                              * to an --insecure one), or no HELLO came
+                              * within --handshake-timeout */
 };
 
 /* The fd on which a worker reports to the supervisor (pool.h, "Worker
  * reports"): a socketpair, lines both ways. */
 #define GP_WORKER_REPORT_FD 4
+
+/* The fd on which a worker receives the supervisor's current TLS
+ * certificate, key and CA (a sealed memfd: GP_TLS_BLOB_MAGIC, then the
+ * three lengths as decimal numbers, a newline and the PEM bytes one after
+ * the other); absent with --insecure. Workers never open the files. */
+#define GP_WORKER_TLS_FD 5
+#define GP_TLS_BLOB_MAGIC "gpupool-tls-pem 1"
+
+/* --handshake-timeout: default and range, in ms. */
+#define GP_HANDSHAKE_TIMEOUT_DEFAULT_MS 10000
+#define GP_HANDSHAKE_TIMEOUT_MIN_MS 100
+#define GP_HANDSHAKE_TIMEOUT_MAX_MS 600000
 
 /* The broker's port when --broker names none. */
 #define GP_BROKER_DEFAULT_PORT 7470
@@ -94,6 +108,13 @@ struct gp_server_config {
                                 * private directory; workers: none),
                                 * "none": disabled */
   uint64_t image_cache_size;   /* --image-cache-size, bytes */
+  /* TLS on the session port (docs/security.md). */
+  const char *tls_cert;        /* --tls-cert FILE, NULL: none */
+  const char *tls_key;         /* --tls-key FILE */
+  const char *tls_ca;          /* --tls-ca FILE */
+  bool insecure;               /* --insecure: plain TCP */
+  bool insecure_any_address;   /* --insecure-any-address */
+  unsigned handshake_timeout_ms; /* --handshake-timeout */
 };
 
 /* Runs the supervisor until SIGINT or SIGTERM. Returns the process exit
