@@ -542,6 +542,66 @@ static void scenario_handshake_timeout(int argc, char **argv) {
   (void)argv;
 }
 
+/* ---- gpupool attach's TLS flags -------------------------------------------- */
+
+static struct gpt_run *attach(const char *const *flags, const char *const *env) {
+  static struct gpt_run r;
+  const char *argv[16];
+  int n = 0;
+  argv[n++] = need_env("GPUPOOL_TEST_CLI");
+  argv[n++] = "attach";
+  argv[n++] = "--server";
+  argv[n++] = server.addr;
+  for (int i = 0; flags[i] && n < 12; i++) argv[n++] = flags[i];
+  argv[n++] = "--";
+  argv[n++] = need_env("GPUPOOL_TEST_DEMO");
+  argv[n] = NULL;
+  gpt_run(&r, argv, env, 60);
+  return &r;
+}
+
+static void scenario_attach(int argc, char **argv) {
+  start(NULL);
+  char ca[512], other[512];
+  snprintf(ca, sizeof ca, "%s/ca.pem", need_env("GPT_CERTS"));
+  snprintf(other, sizeof other, "%s/ca.pem", need_env("GPT_CERTS_OTHER"));
+  /* No GPUPOOL_TLS_CA in the environment: --tls-ca names it. */
+  const char *unset[] = {"GPUPOOL_TLS_CA", "GPUPOOL_SERVER", NULL};
+  const char *f1[] = {"--tls-ca", ca, NULL};
+  struct gpt_run *r = attach(f1, unset);
+  CHECK_EQ_I(r->status, 0);
+  CHECK_OUT(r, "done in");
+  const char *f2[] = {"--tls-ca", other, NULL};
+  r = attach(f2, unset);
+  CHECK_NE_I(r->status, 0);
+  CHECK_OUT(r, "certificate verify failed");
+  const char *f3[] = {"--insecure", NULL};
+  r = attach(f3, NULL);
+  CHECK_NE_I(r->status, 0);
+  CHECK_OUT(r, "answered in TLS: unset GPUPOOL_INSECURE");
+  const char *f4[] = {"--insecure-any-address", NULL};
+  r = attach(f4, NULL);
+  CHECK_EQ_I(r->status, 125);
+  CHECK_OUT(r, "--insecure-any-address goes with --insecure");
+  const char *f5[] = {"--tls-ca", "/nonexistent/ca.pem", NULL};
+  r = attach(f5, NULL);
+  CHECK_EQ_I(r->status, 125);
+  CHECK_OUT(r, "/nonexistent/ca.pem");
+  stop();
+  /* An --insecure server: attach --insecure reaches it. */
+  const char *extra[] = {"--insecure", NULL};
+  start(extra);
+  const char *tls_env[] = {"GPUPOOL_INSECURE", NULL};
+  r = attach(f3, tls_env);
+  CHECK_EQ_I(r->status, 0);
+  const char *f6[] = {"--insecure", "--insecure-any-address", NULL};
+  r = attach(f6, tls_env);
+  CHECK_EQ_I(r->status, 0);
+  stop();
+  (void)argc;
+  (void)argv;
+}
+
 int main(int argc, char **argv) {
   static const struct gpt_scenario table[] = {
       {"session", scenario_session, 60},
@@ -553,6 +613,7 @@ int main(int argc, char **argv) {
       {"refuse_start", scenario_refuse_start, 90},
       {"reload", scenario_reload, 90},
       {"handshake_timeout", scenario_handshake_timeout, 60},
+      {"attach", scenario_attach, 90},
       {"child_holder", child_holder, 90},
       {NULL, NULL, 0},
   };
