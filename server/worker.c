@@ -2489,8 +2489,7 @@ int gp__worker_run(const struct gp_server_config *cfg) {
     wlog(&w, GP_LOG_WARN, "cannot arm the handshake timer: %s",
          strerror(errno));
   r = open_connection(&w);
-  if (GP_WORKER_TLS_FD != GP_WORKER_REPORT_FD)
-    close(GP_WORKER_TLS_FD);
+  close(GP_WORKER_TLS_FD); /* the material is in the context now */
   if (r != 0) {
     handshake_disarm();
     close(GP_WORKER_FD);
