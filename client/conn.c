@@ -249,6 +249,17 @@ static int handshake(struct gp__client *c, const uint8_t *grant,
   struct gp_frame_header h;
   if (rc == 0)
     rc = gp_wire_recv_header(&c->wire, &h);
+  /* A server whose HELLO takes a while (a relay opening its own session
+   * behind it, over TLS) sends BUSY notices meanwhile: skipped, within
+   * the connect timeout. */
+  long long deadline = gp__mono_ms() + c->connect_timeout_ms;
+  while (rc == 0 && h.type == GP_MSG_BUSY && !(h.flags & GP_FRAME_F_REPLY)) {
+    rc = gp_wire_discard(&c->wire, (size_t)h.msg_len + h.payload_len);
+    if (rc == 0 && gp__mono_ms() > deadline)
+      rc = GP_ETIMEDOUT;
+    if (rc == 0)
+      rc = gp_wire_recv_header(&c->wire, &h);
+  }
   if (rc == 0 && (h.type != GP_MSG_HELLO || !(h.flags & GP_FRAME_F_REPLY) ||
                   h.request_id != id))
     rc = GP_EPROTO;
