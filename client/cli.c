@@ -2,6 +2,7 @@
  *
  *   gpupool attach [--broker HOST[:PORT]] [--token-file FILE] [--mem SIZE]
  *                  [--label K=V]... [--server NAME|HOST[:PORT]] [--trace]
+ *                  [--tls-ca FILE] [--insecure [--insecure-any-address]]
  *                  [--] PROGRAM [ARGS...]
  *   gpupool status   [--broker HOST[:PORT]] [--token-file FILE] [--json]
  *   gpupool sessions [--broker HOST[:PORT]] [--token-file FILE] [--json]
@@ -54,7 +55,10 @@ static void usage(FILE *f) {
           "usage: gpupool attach [--broker HOST[:PORT]] [--token-file FILE] "
           "[--mem SIZE]\n"
           "                      [--label K=V]... [--server NAME|HOST[:PORT]] "
-          "[--trace] [--] PROGRAM [ARGS...]\n"
+          "[--trace]\n"
+          "                      [--tls-ca FILE] [--insecure "
+          "[--insecure-any-address]]\n"
+          "                      [--] PROGRAM [ARGS...]\n"
           "       gpupool status   [--broker HOST[:PORT]] [--token-file FILE] "
           "[--json]\n"
           "       gpupool sessions [--broker HOST[:PORT]] [--token-file FILE] "
@@ -83,6 +87,15 @@ static void usage(FILE *f) {
           "                                $%s)\n"
           "          --trace               log every CUDA driver call to "
           "stderr ($%s=1)\n"
+          "          --tls-ca FILE         the CA that verifies the server "
+          "($GPUPOOL_TLS_CA;\n"
+          "                                default: the system's store)\n"
+          "          --insecure            plain TCP, no TLS, loopback "
+          "servers only\n"
+          "                                ($GPUPOOL_INSECURE=1)\n"
+          "          --insecure-any-address  plain TCP to any address\n"
+          "                                ($GPUPOOL_INSECURE_ANY_ADDRESS=1)"
+          "\n"
           "          exit status: the program's; before it runs, 125 "
           "gpupool failed,\n"
           "          126 the program cannot be run, 127 it is not found\n"
@@ -200,6 +213,10 @@ struct attach_opts {
   const char *broker, *token_file, *mem, *server;
   char labels[2048];
   bool have_labels, trace;
+  /* TLS (docs/security.md): passed on as GPUPOOL_TLS_CA, GPUPOOL_INSECURE
+   * and GPUPOOL_INSECURE_ANY_ADDRESS. */
+  const char *tls_ca;
+  bool insecure, insecure_any_address;
 };
 
 /* Puts the pool's settings of |o| in the environment the program will see.
@@ -309,8 +326,16 @@ static int cmd_attach(int argc, char **argv) {
       if (v != missing && add_label(o.labels, sizeof(o.labels), v) < 0)
         return EXIT_GP_FAILED;
       o.have_labels = true;
+    } else if ((v = opt_value(argc, argv, &i, "--tls-ca")) != NULL) {
+      o.tls_ca = v;
     } else if (strcmp(a, "--trace") == 0) {
       o.trace = true;
+      continue;
+    } else if (strcmp(a, "--insecure") == 0) {
+      o.insecure = true;
+      continue;
+    } else if (strcmp(a, "--insecure-any-address") == 0) {
+      o.insecure_any_address = true;
       continue;
     } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
       usage(stdout);
@@ -333,7 +358,22 @@ static int cmd_attach(int argc, char **argv) {
     return EXIT_GP_FAILED;
   }
 
-  char dir[PATH_MAX];
+  if (o.insecure_any_address && !o.insecure) {
+    fprintf(stderr, "gpupool attach: --insecure-any-address goes with "
+            "--insecure\n");
+    return EXIT_GP_FAILED;
+  }
+  char dir[PATH_MAX], ca[PATH_MAX];
+  if (o.tls_ca != NULL && realpath(o.tls_ca, ca) == NULL) {
+    /* Absolute: the program may change its directory before cuInit. */
+    fprintf(stderr, "gpupool attach: --tls-ca %s: %s\n", o.tls_ca,
+            strerror(errno));
+    return EXIT_GP_FAILED;
+  }
+  if ((o.tls_ca && set(GP_ENV_TLS_CA, ca) != 0) ||
+      (o.insecure && set(GP_ENV_INSECURE, "1") != 0) ||
+      (o.insecure_any_address && set(GP_ENV_INSECURE_ANY_ADDRESS, "1") != 0))
+    return EXIT_GP_FAILED;
   if (lib_dir(dir, sizeof(dir)) < 0 || attach_env(&o) < 0)
     return EXIT_GP_FAILED;
   const char *old = getenv("LD_LIBRARY_PATH");

@@ -41,6 +41,7 @@
 #include "cuerrors.h"
 #include "gp_config.h"
 #include "gpupool/gpupool.h"
+#include "tls.h"
 #include "trace.h"
 
 /* Handshake limits: anything bigger is a broken or hostile server. */
@@ -213,10 +214,22 @@ static int take_devices(struct gp__client *c, const Gpupool__HelloReply *hr,
   return 0;
 }
 
+/* True when the bytes read but not taken on |w| begin a TLS record (an
+ * alert or a handshake, TLS 1.x): a plain client reading a TLS server. */
+static bool tls_record_buffered(const struct gp_wire *w) {
+  if (gp_wire_is_tls(w) || w->rbuf == NULL || w->rlen - w->rpos < 2)
+    return false;
+  const uint8_t *p = w->rbuf + w->rpos;
+  return (p[0] == 0x15 || p[0] == 0x16) && p[1] == 0x03;
+}
+
 /* Sends HELLO, with the broker's |grant| (|grant_len| 0: none), and reads
- * the HelloReply. Returns 0, or -1 with |why|. */
+ * the HelloReply. |insecure|: the connection is plain TCP by the client's
+ * choice (for the hint when the server speaks TLS). Returns 0, or -1 with
+ * |why|. */
 static int handshake(struct gp__client *c, const uint8_t *grant,
-                     size_t grant_len, char *why, size_t why_len) {
+                     size_t grant_len, bool insecure, char *why,
+                     size_t why_len) {
   char hostname[256] = "";
   gethostname(hostname, sizeof(hostname) - 1);
   Gpupool__HelloRequest req = GPUPOOL__HELLO_REQUEST__INIT;
@@ -236,6 +249,17 @@ static int handshake(struct gp__client *c, const uint8_t *grant,
   struct gp_frame_header h;
   if (rc == 0)
     rc = gp_wire_recv_header(&c->wire, &h);
+  /* A server whose HELLO takes a while (a relay opening its own session
+   * behind it, over TLS) sends BUSY notices meanwhile: skipped, within
+   * the connect timeout. */
+  long long deadline = gp__mono_ms() + c->connect_timeout_ms;
+  while (rc == 0 && h.type == GP_MSG_BUSY && !(h.flags & GP_FRAME_F_REPLY)) {
+    rc = gp_wire_discard(&c->wire, (size_t)h.msg_len + h.payload_len);
+    if (rc == 0 && gp__mono_ms() > deadline)
+      rc = GP_ETIMEDOUT;
+    if (rc == 0)
+      rc = gp_wire_recv_header(&c->wire, &h);
+  }
   if (rc == 0 && (h.type != GP_MSG_HELLO || !(h.flags & GP_FRAME_F_REPLY) ||
                   h.request_id != id))
     rc = GP_EPROTO;
@@ -246,7 +270,14 @@ static int handshake(struct gp__client *c, const uint8_t *grant,
     rc = gp_wire_discard(&c->wire, h.payload_len);
   c->wire.timeout_ms = c->io_timeout_ms;
   if (rc != 0) {
-    if (rc == GP_ECLOSED)
+    if (insecure && tls_record_buffered(&c->wire))
+      snprintf(why, why_len, "the server at %s answered in TLS: unset %s, or "
+               "start the server with --insecure", c->addr, GP_ENV_INSECURE);
+    else if (rc == GP_ECLOSED && insecure)
+      snprintf(why, why_len, "%s closed the connection during the handshake "
+               "(this client speaks plain TCP, %s: does the server run "
+               "TLS?)", c->addr, GP_ENV_INSECURE);
+    else if (rc == GP_ECLOSED)
       snprintf(why, why_len, "%s closed the connection during the handshake",
                c->addr);
     else if (rc == GP_ETIMEDOUT)
@@ -296,10 +327,11 @@ out:
 
 /* Where the session comes from: a broker's grant, or the server named
  * directly (docs/client.md, "The pool"). Fills c->host, c->port, c->addr
- * and, through a broker, |g|. Returns 0; 1 when the broker refused (|why|
+ * and, through a broker, |g|; |tls| gets the TLS settings
+ * (docs/security.md). Returns 0; 1 when the broker refused (|why|
  * is the whole line to print); -1 with |why|. */
-static int find_server(struct gp__client *c, struct gp__grant *g, char *why,
-                       size_t why_len) {
+static int find_server(struct gp__client *c, struct gp__grant *g,
+                       struct gp__tls_opts *tls, char *why, size_t why_len) {
   struct {
     struct gp__conf cf;
     struct gp__pool pool;
@@ -311,6 +343,7 @@ static int find_server(struct gp__client *c, struct gp__grant *g, char *why,
   int ret = -1;
   struct gp__hostport hp;
   if (gp__conf_load(&st->cf, why, why_len) < 0 ||
+      gp__tls_opts_resolve(&st->cf, tls, why, why_len) < 0 ||
       gp__pool_resolve(&st->cf, NULL, NULL,
                        GP__RESOLVE_TOKEN | GP__RESOLVE_REQUEST, &st->pool, why, why_len) < 0)
     goto out;
@@ -352,7 +385,8 @@ out:
 
 CUresult gp__connect_locked(struct gp__client *c) {
   char why[768] = "";
-  int fd = -1, found;
+  int found;
+  struct gp__tls_opts tls;
   struct gp__grant *g = calloc(1, sizeof(*g));
   c->connect_timeout_ms = env_ms(GP_ENV_CONNECT_TIMEOUT, 10);
   c->io_timeout_ms = env_ms(GP_ENV_IO_TIMEOUT, 5);
@@ -362,7 +396,7 @@ CUresult gp__connect_locked(struct gp__client *c) {
     snprintf(why, sizeof(why), "out of memory");
     found = -1;
   } else {
-    found = find_server(c, g, why, sizeof(why));
+    found = find_server(c, g, &tls, why, sizeof(why));
   }
   if (found != 0)
     goto fail;
@@ -371,17 +405,13 @@ CUresult gp__connect_locked(struct gp__client *c) {
   snprintf(hp.host, sizeof(hp.host), "%s", c->host);
   hp.port = c->port;
   snprintf(hp.addr, sizeof(hp.addr), "%s", c->addr);
-  fd = gp__dial(&hp, c->connect_timeout_ms, why, sizeof(why));
-  if (fd < 0)
+  if (gp__connect_wire(&hp, &tls, c->connect_timeout_ms, "server", &c->wire,
+                       why, sizeof(why)) < 0)
     goto fail;
-  tune_socket(c, fd);
-  if (gp_wire_init_fd(&c->wire, fd) < 0) {
-    close(fd);
-    snprintf(why, sizeof(why), "out of memory");
-    goto fail;
-  }
   c->wire_open = true;
-  if (handshake(c, g->grant, g->grant_len, why, sizeof(why)) < 0)
+  tune_socket(c, c->wire.fd);
+  if (handshake(c, g->grant, g->grant_len, tls.insecure, why,
+                sizeof(why)) < 0)
     goto fail;
   if (gp__primary_init_locked(c) < 0) {
     snprintf(why, sizeof(why), "out of memory");

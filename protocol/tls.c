@@ -68,6 +68,13 @@ static void handshake_why(SSL *ssl, char *why, size_t why_len,
              "TLS handshake with the %s failed: %s (ALPN " GP_TLS_ALPN
              " refused: not a gpupool peer, or another protocol version)",
              side, reason);
+  } else if (reason != NULL && strstr(reason, "unexpected eof") != NULL) {
+    snprintf(why, why_len,
+             "TLS handshake with the %s failed: the connection was closed "
+             "(%s)",
+             side, strcmp(side, "server") == 0
+                       ? "is the server running with --insecure, plain TCP?"
+                       : "the client gave up, or does not speak TLS");
   } else if (reason != NULL && strstr(reason, "wrong version number") != NULL) {
     snprintf(why, why_len,
              "TLS handshake with the %s failed: %s (is the peer running "
@@ -384,8 +391,24 @@ static int check_alpn(SSL *ssl, char *why, size_t why_len) {
 
 /* OpenSSL's own socket BIO writes with write(2), which raises SIGPIPE in
  * the application that loaded the client library when the peer is gone;
- * this one sends with MSG_NOSIGNAL. The BIO's data is the fd. */
-static int fdbio_fd(BIO *b) { return (int)(intptr_t)BIO_get_data(b); }
+ * this one sends with MSG_NOSIGNAL. The BIO's data is the connection.
+ *
+ * Reads after the handshake honour the wire's timeout_ms: the wire polls
+ * before it reads, but a poll that saw the first bytes of a TLS record
+ * says nothing of the rest, and SSL_read() blocks until the record is
+ * whole; a peer that stopped half way through one (a server that was
+ * SIGSTOPped mid-reply) would hang the reader for ever. So each recv()
+ * that finds nothing waits at most timeout_ms, then fails with EAGAIN,
+ * which the transport reports as GP_ETIMEDOUT. */
+struct tls_conn {
+  SSL *ssl;
+  int fd;
+  const int *timeout_ms; /* the wire's; NULL during the handshake */
+};
+
+static int fdbio_fd(BIO *b) {
+  return ((struct tls_conn *)BIO_get_data(b))->fd;
+}
 
 static int fdbio_write(BIO *b, const char *buf, size_t len, size_t *done) {
   BIO_clear_retry_flags(b);
@@ -404,9 +427,10 @@ static int fdbio_write(BIO *b, const char *buf, size_t len, size_t *done) {
 }
 
 static int fdbio_read(BIO *b, char *buf, size_t len, size_t *done) {
+  const struct tls_conn *t = BIO_get_data(b);
   BIO_clear_retry_flags(b);
   for (;;) {
-    ssize_t n = recv(fdbio_fd(b), buf, len, 0);
+    ssize_t n = recv(t->fd, buf, len, t->timeout_ms ? MSG_DONTWAIT : 0);
     if (n > 0) {
       *done = (size_t)n;
       return 1;
@@ -417,6 +441,17 @@ static int fdbio_read(BIO *b, char *buf, size_t len, size_t *done) {
     }
     if (errno == EINTR)
       continue;
+    if (t->timeout_ms && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      struct pollfd pfd = {.fd = t->fd, .events = POLLIN};
+      int pr = poll(&pfd, 1, *t->timeout_ms);
+      if (pr > 0 || (pr < 0 && errno == EINTR))
+        continue;
+      if (pr == 0)
+        errno = EAGAIN;
+      if (errno == EAGAIN)
+        BIO_set_retry_read(b);
+      return 0;
+    }
     if (errno == EAGAIN || errno == EWOULDBLOCK)
       BIO_set_retry_read(b);
     return 0;
@@ -451,25 +486,20 @@ static void fdbio_init(void) {
   fdbio_method = m;
 }
 
-/* A BIO on |fd| that does not own it. */
-static BIO *fdbio_new(int fd) {
+/* A BIO on |t|'s fd that owns neither. */
+static BIO *fdbio_new(struct tls_conn *t) {
   pthread_once(&fdbio_once, fdbio_init);
   if (fdbio_method == NULL)
     return NULL;
   BIO *b = BIO_new(fdbio_method);
   if (b == NULL)
     return NULL;
-  BIO_set_data(b, (void *)(intptr_t)fd);
+  BIO_set_data(b, t);
   BIO_set_init(b, 1);
   return b;
 }
 
 /* ---- The blocking transport ----------------------------------------------------- */
-
-struct tls_conn {
-  SSL *ssl;
-  int fd;
-};
 
 static long tls_read(void *ctx, void *buf, size_t len) {
   struct tls_conn *t = ctx;
@@ -495,6 +525,14 @@ static long tls_read(void *ctx, void *buf, size_t len) {
       if (errno == ETIMEDOUT || errno == EAGAIN)
         return GP_ETIMEDOUT;
       return GP_ECLOSED; /* EOF without close_notify, or a reset */
+    }
+    /* OpenSSL 3 reports an EOF without close_notify as an SSL error, not
+     * SSL_ERROR_SYSCALL: the peer is gone all the same (a server that
+     * shut its socket down after a ProtocolError, a killed process). */
+    if (ERR_GET_REASON(ERR_peek_last_error()) ==
+        SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+      ERR_clear_error();
+      return GP_ECLOSED;
     }
     ERR_clear_error();
     return GP_EIO;
@@ -634,10 +672,20 @@ static int wire_init_tls(struct gp_wire *w, int fd, SSL_CTX *ctx, bool server,
     SSL_free(ssl);
     return rc;
   }
-  BIO *bio = fdbio_new(fd);
+  struct tls_conn *t = malloc(sizeof(*t));
+  if (t == NULL) {
+    snprintf(why, why_len, "out of memory");
+    SSL_free(ssl);
+    return GP_ENOMEM;
+  }
+  t->ssl = ssl;
+  t->fd = fd;
+  t->timeout_ms = NULL;
+  BIO *bio = fdbio_new(t);
   if (bio == NULL) {
     ssl_why(why, why_len, "cannot attach the socket to TLS");
     SSL_free(ssl);
+    free(t);
     return GP_ENOMEM;
   }
   SSL_set_bio(ssl, bio, bio); /* the SSL owns the BIO, not the fd */
@@ -645,6 +693,7 @@ static int wire_init_tls(struct gp_wire *w, int fd, SSL_CTX *ctx, bool server,
   if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) {
     snprintf(why, why_len, "fcntl: %s", strerror(errno));
     SSL_free(ssl);
+    free(t);
     return GP_EIO;
   }
   if (server)
@@ -661,15 +710,9 @@ static int wire_init_tls(struct gp_wire *w, int fd, SSL_CTX *ctx, bool server,
   }
   if (rc != 0) {
     SSL_free(ssl); /* no close_notify: the peer is not one of ours */
+    free(t);
     return rc;
   }
-  struct tls_conn *t = malloc(sizeof(*t));
-  if (t == NULL) {
-    SSL_free(ssl);
-    return GP_ENOMEM;
-  }
-  t->ssl = ssl;
-  t->fd = fd;
   rc = gp_wire_init_fd(w, fd);
   if (rc != 0) {
     SSL_free(ssl);
@@ -678,6 +721,8 @@ static int wire_init_tls(struct gp_wire *w, int fd, SSL_CTX *ctx, bool server,
   }
   w->ops = &transport_tls;
   w->ctx = t;
+  /* |w| stays where it is from now on (its owners embed it). */
+  t->timeout_ms = &w->timeout_ms;
   return 0;
 }
 

@@ -81,7 +81,9 @@ void gp_tls_pem_free(struct gp_tls_pem *pem);
 /* Blocking connections as gp_wire transports. Each runs the handshake on
  * the connected stream socket |fd| within |timeout_ms| (-1: no limit) and,
  * on success, initialises |w| owning |fd| and the SSL (gp_wire_free()
- * closes both); on failure |fd| is still the caller's. The client verifies
+ * closes both); on failure |fd| is still the caller's. |w| must not move
+ * afterwards: each read waits for the rest of a TLS record at most
+ * w->timeout_ms (then GP_ETIMEDOUT), read from |w| itself. The client verifies
  * the server's certificate for |host| (a DNS name, or an IPv4/IPv6
  * literal checked against IP SANs) and sends it as SNI when it is a name.
  * Returns 0 or a GP_E* code (GP_ETLS, GP_ETIMEDOUT, GP_ECLOSED...). */

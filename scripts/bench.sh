@@ -154,7 +154,7 @@ for pl in "${placements[@]}"; do
   # Started as a plain command, not through a function: $! must be the
   # server itself (taskset execs it), or stopping it would leave it behind.
   "${pin[@]}" ${pin[@]:+"$scpu"} "$server_bin" --listen 127.0.0.1:0 \
-    --port-file "$work/port" --backend emu --log-level error \
+    --port-file "$work/port" --backend emu --insecure --log-level error \
     </dev/null >/dev/null 2>"$work/server.$name.log" &
   server_pid=$!
   if ! port=$(wait_port "$work/port"); then
@@ -163,7 +163,7 @@ for pl in "${placements[@]}"; do
     exit 1
   fi
   echo "   gpupool: remote_bench against 127.0.0.1:$port"
-  if ! GPUPOOL_SERVER="127.0.0.1:$port" run_pinned "$ccpu" "$remote_bin" \
+  if ! GPUPOOL_SERVER="127.0.0.1:$port" GPUPOOL_INSECURE=1 run_pinned "$ccpu" "$remote_bin" \
       "${qarg[@]}" </dev/null >"$work/remote.$name" \
       2>"$work/remote.$name.err"; then
     echo "bench: remote_bench failed ($name):" >&2

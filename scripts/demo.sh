@@ -111,7 +111,17 @@ case "$backend" in
     backend_args=(--backend cuda --cuda-lib "$nvlib") ;;
   *) echo "demo: GPUPOOL_DEMO_BACKEND must be emu or cuda" >&2; exit 2 ;;
 esac
+# TLS, as everywhere by default: a CA and the server's certificate made for
+# this run (scripts/gen-certs.sh); the clients verify it with --tls-ca.
+if ! bash "$root/scripts/gen-certs.sh" "$work/certs" >"$work/certs.log" 2>&1; then
+  echo "demo: scripts/gen-certs.sh failed:" >&2
+  cat "$work/certs.log" >&2
+  exit 1
+fi
+ca="$work/certs/ca.pem"
+echo "   TLS: certificates from scripts/gen-certs.sh in $work/certs"
 "$server_bin" --listen 127.0.0.1:0 --port-file "$work/port" \
+  --tls-cert "$work/certs/server.pem" --tls-key "$work/certs/server.key" \
   "${backend_args[@]}" --log-level warn 2>"$work/server.log" &
 server_pid=$!
 port=""
@@ -139,8 +149,8 @@ rt_status=0
 if [ -x "$nvcc_bin" ]; then
   echo "== nvcc examples/rt_demo.cu -o rt_demo"
   if "$nvcc_bin" examples/rt_demo.cu -o "$work/rt_demo"; then
-    echo "== gpupool attach --server $server -- ./rt_demo"
-    "$cli_bin" attach --server "$server" -- "$work/rt_demo"
+    echo "== gpupool attach --server $server --tls-ca ca.pem -- ./rt_demo"
+    "$cli_bin" attach --server "$server" --tls-ca "$ca" -- "$work/rt_demo"
     rt_status=$?
   else
     echo "demo: nvcc could not build examples/rt_demo.cu" >&2
@@ -154,8 +164,8 @@ echo
 
 kernel_status=0
 if [ -x "$kernel_bin" ]; then
-  echo "== gpupool attach --server $server -- kernel_demo"
-  "$cli_bin" attach --server "$server" -- "$kernel_bin"
+  echo "== gpupool attach --server $server --tls-ca ca.pem -- kernel_demo"
+  "$cli_bin" attach --server "$server" --tls-ca "$ca" -- "$kernel_bin"
   kernel_status=$?
 else
   echo "== kernel_demo was not built: nvcc (the CUDA toolkit) is missing"
@@ -163,15 +173,15 @@ else
 fi
 echo
 
-echo "== gpupool attach --server $server -- vector_demo"
-"$cli_bin" attach --server "$server" -- "$demo_bin"
+echo "== gpupool attach --server $server --tls-ca ca.pem -- vector_demo"
+"$cli_bin" attach --server "$server" --tls-ca "$ca" -- "$demo_bin"
 demo_status=$?
 echo
 
 measure_status=0
 if [ "$measure" -eq 1 ]; then
-  echo "== gpupool attach --server $server -- measure"
-  "$cli_bin" attach --server "$server" -- "$measure_bin" --size 256 --reps 5
+  echo "== gpupool attach --server $server --tls-ca ca.pem -- measure"
+  "$cli_bin" attach --server "$server" --tls-ca "$ca" -- "$measure_bin" --size 256 --reps 5
   measure_status=$?
   echo
 fi
@@ -236,7 +246,7 @@ CONF
     for name in pool01 pool02; do
       "$server_bin" --listen 127.0.0.1:0 --port-file "$work/$name.port" \
         --backend emu --emu-memory 2G --broker "$broker" --name "$name" \
-        --label demo=yes --grant-key-file "$work/grant.key" \
+        --label demo=yes --grant-key-file "$work/grant.key" --insecure \
         --log-level warn 2>"$work/$name.log" &
       pool_pids+=("$!")
       if sport=$(wait_port "$work/$name.port" "$!"); then
@@ -266,17 +276,17 @@ CONF
 fi
 attach_pool() { # PROGRAM [ARGS...]: through the broker, with the tenant's token
   "$cli_bin" attach --broker "$broker" --token-file "$work/tenant.token" \
-    --mem 256M -- "$@"
+    --mem 256M --insecure -- "$@"
 }
 if [ "$pool_status" -eq 0 ]; then
   if [ -x "$work/rt_demo" ]; then
-    echo "== gpupool attach --broker $broker --token-file tenant.token --mem 256M -- ./rt_demo"
+    echo "== gpupool attach --broker $broker --token-file tenant.token --mem 256M --insecure -- ./rt_demo"
     attach_pool "$work/rt_demo"
     pool_rt_status=$?
     pool_rt_on=$(granted_on)
     echo
   fi
-  echo "== gpupool attach --broker $broker --token-file tenant.token --mem 256M -- vector_demo"
+  echo "== gpupool attach --broker $broker --token-file tenant.token --mem 256M --insecure -- vector_demo"
   attach_pool "$demo_bin"
   pool_demo_status=$?
   pool_demo_on=$(granted_on)

@@ -326,8 +326,10 @@ gc_start_server() {
 
   dir=$(mktemp -d "${TMPDIR:-/tmp}/gpu-check.XXXXXX") || return 1
   gc_server_dir=$dir
+  # Plain TCP on loopback: gpu_bench measures the transport without TLS
+  # (its clients run with GPUPOOL_INSECURE=1).
   "$bin" --listen 127.0.0.1:0 --port-file "$dir/port" --backend "$backend" \
-    --log-level error "$@" 2>"$dir/stderr" &
+    --insecure --log-level error "$@" 2>"$dir/stderr" &
   gc_server_pid=$!
   for ((i = 0; i < 200; i++)); do
     port=$(cat "$dir/port" 2>/dev/null)
@@ -576,7 +578,7 @@ gc_main() {
   echo "== gpu_bench through gpupool-server --backend cuda"
   gc_start_server "$build/server/gpupool-server" cuda --cuda-lib "$nvlib" || return 2
   trap gc_stop_server EXIT
-  GPUPOOL_SERVER=$gc_server_addr \
+  GPUPOOL_SERVER=$gc_server_addr GPUPOOL_INSECURE=1 \
   LD_LIBRARY_PATH="$build/client$(p=$(gc_ld_path_without_nvidia); [ -n "$p" ] && echo ":$p")" \
     "$build/bench/gpu_bench" "${bench_args[@]}" >"$remote" 2>&1
   rc=$?

@@ -8,7 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <openssl/crypto.h>
 
 #include "disk_cache.h"
@@ -61,8 +64,8 @@ static void usage(FILE *f) {
     "                         at accept (default %u)\n"
     "  --max-pending N        connections accepted but not yet handed to a\n"
     "                         worker (default %u)\n"
-    "  --handshake-timeout MS a connection that has not sent its HELLO\n"
-    "                         within this time is closed (default %u,\n"
+    "  --handshake-timeout MS a connection without its TLS handshake and\n"
+    "                         HELLO within this time is closed (default %u,\n"
     "                         100 to 600000)\n"
     "  --send-timeout MS      a client that reads nothing of a reply for\n"
     "                         this long is disconnected (default %u)\n"
@@ -73,6 +76,14 @@ static void usage(FILE *f) {
     "  --emu-shared-memory    emu: one device memory shared by all sessions,\n"
     "                         --emu-memory bytes, as on a real GPU (default:\n"
     "                         a private arena per session)\n"
+    "  --tls-cert FILE        PEM certificate (then its chain) for TLS\n"
+    "                         (required unless --insecure)\n"
+    "  --tls-key FILE         PEM private key of --tls-cert\n"
+    "  --tls-ca FILE          PEM CA bundle (verifies the broker)\n"
+    "  --insecure             plain TCP, no TLS: only on a loopback --listen\n"
+    "                         address\n"
+    "  --insecure-any-address with --insecure: allow any listen address\n"
+    "                         (SIGHUP reloads the TLS files)\n"
     "  --help                 print this and exit\n"
     "  --version              print the version and exit\n",
     GP_SERVER_DEFAULT_HOST, GP_DEFAULT_SERVER_PORT,
@@ -106,6 +117,7 @@ const char *gp__exit_name(int status) {
   case GP_EXIT_REFUSED: return "grant refused";
   case GP_EXIT_KERNEL_TIMEOUT: return "kernel timeout";
   case GP_EXIT_SEND_TIMEOUT: return "send timeout";
+  case GP_EXIT_HANDSHAKE: return "handshake failed";
   default: return "unexpected status";
   }
 }
@@ -128,6 +140,50 @@ static int list_devices(const struct gp_server_config *cfg) {
   }
   free(inv);
   return r;
+}
+
+/* True for an address that only this machine can reach: 127.0.0.0/8,
+ * ::1 (or ::ffff:127.x.y.z), or the name localhost. */
+static bool loopback_host(const char *host) {
+  struct in_addr a4;
+  struct in6_addr a6;
+
+  if (strcasecmp(host, "localhost") == 0)
+    return true;
+  if (inet_pton(AF_INET, host, &a4) == 1)
+    return (ntohl(a4.s_addr) >> 24) == 127;
+  if (inet_pton(AF_INET6, host, &a6) == 1)
+    return IN6_IS_ADDR_LOOPBACK(&a6) ||
+           (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+  return false;
+}
+
+/* The TLS flags of a supervisor (docs/security.md): cert and key, or
+ * --insecure on a loopback address. Returns 0 or GP_EXIT_USAGE after
+ * printing why. The files themselves are read by the supervisor. */
+static int check_tls_flags(const struct gp_server_config *cfg) {
+  if (cfg->insecure) {
+    if (cfg->tls_cert || cfg->tls_key)
+      return bad("--insecure serves plain TCP: drop --tls-cert and "
+                 "--tls-key, or drop --insecure");
+    if (!cfg->insecure_any_address && !loopback_host(cfg->host))
+      return bad("--insecure serves plain TCP, so only on a loopback "
+                 "--listen address (127.0.0.0/8, ::1, localhost); '%s' is "
+                 "not one: give --insecure-any-address too to allow it, or "
+                 "use TLS (--tls-cert, --tls-key)", cfg->host);
+    return 0;
+  }
+  if (cfg->insecure_any_address)
+    return bad("--insecure-any-address goes with --insecure");
+  if (!cfg->tls_cert && !cfg->tls_key)
+    return bad("TLS is on by default: give --tls-cert and --tls-key "
+               "(scripts/gen-certs.sh DIR makes a local set), or --insecure "
+               "for plain TCP on loopback");
+  if (!cfg->tls_cert)
+    return bad("--tls-key needs --tls-cert");
+  if (!cfg->tls_key)
+    return bad("--tls-cert needs --tls-key");
+  return 0;
 }
 
 enum {
@@ -162,6 +218,11 @@ enum {
   OPT_SCRUB,
   OPT_NO_SCRUB,
   OPT_EMU_SHARED_MEMORY,
+  OPT_TLS_CERT,
+  OPT_TLS_KEY,
+  OPT_TLS_CA,
+  OPT_INSECURE,
+  OPT_INSECURE_ANY_ADDRESS,
 };
 
 static const struct option long_opts[] = {
@@ -193,6 +254,11 @@ static const struct option long_opts[] = {
   {"scrub", no_argument, NULL, OPT_SCRUB},
   {"no-scrub", no_argument, NULL, OPT_NO_SCRUB},
   {"emu-shared-memory", no_argument, NULL, OPT_EMU_SHARED_MEMORY},
+  {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+  {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+  {"tls-ca", required_argument, NULL, OPT_TLS_CA},
+  {"insecure", no_argument, NULL, OPT_INSECURE},
+  {"insecure-any-address", no_argument, NULL, OPT_INSECURE_ANY_ADDRESS},
   /* Internal: the offered GPUs, passed to workers. */
   {"offer", required_argument, NULL, OPT_OFFER},
   /* Internal: how the supervisor lists the devices (probe.c). */
@@ -409,6 +475,24 @@ int main(int argc, char **argv) {
     case OPT_EMU_SHARED_MEMORY:
       cfg.emu_shared_memory = true;
       break;
+    case OPT_TLS_CERT:
+    case OPT_TLS_KEY:
+    case OPT_TLS_CA:
+      if (optarg[0] == '\0')
+        return bad("%s needs a file name", argv[optind - 1]);
+      if (c == OPT_TLS_CERT)
+        cfg.tls_cert = optarg;
+      else if (c == OPT_TLS_KEY)
+        cfg.tls_key = optarg;
+      else
+        cfg.tls_ca = optarg;
+      break;
+    case OPT_INSECURE:
+      cfg.insecure = true;
+      break;
+    case OPT_INSECURE_ANY_ADDRESS:
+      cfg.insecure_any_address = true;
+      break;
     case ':':
       return bad("%s needs a value", argv[optind - 1]);
     default:
@@ -455,6 +539,12 @@ int main(int argc, char **argv) {
     free(key);
     if (kr != 0)
       return bad("--grant-key-file: %s", kwhy);
+  }
+
+  if (!cfg.worker && !cfg.probe && !cfg.list_devices) {
+    int tr = check_tls_flags(&cfg);
+    if (tr != 0)
+      return tr;
   }
 
   cfg.bcfg.emu_uuid_seed = cfg.name;

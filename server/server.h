@@ -48,6 +48,10 @@ enum gp_exit {
                               * --kernel-timeout (docs/security.md) */
   GP_EXIT_SEND_TIMEOUT = 9,  /* worker: the client read nothing for
                               * --send-timeout while the worker wrote */
+  GP_EXIT_HANDSHAKE = 10,    /* worker: the TLS handshake failed, the
+                              * client spoke plain TCP to a TLS port (or TLS
+                              * to an --insecure one), or no HELLO came
+                              * within --handshake-timeout */
 };
 
 /* The fd on which a worker reports to the supervisor (pool.h, "Worker
@@ -69,6 +73,12 @@ enum gp_exit {
 /* The fd on which a worker inherits the emulated device's shared memory
  * (--emu-shared-memory: backend/emu/shared.h). */
 #define GP_WORKER_EMU_SHM_FD 6
+/* The fd on which a worker receives the supervisor's current TLS
+ * certificate, key and CA (a sealed memfd: GP_TLS_BLOB_MAGIC, then the
+ * three lengths as decimal numbers, a newline and the PEM bytes one after
+ * the other); absent with --insecure. Workers never open the files. */
+#define GP_WORKER_TLS_FD 5
+#define GP_TLS_BLOB_MAGIC "gpupool-tls-pem 1"
 
 /* The broker's port when --broker names none. */
 #define GP_BROKER_DEFAULT_PORT 7470
@@ -119,6 +129,12 @@ struct gp_server_config {
   unsigned kernel_timeout_s;   /* --kernel-timeout, 0: none */
   bool scrub;                  /* --scrub (default) / --no-scrub */
   bool emu_shared_memory;      /* --emu-shared-memory */
+  /* TLS on the session port (docs/security.md). */
+  const char *tls_cert;        /* --tls-cert FILE, NULL: none */
+  const char *tls_key;         /* --tls-key FILE */
+  const char *tls_ca;          /* --tls-ca FILE */
+  bool insecure;               /* --insecure: plain TCP */
+  bool insecure_any_address;   /* --insecure-any-address */
 };
 
 /* Runs the supervisor until SIGINT or SIGTERM. Returns the process exit

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/resource.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -37,6 +38,7 @@
 #include "gpupool/errors.h"
 #include "pool.h"
 #include "server.h"
+#include "tls.h"
 
 extern char **environ;
 
@@ -142,6 +144,13 @@ struct gp_supervisor {
    * and its header (to free a dead worker's blocks); -1 / NULL: none. */
   int emu_shm_fd;
   struct emu_shared *emu_shm;
+  /* TLS (docs/security.md): the PEM material read from --tls-cert,
+   * --tls-key and --tls-ca at start and at each SIGHUP, and the sealed
+   * memfd holding it that every new worker gets as GP_WORKER_TLS_FD
+   * (-1 with --insecure). */
+  struct gp_tls_pem tls;
+  int tls_fd;
+  uv_signal_t sighup;
 };
 
 
@@ -457,6 +466,8 @@ static void maybe_finish(struct gp_supervisor *sv) {
     uv_close((uv_handle_t *)&sv->sigterm, NULL);
   if (!uv_is_closing((uv_handle_t *)&sv->grace))
     uv_close((uv_handle_t *)&sv->grace, NULL);
+  if (!uv_is_closing((uv_handle_t *)&sv->sighup))
+    uv_close((uv_handle_t *)&sv->sighup, NULL);
 }
 
 static void on_worker_exit(uv_process_t *proc, int64_t status, int sig) {
@@ -517,7 +528,7 @@ static int spawn_worker(struct gp_supervisor *sv, uv_tcp_t *conn,
   struct gp_session *s;
   uv_process_options_t opt;
   uv_stdio_container_t stdio[GP_WORKER_EMU_SHM_FD + 1];
-  int nstdio = GP_WORKER_REPORT_FD + 1, i;
+  int nstdio = GP_WORKER_TLS_FD + 1;
   char **env = NULL;
   char what[GP_UUID_STR_LEN + 32] = "";
   int r;
@@ -566,9 +577,15 @@ static int spawn_worker(struct gp_supervisor *sv, uv_tcp_t *conn,
   stdio[GP_WORKER_REPORT_FD].flags =
       UV_CREATE_PIPE | UV_READABLE_PIPE | UV_WRITABLE_PIPE;
   stdio[GP_WORKER_REPORT_FD].data.stream = (uv_stream_t *)&s->report;
+  /* The TLS material as it is now: a SIGHUP after this spawn does not
+   * change this session's. */
+  if (sv->tls_fd >= 0) {
+    stdio[GP_WORKER_TLS_FD].flags = UV_INHERIT_FD;
+    stdio[GP_WORKER_TLS_FD].data.fd = sv->tls_fd;
+  } else {
+    stdio[GP_WORKER_TLS_FD].flags = UV_IGNORE;
+  }
   if (sv->emu_shm_fd >= 0) {
-    for (i = GP_WORKER_REPORT_FD + 1; i < GP_WORKER_EMU_SHM_FD; i++)
-      stdio[i].flags = UV_IGNORE;
     stdio[GP_WORKER_EMU_SHM_FD].flags = UV_INHERIT_FD;
     stdio[GP_WORKER_EMU_SHM_FD].data.fd = sv->emu_shm_fd;
     nstdio = GP_WORKER_EMU_SHM_FD + 1;
@@ -899,6 +916,8 @@ static void build_worker_argv(struct gp_supervisor *sv) {
     sv->worker_argv[i++] = "--no-scrub";
   if (sv->emu_shm_fd >= 0)
     sv->worker_argv[i++] = "--emu-shared-memory";
+  if (cfg->insecure)
+    sv->worker_argv[i++] = "--insecure";
   if (cfg->idle_timeout_s) {
     snprintf(sv->idle_arg, sizeof(sv->idle_arg), "%u", cfg->idle_timeout_s);
     sv->worker_argv[i++] = "--idle-timeout";
@@ -992,6 +1011,117 @@ static int setup_image_cache(struct gp_supervisor *sv) {
   return 0;
 }
 
+/* ---- TLS material --------------------------------------------------------- */
+
+/* A sealed memfd holding |pem| in the GP_WORKER_TLS_FD format (server.h).
+ * Returns the fd, or -1 with |why|. */
+static int tls_memfd(const struct gp_tls_pem *pem, char *why, size_t why_len) {
+  char head[96];
+  int n = snprintf(head, sizeof(head), GP_TLS_BLOB_MAGIC " %zu %zu %zu\n",
+                   pem->cert_len, pem->key_len, pem->ca_len);
+  const struct {
+    const char *p;
+    size_t len;
+  } parts[] = {{head, (size_t)n}, {pem->cert, pem->cert_len},
+               {pem->key, pem->key_len}, {pem->ca, pem->ca_len}};
+  int fd = memfd_create("gpupool-tls", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  size_t i;
+
+  if (fd < 0) {
+    snprintf(why, why_len, "memfd_create: %s", strerror(errno));
+    return -1;
+  }
+  for (i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+    size_t done = 0;
+    while (done < parts[i].len) {
+      ssize_t w = write(fd, parts[i].p + done, parts[i].len - done);
+      if (w < 0 && errno == EINTR)
+        continue;
+      if (w <= 0) {
+        snprintf(why, why_len, "writing the TLS memfd: %s", strerror(errno));
+        close(fd);
+        return -1;
+      }
+      done += (size_t)w;
+    }
+  }
+  /* Workers share it (reading with pread): nobody may change it. */
+  if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE |
+                                 F_SEAL_SEAL) != 0) {
+    snprintf(why, why_len, "sealing the TLS memfd: %s", strerror(errno));
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/* Reads --tls-cert, --tls-key and --tls-ca, checks that they make a
+ * server context (the key matches the certificate, the CA parses), and
+ * makes them the material of new sessions. On failure the previous
+ * material stays. Returns 0, or -1 with |why|. */
+static int tls_load(struct gp_supervisor *sv, char *why, size_t why_len) {
+  const struct gp_server_config *cfg = sv->cfg;
+  struct gp_tls_pem pem;
+  char err[512];
+  SSL_CTX *ctx;
+  int fd;
+
+  memset(&pem, 0, sizeof(pem));
+  if (gp_tls_pem_load(&pem, cfg->tls_cert, cfg->tls_key, cfg->tls_ca, err,
+                      sizeof(err)) != 0) {
+    snprintf(why, why_len, "%s", err);
+    return -1;
+  }
+  ctx = gp_tls_server_ctx(&pem, GP_TLS_PEER_NONE, err, sizeof(err));
+  if (!ctx) {
+    snprintf(why, why_len, "--tls-cert %s, --tls-key %s%s%s: %s",
+             cfg->tls_cert, cfg->tls_key, cfg->tls_ca ? ", --tls-ca " : "",
+             cfg->tls_ca ? cfg->tls_ca : "", err);
+    gp_tls_pem_free(&pem);
+    return -1;
+  }
+  SSL_CTX_free(ctx);
+  fd = tls_memfd(&pem, why, why_len);
+  if (fd < 0) {
+    gp_tls_pem_free(&pem);
+    return -1;
+  }
+  gp_tls_pem_free(&sv->tls);
+  sv->tls = pem;
+  if (sv->tls_fd >= 0)
+    close(sv->tls_fd);
+  sv->tls_fd = fd;
+  return 0;
+}
+
+static void tls_free(struct gp_supervisor *sv) {
+  gp_tls_pem_free(&sv->tls);
+  if (sv->tls_fd >= 0)
+    close(sv->tls_fd);
+  sv->tls_fd = -1;
+}
+
+/* SIGHUP: the TLS files again, for new connections only. */
+static void on_sighup(uv_signal_t *h, int signum) {
+  struct gp_supervisor *sv = h->data;
+  char why[768];
+
+  (void)signum;
+  if (sv->cfg->insecure) {
+    gp__info("SIGHUP: --insecure: no TLS files to reload");
+    return;
+  }
+  if (tls_load(sv, why, sizeof(why)) != 0) {
+    gp__error("SIGHUP: cannot reload the TLS files, keeping the previous "
+              "ones: %s", why);
+    return;
+  }
+  gp__info("SIGHUP: reloaded the TLS certificate, key and CA (%s, %s%s%s); "
+           "new connections use them", sv->cfg->tls_cert, sv->cfg->tls_key,
+           sv->cfg->tls_ca ? ", " : "",
+           sv->cfg->tls_ca ? sv->cfg->tls_ca : "");
+}
+
 static void close_any(uv_handle_t *h, void *arg) {
   if (!uv_is_closing(h))
     uv_close(h, NULL);
@@ -1030,19 +1160,36 @@ int gp__supervisor_run(const struct gp_server_config *cfg) {
     }
   }
   raise_nofile(cfg);
+  sv->tls_fd = -1;
+  if (!cfg->insecure) {
+    char why[768];
+    if (tls_load(sv, why, sizeof(why)) != 0) {
+      /* A file that cannot be used is a bad flag, like --grant-key-file. */
+      fprintf(stderr, "gpupool-server: TLS: %s\nTry 'gpupool-server "
+              "--help'.\n", why);
+      free(sv);
+      return GP_EXIT_USAGE;
+    }
+  } else {
+    gp__warn("WARNING: --insecure: plain TCP, no encryption, no server "
+             "authentication");
+  }
   /* Before the loop exists: the probe is a child of its own, reaped here. */
   status = gp__inventory_build(cfg, &sv->inv);
   if (status != 0) {
+    tls_free(sv);
     free(sv);
     return status;
   }
   if (build_offer_arg(sv) != 0) {
     gp__error("out of memory");
+    tls_free(sv);
     free(sv);
     return GP_EXIT_FAILURE;
   }
   if (setup_image_cache(sv) != 0) {
     free(sv->offer_arg);
+    tls_free(sv);
     free(sv);
     return GP_EXIT_FAILURE;
   }
@@ -1060,6 +1207,7 @@ int gp__supervisor_run(const struct gp_server_config *cfg) {
     gp__error("cannot create the event loop");
     if (sv->cache_private)
       gp__disk_cache_remove_dir(sv->cache_dir);
+    tls_free(sv);
     free(sv);
     return GP_EXIT_FAILURE;
   }
@@ -1069,6 +1217,11 @@ int gp__supervisor_run(const struct gp_server_config *cfg) {
   uv_signal_init(&sv->loop, &sv->sigterm);
   uv_timer_init(&sv->loop, &sv->grace);
   sv->sigint.data = sv->sigterm.data = sv->grace.data = sv;
+  /* Before the port file is written: a SIGHUP from then on reloads, never
+   * kills. */
+  uv_signal_init(&sv->loop, &sv->sighup);
+  sv->sighup.data = sv;
+  uv_signal_start(&sv->sighup, on_sighup, SIGHUP);
 
   r = gp__listen_tcp(&sv->listener, cfg->host, cfg->port,
                      GP_SUPERVISOR_BACKLOG, on_connection, bound,
@@ -1104,15 +1257,17 @@ int gp__supervisor_run(const struct gp_server_config *cfg) {
   uv_signal_start(&sv->sigint, on_signal, SIGINT);
   uv_signal_start(&sv->sigterm, on_signal, SIGTERM);
   if (strcmp(cfg->backend_name, "emu") == 0)
-    gp__info("gpupool-server %s listening on %s (backend emu, %llu MiB %s, "
-             "at most %u sessions)", GP_VERSION_STRING, bound,
+    gp__info("gpupool-server %s listening on %s (%s, backend emu, %llu MiB "
+             "%s, at most %u sessions)", GP_VERSION_STRING, bound,
+             cfg->insecure ? "plain TCP" : "TLS",
              (unsigned long long)(cfg->bcfg.emu_memory >> 20),
              sv->emu_shm ? "shared by all sessions" : "per session",
              cfg->max_sessions);
   else
-    gp__info("gpupool-server %s listening on %s (backend %s, driver %s, at "
-             "most %u sessions)", GP_VERSION_STRING, bound,
-             cfg->backend_name, cfg->bcfg.cuda_lib, cfg->max_sessions);
+    gp__info("gpupool-server %s listening on %s (%s, backend %s, driver %s, "
+             "at most %u sessions)", GP_VERSION_STRING, bound,
+             cfg->insecure ? "plain TCP" : "TLS", cfg->backend_name,
+             cfg->bcfg.cuda_lib, cfg->max_sessions);
 
   uv_run(&sv->loop, UV_RUN_DEFAULT);
   gp__info("stopped");
@@ -1137,6 +1292,7 @@ out:
     close(sv->emu_shm_fd);
   free(sv->claims);
   free(sv->offer_arg);
+  tls_free(sv);
   free(sv);
   return status;
 }

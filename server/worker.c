@@ -45,6 +45,7 @@
 #include "msg.h"
 #include "pool.h"
 #include "server.h"
+#include "tls.h"
 #include "wire.h"
 
 /* Staging buffer for backends whose memory the worker cannot address. */
@@ -871,8 +872,9 @@ static int handle_hello(struct gp_worker *w, const struct gp_frame_header *h,
   }
   w->hello_done = true;
   w->last_request_ms = mono_ms();
-  wlog(w, GP_LOG_INFO, "HELLO from '%s' on '%s' pid %u: protocol %u, %d "
-       "device%s", client, host, m->pid, rep.version, ndev,
+  wlog(w, GP_LOG_INFO, "HELLO from '%s' on '%s' pid %u over %s: protocol "
+       "%u, %d device%s", client, host, m->pid,
+       gp_wire_is_tls(&w->wire) ? "TLS" : "plain TCP", rep.version, ndev,
        ndev == 1 ? "" : "s");
   if (grant) {
     char tenant[GP_TENANT_MAX + 1];
@@ -2040,29 +2042,47 @@ static int reclaim_idle(struct gp_worker *w, bool stalled) {
   return GP_EIDLE;
 }
 
-/* The handshake's deadline (--handshake-timeout): a client that dribbles
- * its HELLO a byte at a time (each read waiting less than the timeout)
- * must not hold the worker longer. SIGALRM shuts the socket down; the read
- * blocked on it returns, and the session ends as a HELLO that never came. */
-static volatile sig_atomic_t handshake_expired;
+/* ---- The connection: TLS or plain, within --handshake-timeout ------------- */
+
+/* The handshake's deadline (docs/security.md): from the worker's start, the
+ * TLS handshake and the whole first request must arrive within
+ * --handshake-timeout. Per-read timeouts alone would let a client that
+ * trickles a byte at a time hold the worker for ever, so SIGALRM ends the
+ * connection itself: shutdown() is async-signal-safe and makes every read
+ * in progress (OpenSSL's or the wire's) return, and the flag says why. */
+static volatile sig_atomic_t handshake_armed, handshake_expired;
 
 static void on_handshake_alarm(int sig) {
   (void)sig;
+  if (!handshake_armed)
+    return;
   handshake_expired = 1;
   shutdown(GP_WORKER_FD, SHUT_RDWR);
 }
 
-static void handshake_deadline_arm(unsigned ms) {
+static int handshake_arm(unsigned ms) {
   struct sigaction sa;
   struct itimerval it;
 
   memset(&sa, 0, sizeof(sa));
   sa.sa_handler = on_handshake_alarm;
   sigemptyset(&sa.sa_mask);
-  sigaction(SIGALRM, &sa, NULL);
+  if (sigaction(SIGALRM, &sa, NULL) != 0)
+    return -1;
   memset(&it, 0, sizeof(it));
   it.it_value.tv_sec = ms / 1000;
-  it.it_value.tv_usec = (ms % 1000) * 1000;
+  it.it_value.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+  handshake_armed = 1;
+  return setitimer(ITIMER_REAL, &it, NULL);
+}
+
+static void handshake_disarm(void) {
+  struct itimerval it;
+
+  if (!handshake_armed)
+    return;
+  handshake_armed = 0;
+  memset(&it, 0, sizeof(it));
   setitimer(ITIMER_REAL, &it, NULL);
 }
 
@@ -2088,12 +2108,209 @@ static void handle_sigterm(void) {
   sigaction(SIGTERM, &sa, NULL);
 }
 
-static void handshake_deadline_disarm(void) {
-  struct itimerval it;
+/* Reads the supervisor's TLS material from GP_WORKER_TLS_FD (server.h)
+ * into |pem|, which the caller frees with gp_tls_pem_free(). Returns 0, or
+ * -1 with |why|. */
+static int read_tls_fd(struct gp_tls_pem *pem, char *why, size_t why_len) {
+  struct stat st;
+  size_t size, at = 0, lens[3];
+  char *buf, *parts[3] = {NULL, NULL, NULL};
+  int head = 0, i;
 
-  memset(&it, 0, sizeof(it));
-  setitimer(ITIMER_REAL, &it, NULL);
-  signal(SIGALRM, SIG_IGN);
+  memset(pem, 0, sizeof(*pem));
+  if (fstat(GP_WORKER_TLS_FD, &st) != 0 || !S_ISREG(st.st_mode) ||
+      st.st_size <= 0 || st.st_size > (off_t)(4u << 20)) {
+    snprintf(why, why_len, "fd %d holds no TLS material (--worker is "
+             "internal: the supervisor passes it there)", GP_WORKER_TLS_FD);
+    return -1;
+  }
+  size = (size_t)st.st_size;
+  buf = malloc(size + 1);
+  if (!buf) {
+    snprintf(why, why_len, "out of memory");
+    return -1;
+  }
+  /* pread: the memfd, and its offset, are shared with the other workers. */
+  while (at < size) {
+    ssize_t n = pread(GP_WORKER_TLS_FD, buf + at, size - at, (off_t)at);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      snprintf(why, why_len, "reading fd %d: %s", GP_WORKER_TLS_FD,
+               n < 0 ? strerror(errno) : "short file");
+      free(buf);
+      return -1;
+    }
+    at += (size_t)n;
+  }
+  buf[size] = '\0';
+  if (sscanf(buf, GP_TLS_BLOB_MAGIC " %zu %zu %zu\n%n", &lens[0], &lens[1],
+             &lens[2], &head) != 3 || head <= 0 ||
+      lens[0] > size || lens[1] > size || lens[2] > size ||
+      lens[0] + lens[1] + lens[2] != size - (size_t)head) {
+    snprintf(why, why_len, "fd %d: malformed TLS material",
+             GP_WORKER_TLS_FD);
+    free(buf);
+    return -1;
+  }
+  at = (size_t)head;
+  for (i = 0; i < 3; i++) {
+    if (lens[i] == 0)
+      continue;
+    parts[i] = malloc(lens[i] + 1);
+    if (!parts[i]) {
+      snprintf(why, why_len, "out of memory");
+      break;
+    }
+    memcpy(parts[i], buf + at, lens[i]);
+    parts[i][lens[i]] = '\0';
+    at += lens[i];
+  }
+  OPENSSL_cleanse(buf, size);
+  free(buf);
+  pem->cert = parts[0];
+  pem->cert_len = parts[0] ? lens[0] : 0;
+  pem->key = parts[1];
+  pem->key_len = parts[1] ? lens[1] : 0;
+  pem->ca = parts[2];
+  pem->ca_len = parts[2] ? lens[2] : 0;
+  if (i < 3) {
+    gp_tls_pem_free(pem);
+    return -1;
+  }
+  return 0;
+}
+
+/* Waits until the client's first byte can be read, and peeks at it.
+ * Returns the byte (0..255), -1 when the connection ended first (or the
+ * deadline passed). */
+static int peek_first_byte(int timeout_ms) {
+  struct pollfd pfd = {GP_WORKER_FD, POLLIN, 0};
+  unsigned char b;
+  ssize_t n;
+  int r;
+
+  do
+    r = poll(&pfd, 1, timeout_ms);
+  while (r < 0 && errno == EINTR && !handshake_expired);
+  if (r <= 0)
+    return -1;
+  do
+    n = recv(GP_WORKER_FD, &b, 1, MSG_PEEK);
+  while (n < 0 && errno == EINTR && !handshake_expired);
+  return n == 1 ? b : -1;
+}
+
+/* Ends a connection whose client speaks the other protocol: sends |bytes|
+ * (a TLS alert or a plain frame the client's side can recognise), then
+ * reads what the client still sends for a moment, so that the close does
+ * not reset the connection before the client has read them. */
+static void refuse_other_protocol(const void *bytes, size_t len) {
+  char buf[4096];
+  struct pollfd pfd = {GP_WORKER_FD, POLLIN, 0};
+  int i;
+
+  if (send(GP_WORKER_FD, bytes, len, MSG_NOSIGNAL) < 0)
+    return;
+  if (shutdown(GP_WORKER_FD, SHUT_WR) != 0)
+    return;
+  for (i = 0; i < 16 && poll(&pfd, 1, 100) > 0; i++)
+    if (recv(GP_WORKER_FD, buf, sizeof(buf), MSG_DONTWAIT) <= 0)
+      break;
+}
+
+/* Sets up |w->wire| on the session's socket: the TLS handshake (server
+ * certificate only; a client certificate is not asked for on this port),
+ * or plain TCP with --insecure. A client that speaks the other one is
+ * told so and refused. Returns 0, or a GP_EXIT_* status to exit with
+ * after logging one line. */
+static int open_connection(struct gp_worker *w) {
+  const struct gp_server_config *cfg = w->cfg;
+  struct gp_tls_pem pem;
+  char why[512];
+  SSL_CTX *ctx;
+  int first, r;
+
+  first = peek_first_byte((int)cfg->handshake_timeout_ms);
+  if (first < 0) {
+    if (handshake_expired)
+      wlog(w, GP_LOG_WARN, "closed: nothing received within "
+           "--handshake-timeout %u ms", cfg->handshake_timeout_ms);
+    else
+      wlog(w, GP_LOG_INFO, "client closed the connection before sending "
+           "anything");
+    return GP_EXIT_HANDSHAKE;
+  }
+  if (cfg->insecure) {
+    if (first == 0x16) {
+      /* A TLS ClientHello where a frame header belongs. A plain frame in
+       * reply: the client's TLS stack reports a record that is no TLS
+       * (OpenSSL: "wrong version number"), which its library explains. */
+      uint8_t frame[GP_FRAME_HEADER_SIZE];
+      struct gp_frame_header h = {0};
+      wlog(w, GP_LOG_WARN, "client speaks TLS; this server runs --insecure: "
+           "closing");
+      h.version = GP_FRAME_VERSION;
+      h.type = GP_MSG_PROTOCOL_ERROR;
+      gp_frame_header_encode(&h, frame);
+      refuse_other_protocol(frame, sizeof(frame));
+      return GP_EXIT_HANDSHAKE;
+    }
+    r = gp_wire_init_fd(&w->wire, GP_WORKER_FD);
+    if (r != 0) {
+      wlog(w, GP_LOG_ERROR, "cannot set up the connection: %s",
+           gp_strerror(r));
+      return GP_EXIT_BACKEND;
+    }
+    return 0;
+  }
+  if (first != 0x16) {
+    /* A fatal protocol_version alert, TLS 1.2 record framing: what a TLS
+     * server answers a peer that is not speaking TLS, and what gpupool's
+     * plain client recognises ("the server answered in TLS"). */
+    static const uint8_t alert[] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46};
+    wlog(w, GP_LOG_WARN, "client spoke plain TCP to a TLS port (is it "
+         "running with GPUPOOL_INSECURE=1?): closing");
+    refuse_other_protocol(alert, sizeof(alert));
+    return GP_EXIT_HANDSHAKE;
+  }
+  if (read_tls_fd(&pem, why, sizeof(why)) != 0) {
+    wlog(w, GP_LOG_ERROR, "no TLS: %s", why);
+    return GP_EXIT_USAGE;
+  }
+  ctx = gp_tls_server_ctx(&pem, GP_TLS_PEER_NONE, why, sizeof(why));
+  gp_tls_pem_free(&pem);
+  if (!ctx) {
+    wlog(w, GP_LOG_ERROR, "no TLS: %s", why);
+    return GP_EXIT_BACKEND;
+  }
+  r = gp_wire_init_tls_server(&w->wire, GP_WORKER_FD, ctx,
+                              (int)cfg->handshake_timeout_ms, why,
+                              sizeof(why));
+  SSL_CTX_free(ctx); /* the connection holds its own reference */
+  if (r != 0) {
+    if (handshake_expired || r == GP_ETIMEDOUT)
+      wlog(w, GP_LOG_WARN, "TLS handshake not done within "
+           "--handshake-timeout %u ms: closing", cfg->handshake_timeout_ms);
+    else
+      wlog(w, GP_LOG_WARN, "%s: closing", why);
+    return GP_EXIT_HANDSHAKE;
+  }
+  wlog(w, GP_LOG_DEBUG, "TLS handshake done");
+  return 0;
+}
+
+/* No HELLO within --handshake-timeout: the session ends as a failed
+ * handshake. */
+static int hello_late(struct gp_worker *w) {
+  int r;
+
+  handshake_disarm();
+  r = protocol_error(w, GP_ETIMEDOUT, NULL, "no TLS handshake and HELLO "
+                     "within --handshake-timeout %u ms",
+                     w->cfg->handshake_timeout_ms);
+  w->exit_status = GP_EXIT_HANDSHAKE;
+  return r;
 }
 
 /* Reads and executes one frame. Returns 0, GP_WORKER_END, or a fatal code
@@ -2110,15 +2327,15 @@ static int serve_one(struct gp_worker *w) {
     w->exit_status = GP_EXIT_CONN_LOST;
     return r;
   }
+  if (!w->hello_done && handshake_expired)
+    return hello_late(w);
   if (r == GP_ECLOSED) {
     wlog(w, GP_LOG_INFO, "client closed the connection after %llu requests",
          (unsigned long long)w->requests);
     return GP_WORKER_END;
   }
   if (r == GP_ETIMEDOUT && !w->hello_done)
-    return protocol_error(w, GP_ETIMEDOUT, NULL, "no HELLO within %u ms "
-                          "(--handshake-timeout)",
-                          w->cfg->handshake_timeout_ms);
+    return hello_late(w);
   if (r == GP_ETIMEDOUT)
     return reclaim_idle(w, true);
   if (r == GP_EVERSION)
@@ -2149,10 +2366,12 @@ static int serve_one(struct gp_worker *w) {
   if (r == GP_EPROTO)
     return protocol_error(w, GP_EPROTO, &h, "malformed %s message",
                           gp_msg_type_name(h.type));
+  if (!w->hello_done && handshake_expired) {
+    protobuf_c_message_free_unpacked(msg, NULL);
+    return hello_late(w);
+  }
   if (r == GP_ETIMEDOUT && !w->hello_done)
-    return protocol_error(w, GP_ETIMEDOUT, &h, "no HELLO within %u ms "
-                          "(--handshake-timeout)",
-                          w->cfg->handshake_timeout_ms);
+    return hello_late(w);
   if (r == GP_ETIMEDOUT)
     return reclaim_idle(w, true);
   if (r != 0) {
@@ -2160,13 +2379,14 @@ static int serve_one(struct gp_worker *w) {
     w->exit_status = GP_EXIT_CONN_LOST;
     return r;
   }
+  /* The first request has arrived whole: what it costs to serve (a
+   * relay's backend connects to its own server) is no longer the
+   * handshake's. */
+  if (!w->hello_done)
+    handshake_disarm();
   if (!msg)
     return protocol_error(w, GP_EPROTO, &h, "empty %s message",
                           gp_msg_type_name(h.type));
-  /* The first request has arrived whole: the handshake's deadline is met
-   * (a backend that takes a while to open must not miss it). */
-  if (!w->hello_done)
-    handshake_deadline_disarm();
 
   /* Every request passes here: its name is looked up only when it will
    * be printed. */
@@ -2297,7 +2517,6 @@ int gp__worker_run(const struct gp_server_config *cfg) {
     return GP_EXIT_USAGE;
   }
 
-  handshake_deadline_arm(cfg->handshake_timeout_ms);
   handle_sigterm();
 
   /* libuv accepted the socket non-blocking, and that flag lives in the
@@ -2341,14 +2560,26 @@ int gp__worker_run(const struct gp_server_config *cfg) {
     }
   }
 
-  r = gp_wire_init_fd(&w.wire, GP_WORKER_FD);
+  if (handshake_arm(cfg->handshake_timeout_ms) != 0)
+    wlog(&w, GP_LOG_WARN, "cannot arm the handshake timer: %s",
+         strerror(errno));
+  r = open_connection(&w);
+  close(GP_WORKER_TLS_FD); /* the material is in the context now */
   if (r != 0) {
-    wlog(&w, GP_LOG_ERROR, "cannot set up the connection: %s",
-         gp_strerror(r));
+    handshake_disarm();
     close(GP_WORKER_FD);
-    return GP_EXIT_BACKEND;
+    if (w.key) {
+      OPENSSL_cleanse(w.key, GP_KEY_MAX_LEN);
+      free(w.key);
+    }
+    gp__idmap_free(&w.allocs);
+    gp__idmap_free(&w.modules);
+    gp__idmap_free(&w.ctxs);
+    gp__idmap_free(&w.streams);
+    return r;
   }
-  wlog(&w, GP_LOG_DEBUG, "worker started (backend %s)", w.ops->name);
+  wlog(&w, GP_LOG_DEBUG, "worker started (backend %s, %s)", w.ops->name,
+       gp_wire_is_tls(&w.wire) ? "TLS" : "plain TCP");
   gp__image_cache_init(&w.images, GP_IMAGE_CACHE_DEFAULT_CAP);
   if (cfg->image_cache && strcmp(cfg->image_cache, "none") != 0) {
     w.cache_fd = gp__disk_cache_open(cfg->image_cache);
@@ -2384,11 +2615,11 @@ int gp__worker_run(const struct gp_server_config *cfg) {
       w.exit_status = GP_EXIT_OK;
   }
   if (!w.hello_done) {
-    handshake_deadline_disarm();
+    handshake_disarm();
     if (handshake_expired) {
       wlog(&w, GP_LOG_WARN, "no HELLO within %u ms (--handshake-timeout); "
            "closing", cfg->handshake_timeout_ms);
-      w.exit_status = GP_EXIT_PROTOCOL;
+      w.exit_status = GP_EXIT_HANDSHAKE;
     }
   }
   if (w.wire.write_timed_out &&

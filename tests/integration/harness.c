@@ -29,6 +29,9 @@ static const char *scenario_name = "?";
 static struct gpt_server *servers[MAX_TRACKED];
 static pid_t children[MAX_TRACKED];
 static void remove_all_broker_files(void);
+const char *gpt_certs_dir(void);
+/* The test certificates' files (GPT_CERTS), in static storage. */
+static char cert_file[512], key_file[512], ca_file[512];
 
 /* ---- Checks ----------------------------------------------------------------- */
 
@@ -223,6 +226,11 @@ int gpt_main(int argc, char **argv, const struct gpt_scenario *table) {
     sigaction(SIGALRM, &sa, NULL);
     /* A peer that vanishes must show up as an error, never kill us. */
     signal(SIGPIPE, SIG_IGN);
+    /* Every client this test runs verifies the harness's servers. */
+    if (gpt_certs_dir() != NULL) {
+      snprintf(ca_file, sizeof ca_file, "%s/ca.pem", gpt_certs_dir());
+      setenv("GPUPOOL_TLS_CA", ca_file, 1);
+    }
     alarm(t->timeout_s ? t->timeout_s : 60);
     t->run(argc - 2, argv + 2);
     alarm(0);
@@ -372,14 +380,14 @@ static int start_one(struct gpt_server *s, const char *bin, const char *listen,
   char port_file[300];
   snprintf(port_file, sizeof port_file, "%s/port", s->dir);
 
-  const char *argv[72];
+  const char *argv[88];
   int argc = 0;
   argv[argc++] = bin;
   argv[argc++] = "--listen";
   argv[argc++] = listen;
   argv[argc++] = "--port-file";
   argv[argc++] = port_file;
-  for (int i = 0; args && args[i] && argc < 70; i++) argv[argc++] = args[i];
+  for (int i = 0; args && args[i] && argc < 86; i++) argv[argc++] = args[i];
   argv[argc] = NULL;
 
   pid_t parent = getpid();
@@ -438,6 +446,48 @@ static int start_one(struct gpt_server *s, const char *bin, const char *listen,
   return -1;
 }
 
+const char *gpt_certs_dir(void) {
+  const char *d = getenv("GPT_CERTS");
+  return d != NULL && *d != '\0' ? d : NULL;
+}
+
+
+static bool has_arg(const char *const *extra, const char *flag) {
+  for (int i = 0; extra && extra[i]; i++)
+    if (strcmp(extra[i], flag) == 0) return true;
+  return false;
+}
+
+/* TLS for the servers of this run (docs/testing.md, "TLS"): the flags of
+ * a TLS server into |args| at |*n|, and the clients' environment
+ * (GPUPOOL_TLS_CA, GPUPOOL_INSECURE). Returns 0 or -1 after a failed
+ * check. */
+static int tls_setup(bool insecure, const char **args, int *n) {
+  if (insecure) {
+    setenv("GPUPOOL_INSECURE", "1", 1);
+    return 0;
+  }
+  const char *dir = gpt_certs_dir();
+  if (dir == NULL) {
+    gpt__check_fail(__FILE__, __LINE__, "getenv(\"GPT_CERTS\")", "%s",
+                    "not set: run the tests with meson test (the servers "
+                    "need the build's test certificates)");
+    return -1;
+  }
+  snprintf(cert_file, sizeof cert_file, "%s/server.pem", dir);
+  snprintf(key_file, sizeof key_file, "%s/server.key", dir);
+  snprintf(ca_file, sizeof ca_file, "%s/ca.pem", dir);
+  unsetenv("GPUPOOL_INSECURE");
+  setenv("GPUPOOL_TLS_CA", ca_file, 1);
+  args[(*n)++] = "--tls-cert";
+  args[(*n)++] = cert_file;
+  args[(*n)++] = "--tls-key";
+  args[(*n)++] = key_file;
+  args[(*n)++] = "--tls-ca";
+  args[(*n)++] = ca_file;
+  return 0;
+}
+
 int gpt_server_start(struct gpt_server *s, const char *const *extra) {
   const char *bin = getenv("GPUPOOL_TEST_SERVER");
   const char *mode = gpt_server_mode();
@@ -448,14 +498,21 @@ int gpt_server_start(struct gpt_server *s, const char *const *extra) {
                     "%s", "not set: run the tests with meson test");
     return -1;
   }
-  const char *args[72], *bargs[72];
+  const char *args[80], *bargs[80];
   int n = 0, nb = 0;
+  /* --insecure in |extra|, or a pool server (--broker: the broker link is
+   * plain TCP for now), runs plain TCP, and so do its clients. */
+  bool insecure_arg = has_arg(extra, "--insecure");
+  bool insecure = insecure_arg || has_arg(extra, "--broker");
+  if (tls_setup(insecure, args, &n) != 0) return -1;
+  if (insecure && !insecure_arg) args[n++] = "--insecure";
+  for (int i = 0; i < n; i++) bargs[nb++] = args[i];
   if (strcmp(mode, "emu") == 0) {
     args[n++] = "--backend";
     args[n++] = "emu";
     args[n++] = "--emu-memory";
     args[n++] = "1G";
-    for (int i = 0; extra && extra[i] && n < 70; i++) args[n++] = extra[i];
+    for (int i = 0; extra && extra[i] && n < 78; i++) args[n++] = extra[i];
     args[n] = NULL;
     if (start_one(s, bin, "127.0.0.1:0", args, NULL) != 0) return -1;
   } else if (strcmp(mode, "relay") == 0 || strcmp(mode, "cuda") == 0) {
@@ -484,9 +541,10 @@ int gpt_server_start(struct gpt_server *s, const char *const *extra) {
     }
     args[n++] = "--cuda-lib";
     args[n++] = relay ? lib : nvlib;
-    for (int i = 0; extra && extra[i] && n < 70 && nb < 70; i++) {
+    for (int i = 0; extra && extra[i] && n < 78 && nb < 78; i++) {
       bool emu = emu_arg(extra[i]);
-      bool both = strncmp(extra[i], "--log-level", 11) == 0;
+      bool both = strncmp(extra[i], "--log-level", 11) == 0 ||
+                  strcmp(extra[i], "--insecure") == 0;
       /* A flag's value is its own word unless written FLAG=VALUE. */
       bool valued = strchr(extra[i], '=') == NULL && extra[i + 1] != NULL &&
                     strncmp(extra[i + 1], "--", 2) != 0 &&
@@ -522,6 +580,7 @@ int gpt_server_start(struct gpt_server *s, const char *const *extra) {
     return -1;
   }
   setenv("GPUPOOL_SERVER", s->addr, 1);
+  s->insecure = insecure;
   gpt__check_pass();
   return 0;
 }

@@ -175,7 +175,13 @@ struct gpt_server {
    * client talks to runs --backend cuda on gpupool's client library,
    * which connects here); NULL in the other modes. */
   struct gpt_server *behind;
+  /* Plain TCP (--insecure): set by gpt_server_start() (see there). */
+  bool insecure;
 };
+
+/* The build's test certificates (ca.pem, server.pem/.key, broker.pem/.key)
+ * from $GPT_CERTS (tests/integration/meson.build), NULL when unset. */
+const char *gpt_certs_dir(void);
 
 /* The server mode of this test run, from GPT_SERVER_MODE: "emu" (the
  * default: one --backend emu server), "relay" (a --backend cuda server A
@@ -185,6 +191,7 @@ struct gpt_server {
 const char *gpt_server_mode(void);
 
 /* Starts $GPUPOOL_TEST_SERVER --listen 127.0.0.1:0 --port-file DIR/port
+ * --tls-cert/--tls-key/--tls-ca (the test certificates of $GPT_CERTS)
  * --backend emu --emu-memory 1G, then the NULL-terminated |extra| arguments
  * (may be NULL; a later flag overrides an earlier one, so extra may give
  * --emu-memory again), in a process group of its own that dies with this
@@ -196,7 +203,16 @@ const char *gpt_server_mode(void);
  * client talks to (s->addr), --backend cuda --cuda-lib
  * $GPUPOOL_TEST_CLIENT_LIB with GPUPOOL_SERVER=B in its environment and the
  * other arguments of |extra| (--log-level too); s->behind is B. Stopping,
- * signalling and killing act on A; gpt_server_stop stops B after it. */
+ * signalling and killing act on A; gpt_server_stop stops B after it.
+ *
+ * TLS (docs/testing.md): by default the server (both, in relay mode) runs
+ * TLS with the test certificates, and this process sets GPUPOOL_TLS_CA to
+ * their CA and unsets GPUPOOL_INSECURE, so every client it runs (children
+ * inherit, the relay's workers too) verifies the server. With "--insecure"
+ * in |extra|, or "--broker" (a pool server: --insecure is added, its
+ * broker link being plain TCP for now), the server runs plain TCP,
+ * s->insecure is set and so is GPUPOOL_INSECURE=1 for the clients. The
+ * environment follows the server started last. */
 int gpt_server_start(struct gpt_server *s, const char *const *extra);
 
 /* SIGTERM, then waits up to |grace_ms| for it to exit, then SIGKILLs the

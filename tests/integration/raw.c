@@ -1,25 +1,90 @@
 /* A client that speaks gpupool's frames itself: see raw.h. */
 #include "raw.h"
+#include "tls.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-bool gpt_raw_open(struct gpt_raw *r, int port, int timeout_ms) {
-  memset(r, 0, sizeof *r);
+static bool insecure(void) {
+  const char *v = getenv("GPUPOOL_INSECURE");
+  return v != NULL && strcmp(v, "1") == 0;
+}
+
+int gpt_wire_connect(struct gp_wire *w, int port) {
+  memset(w, 0, sizeof *w);
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
+  if (fd < 0) return -1;
   struct sockaddr_in sa = {.sin_family = AF_INET,
                            .sin_port = htons((uint16_t)port),
                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
-      gp_wire_init_fd(&r->w, fd) != 0) {
+  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+    printf("gpt_wire_connect: connect to port %d: %s\n", port,
+           strerror(errno));
     close(fd);
-    return false;
+    return -1;
   }
+  if (insecure()) {
+    if (gp_wire_init_fd(w, fd) != 0) {
+      close(fd);
+      return -1;
+    }
+    return 0;
+  }
+  char why[512];
+  const char *ca = getenv("GPUPOOL_TLS_CA");
+  SSL_CTX *ctx = gp_tls_client_ctx(ca && *ca ? ca : NULL, NULL, NULL, why,
+                                   sizeof why);
+  int rc = ctx ? gp_wire_init_tls_client(w, fd, ctx, "127.0.0.1", 10000, why,
+                                         sizeof why)
+               : -1;
+  SSL_CTX_free(ctx);
+  if (rc != 0) {
+    printf("gpt_wire_connect: port %d: %s\n", port, why);
+    close(fd);
+    return -1;
+  }
+  return 0;
+}
+
+int gpt_wire_accept(struct gp_wire *w, int fd) {
+  memset(w, 0, sizeof *w);
+  if (insecure()) {
+    if (gp_wire_init_fd(w, fd) != 0) {
+      close(fd);
+      return -1;
+    }
+    return 0;
+  }
+  const char *dir = getenv("GPT_CERTS");
+  char cert[512], key[512], why[512];
+  snprintf(cert, sizeof cert, "%s/server.pem", dir ? dir : ".");
+  snprintf(key, sizeof key, "%s/server.key", dir ? dir : ".");
+  struct gp_tls_pem pem;
+  SSL_CTX *ctx = NULL;
+  if (gp_tls_pem_load(&pem, cert, key, NULL, why, sizeof why) == 0) {
+    ctx = gp_tls_server_ctx(&pem, GP_TLS_PEER_NONE, why, sizeof why);
+    gp_tls_pem_free(&pem);
+  }
+  int rc = ctx ? gp_wire_init_tls_server(w, fd, ctx, 10000, why, sizeof why)
+               : -1;
+  SSL_CTX_free(ctx);
+  if (rc != 0) {
+    printf("gpt_wire_accept: %s\n", why);
+    close(fd);
+    return -1;
+  }
+  return 0;
+}
+
+bool gpt_raw_open(struct gpt_raw *r, int port, int timeout_ms) {
+  memset(r, 0, sizeof *r);
+  if (gpt_wire_connect(&r->w, port) != 0) return false;
   r->w.timeout_ms = timeout_ms;
   r->next = 1;
   r->open = true;

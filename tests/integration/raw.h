@@ -24,8 +24,19 @@ struct gpt_raw {
  * nor a GP_E* code). */
 #define GPT_RAW_FAILED (-100000)
 
-/* Connects to 127.0.0.1:|port|; each later read or write waits at most
- * |timeout_ms|. False when the connection is refused. */
+/* Connects |w| to a harness server on 127.0.0.1:|port| as the client
+ * library would: TLS verified against $GPUPOOL_TLS_CA, or plain TCP when
+ * GPUPOOL_INSECURE=1 (both as gpt_server_start() leaves them). Returns 0,
+ * or -1 after printing why. */
+int gpt_wire_connect(struct gp_wire *w, int port);
+
+/* Sets up |w| on an accepted socket |fd| as a TLS server with the test
+ * certificates (a stand-in for gpupool-server), or plain when
+ * GPUPOOL_INSECURE=1. Takes |fd| (closed on failure). Returns 0 or -1. */
+int gpt_wire_accept(struct gp_wire *w, int fd);
+
+/* Connects to 127.0.0.1:|port| (gpt_wire_connect()); each later read or
+ * write waits at most |timeout_ms|. False when the connection fails. */
 bool gpt_raw_open(struct gpt_raw *r, int port, int timeout_ms);
 
 /* The port of "HOST:PORT" (0 when there is none). */

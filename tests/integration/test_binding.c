@@ -30,6 +30,7 @@
 #include "harness.h"
 #include "md2.h"
 #include "msg.h"
+#include "raw.h"
 #include "wire.h"
 
 static struct gpt_server server;
@@ -942,7 +943,7 @@ static pid_t fake_server(int driver_version) {
   struct gp_wire w;
   struct gp_frame_header h;
   ProtobufCMessage *m = NULL;
-  if (fd < 0 || gp_wire_init_fd(&w, fd) != 0 ||
+  if (fd < 0 || gpt_wire_accept(&w, fd) != 0 ||
       gp_wire_recv_header(&w, &h) != 0 || h.type != GP_MSG_HELLO ||
       gp_wire_recv_msg(&w, &h, &m) != 0)
     _exit(2);

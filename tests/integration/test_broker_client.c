@@ -27,6 +27,7 @@
 
 #include "gpupool/gpupool.h"
 #include "harness.h"
+#include "raw.h"
 #include "msg.h"
 #include "wire.h"
 
@@ -126,6 +127,8 @@ static struct {
   char hello_grant[128];
 } st;
 
+static void serve_broker(struct gp_wire *w);
+
 static void *standin_main(void *arg) {
   struct standin *s = arg;
   while (!atomic_load(&s->stop)) {
@@ -134,8 +137,12 @@ static void *standin_main(void *arg) {
     int fd = accept4(s->ls, NULL, NULL, SOCK_CLOEXEC);
     if (fd < 0) continue;
     struct gp_wire w;
-    if (gp_wire_init_fd(&w, fd) != 0) {
-      close(fd);
+    /* The stand-in server speaks TLS like gpupool-server (the client's
+     * default); the stand-in broker plain TCP, like gpupool-broker for
+     * now. Both take |fd|. */
+    if (s->serve == serve_broker ? gp_wire_init_fd(&w, fd) != 0
+                                 : gpt_wire_accept(&w, fd) != 0) {
+      if (s->serve == serve_broker) close(fd);
       continue;
     }
     w.timeout_ms = 5000;

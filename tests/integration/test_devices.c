@@ -553,9 +553,14 @@ static pid_t start_relay(const char *behind, int *port) {
   snprintf(dir, sizeof dir, "%s/gpupool-dev-XXXXXX", tmp && *tmp ? tmp : "/tmp");
   if (mkdtemp(dir) == NULL) return -1;
   snprintf(port_file, sizeof port_file, "%s/port", dir);
+  /* TLS with the test certificates, as gpt_server_start() does; its
+   * workers verify |behind| with GPUPOOL_TLS_CA (inherited). */
+  char cert[512], key[512];
+  snprintf(cert, sizeof cert, "%s/server.pem", need_env("GPT_CERTS"));
+  snprintf(key, sizeof key, "%s/server.key", need_env("GPT_CERTS"));
   const char *argv[] = {server_bin(), "--listen", "127.0.0.1:0", "--port-file",
                         port_file, "--backend", "cuda", "--cuda-lib",
-                        libcuda(), NULL};
+                        libcuda(), "--tls-cert", cert, "--tls-key", key, NULL};
   pid_t parent = getpid();
   fflush(NULL);
   pid_t pid = fork();

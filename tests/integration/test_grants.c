@@ -23,6 +23,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <openssl/sha.h>
@@ -619,7 +620,9 @@ static void scenario_idle_stall(int argc, char **argv) {
   raw_open(&r);
   REQUIRE_TRUE(raw_hello(&r, NULL, 0, NULL, 0, NULL) == CUDA_SUCCESS);
   uint8_t half[5] = {'G', 'P', 'P', 'L', 1};
-  REQUIRE_TRUE(write(r.w.fd, half, sizeof half) == (ssize_t)sizeof half);
+  /* Through the transport: over TLS, a record holding the 5 bytes. */
+  struct iovec iov = {.iov_base = half, .iov_len = sizeof half};
+  REQUIRE_TRUE(r.w.ops->writev(r.w.ctx, &iov, 1) == (long)sizeof half);
   double t0 = gpt_now();
   struct gp_frame_header h;
   r.w.timeout_ms = 10000;

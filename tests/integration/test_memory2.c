@@ -19,6 +19,7 @@
 #include "gpupool/gpupool.h"
 #include "harness.h"
 #include "msg.h"
+#include "raw.h"
 #include "wire.h"
 
 #define MiB ((size_t)1 << 20)
@@ -1376,13 +1377,7 @@ struct raw {
 };
 
 static void raw_open(struct raw *r) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  REQUIRE_TRUE(fd >= 0);
-  struct sockaddr_in sa = {.sin_family = AF_INET,
-                           .sin_port = htons((uint16_t)server.port),
-                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  REQUIRE_TRUE(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
-  REQUIRE_TRUE(gp_wire_init_fd(&r->w, fd) == 0);
+  REQUIRE_TRUE(gpt_wire_connect(&r->w, server.port) == 0);
   r->w.timeout_ms = 10000;
   r->next = 1;
 }

@@ -1183,6 +1183,17 @@ static void test_streams2_hostfn_streams(int argc, char **argv) {
 
 /* ---- host functions: the caller does not wait --------------------------------------------------- */
 
+#ifdef __SANITIZE_ADDRESS__
+/* LeakSanitizer asks this at exit. In the child forked below, the parent's
+ * other threads do not exist, and what OpenSSL keeps per thread for them
+ * (its error queue, allocated by the TLS transport's calls) is unreachable
+ * there: reported as leaked, falsely. That child alone skips the check;
+ * it still exits through exit(), its atexit handlers and destructors. */
+static volatile int forked_child;
+int __lsan_is_turned_off(void);
+int __lsan_is_turned_off(void) { return forked_child; }
+#endif
+
 static void test_streams2_hostfn_async(int argc, char **argv) {
   start();
   CUstream s, other;
@@ -1220,6 +1231,9 @@ static void test_streams2_hostfn_async(int argc, char **argv) {
   fflush(stdout);
   pid_t pid = fork();
   if (pid == 0) {
+#ifdef __SANITIZE_ADDRESS__
+    forked_child = 1;
+#endif
     int bad = 0;
     bad += cuStreamQuery(s) != CUDA_ERROR_NOT_INITIALIZED;
     bad += cuLaunchHostFunc(s, log_host, &e) != CUDA_ERROR_NOT_INITIALIZED;
