@@ -541,15 +541,15 @@ int main(int argc, char **argv) {
       return bad("--grant-key-file: %s", kwhy);
   }
 
+  cfg.bcfg.emu_uuid_seed = cfg.name;
+  if (cfg.emu_shared_memory && strcmp(cfg.backend_name, "emu") != 0)
+    return bad("--emu-shared-memory needs --backend emu");
+
   if (!cfg.worker && !cfg.probe && !cfg.list_devices) {
     int tr = check_tls_flags(&cfg);
     if (tr != 0)
       return tr;
   }
-
-  cfg.bcfg.emu_uuid_seed = cfg.name;
-  if (cfg.emu_shared_memory && strcmp(cfg.backend_name, "emu") != 0)
-    return bad("--emu-shared-memory needs --backend emu");
   /* A worker finds the shared device memory on its fd (the supervisor
    * passes it only with --emu-shared-memory). */
   if (cfg.worker && cfg.emu_shared_memory)

@@ -713,7 +713,7 @@ static void test_isolation_dribble(int argc, char **argv) {
   CHECK_GE_D(took, 1.2);
   close(fd);
   CHECK_EQ_I(wait_workers(0, 5000), 0);
-  CHECK_TRUE(log_says("(--handshake-timeout)", 2000));
+  CHECK_TRUE(log_says("--handshake-timeout", 2000));
   CHECK_TRUE(other_session_served());
   CHECK_EQ_I(wait_workers(0, 10000), 0);
   show_log();
