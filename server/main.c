@@ -133,6 +133,11 @@ enum {
   OPT_OFFER,
   OPT_IMAGE_CACHE,
   OPT_IMAGE_CACHE_SIZE,
+  /* TLS (docs/security.md) */
+  OPT_TLS_CERT,
+  OPT_TLS_KEY,
+  OPT_TLS_CA,
+  OPT_INSECURE,
 };
 
 static const struct option long_opts[] = {
@@ -155,6 +160,10 @@ static const struct option long_opts[] = {
   {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
   {"image-cache", required_argument, NULL, OPT_IMAGE_CACHE},
   {"image-cache-size", required_argument, NULL, OPT_IMAGE_CACHE_SIZE},
+  {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+  {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+  {"tls-ca", required_argument, NULL, OPT_TLS_CA},
+  {"insecure", no_argument, NULL, OPT_INSECURE},
   /* Internal: the offered GPUs, passed to workers. */
   {"offer", required_argument, NULL, OPT_OFFER},
   /* Internal: how the supervisor lists the devices (probe.c). */
@@ -307,6 +316,18 @@ int main(int argc, char **argv) {
                    optarg);
       cfg.idle_timeout_s = (unsigned)v;
       break;
+    case OPT_TLS_CERT:
+      cfg.tls_cert = optarg;
+      break;
+    case OPT_TLS_KEY:
+      cfg.tls_key = optarg;
+      break;
+    case OPT_TLS_CA:
+      cfg.tls_ca = optarg;
+      break;
+    case OPT_INSECURE:
+      cfg.insecure = true;
+      break;
     case OPT_OFFER:
       cfg.offer = optarg;
       break;
@@ -353,6 +374,16 @@ int main(int argc, char **argv) {
     return bad("--broker needs --grant-key-file (the broker's key)");
   if (cfg.grant_key_file && !cfg.name)
     return bad("--grant-key-file needs --name (grants name the server)");
+  /* The broker link: mutual TLS unless --insecure. */
+  if (cfg.broker && !cfg.insecure && !cfg.worker && !cfg.probe) {
+    if (!cfg.tls_cert || !cfg.tls_key)
+      return bad("--broker needs --tls-cert and --tls-key (this server's "
+                 "certificate, its client certificate to the broker), or "
+                 "--insecure for plain TCP");
+    if (!cfg.tls_ca)
+      return bad("--broker needs --tls-ca FILE (the pool's CA: it verifies "
+                 "the broker), or --insecure for plain TCP");
+  }
   if (cfg.grant_key_file && !cfg.worker && !cfg.probe) {
     /* Checked here so that a bad key is a usage error with its reason;
      * each worker loads it again for itself. */

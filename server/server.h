@@ -87,6 +87,11 @@ struct gp_server_config {
                                 * listen address */
   const char *grant_key_file;  /* --grant-key-file, NULL: admit everything */
   unsigned idle_timeout_s;     /* --idle-timeout, 0: never */
+  /* TLS (docs/security.md). */
+  const char *tls_cert;        /* --tls-cert FILE, NULL: none */
+  const char *tls_key;         /* --tls-key FILE */
+  const char *tls_ca;          /* --tls-ca FILE: verifies the broker */
+  bool insecure;               /* --insecure: plain TCP */
   const char *offer;           /* --offer (worker only, internal): the
                                 * offered GPU UUIDs, comma-separated */
   /* The module images shared by the sessions (disk_cache.h). */
