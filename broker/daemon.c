@@ -599,6 +599,13 @@ static void handle_request(struct brk_conn *c,
              BRK_MAX_LABELS);
     goto refuse;
   }
+  if (m->binding_key.len != GP_BINDING_KEY_LEN) {
+    r = GP_EINVAL;
+    snprintf(msg, sizeof(msg), "binding_key of %zu bytes: a session request "
+             "carries the client's Ed25519 public key (%u bytes; an older "
+             "client?)", m->binding_key.len, GP_BINDING_KEY_LEN);
+    goto refuse;
+  }
   for (i = 0; i < m->n_labels; i++) {
     labels[i].key = m->labels[i]->key;
     labels[i].value = m->labels[i]->value;
@@ -620,7 +627,8 @@ static void handle_request(struct brk_conn *c,
     snprintf(msg, sizeof(msg), "no random bytes for a session id");
     goto refuse;
   }
-  g.version = 1;
+  g.version = GP_GRANT_VERSION;
+  g.binding_key = m->binding_key; /* the grant binds the client's key */
   g.session_id = id;
   g.tenant = cfg->tenants[who].t.name;
   g.server = dec.server->name;
@@ -1037,9 +1045,21 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 }
 
 /* Plaintext from the TLS engine (or the socket, plain). */
+static void tls_check_done(struct brk_conn *c) {
+  char subject[256];
+
+  if (c->tls_done || c->closing || !gp__uvtls_ready(&c->io))
+    return;
+  c->tls_done = true;
+  gp_tls_mem_peer(c->io.tls, subject, sizeof(subject));
+  gp__debug("%s: TLS handshake done; client certificate: %s%s", c->peer,
+            subject, gp_tls_mem_peer_verified(c->io.tls) ? " (verified)" : "");
+}
+
 static bool conn_plain(void *arg, const uint8_t *data, size_t len) {
   struct brk_conn *c = arg;
 
+  tls_check_done(c);
   if (c->finishing)
     return false;
   conn_input(c, data, len);
@@ -1062,13 +1082,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   }
   r = gp__uvtls_feed(&c->io, buf->base, (size_t)nread, conn_plain, c, why,
                      sizeof(why));
-  if (!c->tls_done && !c->closing && gp__uvtls_ready(&c->io)) {
-    char subject[256];
-    c->tls_done = true;
-    gp_tls_mem_peer(c->io.tls, subject, sizeof(subject));
-    gp__debug("%s: TLS handshake done; client certificate: %s", c->peer,
-              subject);
-  }
+  tls_check_done(c);
   if (r == GP_ECLOSED) {
     conn_finish(c);
   } else if (r != 0) {

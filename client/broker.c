@@ -9,6 +9,7 @@
 
 #include "broker.h"
 #include "gpupool/gpupool.h"
+#include "grant.h"
 #include "msg.h"
 #include "wire.h"
 
@@ -53,9 +54,9 @@ int gp__broker_rpc(const char *broker, const struct gp__tls_opts *tls,
   if (rc != 0) {
     if (rc == GP_ECLOSED && tls->insecure)
       snprintf(why, why_len, "the broker at %s closed the connection without "
-               "an answer: is it running TLS? (%s is set: plain TCP; unset "
-               "it, or start the broker with --insecure)", hp.addr,
-               GP_ENV_INSECURE);
+               "an answer: is it running TLS? (plain TCP was asked for: "
+               "--insecure or %s; drop it, or start the broker with "
+               "--insecure)", hp.addr, GP_ENV_INSECURE);
     else if (rc == GP_ECLOSED)
       snprintf(why, why_len, "the broker at %s closed the connection without "
                "an answer", hp.addr);
@@ -93,6 +94,15 @@ int gp__broker_request_session(const struct gp__pool *pool, int timeout_ms,
   req.labels = kvp;
   req.server = (char *)pool->server;
   req.client = (char *)client;
+  /* A fresh key per request: the grant is bound to it, and HELLO proves
+   * its possession on the connection that presents the grant. */
+  uint8_t pub[GP_BINDING_KEY_LEN];
+  if (gp_binding_keypair(g->binding_priv, pub) != 0) {
+    snprintf(why, why_len, "cannot make a key for the grant (out of memory)");
+    return -1;
+  }
+  req.binding_key.data = pub;
+  req.binding_key.len = sizeof(pub);
 
   ProtobufCMessage *m = NULL;
   if (gp__broker_rpc(pool->broker, &pool->tls, timeout_ms,
@@ -127,6 +137,7 @@ int gp__broker_request_session(const struct gp__pool *pool, int timeout_ms,
   snprintf(g->server_name, sizeof(g->server_name), "%s",
            gr->server ? gr->server : "");
   g->session_id = gr->session_id;
+  g->bound = true;
   ret = 0;
 out:
   protobuf_c_message_free_unpacked(m, NULL);

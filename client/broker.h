@@ -174,6 +174,10 @@ struct gp__grant {
   uint8_t grant[1024];        /* HelloRequest.grant, unread */
   size_t grant_len;
   uint64_t session_id;
+  /* The private half of the key the grant is bound to (docs/security.md,
+   * "Grants bound to the channel"): signs HelloRequest.grant_proof. */
+  uint8_t binding_priv[32];
+  bool bound;
 };
 
 /* Asks the broker of |pool| for a session (BROKER_REQUEST_SESSION with
