@@ -427,7 +427,7 @@ static void handle_register(struct brk_conn *c,
     gp__info("server %s: registered again from %s; closing its connection "
              "from %s", srv->name, c->peer, old->peer);
     old->server = NULL;
-    conn_close(old);
+    conn_finish(old); /* a close_notify (TLS), then the close */
   }
   if (c->server && c->server != srv && c->server->conn == c)
     c->server->conn = NULL;
@@ -1221,7 +1221,7 @@ static void on_tick(uv_timer_t *t) {
     } else if (!is_server && now - c->last_rx_ms >= BRK_CLIENT_IDLE_MS) {
       gp__debug("%s: no request for %u s: closing", c->peer,
                 BRK_CLIENT_IDLE_MS / 1000);
-      conn_close(c);
+      conn_finish(c); /* a close_notify (TLS), then the close */
     } else if (is_server && now - c->last_rx_ms >=
                                 (uint64_t)BRK_SERVER_SILENT_FACTOR *
                                     d->cfg->down_after_ms) {
@@ -1229,7 +1229,7 @@ static void on_tick(uv_timer_t *t) {
                "closing its connection from %s", c->server->name,
                (unsigned long long)(now - c->last_rx_ms),
                BRK_SERVER_SILENT_FACTOR, c->peer);
-      conn_close(c);
+      conn_finish(c);
     }
   }
 }
