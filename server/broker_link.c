@@ -421,7 +421,11 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   int r;
 
   if (n == UV_EOF) {
-    if (!gp__uvtls_ready(&l->io))
+    if (!l->io.tls && l->state == LINK_REGISTERING && !l->plain_seen)
+      fail(l, "the broker closed the connection without answering the "
+           "registration: is it running TLS? (this server runs with "
+           "--insecure, plain TCP)");
+    else if (!gp__uvtls_ready(&l->io))
       fail(l, "the broker closed the connection during the TLS handshake "
            "(is it running with --insecure, plain TCP?)");
     else

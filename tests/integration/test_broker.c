@@ -1697,6 +1697,85 @@ static void sc_tls_handshake_timeout(int argc, char **argv) {
   broker_stop();
 }
 
+/* Real pool servers against the TLS broker: one with another CA's
+ * certificate is refused in the handshake (and says so in its log); one
+ * running --insecure (plain) is told the broker speaks TLS; one with the
+ * pool's certificate registers, and the broker served it throughout. */
+static bool file_has(const char *path, const char *what, int ms) {
+  double end = gpt_now() + ms / 1000.0;
+  do {
+    char buf[65536];
+    int fd = open(path, O_RDONLY);
+    if (fd >= 0) {
+      ssize_t n = read(fd, buf, sizeof(buf) - 1);
+      close(fd);
+      buf[n > 0 ? n : 0] = '\0';
+      if (strstr(buf, what))
+        return true;
+    }
+    gpt_sleep_ms(20);
+  } while (gpt_now() < end);
+  return false;
+}
+
+static void server_with_log(struct gpt_server *srv, const char *log,
+                            const char *const *extra) {
+  fflush(stderr);
+  int saved = dup(STDERR_FILENO);
+  int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  REQUIRE_TRUE(saved >= 0 && fd >= 0);
+  dup2(fd, STDERR_FILENO);
+  close(fd);
+  int r = gpt_server_start(srv, extra);
+  dup2(saved, STDERR_FILENO);
+  close(saved);
+  REQUIRE_TRUE(r == 0);
+}
+
+static void sc_tls_server_link(int argc, char **argv) {
+  struct gpt_server good, other, plain;
+  char logs[3][320];
+
+  broker_start(NULL);
+  for (int i = 0; i < 3; i++)
+    snprintf(logs[i], sizeof(logs[i]), "%s/server%d.log", B.dir, i);
+  const char *other_args[] = {
+      "--broker", B.s.addr, "--name", "other", "--grant-key-file", B.key,
+      "--tls-cert", gpt_cert("server.pem", true), "--tls-key",
+      gpt_cert("server.key", true), "--tls-ca", gpt_cert("ca.pem", false),
+      NULL};
+  server_with_log(&other, logs[0], other_args);
+  const char *plain_args[] = {"--broker", B.s.addr, "--name", "plain",
+                              "--grant-key-file", B.key, "--insecure", NULL};
+  server_with_log(&plain, logs[1], plain_args);
+  const char *good_args[16] = {"--broker", B.s.addr, "--name", "good",
+                               "--grant-key-file", B.key};
+  good_args[gpt_pool_tls_args(good_args, 6)] = NULL;
+  server_with_log(&good, logs[2], good_args);
+
+  CHECK_TRUE(file_has(logs[2], "registered as 'good'", 10000));
+  CHECK_TRUE(file_has(logs[0], "TLS with the broker failed", 10000));
+  CHECK_TRUE(file_has(logs[1], "is it running TLS?", 10000));
+  CHECK_TRUE(log_has("TLS handshake failed"));
+  Gpupool__BrokerStatusReply *st = status(ADMIN);
+  CHECK_EQ_U(st->n_servers, 1);
+  if (st->n_servers == 1) {
+    CHECK_STR_EQ(st->servers[0]->name, "good");
+    CHECK_TRUE(st->servers[0]->up);
+  }
+  protobuf_c_message_free_unpacked(&st->base, NULL);
+  CHECK_EQ_I(gpt_server_stop(&other, 5000), 0);
+  CHECK_EQ_I(gpt_server_stop(&plain, 5000), 0);
+  CHECK_EQ_I(gpt_server_stop(&good, 5000), 0);
+  for (int i = 0; i < 3; i++) {
+    if (gpt_checks_failed() == 0)
+      unlink(logs[i]);
+    else
+      fprintf(stderr, "server log kept: %s\n", logs[i]);
+  }
+  broker_stop();
+}
+
 static const struct gpt_scenario scenarios[] = {
   {"register", sc_register, 60},
   {"grant", sc_grant, 60},
@@ -1713,6 +1792,7 @@ static const struct gpt_scenario scenarios[] = {
   {"tls_cli", sc_tls_cli, 90},
   {"tls_reload", sc_tls_reload, 60},
   {"tls_handshake_timeout", sc_tls_handshake_timeout, 60},
+  {"tls_server_link", sc_tls_server_link, 60},
   {NULL, NULL, 0},
 };
 
