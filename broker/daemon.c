@@ -1044,7 +1044,8 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   *buf = uv_buf_init((char *)c->d->rbuf, sizeof(c->d->rbuf));
 }
 
-/* Plaintext from the TLS engine (or the socket, plain). */
+/* Notes the end of the connection's handshake (logs the peer's
+ * certificate). */
 static void tls_check_done(struct brk_conn *c) {
   char subject[256];
 
@@ -1056,6 +1057,7 @@ static void tls_check_done(struct brk_conn *c) {
             subject, gp_tls_mem_peer_verified(c->io.tls) ? " (verified)" : "");
 }
 
+/* Plaintext from the TLS engine (or the socket, plain). */
 static bool conn_plain(void *arg, const uint8_t *data, size_t len) {
   struct brk_conn *c = arg;
 
