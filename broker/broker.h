@@ -68,9 +68,21 @@ void brk_config_free(struct brk_config *cfg);
 int brk_config_token(const struct brk_config *cfg, const uint8_t *token,
                      size_t len);
 
+#define BRK_HANDSHAKE_MS_DEFAULT 10000u
+#define BRK_HANDSHAKE_MS_MIN 100u
+#define BRK_HANDSHAKE_MS_MAX 600000u
+
+/* TLS on the broker's connections (docs/security.md). */
+struct brk_tls {
+  const char *cert, *key, *ca; /* PEM files; NULL with |insecure| */
+  bool insecure;               /* plain TCP */
+  unsigned handshake_ms;       /* --handshake-timeout */
+};
+
 /* Runs the broker on |host|:|port| until SIGINT or SIGTERM; writes the
- * bound port to |port_file| (may be NULL). Returns an exit status. */
-int brk_daemon_run(const struct brk_config *cfg, const char *host, int port,
-                   const char *port_file);
+ * bound port to |port_file| (may be NULL). SIGHUP reloads the TLS files.
+ * Returns an exit status (BRK_EXIT_USAGE when the TLS files are refused). */
+int brk_daemon_run(const struct brk_config *cfg, const struct brk_tls *tls,
+                   const char *host, int port, const char *port_file);
 
 #endif

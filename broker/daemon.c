@@ -39,6 +39,8 @@
 #include "gpupool/errors.h"
 #include "log.h"
 #include "msg.h"
+#include "tls.h"
+#include "uv_tls.h"
 
 #define BRK_BACKLOG 128
 #define BRK_MAX_CONNS 4096u
@@ -70,7 +72,10 @@ struct brk_conn {
   bool finishing;            /* no more input is read */
   bool paused;               /* reading stopped: too much queued */
   bool closing;              /* uv_close called */
-  size_t queued;             /* bytes of replies not yet written */
+  bool tls_done;             /* its TLS handshake finished (or plain) */
+  uint64_t accepted_ms;
+  struct gp_uvtls io;        /* TLS (or plain) under the frames; io.queued:
+                                bytes not yet written (ciphertext) */
   uint8_t *pending;          /* input read but not parsed while paused */
   size_t npending;
   size_t rx_held;            /* a big frame's length, while it is read */
@@ -81,7 +86,9 @@ struct brk_daemon {
   const struct brk_config *cfg;
   uv_loop_t loop;
   uv_tcp_t listener;
-  uv_signal_t sigint, sigterm;
+  uv_signal_t sigint, sigterm, sighup;
+  const struct brk_tls *tls; /* the TLS files and flags */
+  SSL_CTX *ctx;              /* NULL: --insecure (plain TCP) */
   uv_timer_t tick;
   struct brk_pool pool;
   struct brk_conn *conns;
@@ -93,12 +100,6 @@ struct brk_daemon {
   uint64_t started_ms;
   bool stopping;
   uint8_t rbuf[BRK_READ_BUF]; /* every read lands here: one loop thread */
-};
-
-struct brk_write {
-  uv_write_t req;
-  uint8_t *buf;
-  size_t len;
 };
 
 static const struct gp_frame_limits brk_limits = {BRK_MAX_MSG, 0};
@@ -124,6 +125,7 @@ static void conn_closed(uv_handle_t *h) {
                c->peer);
   }
   d->held -= c->npending + c->rx_held;
+  gp__uvtls_free(&c->io);
   free(c->pending);
   gp_frame_parser_free(&c->parser);
   free(c);
@@ -154,6 +156,7 @@ static void conn_finish(struct brk_conn *c) {
   c->finishing = true;
   c->finish_ms = uv_now(&c->d->loop);
   uv_read_stop((uv_stream_t *)&c->tcp);
+  gp__uvtls_shutdown(&c->io); /* a close_notify, then the TCP shutdown */
   req = malloc(sizeof(*req));
   if (req) {
     req->data = c;
@@ -166,17 +169,17 @@ static void conn_finish(struct brk_conn *c) {
 
 static void conn_resume(struct brk_conn *c);
 
-static void on_written(uv_write_t *req, int status) {
-  struct brk_write *w = (struct brk_write *)req;
-  struct brk_conn *c = req->data;
+/* Bytes queued to the peer (|delta| > 0, ciphertext on TLS) or written
+ * (|delta| < 0): the broker's count of what it holds follows. */
+static void conn_queued(struct gp_uvtls *t, long delta, int status) {
+  struct brk_conn *c = t->data;
 
-  c->queued -= w->len;
-  c->d->held -= w->len;
-  free(w->buf);
-  free(w);
+  c->d->held += (size_t)delta;
+  if (delta >= 0)
+    return;
   if (status < 0 && status != UV_ECANCELED)
     conn_close(c);
-  else if (c->paused && !c->closing && c->queued <= BRK_PAUSE_QUEUED / 2)
+  else if (c->paused && !c->closing && c->io.queued <= BRK_PAUSE_QUEUED / 2)
     conn_resume(c);
 }
 
@@ -185,9 +188,10 @@ static void on_written(uv_write_t *req, int status) {
 static void conn_send(struct brk_conn *c, uint16_t type, uint16_t flags,
                       uint32_t request_id, const ProtobufCMessage *msg) {
   struct gp_frame_header h = {0};
-  struct brk_write *w;
+  uint8_t *buf;
   size_t n = msg ? protobuf_c_message_get_packed_size(msg) : 0;
-  uv_buf_t b;
+  char why[256];
+  int r;
 
   if (c->closing)
     return;
@@ -198,13 +202,9 @@ static void conn_send(struct brk_conn *c, uint16_t type, uint16_t flags,
     conn_close(c);
     return;
   }
-  w = malloc(sizeof(*w));
-  if (w)
-    w->buf = malloc(GP_FRAME_HEADER_SIZE + n);
-  if (!w || !w->buf) {
+  buf = malloc(GP_FRAME_HEADER_SIZE + n);
+  if (!buf) {
     gp__error("%s: out of memory for a reply: closing", c->peer);
-    if (w)
-      free(w);
     conn_close(c);
     return;
   }
@@ -213,21 +213,18 @@ static void conn_send(struct brk_conn *c, uint16_t type, uint16_t flags,
   h.flags = flags;
   h.request_id = request_id;
   h.msg_len = (uint32_t)n;
-  gp_frame_header_encode(&h, w->buf);
+  gp_frame_header_encode(&h, buf);
   if (msg)
-    protobuf_c_message_pack(msg, w->buf + GP_FRAME_HEADER_SIZE);
-  w->len = GP_FRAME_HEADER_SIZE + n;
-  b = uv_buf_init((char *)w->buf, (unsigned)w->len);
-  w->req.data = c;
-  if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0) {
-    free(w->buf);
-    free(w);
+    protobuf_c_message_pack(msg, buf + GP_FRAME_HEADER_SIZE);
+  r = gp__uvtls_write(&c->io, buf, GP_FRAME_HEADER_SIZE + n, why,
+                      sizeof(why));
+  free(buf);
+  if (r != 0) {
+    gp__warn("%s: cannot send a reply: %s; closing", c->peer, why);
     conn_close(c);
     return;
   }
-  c->queued += w->len;
-  c->d->held += w->len;
-  if (c->queued > BRK_MAX_QUEUED) {
+  if (c->io.queued > BRK_MAX_QUEUED) {
     gp__warn("%s: more than %u MiB queued and not read: closing", c->peer,
              BRK_MAX_QUEUED >> 20);
     conn_close(c);
@@ -235,7 +232,7 @@ static void conn_send(struct brk_conn *c, uint16_t type, uint16_t flags,
   }
   /* A peer that sends requests without reading the answers: read no
    * more from it until they have gone out (on_read stops parsing). */
-  if (c->queued > BRK_PAUSE_QUEUED && !c->paused && !c->finishing) {
+  if (c->io.queued > BRK_PAUSE_QUEUED && !c->paused && !c->finishing) {
     c->paused = true;
     uv_read_stop((uv_stream_t *)&c->tcp);
   }
@@ -328,6 +325,14 @@ static void handle_register(struct brk_conn *c,
   sanitize(m->name, name, sizeof(name));
   rep.result = GP_EAUTH;
   rep.message = msg;
+  /* A server proves itself twice: a client certificate from the pool's
+   * CA (TLS), and the registration's HMAC. */
+  if (d->ctx && !gp_tls_mem_peer_verified(c->io.tls)) {
+    ret = GP_EAUTH;
+    snprintf(msg, sizeof(msg), "server registration needs mutual TLS: a "
+             "client certificate from the pool's CA");
+    goto refuse;
+  }
   if (!brk_name_valid(m->name)) {
     ret = GP_EINVAL;
     snprintf(msg, sizeof(msg), "server name '%s' is not 1 to %u of "
@@ -422,7 +427,7 @@ static void handle_register(struct brk_conn *c,
     gp__info("server %s: registered again from %s; closing its connection "
              "from %s", srv->name, c->peer, old->peer);
     old->server = NULL;
-    conn_close(old);
+    conn_finish(old); /* a close_notify (TLS), then the close */
   }
   if (c->server && c->server != srv && c->server->conn == c)
     c->server->conn = NULL;
@@ -594,6 +599,13 @@ static void handle_request(struct brk_conn *c,
              BRK_MAX_LABELS);
     goto refuse;
   }
+  if (m->binding_key.len != GP_BINDING_KEY_LEN) {
+    r = GP_EINVAL;
+    snprintf(msg, sizeof(msg), "binding_key of %zu bytes: a session request "
+             "carries the client's Ed25519 public key (%u bytes; an older "
+             "client?)", m->binding_key.len, GP_BINDING_KEY_LEN);
+    goto refuse;
+  }
   for (i = 0; i < m->n_labels; i++) {
     labels[i].key = m->labels[i]->key;
     labels[i].value = m->labels[i]->value;
@@ -615,7 +627,8 @@ static void handle_request(struct brk_conn *c,
     snprintf(msg, sizeof(msg), "no random bytes for a session id");
     goto refuse;
   }
-  g.version = 1;
+  g.version = GP_GRANT_VERSION;
+  g.binding_key = m->binding_key; /* the grant binds the client's key */
   g.session_id = id;
   g.tenant = cfg->tenants[who].t.name;
   g.server = dec.server->name;
@@ -963,18 +976,21 @@ static void conn_input(struct brk_conn *c, const uint8_t *data, size_t len) {
 
   while (pos < len && !c->finishing) {
     if (c->paused) {
-      uint8_t *keep = malloc(len - pos);
-      if (!keep || c->d->held + (len - pos) > BRK_MAX_HELD) {
-        free(keep);
+      /* Kept (appended: on TLS, the rest of what was read is decrypted
+       * after the pause, and comes here too). */
+      uint8_t *keep = c->d->held + (len - pos) > BRK_MAX_HELD
+                          ? NULL
+                          : realloc(c->pending, c->npending + len - pos);
+      if (!keep) {
         gp__warn("%s: no room to keep %zu bytes of unread requests: "
                  "closing", c->peer, len - pos);
         conn_close(c);
         return;
       }
-      memcpy(keep, data + pos, len - pos);
+      memcpy(keep + c->npending, data + pos, len - pos);
       c->pending = keep;
-      c->npending = len - pos;
-      c->d->held += c->npending;
+      c->npending += len - pos;
+      c->d->held += len - pos;
       return;
     }
     if (!check_header(c, data + pos, len - pos))
@@ -1028,16 +1044,54 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   *buf = uv_buf_init((char *)c->d->rbuf, sizeof(c->d->rbuf));
 }
 
+/* Notes the end of the connection's handshake (logs the peer's
+ * certificate). */
+static void tls_check_done(struct brk_conn *c) {
+  char subject[256];
+
+  if (c->tls_done || c->closing || !gp__uvtls_ready(&c->io))
+    return;
+  c->tls_done = true;
+  gp_tls_mem_peer(c->io.tls, subject, sizeof(subject));
+  gp__debug("%s: TLS handshake done; client certificate: %s%s", c->peer,
+            subject, gp_tls_mem_peer_verified(c->io.tls) ? " (verified)" : "");
+}
+
+/* Plaintext from the TLS engine (or the socket, plain). */
+static bool conn_plain(void *arg, const uint8_t *data, size_t len) {
+  struct brk_conn *c = arg;
+
+  tls_check_done(c);
+  if (c->finishing)
+    return false;
+  conn_input(c, data, len);
+  return !c->finishing;
+}
+
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   struct brk_conn *c = st->data;
+  char why[300];
+  int r;
 
   if (nread < 0) {
     if (nread != UV_EOF)
       gp__debug("%s: read: %s", c->peer, uv_strerror((int)nread));
+    else if (!c->tls_done)
+      gp__info("%s: closed the connection during the TLS handshake",
+               c->peer);
     conn_close(c);
     return;
   }
-  conn_input(c, (const uint8_t *)buf->base, (size_t)nread);
+  r = gp__uvtls_feed(&c->io, buf->base, (size_t)nread, conn_plain, c, why,
+                     sizeof(why));
+  tls_check_done(c);
+  if (r == GP_ECLOSED) {
+    conn_finish(c);
+  } else if (r != 0) {
+    gp__warn("%s: TLS %s failed: %s; closing", c->peer,
+             c->tls_done ? "connection" : "handshake", why);
+    conn_finish(c);
+  }
 }
 
 /* At the connection cap: closes the connection that is not a server's
@@ -1080,6 +1134,8 @@ static void on_connection(uv_stream_t *listener, int status) {
     return;
   }
   c->d = d;
+  c->tls_done = d->ctx == NULL;
+  gp__uvtls_init(&c->io, (uv_stream_t *)&c->tcp, NULL, conn_queued, c);
   snprintf(c->peer, sizeof(c->peer), "?");
   gp_frame_parser_init(&c->parser, &brk_limits);
   uv_tcp_init(&d->loop, &c->tcp);
@@ -1090,7 +1146,7 @@ static void on_connection(uv_stream_t *listener, int status) {
   d->conns = c;
   d->nconns++;
   d->nopen++;
-  c->last_rx_ms = uv_now(&d->loop);
+  c->last_rx_ms = c->accepted_ms = uv_now(&d->loop);
   if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
     conn_close(c);
     return;
@@ -1102,6 +1158,15 @@ static void on_connection(uv_stream_t *listener, int status) {
              "all servers'", c->peer, d->nopen - 1, d->max_conns);
     conn_close(c);
     return;
+  }
+  if (d->ctx) {
+    char why[256];
+    c->io.tls = gp_tls_mem_new(d->ctx, true, NULL, why, sizeof(why));
+    if (!c->io.tls) {
+      gp__error("%s: cannot start TLS: %s; closing", c->peer, why);
+      conn_close(c);
+      return;
+    }
   }
   uv_tcp_nodelay(&c->tcp, 1);
   uv_tcp_keepalive(&c->tcp, 1, BRK_KEEPALIVE_S);
@@ -1143,7 +1208,12 @@ static void on_tick(uv_timer_t *t) {
     next = c->next;
     if (c->closing)
       continue;
-    if (c->finishing) {
+    if (!c->tls_done && !c->finishing &&
+        now - c->accepted_ms >= d->tls->handshake_ms) {
+      gp__warn("%s: no TLS handshake within %u ms (--handshake-timeout): "
+               "closing", c->peer, d->tls->handshake_ms);
+      conn_close(c);
+    } else if (c->finishing) {
       /* A peer that does not read what is left to send. */
       if (now - c->finish_ms >= BRK_FINISH_MS) {
         gp__debug("%s: not shut down after %u s: closing", c->peer,
@@ -1153,7 +1223,7 @@ static void on_tick(uv_timer_t *t) {
     } else if (!is_server && now - c->last_rx_ms >= BRK_CLIENT_IDLE_MS) {
       gp__debug("%s: no request for %u s: closing", c->peer,
                 BRK_CLIENT_IDLE_MS / 1000);
-      conn_close(c);
+      conn_finish(c); /* a close_notify (TLS), then the close */
     } else if (is_server && now - c->last_rx_ms >=
                                 (uint64_t)BRK_SERVER_SILENT_FACTOR *
                                     d->cfg->down_after_ms) {
@@ -1161,7 +1231,7 @@ static void on_tick(uv_timer_t *t) {
                "closing its connection from %s", c->server->name,
                (unsigned long long)(now - c->last_rx_ms),
                BRK_SERVER_SILENT_FACTOR, c->peer);
-      conn_close(c);
+      conn_finish(c);
     }
   }
 }
@@ -1181,6 +1251,44 @@ static void on_signal(uv_signal_t *h, int signum) {
   uv_close((uv_handle_t *)&d->tick, NULL);
   uv_close((uv_handle_t *)&d->sigint, NULL);
   uv_close((uv_handle_t *)&d->sigterm, NULL);
+  uv_close((uv_handle_t *)&d->sighup, NULL);
+}
+
+/* The TLS context from the files: NULL with |why| on a failure. */
+static SSL_CTX *load_ctx(const struct brk_tls *tls, char *why,
+                         size_t why_len) {
+  struct gp_tls_pem pem;
+  SSL_CTX *ctx;
+
+  if (gp_tls_pem_load(&pem, tls->cert, tls->key, tls->ca, why, why_len) != 0)
+    return NULL;
+  ctx = gp_tls_server_ctx(&pem, GP_TLS_PEER_OPTIONAL, why, why_len);
+  gp_tls_pem_free(&pem);
+  return ctx;
+}
+
+/* SIGHUP: the certificate, key and CA again, for new connections; open
+ * ones keep theirs. A failure keeps the old ones. */
+static void on_hup(uv_signal_t *h, int signum) {
+  struct brk_daemon *d = h->data;
+  SSL_CTX *ctx;
+  char why[512];
+
+  (void)signum;
+  if (!d->ctx) {
+    gp__info("SIGHUP: --insecure: no TLS files to reload");
+    return;
+  }
+  ctx = load_ctx(d->tls, why, sizeof(why));
+  if (!ctx) {
+    gp__error("SIGHUP: cannot reload the TLS files: %s; keeping the ones in "
+              "use", why);
+    return;
+  }
+  SSL_CTX_free(d->ctx);
+  d->ctx = ctx;
+  gp__info("SIGHUP: reloaded %s, %s and %s for new connections",
+           d->tls->cert, d->tls->key, d->tls->ca);
 }
 
 /* ---- Start and stop ----------------------------------------------------------- */
@@ -1219,8 +1327,8 @@ static uint32_t max_connections(void) {
   return rl.rlim_cur > 128 ? (uint32_t)(rl.rlim_cur - 64) : 64;
 }
 
-int brk_daemon_run(const struct brk_config *cfg, const char *host, int port,
-                   const char *port_file) {
+int brk_daemon_run(const struct brk_config *cfg, const struct brk_tls *tls,
+                   const char *host, int port, const char *port_file) {
   struct brk_daemon *d;
   struct brk_tenant *tenants = NULL;
   char bound[BRK_PEER_MAX];
@@ -1241,20 +1349,37 @@ int brk_daemon_run(const struct brk_config *cfg, const char *host, int port,
   for (i = 0; i < cfg->ntenants; i++)
     tenants[i] = cfg->tenants[i].t;
   d->cfg = cfg;
+  d->tls = tls;
+  if (!tls->insecure) {
+    char why[512];
+    d->ctx = load_ctx(tls, why, sizeof(why));
+    if (!d->ctx) {
+      gp__error("TLS: %s", why);
+      free(d);
+      free(tenants);
+      return BRK_EXIT_USAGE;
+    }
+  } else {
+    gp__warn("WARNING: --insecure: plain TCP, no encryption, no server "
+             "authentication");
+  }
   d->max_conns = max_connections();
   r = brk_pool_init(&d->pool, tenants, cfg->ntenants, cfg->default_memory);
   free(tenants);
   if (r != 0 || uv_loop_init(&d->loop) != 0) {
     gp__error("cannot set up the pool or the event loop");
     brk_pool_free(&d->pool);
+    SSL_CTX_free(d->ctx);
     free(d);
     return BRK_EXIT_FAILURE;
   }
   uv_tcp_init(&d->loop, &d->listener);
   uv_signal_init(&d->loop, &d->sigint);
   uv_signal_init(&d->loop, &d->sigterm);
+  uv_signal_init(&d->loop, &d->sighup);
   uv_timer_init(&d->loop, &d->tick);
   d->listener.data = d->sigint.data = d->sigterm.data = d->tick.data = d;
+  d->sighup.data = d;
   d->started_ms = uv_now(&d->loop);
 
   r = gp__listen_tcp(&d->listener, host, port, BRK_BACKLOG, on_connection,
@@ -1269,17 +1394,22 @@ int brk_daemon_run(const struct brk_config *cfg, const char *host, int port,
   }
   uv_signal_start(&d->sigint, on_signal, SIGINT);
   uv_signal_start(&d->sigterm, on_signal, SIGTERM);
+  uv_signal_start(&d->sighup, on_hup, SIGHUP);
   /* Often enough that a server goes down within a fifth of down_after_ms
    * of its deadline. */
   tick = cfg->down_after_ms / 5;
+  if (d->ctx && tls->handshake_ms / 5 < tick)
+    tick = tls->handshake_ms / 5; /* handshakes timed within a fifth */
   if (tick < 10)
     tick = 10;
   if (tick > 1000)
     tick = 1000;
   uv_timer_start(&d->tick, on_tick, tick, tick);
-  gp__info("gpupool-broker %s listening on %s (%u tenants%s; heartbeat "
+  gp__info("gpupool-broker %s listening on %s (%s; %u tenants%s; heartbeat "
            "%u ms, down after %u ms, grants valid %u s)", GP_VERSION_STRING,
-           bound, cfg->ntenants, cfg->has_admin ? ", an admin" : "",
+           bound, d->ctx ? "TLS, servers with client certificates"
+                         : "plain TCP",
+           cfg->ntenants, cfg->has_admin ? ", an admin" : "",
            cfg->heartbeat_ms, cfg->down_after_ms, cfg->grant_ttl_s);
   uv_run(&d->loop, UV_RUN_DEFAULT);
   gp__info("stopped");
@@ -1291,6 +1421,7 @@ out:
   if (uv_loop_close(&d->loop) != 0)
     gp__debug("event loop still busy at exit");
   brk_pool_free(&d->pool);
+  SSL_CTX_free(d->ctx);
   free(d);
   return status;
 }

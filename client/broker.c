@@ -9,27 +9,23 @@
 
 #include "broker.h"
 #include "gpupool/gpupool.h"
+#include "grant.h"
 #include "msg.h"
 #include "wire.h"
 
-int gp__broker_rpc(const char *broker, int timeout_ms, uint16_t type,
-                   const ProtobufCMessage *req, ProtobufCMessage **reply,
-                   char *why, size_t why_len) {
+int gp__broker_rpc(const char *broker, const struct gp__tls_opts *tls,
+                   int timeout_ms, uint16_t type, const ProtobufCMessage *req,
+                   ProtobufCMessage **reply, char *why, size_t why_len) {
   *reply = NULL;
   struct gp__hostport hp;
   if (gp__parse_hostport(broker, GP_DEFAULT_BROKER_PORT, GP_ENV_BROKER, &hp,
                          why, why_len) < 0)
     return GP__BRPC_UNREACHABLE;
-  char dial_why[400];
-  int fd = gp__dial(&hp, timeout_ms, dial_why, sizeof(dial_why));
-  if (fd < 0) {
-    snprintf(why, why_len, "the broker cannot be reached: %s", dial_why);
-    return GP__BRPC_UNREACHABLE;
-  }
+  char dial_why[900];
   struct gp_wire w;
-  if (gp_wire_init_fd(&w, fd) < 0) {
-    close(fd);
-    snprintf(why, why_len, "out of memory");
+  if (gp__connect_wire(&hp, tls, timeout_ms, "broker", &w, dial_why,
+                       sizeof(dial_why)) < 0) {
+    snprintf(why, why_len, "the broker cannot be reached: %s", dial_why);
     return GP__BRPC_UNREACHABLE;
   }
   w.timeout_ms = timeout_ms;
@@ -56,7 +52,12 @@ int gp__broker_rpc(const char *broker, int timeout_ms, uint16_t type,
     rc = gp_wire_recv_msg(&w, &h, &m);
   gp_wire_free(&w);
   if (rc != 0) {
-    if (rc == GP_ECLOSED)
+    if (rc == GP_ECLOSED && tls->insecure)
+      snprintf(why, why_len, "the broker at %s closed the connection without "
+               "an answer: is it running TLS? (plain TCP was asked for: "
+               "--insecure or %s; drop it, or start the broker with "
+               "--insecure)", hp.addr, GP_ENV_INSECURE);
+    else if (rc == GP_ECLOSED)
       snprintf(why, why_len, "the broker at %s closed the connection without "
                "an answer", hp.addr);
     else if (rc == GP_ETIMEDOUT)
@@ -93,10 +94,20 @@ int gp__broker_request_session(const struct gp__pool *pool, int timeout_ms,
   req.labels = kvp;
   req.server = (char *)pool->server;
   req.client = (char *)client;
+  /* A fresh key per request: the grant is bound to it, and HELLO proves
+   * its possession on the connection that presents the grant. */
+  uint8_t pub[GP_BINDING_KEY_LEN];
+  if (gp_binding_keypair(g->binding_priv, pub) != 0) {
+    snprintf(why, why_len, "cannot make a key for the grant (out of memory)");
+    return -1;
+  }
+  req.binding_key.data = pub;
+  req.binding_key.len = sizeof(pub);
 
   ProtobufCMessage *m = NULL;
-  if (gp__broker_rpc(pool->broker, timeout_ms, GP_MSG_BROKER_REQUEST_SESSION,
-                     &req.base, &m, why, why_len) != GP__BRPC_OK)
+  if (gp__broker_rpc(pool->broker, &pool->tls, timeout_ms,
+                     GP_MSG_BROKER_REQUEST_SESSION, &req.base, &m, why,
+                     why_len) != GP__BRPC_OK)
     return -1;
   const Gpupool__BrokerSessionGrant *gr = (const Gpupool__BrokerSessionGrant *)m;
   int ret = -1;
@@ -126,6 +137,7 @@ int gp__broker_request_session(const struct gp__pool *pool, int timeout_ms,
   snprintf(g->server_name, sizeof(g->server_name), "%s",
            gr->server ? gr->server : "");
   g->session_id = gr->session_id;
+  g->bound = true;
   ret = 0;
 out:
   protobuf_c_message_free_unpacked(m, NULL);

@@ -128,6 +128,7 @@ struct gp__pool {
   uint64_t memory;       /* bytes; 0: the broker's default */
   struct gp__label labels[GP__MAX_LABELS];
   int nlabels;
+  struct gp__tls_opts tls; /* how to reach the broker (and servers) */
 };
 
 #define GP__RESOLVE_TOKEN 1u   /* read the token */
@@ -157,14 +158,14 @@ int gp__pool_resolve(const struct gp__conf *cf, const char *broker_arg,
 #define GP__BRPC_UNREACHABLE 1 /* no connection, or no (sane) answer */
 
 /* One request to the broker at |broker| (HOST[:PORT], default port 7470):
- * connects within |timeout_ms|, sends |req| as a frame of |type|, reads the
+ * connects within |timeout_ms| (TLS as |tls| says: gp__connect_wire()), sends |req| as a frame of |type|, reads the
  * answer (waiting at most |timeout_ms| for it), closes. A ProtocolError
  * frame in answer counts as unreachable, with its message in |why|. On
  * GP__BRPC_OK the caller frees |*reply| with
  * protobuf_c_message_free_unpacked() and reads its own `result`. */
-int gp__broker_rpc(const char *broker, int timeout_ms, uint16_t type,
-                   const ProtobufCMessage *req, ProtobufCMessage **reply,
-                   char *why, size_t why_len);
+int gp__broker_rpc(const char *broker, const struct gp__tls_opts *tls,
+                   int timeout_ms, uint16_t type, const ProtobufCMessage *req,
+                   ProtobufCMessage **reply, char *why, size_t why_len);
 
 /* What the broker granted (BrokerSessionGrant). */
 struct gp__grant {
@@ -173,6 +174,10 @@ struct gp__grant {
   uint8_t grant[1024];        /* HelloRequest.grant, unread */
   size_t grant_len;
   uint64_t session_id;
+  /* The private half of the key the grant is bound to (docs/security.md,
+   * "Grants bound to the channel"): signs HelloRequest.grant_proof. */
+  uint8_t binding_priv[32];
+  bool bound;
 };
 
 /* Asks the broker of |pool| for a session (BROKER_REQUEST_SESSION with

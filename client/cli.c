@@ -8,6 +8,7 @@
  *   gpupool sessions [--broker HOST[:PORT]] [--token-file FILE] [--json]
  *   gpupool drain NAME   [--broker HOST[:PORT]] [--token-file FILE]
  *   gpupool undrain NAME [--broker HOST[:PORT]] [--token-file FILE]
+ *   (these four also take --tls-ca FILE and --insecure)
  *   gpupool version
  *   gpupool help
  *
@@ -111,6 +112,10 @@ static void usage(FILE *f) {
           "          $%s); exit status 0 done, 1 refused by the broker, 2 "
           "usage,\n"
           "          3 the broker cannot be reached\n"
+          "          --tls-ca FILE         the CA that verifies the broker "
+          "($GPUPOOL_TLS_CA)\n"
+          "          --insecure            plain TCP to a broker on loopback "
+          "($GPUPOOL_INSECURE=1)\n"
           "version   print the version and the protocol versions spoken\n"
           "help      print this text\n"
           "\n"
@@ -727,7 +732,8 @@ static int connect_timeout_ms(void) {
 /* status, sessions, drain and undrain: one request each. */
 static int cmd_broker(const char *cmd, int argc, char **argv) {
   const char *broker = NULL, *token_file = NULL, *name = NULL;
-  bool json = false;
+  const char *tls_ca = NULL;
+  bool json = false, insecure = false;
   bool is_drain = strcmp(cmd, "drain") == 0 || strcmp(cmd, "undrain") == 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = NULL;
@@ -735,6 +741,10 @@ static int cmd_broker(const char *cmd, int argc, char **argv) {
       broker = v;
     else if ((v = opt_value(argc, argv, &i, "--token-file")) != NULL)
       token_file = v;
+    else if ((v = opt_value(argc, argv, &i, "--tls-ca")) != NULL)
+      tls_ca = v;
+    else if (strcmp(a, "--insecure") == 0)
+      insecure = true;
     else if (!is_drain && strcmp(a, "--json") == 0)
       json = true;
     else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -780,6 +790,11 @@ static int cmd_broker(const char *cmd, int argc, char **argv) {
     fprintf(stderr, "gpupool %s: %s\n", cmd, why);
     goto out;
   }
+  /* The command line wins over the environment and client.conf. */
+  if (tls_ca)
+    snprintf(pool->tls.ca, sizeof(pool->tls.ca), "%s", tls_ca);
+  if (insecure)
+    pool->tls.insecure = true;
   if (pool->broker[0] == '\0') {
     fprintf(stderr, "gpupool %s: no broker: give --broker HOST[:PORT], or "
             "set %s or `broker` in the configuration file\n", cmd,
@@ -795,14 +810,14 @@ static int cmd_broker(const char *cmd, int argc, char **argv) {
     req.token.len = strlen(pool->token);
     req.server = (char *)name;
     req.drain = strcmp(cmd, "drain") == 0;
-    rc = gp__broker_rpc(pool->broker, timeout, GP_MSG_BROKER_DRAIN, &req.base,
-                        &m, why, sizeof(why));
+    rc = gp__broker_rpc(pool->broker, &pool->tls, timeout,
+                        GP_MSG_BROKER_DRAIN, &req.base, &m, why, sizeof(why));
   } else {
     Gpupool__BrokerStatusRequest req = GPUPOOL__BROKER_STATUS_REQUEST__INIT;
     req.token.data = (uint8_t *)pool->token;
     req.token.len = strlen(pool->token);
-    rc = gp__broker_rpc(pool->broker, timeout, GP_MSG_BROKER_STATUS, &req.base,
-                        &m, why, sizeof(why));
+    rc = gp__broker_rpc(pool->broker, &pool->tls, timeout,
+                        GP_MSG_BROKER_STATUS, &req.base, &m, why, sizeof(why));
   }
   if (rc != GP__BRPC_OK) {
     fprintf(stderr, "gpupool %s: %s\n", cmd, why);

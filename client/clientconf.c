@@ -334,6 +334,9 @@ int gp__pool_resolve(const struct gp__conf *cf, const char *broker_arg,
                      const char *token_file_arg, unsigned what,
                      struct gp__pool *pool, char *why, size_t why_len) {
   memset(pool, 0, sizeof(*pool));
+  /* TLS to the broker: GPUPOOL_INSECURE, GPUPOOL_TLS_CA, client.conf. */
+  if (gp__tls_opts_resolve(cf, &pool->tls, why, why_len) < 0)
+    return -1;
   const char *broker;
   if (broker_arg != NULL)
     broker = broker_arg;

@@ -41,6 +41,7 @@
 #include "cuerrors.h"
 #include "gp_config.h"
 #include "gpupool/gpupool.h"
+#include "grant.h"
 #include "tls.h"
 #include "trace.h"
 
@@ -223,13 +224,13 @@ static bool tls_record_buffered(const struct gp_wire *w) {
   return (p[0] == 0x15 || p[0] == 0x16) && p[1] == 0x03;
 }
 
-/* Sends HELLO, with the broker's |grant| (|grant_len| 0: none), and reads
- * the HelloReply. |insecure|: the connection is plain TCP by the client's
- * choice (for the hint when the server speaks TLS). Returns 0, or -1 with
- * |why|. */
+/* Sends HELLO, with the broker's |grant| (|grant_len| 0: none) and its
+ * proof made with |binding_priv| (NULL: none), and reads the HelloReply.
+ * |insecure|: the connection is plain TCP by the client's choice (for the
+ * hint when the server speaks TLS). Returns 0, or -1 with |why|. */
 static int handshake(struct gp__client *c, const uint8_t *grant,
-                     size_t grant_len, bool insecure, char *why,
-                     size_t why_len) {
+                     size_t grant_len, const uint8_t *binding_priv,
+                     bool insecure, char *why, size_t why_len) {
   char hostname[256] = "";
   gethostname(hostname, sizeof(hostname) - 1);
   Gpupool__HelloRequest req = GPUPOOL__HELLO_REQUEST__INIT;
@@ -241,6 +242,23 @@ static int handshake(struct gp__client *c, const uint8_t *grant,
   /* The broker's grant, passed on unread (docs/broker.md, "Grants"). */
   req.grant.data = (uint8_t *)grant;
   req.grant.len = grant_len;
+  /* The grant bound to this connection (docs/security.md): signed over
+   * the connection's TLS exporter, or 32 zero bytes on plain TCP. */
+  uint8_t exporter[GP_GRANT_EXPORTER_LEN] = {0}, proof[GP_GRANT_PROOF_LEN];
+  if (grant_len > 0 && binding_priv != NULL) {
+    if (gp_wire_is_tls(&c->wire) &&
+        gp_wire_tls_exporter(&c->wire, exporter) != 0) {
+      snprintf(why, why_len, "cannot read the TLS exporter of %s", c->addr);
+      return -1;
+    }
+    if (gp_grant_proof(binding_priv, exporter, grant, grant_len, proof) !=
+        0) {
+      snprintf(why, why_len, "cannot sign the grant's proof (out of memory)");
+      return -1;
+    }
+    req.grant_proof.data = proof;
+    req.grant_proof.len = sizeof(proof);
+  }
 
   /* The handshake must not hang on a port that accepts and says nothing. */
   c->wire.timeout_ms = c->connect_timeout_ms;
@@ -410,17 +428,20 @@ CUresult gp__connect_locked(struct gp__client *c) {
     goto fail;
   c->wire_open = true;
   tune_socket(c, c->wire.fd);
-  if (handshake(c, g->grant, g->grant_len, tls.insecure, why,
-                sizeof(why)) < 0)
+  if (handshake(c, g->grant, g->grant_len, g->bound ? g->binding_priv : NULL,
+                tls.insecure, why, sizeof(why)) < 0)
     goto fail;
   if (gp__primary_init_locked(c) < 0) {
     snprintf(why, sizeof(why), "out of memory");
     goto fail;
   }
+  explicit_bzero(g, sizeof(*g)); /* the binding key is a secret */
   free(g);
   return CUDA_SUCCESS;
 
 fail:
+  if (g != NULL)
+    explicit_bzero(g, sizeof(*g));
   free(g);
   if (c->wire_open) {
     gp_wire_free(&c->wire);

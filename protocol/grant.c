@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
@@ -209,8 +210,15 @@ int gp_grant_verify(const uint8_t *key, size_t keylen, const uint8_t *buf,
     snprintf(why, whylen, "grant is signed but malformed");
     return GP_EGRANT;
   }
-  if (g->version != 1) {
-    snprintf(why, whylen, "grant version %u is not 1", g->version);
+  if (g->version != GP_GRANT_VERSION) {
+    snprintf(why, whylen, "grant version %u is not %u", g->version,
+             GP_GRANT_VERSION);
+    gpupool__grant__free_unpacked(g, NULL);
+    return GP_EGRANT;
+  }
+  if (g->binding_key.len != GP_BINDING_KEY_LEN) {
+    snprintf(why, whylen, "grant has a binding key of %zu bytes (not %u)",
+             g->binding_key.len, GP_BINDING_KEY_LEN);
     gpupool__grant__free_unpacked(g, NULL);
     return GP_EGRANT;
   }
@@ -222,4 +230,89 @@ int gp_grant_verify(const uint8_t *key, size_t keylen, const uint8_t *buf,
   }
   *out = g;
   return 0;
+}
+
+/* ---- Binding ------------------------------------------------------------------ */
+
+static const char proof_domain[] = "gpupool-grant-proof"; /* and its NUL */
+#define PROOF_MSG_LEN (sizeof(proof_domain) + GP_GRANT_EXPORTER_LEN + 32)
+
+/* "gpupool-grant-proof\0" || exporter || SHA-256(grant) into |msg|. */
+static int proof_message(const uint8_t exporter[GP_GRANT_EXPORTER_LEN],
+                         const uint8_t *grant, size_t len,
+                         uint8_t msg[PROOF_MSG_LEN]) {
+  unsigned int mdlen = 0;
+
+  memcpy(msg, proof_domain, sizeof(proof_domain));
+  memcpy(msg + sizeof(proof_domain), exporter, GP_GRANT_EXPORTER_LEN);
+  if (EVP_Digest(grant, len, msg + sizeof(proof_domain) +
+                 GP_GRANT_EXPORTER_LEN, &mdlen, EVP_sha256(), NULL) != 1 ||
+      mdlen != 32)
+    return GP_ENOMEM;
+  return 0;
+}
+
+int gp_binding_keypair(uint8_t priv[GP_BINDING_KEY_LEN],
+                       uint8_t pub[GP_BINDING_KEY_LEN]) {
+  EVP_PKEY_CTX *pc = EVP_PKEY_CTX_new_id(EVP_PKEY_ED25519, NULL);
+  EVP_PKEY *k = NULL;
+  size_t plen = GP_BINDING_KEY_LEN, qlen = GP_BINDING_KEY_LEN;
+  int r = GP_ENOMEM;
+
+  if (pc && EVP_PKEY_keygen_init(pc) == 1 && EVP_PKEY_keygen(pc, &k) == 1 &&
+      EVP_PKEY_get_raw_private_key(k, priv, &plen) == 1 &&
+      EVP_PKEY_get_raw_public_key(k, pub, &qlen) == 1 &&
+      plen == GP_BINDING_KEY_LEN && qlen == GP_BINDING_KEY_LEN)
+    r = 0;
+  EVP_PKEY_free(k);
+  EVP_PKEY_CTX_free(pc);
+  return r;
+}
+
+int gp_grant_proof(const uint8_t priv[GP_BINDING_KEY_LEN],
+                   const uint8_t exporter[GP_GRANT_EXPORTER_LEN],
+                   const uint8_t *grant, size_t len,
+                   uint8_t proof[GP_GRANT_PROOF_LEN]) {
+  uint8_t msg[PROOF_MSG_LEN];
+  EVP_PKEY *k;
+  EVP_MD_CTX *mc;
+  size_t siglen = GP_GRANT_PROOF_LEN;
+  int r = GP_ENOMEM;
+
+  if (proof_message(exporter, grant, len, msg) != 0)
+    return GP_ENOMEM;
+  k = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, priv,
+                                   GP_BINDING_KEY_LEN);
+  mc = EVP_MD_CTX_new();
+  if (k && mc && EVP_DigestSignInit(mc, NULL, NULL, NULL, k) == 1 &&
+      EVP_DigestSign(mc, proof, &siglen, msg, sizeof(msg)) == 1 &&
+      siglen == GP_GRANT_PROOF_LEN)
+    r = 0;
+  EVP_MD_CTX_free(mc);
+  EVP_PKEY_free(k);
+  return r;
+}
+
+bool gp_grant_proof_ok(const uint8_t pub[GP_BINDING_KEY_LEN],
+                       const uint8_t exporter[GP_GRANT_EXPORTER_LEN],
+                       const uint8_t *grant, size_t len, const uint8_t *proof,
+                       size_t proof_len) {
+  uint8_t msg[PROOF_MSG_LEN];
+  EVP_PKEY *k;
+  EVP_MD_CTX *mc;
+  bool ok = false;
+
+  if (proof_len != GP_GRANT_PROOF_LEN ||
+      proof_message(exporter, grant, len, msg) != 0)
+    return false;
+  k = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, pub,
+                                  GP_BINDING_KEY_LEN);
+  mc = EVP_MD_CTX_new();
+  if (k && mc && EVP_DigestVerifyInit(mc, NULL, NULL, NULL, k) == 1 &&
+      EVP_DigestVerify(mc, proof, proof_len, msg, sizeof(msg)) == 1)
+    ok = true;
+  ERR_clear_error();
+  EVP_MD_CTX_free(mc);
+  EVP_PKEY_free(k);
+  return ok;
 }

@@ -8,7 +8,10 @@
 # then examples/vector_demo.c, streams and copies); then measures the
 # remote path (examples/measure.c). Then the pool: gpupool-broker with a
 # generated config (a tenant token, an admin token, a 0600 grant key) and
-# two emu servers registered to it (pool01, pool02); the same workload runs
+# two emu servers registered to it (pool01, pool02), every link of the pool
+# on TLS with certificates from scripts/gen-certs.sh (the broker verifies
+# the servers' client certificates; the clients get GPUPOOL_TLS_CA); the
+# same workload runs
 # through `gpupool attach --broker`, and `gpupool status` and `gpupool
 # sessions` are printed while a session runs. Prints a summary and stops
 # every process it started, whatever happens.
@@ -235,22 +238,37 @@ max_memory = 3G
 token_sha256 = $(sha "$admin_token")
 CONF
   echo "   config: $work/broker.conf (tenant demo, max 4 sessions / 3 GiB; an admin)"
+  # TLS on every link of the pool (docs/security.md): a CA and
+  # certificates for localhost/127.0.0.1; the broker verifies the servers'
+  # client certificates, the servers and the clients verify the broker.
+  certs="$work/certs"
+  if ! bash "$(dirname "$0")/gen-certs.sh" "$certs" >"$work/gen-certs.log" 2>&1; then
+    echo "demo: scripts/gen-certs.sh failed; its output:" >&2
+    cat "$work/gen-certs.log" >&2
+    exit 1
+  fi
+  echo "   certificates: $certs (scripts/gen-certs.sh: ca.pem, broker.pem, server.pem)"
+  export GPUPOOL_TLS_CA="$certs/ca.pem"
   "$broker_bin" --listen 127.0.0.1:0 --port-file "$work/broker.port" \
-    --config "$work/broker.conf" --log-level info 2>"$work/broker.log" &
+    --config "$work/broker.conf" --log-level info \
+    --tls-cert "$certs/broker.pem" --tls-key "$certs/broker.key" \
+    --tls-ca "$certs/ca.pem" 2>"$work/broker.log" &
   broker_pid=$!
   pool_pids+=("$broker_pid")
   if bport=$(wait_port "$work/broker.port" "$broker_pid"); then
     broker="127.0.0.1:$bport"
-    echo "   gpupool-broker listening on $broker (pid $broker_pid)"
+    echo "   gpupool-broker listening on $broker (pid $broker_pid), TLS; clients get GPUPOOL_TLS_CA=$GPUPOOL_TLS_CA"
     pool_status=0
     for name in pool01 pool02; do
       "$server_bin" --listen 127.0.0.1:0 --port-file "$work/$name.port" \
         --backend emu --emu-memory 2G --broker "$broker" --name "$name" \
-        --label demo=yes --grant-key-file "$work/grant.key" --insecure \
+        --label demo=yes --grant-key-file "$work/grant.key" \
+        --tls-cert "$certs/server.pem" --tls-key "$certs/server.key" \
+        --tls-ca "$certs/ca.pem" \
         --log-level warn 2>"$work/$name.log" &
       pool_pids+=("$!")
       if sport=$(wait_port "$work/$name.port" "$!"); then
-        echo "   gpupool-server $name on 127.0.0.1:$sport (pid $!), registered with the broker"
+        echo "   gpupool-server $name on 127.0.0.1:$sport (pid $!), registered with the broker over mutual TLS"
       else
         echo "demo: pool server $name did not start; its log:" >&2
         cat "$work/$name.log" >&2
@@ -276,17 +294,17 @@ CONF
 fi
 attach_pool() { # PROGRAM [ARGS...]: through the broker, with the tenant's token
   "$cli_bin" attach --broker "$broker" --token-file "$work/tenant.token" \
-    --mem 256M --insecure -- "$@"
+    --mem 256M -- "$@"
 }
 if [ "$pool_status" -eq 0 ]; then
   if [ -x "$work/rt_demo" ]; then
-    echo "== gpupool attach --broker $broker --token-file tenant.token --mem 256M --insecure -- ./rt_demo"
+    echo "== gpupool attach --broker $broker --token-file tenant.token --mem 256M -- ./rt_demo"
     attach_pool "$work/rt_demo"
     pool_rt_status=$?
     pool_rt_on=$(granted_on)
     echo
   fi
-  echo "== gpupool attach --broker $broker --token-file tenant.token --mem 256M --insecure -- vector_demo"
+  echo "== gpupool attach --broker $broker --token-file tenant.token --mem 256M -- vector_demo"
   attach_pool "$demo_bin"
   pool_demo_status=$?
   pool_demo_on=$(granted_on)

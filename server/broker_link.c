@@ -30,6 +30,8 @@
 #include "log.h"
 #include "msg.h"
 #include "server.h"
+#include "tls.h"
+#include "uv_tls.h"
 
 #define GP_BROKER_BACKOFF_MIN_MS 200
 #define GP_BROKER_BACKOFF_MAX_MS 5000
@@ -69,6 +71,10 @@ struct gp_broker_link {
   uv_timer_t shutdown_timer;  /* bounds the shutdown at stop */
   uv_tcp_t *closing_tcp;      /* the connection being shut down at stop */
   uv_tcp_t *tcp;              /* NULL when none */
+  struct gp_broker_link_tls tls; /* the TLS files, or insecure */
+  SSL_CTX *ctx;               /* the last context built; NULL: plain */
+  struct gp_uvtls io;         /* TLS (or plain) on |tcp| */
+  bool plain_seen;            /* plain: the first bytes were checked */
   struct gp_frame_parser parser;
   uint8_t rbuf[16384];
   unsigned backoff_ms;
@@ -99,18 +105,13 @@ struct write_req {
   uint8_t data[];
 };
 
-static void on_write(uv_write_t *req, int status) {
-  (void)status; /* a failed write shows up as a read error too */
-  free(req);
-}
-
 /* Queues one frame of |type| carrying |m|. Returns 0 or a GP_E* code. */
 static int send_msg(struct gp_broker_link *l, uint16_t type,
                     const ProtobufCMessage *m) {
   struct gp_frame_header h;
   struct write_req *w;
   size_t n = protobuf_c_message_get_packed_size(m);
-  uv_buf_t buf;
+  char why[200];
   int r;
 
   if (!l->tcp)
@@ -128,13 +129,12 @@ static int send_msg(struct gp_broker_link *l, uint16_t type,
   gp_frame_header_encode(&h, w->data);
   protobuf_c_message_pack(m, w->data + GP_FRAME_HEADER_SIZE);
   w->len = GP_FRAME_HEADER_SIZE + n;
-  buf = uv_buf_init((char *)w->data, (unsigned)w->len);
-  r = uv_write(&w->req, (uv_stream_t *)l->tcp, &buf, 1, on_write);
-  if (r != 0) {
-    free(w);
-    return GP_EIO;
-  }
-  return 0;
+  /* A failed write shows up as a read error too. */
+  r = gp__uvtls_write(&l->io, w->data, w->len, why, sizeof(why));
+  free(w);
+  if (r != 0)
+    gp__debug("broker: write: %s", why);
+  return r;
 }
 
 /* ---- Sessions and loads --------------------------------------------------------- */
@@ -275,6 +275,7 @@ static void schedule_retry(struct gp_broker_link *l) {
 static void on_tcp_closed(uv_handle_t *h) {
   struct gp_broker_link *l = h->data;
 
+  gp__uvtls_free(&l->io);
   free(h);
   schedule_retry(l);
 }
@@ -382,18 +383,21 @@ static void on_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf) {
   *buf = uv_buf_init((char *)l->rbuf, sizeof(l->rbuf));
 }
 
-static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
-  struct gp_broker_link *l = s->data;
-  const uint8_t *p = (const uint8_t *)buf->base;
-  size_t left = n > 0 ? (size_t)n : 0;
+/* Plaintext from the broker: frames. Returns false once the link failed. */
+static bool on_plain(void *arg, const uint8_t *p, size_t left) {
+  struct gp_broker_link *l = arg;
 
-  if (n == UV_EOF) {
-    fail(l, "the broker closed the connection");
-    return;
-  }
-  if (n < 0) {
-    fail(l, "connection lost: %s", uv_strerror((int)n));
-    return;
+  /* A plain link whose broker speaks TLS gets a TLS record (an alert:
+   * the broker took the frame for a ClientHello) where a frame should
+   * start: say so rather than "bad frame". */
+  if (!l->io.tls && !l->plain_seen && left >= 3) {
+    l->plain_seen = true;
+    if ((p[0] == 0x15 || p[0] == 0x16) && p[1] == 0x03) {
+      fail(l, "the broker answered in TLS: this server runs with "
+           "--insecure (plain TCP); start it with --tls-cert, --tls-key "
+           "and --tls-ca instead");
+      return false;
+    }
   }
   while (left > 0) {
     struct gp_frame f;
@@ -401,13 +405,47 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
     int r = gp_frame_feed(&l->parser, p, left, &used, &f);
     if (r < 0) {
       fail(l, "bad frame from the broker: %s", gp_strerror(r));
-      return;
+      return false;
     }
     p += used;
     left -= used;
     if (r == 1 && on_frame(l, &f) != 0)
-      return;
+      return false;
   }
+  return true;
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
+  struct gp_broker_link *l = s->data;
+  char why[300];
+  int r;
+
+  if (n == UV_EOF) {
+    if (!l->io.tls && l->state == LINK_REGISTERING && !l->plain_seen)
+      fail(l, "the broker closed the connection without answering the "
+           "registration: is it running TLS? (this server runs with "
+           "--insecure, plain TCP)");
+    else if (!gp__uvtls_ready(&l->io))
+      fail(l, "the broker closed the connection during the TLS handshake "
+           "(is it running with --insecure, plain TCP?)");
+    else
+      fail(l, "the broker closed the connection");
+    return;
+  }
+  if (n < 0) {
+    fail(l, "connection lost: %s", uv_strerror((int)n));
+    return;
+  }
+  if (n == 0)
+    return;
+  r = gp__uvtls_feed(&l->io, buf->base, (size_t)n, on_plain, l, why,
+                     sizeof(why));
+  if (l->tcp != (uv_tcp_t *)s)
+    return; /* failed in on_plain(), which said why */
+  if (r == GP_ECLOSED)
+    fail(l, "the broker closed the connection");
+  else if (r != 0)
+    fail(l, "TLS with the broker failed: %s", why);
 }
 
 static int send_register(struct gp_broker_link *l) {
@@ -487,6 +525,20 @@ static void on_connect(uv_connect_t *req, int status) {
     return;
   }
   gp_frame_parser_init(&l->parser, NULL);
+  {
+    struct gp_tls_mem *tls = NULL;
+    char why[300];
+    if (l->ctx) {
+      tls = gp_tls_mem_new(l->ctx, false, l->cfg->broker_host, why,
+                           sizeof(why));
+      if (!tls) {
+        fail(l, "cannot start TLS: %s", why);
+        return;
+      }
+    }
+    gp__uvtls_init(&l->io, (uv_stream_t *)l->tcp, tls, NULL, l);
+    l->plain_seen = false;
+  }
   l->state = LINK_REGISTERING;
   r = uv_read_start((uv_stream_t *)l->tcp, on_alloc, on_read);
   if (r == 0)
@@ -532,10 +584,41 @@ static void on_resolved(uv_getaddrinfo_t *req, int status,
     fail(l, "cannot connect: %s", uv_strerror(r));
 }
 
+/* The TLS files are read again at each connection attempt, so that new
+ * ones (after a SIGHUP, or renewed in place) are used from the next
+ * reconnection; a failure keeps the last context that could be built.
+ * Returns 0, or -1 when there is none. */
+static int refresh_ctx(struct gp_broker_link *l) {
+  SSL_CTX *ctx;
+  char why[512];
+
+  if (l->tls.insecure)
+    return 0;
+  ctx = gp_tls_client_ctx(l->tls.ca, l->tls.cert, l->tls.key, why,
+                          sizeof(why));
+  if (!ctx) {
+    if (l->ctx) {
+      gp__error("broker %s: cannot read the TLS files again: %s; using "
+                "the ones read before", l->cfg->broker, why);
+      return 0;
+    }
+    gp__error("broker %s: TLS: %s", l->cfg->broker, why);
+    return -1;
+  }
+  SSL_CTX_free(l->ctx);
+  l->ctx = ctx;
+  return 0;
+}
+
 static void connect_next(struct gp_broker_link *l) {
   struct addrinfo hints;
   char port[16];
   int r;
+
+  if (refresh_ctx(l) != 0) {
+    fail(l, "no TLS context");
+    return;
+  }
 
   memset(&hints, 0, sizeof(hints));
   hints.ai_family = AF_UNSPEC;
@@ -560,6 +643,7 @@ static void on_retry(uv_timer_t *t) {
 /* ---- Interface -------------------------------------------------------------------- */
 
 int gp__broker_link_start(uv_loop_t *loop, const struct gp_server_config *cfg,
+                          const struct gp_broker_link_tls *tls,
                           const struct gp_inventory *inv, const char *address,
                           gp_pool_sessions_fn sessions, void *arg,
                           struct gp_broker_link **out) {
@@ -584,6 +668,11 @@ int gp__broker_link_start(uv_loop_t *loop, const struct gp_server_config *cfg,
   }
   l->loop = loop;
   l->cfg = cfg;
+  l->tls = *tls;
+  if (refresh_ctx(l) != 0) {
+    gp__broker_link_free(l);
+    return GP_EINVAL;
+  }
   l->inv = inv;
   l->nvml = inv->have_nvml;
   for (int i = 0; i < GP_DEVICES_MAX; i++)
@@ -595,8 +684,10 @@ int gp__broker_link_start(uv_loop_t *loop, const struct gp_server_config *cfg,
   uv_timer_init(loop, &l->retry);
   uv_timer_init(loop, &l->beat);
   l->retry.data = l->beat.data = l;
-  gp__info("broker %s: registering as '%s', clients connect to %s",
-           cfg->broker, cfg->name, address);
+  gp__info("broker %s: registering as '%s', clients connect to %s (%s)",
+           cfg->broker, cfg->name, address,
+           tls->insecure ? "plain TCP: --insecure"
+                         : "mutual TLS: this server's certificate");
   connect_next(l);
   *out = l;
   return 0;
@@ -658,6 +749,7 @@ void gp__broker_link_stop(struct gp_broker_link *l) {
     /* What was queued (a last session end) goes out first, for as long
      * as GP_BROKER_SHUTDOWN_MS. */
     l->shutdown.data = l;
+    gp__uvtls_shutdown(&l->io); /* a close_notify first */
     if (l->state != LINK_REGISTERED ||
         uv_timer_init(l->loop, &l->shutdown_timer) != 0) {
       uv_close((uv_handle_t *)tcp, on_stop_closed);
@@ -679,6 +771,8 @@ void gp__broker_link_free(struct gp_broker_link *l) {
   if (!l)
     return;
   gp_frame_parser_free(&l->parser);
+  gp__uvtls_free(&l->io);
+  SSL_CTX_free(l->ctx);
   if (l->key)
     OPENSSL_cleanse(l->key, GP_KEY_MAX_LEN);
   free(l->key);

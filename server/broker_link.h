@@ -9,6 +9,7 @@
 #ifndef GP_SERVER_BROKER_LINK_H
 #define GP_SERVER_BROKER_LINK_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -35,13 +36,23 @@ typedef size_t (*gp_pool_sessions_fn)(void *arg, struct gp_pool_session *out,
 
 struct gp_broker_link;
 
+/* TLS on the link (docs/security.md): the server's certificate and key
+ * are its client certificate, |ca| verifies the broker for the host of
+ * --broker; |insecure|: plain TCP. The files are read at start and again
+ * at each reconnection (a failure then keeps the last ones read). */
+struct gp_broker_link_tls {
+  const char *cert, *key, *ca;
+  bool insecure;
+};
+
 /* Starts the link on |loop| for the server |cfg| (--broker, --name,
- * --label, --grant-key-file) offering the devices of |inv| that are
+ * --label, --grant-key-file) with |tls|, offering the devices of |inv| that are
  * offered, reachable by clients at |address| (HOST:PORT). |sessions| is
  * asked for the running sessions at every registration and heartbeat.
  * |cfg| and |inv| must outlive the link. Returns 0 and |*out|, GP_EINVAL
  * (the key cannot be read; logged) or GP_ENOMEM. */
 int gp__broker_link_start(uv_loop_t *loop, const struct gp_server_config *cfg,
+                          const struct gp_broker_link_tls *tls,
                           const struct gp_inventory *inv, const char *address,
                           gp_pool_sessions_fn sessions, void *arg,
                           struct gp_broker_link **out);

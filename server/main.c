@@ -525,6 +525,16 @@ int main(int argc, char **argv) {
     return bad("--broker needs --grant-key-file (the broker's key)");
   if (cfg.grant_key_file && !cfg.name)
     return bad("--grant-key-file needs --name (grants name the server)");
+  /* The broker link: mutual TLS unless --insecure. */
+  if (cfg.broker && !cfg.insecure && !cfg.worker && !cfg.probe) {
+    if (!cfg.tls_cert || !cfg.tls_key)
+      return bad("--broker needs --tls-cert and --tls-key (this server's "
+                 "certificate, its client certificate to the broker), or "
+                 "--insecure for plain TCP");
+    if (!cfg.tls_ca)
+      return bad("--broker needs --tls-ca FILE (the pool's CA: it verifies "
+                 "the broker), or --insecure for plain TCP");
+  }
   if (cfg.grant_key_file && !cfg.worker && !cfg.probe) {
     /* Checked here so that a bad key is a usage error with its reason;
      * each worker loads it again for itself. */

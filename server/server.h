@@ -129,10 +129,10 @@ struct gp_server_config {
   unsigned kernel_timeout_s;   /* --kernel-timeout, 0: none */
   bool scrub;                  /* --scrub (default) / --no-scrub */
   bool emu_shared_memory;      /* --emu-shared-memory */
-  /* TLS on the session port (docs/security.md). */
+  /* TLS on the session port and the broker link (docs/security.md). */
   const char *tls_cert;        /* --tls-cert FILE, NULL: none */
   const char *tls_key;         /* --tls-key FILE */
-  const char *tls_ca;          /* --tls-ca FILE */
+  const char *tls_ca;          /* --tls-ca FILE: verifies the broker */
   bool insecure;               /* --insecure: plain TCP */
   bool insecure_any_address;   /* --insecure-any-address */
 };

@@ -1246,7 +1246,9 @@ int gp__supervisor_run(const struct gp_server_config *cfg) {
         gp__warn("--broker: the listen address %s is no address clients can "
                  "connect to; give --advertise HOST:PORT", bound);
     }
-    r = gp__broker_link_start(&sv->loop, cfg, &sv->inv, advertised,
+    struct gp_broker_link_tls ltls = {cfg->tls_cert, cfg->tls_key,
+                                      cfg->tls_ca, cfg->insecure};
+    r = gp__broker_link_start(&sv->loop, cfg, &ltls, &sv->inv, advertised,
                               list_sessions, sv, &sv->link);
     if (r != 0) {
       if (r == GP_ENOMEM)

@@ -500,6 +500,24 @@ static int admit(struct gp_worker *w, const Gpupool__HelloRequest *m,
     snprintf(why, whylen, "grant for session 0, which is not a session id");
     goto refuse;
   }
+  /* Bound to this connection (docs/security.md): the proof signs this
+   * connection's TLS exporter (32 zero bytes on plain TCP) with the key
+   * the grant names. Checked before the grant is claimed, so that a copy
+   * replayed elsewhere neither runs nor uses it up. */
+  {
+    uint8_t exporter[GP_GRANT_EXPORTER_LEN] = {0};
+    if (gp_wire_is_tls(&w->wire) &&
+        gp_wire_tls_exporter(&w->wire, exporter) != 0) {
+      snprintf(why, whylen, "grant cannot be checked: no TLS exporter");
+      goto refuse;
+    }
+    if (!gp_grant_proof_ok(g->binding_key.data, exporter, m->grant.data,
+                           m->grant.len, m->grant_proof.data,
+                           m->grant_proof.len)) {
+      snprintf(why, whylen, "grant not bound to this connection");
+      goto refuse;
+    }
+  }
   c = claim(w, g->session_id, g->expires_unix);
   if (c == 0) {
     snprintf(why, whylen, "grant already used: session %016llx was "

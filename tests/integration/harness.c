@@ -500,12 +500,17 @@ int gpt_server_start(struct gpt_server *s, const char *const *extra) {
   }
   const char *args[80], *bargs[80];
   int n = 0, nb = 0;
-  /* --insecure in |extra|, or a pool server (--broker: the broker link is
-   * plain TCP for now), runs plain TCP, and so do its clients. */
-  bool insecure_arg = has_arg(extra, "--insecure");
-  bool insecure = insecure_arg || has_arg(extra, "--broker");
-  if (tls_setup(insecure, args, &n) != 0) return -1;
-  if (insecure && !insecure_arg) args[n++] = "--insecure";
+  /* --insecure in |extra| runs plain TCP, and so do its clients. A server
+   * given its own --tls-cert (a pool server: gpt_pool_tls_args()) gets no
+   * second set, but its clients still verify with the test CA. */
+  bool insecure = has_arg(extra, "--insecure");
+  if (!insecure && has_arg(extra, "--tls-cert")) {
+    const char *na[8];
+    int nn = 0;
+    if (tls_setup(false, na, &nn) != 0) return -1;
+  } else if (tls_setup(insecure, args, &n) != 0) {
+    return -1;
+  }
   for (int i = 0; i < n; i++) bargs[nb++] = args[i];
   if (strcmp(mode, "emu") == 0) {
     args[n++] = "--backend";
@@ -836,7 +841,20 @@ static int broker_launch(struct gpt_broker *b, const char *listen) {
                     "%s", "not set: run the tests with meson test");
     return -1;
   }
-  const char *args[] = {"--config", b->config_file, NULL};
+  const char *args[16] = {"--config", b->config_file};
+  int n = 2;
+  if (b->tls_args[0] == NULL) {
+    args[n++] = "--tls-cert";
+    args[n++] = gpt_cert("broker.pem", false);
+    args[n++] = "--tls-key";
+    args[n++] = gpt_cert("broker.key", false);
+    args[n++] = "--tls-ca";
+    args[n++] = gpt_cert("ca.pem", false);
+  } else {
+    for (int i = 0; b->tls_args[i] != NULL && i < 7; i++)
+      args[n++] = b->tls_args[i];
+  }
+  args[n] = NULL;
   if (start_one(&b->proc, bin, listen, args, NULL) != 0) return -1;
   b->port = b->proc.port;
   snprintf(b->addr, sizeof b->addr, "127.0.0.1:%d", b->port);
@@ -844,8 +862,17 @@ static int broker_launch(struct gpt_broker *b, const char *listen) {
 }
 
 int gpt_broker_start(struct gpt_broker *b, const char *config) {
+  return gpt_broker_start_tls(b, config, NULL);
+}
+
+int gpt_broker_start_tls(struct gpt_broker *b, const char *config,
+                         const char *const *tls) {
   memset(b, 0, sizeof *b);
   b->proc.pid = -1;
+  for (int i = 0; tls != NULL && tls[i] != NULL && i < 7; i++)
+    b->tls_args[i] = tls[i];
+  /* The clients this process starts verify the broker with the test CA. */
+  setenv("GPUPOOL_TLS_CA", gpt_cert("ca.pem", false), 1);
   const char *tmp = getenv("TMPDIR");
   snprintf(b->dir, sizeof b->dir, "%s/gpupool-broker-XXXXXX",
            tmp && *tmp ? tmp : "/tmp");
@@ -980,4 +1007,31 @@ void gpt_run(struct gpt_run *r, const char *const *argv,
   printf("$ %s", argv[0]);
   for (int i = 1; argv[i]; i++) printf(" %s", argv[i]);
   printf(" -> %d (%.2f s)\n%s", r->status, r->secs, r->out);
+}
+
+/* ---- TLS for the broker and its pool servers ---------------------------------------- */
+
+const char *gpt_cert(const char *name, bool other) {
+  static char paths[16][512];
+  static int next;
+  const char *dir = getenv(other ? "GPT_CERTS_OTHER" : "GPT_CERTS");
+  if (dir == NULL || *dir == '\0') {
+    gpt__check_fail(__FILE__, __LINE__, "gpt_cert", "%s is not set: run the "
+                    "tests with meson test",
+                    other ? "GPT_CERTS_OTHER" : "GPT_CERTS");
+    gpt__abort_scenario();
+  }
+  char *p = paths[next++ % 16];
+  snprintf(p, sizeof paths[0], "%s/%s", dir, name);
+  return p;
+}
+
+int gpt_pool_tls_args(const char **args, int n) {
+  args[n++] = "--tls-cert";
+  args[n++] = gpt_cert("server.pem", false);
+  args[n++] = "--tls-key";
+  args[n++] = gpt_cert("server.key", false);
+  args[n++] = "--tls-ca";
+  args[n++] = gpt_cert("ca.pem", false);
+  return n;
 }

@@ -304,6 +304,9 @@ CUcontext gpt_init_context(CUdevice *dev);
 
 struct gpt_broker {
   struct gpt_server proc; /* the broker's process, port and address */
+  /* Its TLS flags (gpt_broker_start_tls()); none: the test certificates
+   * ($GPT_CERTS: broker.pem, broker.key, ca.pem). */
+  const char *tls_args[8];
   int port;               /* the port it listens on (kept across restarts) */
   char addr[64];          /* "127.0.0.1:PORT" */
   char dir[256];          /* holds grant.key (0600) and broker.conf */
@@ -317,6 +320,29 @@ struct gpt_broker {
  * sections). Starts the broker on 127.0.0.1:0 and waits up to 10 s for its
  * port file. Returns 0, or -1 after a failed check saying why. */
 int gpt_broker_start(struct gpt_broker *b, const char *config);
+
+/* ---- TLS for the broker and its pool servers (docs/security.md) ----------
+ *
+ * $GPT_CERTS (tests/integration/meson.build) is the folder of the test
+ * certificates (tests/certs: ca.pem, server.pem/.key, broker.pem/.key),
+ * $GPT_CERTS_OTHER another CA's. gpt_broker_start() runs the broker with
+ * broker.pem/broker.key and --tls-ca ca.pem, and sets GPUPOOL_TLS_CA to
+ * ca.pem for the clients (the library and the CLI) this process starts. */
+
+/* "$GPT_CERTS/NAME" (|other|: $GPT_CERTS_OTHER), in static storage that
+ * holds 16 such paths in turn. Ends the scenario when the variable is not
+ * set. */
+const char *gpt_cert(const char *name, bool other);
+
+/* Appends a pool server's flags for its broker link to |args| from index
+ * |n| (--tls-cert server.pem --tls-key server.key --tls-ca ca.pem); returns
+ * the new count. */
+int gpt_pool_tls_args(const char **args, int n);
+
+/* gpt_broker_start() with the broker's TLS flags |tls| (NULL-ended, at
+ * most 7: e.g. {"--insecure", NULL}) in place of the test certificates. */
+int gpt_broker_start_tls(struct gpt_broker *b, const char *config,
+                         const char *const *tls);
 
 /* Starts the broker again with the same config, on the same port (after
  * gpt_broker_kill() or gpt_server_stop(&b->proc, ...)); waits up to 10 s

@@ -91,6 +91,37 @@ bool gpt_raw_open(struct gpt_raw *r, int port, int timeout_ms) {
   return true;
 }
 
+bool gpt_raw_open_tls(struct gpt_raw *r, int port, int timeout_ms,
+                      const char *ca, const char *cert, const char *key,
+                      char *why, size_t why_len) {
+  char buf[512];
+  if (why == NULL) {
+    why = buf;
+    why_len = sizeof buf;
+  }
+  memset(r, 0, sizeof *r);
+  SSL_CTX *ctx = gp_tls_client_ctx(ca, cert, key, why, why_len);
+  if (ctx == NULL) return false;
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET,
+                           .sin_port = htons((uint16_t)port),
+                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+  if (!ok) snprintf(why, why_len, "cannot connect to port %d", port);
+  if (ok && gp_wire_init_tls_client(&r->w, fd, ctx, "127.0.0.1", timeout_ms,
+                                    why, why_len) != 0)
+    ok = false;
+  SSL_CTX_free(ctx);
+  if (!ok) {
+    if (fd >= 0) close(fd);
+    return false;
+  }
+  r->w.timeout_ms = timeout_ms;
+  r->next = 1;
+  r->open = true;
+  return true;
+}
+
 int gpt_raw_port(const char *addr) {
   const char *colon = addr ? strrchr(addr, ':') : NULL;
   return colon ? atoi(colon + 1) : 0;

@@ -39,6 +39,14 @@ int gpt_wire_accept(struct gp_wire *w, int fd);
  * write waits at most |timeout_ms|. False when the connection fails. */
 bool gpt_raw_open(struct gpt_raw *r, int port, int timeout_ms);
 
+/* TLS to the broker (docs/security.md): gpt_raw_open() with a TLS 1.3
+ * handshake verifying the peer for 127.0.0.1 against |ca|, presenting
+ * |cert|/|key| when given (a pool server's client certificate; both NULL:
+ * none). |why| (may be NULL) gets the reason of a failure. */
+bool gpt_raw_open_tls(struct gpt_raw *r, int port, int timeout_ms,
+                      const char *ca, const char *cert, const char *key,
+                      char *why, size_t why_len);
+
 /* The port of "HOST:PORT" (0 when there is none). */
 int gpt_raw_port(const char *addr);
 

@@ -29,6 +29,7 @@
 #include "harness.h"
 #include "raw.h"
 #include "msg.h"
+#include "tls.h"
 #include "wire.h"
 
 #define TENANT_TOKEN "tenant-token-alice"
@@ -100,6 +101,7 @@ struct standin {
   pthread_t thread;
   atomic_bool stop;
   void (*serve)(struct gp_wire *w);
+  SSL_CTX *tls; /* the stand-in broker speaks TLS as the broker does */
 };
 
 /* What the stand-ins saw and how they answer, under |mu|. */
@@ -115,6 +117,7 @@ static struct {
   char token[256];
   uint64_t memory;
   uint32_t gpu_count;
+  size_t binding_len;       /* BrokerSessionRequest.binding_key */
   char labels[512];
   char server[64];
   char client[256];
@@ -137,11 +140,18 @@ static void *standin_main(void *arg) {
     int fd = accept4(s->ls, NULL, NULL, SOCK_CLOEXEC);
     if (fd < 0) continue;
     struct gp_wire w;
-    /* The stand-in server speaks TLS like gpupool-server (the client's
-     * default); the stand-in broker plain TCP, like gpupool-broker for
-     * now. Both take |fd|. */
-    if (s->serve == serve_broker ? gp_wire_init_fd(&w, fd) != 0
-                                 : gpt_wire_accept(&w, fd) != 0) {
+    char why[512];
+    /* The stand-in broker speaks TLS with its own context (or plain TCP);
+     * the stand-in server speaks TLS like gpupool-server (the client's
+     * default), through the harness. Both take |fd|. */
+    int rc;
+    if (s->serve != serve_broker)
+      rc = gpt_wire_accept(&w, fd); /* closes |fd| on failure */
+    else if (s->tls != NULL)
+      rc = gp_wire_init_tls_server(&w, fd, s->tls, 5000, why, sizeof why);
+    else
+      rc = gp_wire_init_fd(&w, fd);
+    if (rc != 0) {
       if (s->serve == serve_broker) close(fd);
       continue;
     }
@@ -152,9 +162,11 @@ static void *standin_main(void *arg) {
   return NULL;
 }
 
-static void standin_start(struct standin *s, void (*serve)(struct gp_wire *)) {
+static void standin_start(struct standin *s, void (*serve)(struct gp_wire *),
+                          SSL_CTX *tls) {
   memset(s, 0, sizeof *s);
   s->serve = serve;
+  s->tls = tls;
   s->ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   REQUIRE_TRUE(s->ls >= 0);
   struct sockaddr_in sa = {.sin_family = AF_INET};
@@ -171,6 +183,25 @@ static void standin_stop(struct standin *s) {
   atomic_store(&s->stop, true);
   pthread_join(s->thread, NULL);
   close(s->ls);
+  SSL_CTX_free(s->tls);
+  s->tls = NULL;
+}
+
+/* The broker's TLS context, from the test certificates; the clients get
+ * the CA in GPUPOOL_TLS_CA. */
+static SSL_CTX *broker_tls(void) {
+  struct gp_tls_pem pem;
+  char why[512];
+  REQUIRE_TRUE(gp_tls_pem_load(&pem, gpt_cert("broker.pem", false),
+                               gpt_cert("broker.key", false),
+                               gpt_cert("ca.pem", false), why,
+                               sizeof why) == 0);
+  SSL_CTX *ctx = gp_tls_server_ctx(&pem, GP_TLS_PEER_OPTIONAL, why,
+                                   sizeof why);
+  gp_tls_pem_free(&pem);
+  REQUIRE_TRUE(ctx != NULL);
+  setenv("GPUPOOL_TLS_CA", gpt_cert("ca.pem", false), 1);
+  return ctx;
 }
 
 static void copy_bytes(char *dst, size_t cap, const ProtobufCBinaryData *b) {
@@ -311,6 +342,7 @@ static void serve_broker(struct gp_wire *w) {
     copy_bytes(st.token, sizeof st.token, &rq->token);
     st.memory = rq->memory;
     st.gpu_count = rq->gpu_count;
+    st.binding_len = rq->binding_key.len;
     st.labels[0] = '\0';
     for (size_t i = 0; i < rq->n_labels; i++) {
       size_t n = strlen(st.labels);
@@ -427,7 +459,7 @@ static void setup(bool with_server) {
     unsetenv("GPUPOOL_SERVER");
     snprintf(st.grant_addr, sizeof st.grant_addr, "%s", server.addr);
   }
-  standin_start(&broker, serve_broker);
+  standin_start(&broker, serve_broker, broker_tls());
 }
 
 static void teardown(void) {
@@ -480,6 +512,8 @@ static void test_broker_client_grant(int argc, char **argv) {
   CHECK_STR_EQ(st.token, TENANT_TOKEN);
   CHECK_EQ_U(st.memory, 1536ull << 20);
   CHECK_EQ_U(st.gpu_count, 1);
+  /* A fresh Ed25519 key the grant is to be bound to (docs/security.md). */
+  CHECK_EQ_U(st.binding_len, 32);
   CHECK_STR_EQ(st.labels, "zone=a,gpu=h100");
   CHECK_STR_EQ(st.server, "pool01");
   char host[256] = "", want[300];
@@ -723,7 +757,7 @@ static void test_broker_client_config(int argc, char **argv) {
  * ProtocolError is the call's CUDA_ERROR_DEVICE_UNAVAILABLE, said once. */
 static void test_broker_client_server_side(int argc, char **argv) {
   setup(false);
-  standin_start(&fake_server, serve_server);
+  standin_start(&fake_server, serve_server, NULL);
   snprintf(st.grant_addr, sizeof st.grant_addr, "%s", fake_server.addr);
   setenv("GPUPOOL_BROKER", broker.addr, 1);
   setenv("GPUPOOL_TOKEN", TENANT_TOKEN, 1);

@@ -34,6 +34,7 @@
 #include "harness.h"
 #include "raw.h"
 #include "msg.h"
+#include "tls.h"
 #include "wire.h"
 
 #define SERVER_NAME "pool01"
@@ -144,11 +145,23 @@ static uint64_t fresh_id(void) {
   return ((uint64_t)getpid() << 32) ^ ((uint64_t)time(NULL) << 8) ^ ++n;
 }
 
+/* The client's binding key (docs/security.md): grants name its public
+ * half, HELLO carries a proof made with |proof_priv| (the private half,
+ * unless a scenario swaps in another key's). */
+static uint8_t bind_priv[GP_BINDING_KEY_LEN], bind_pub[GP_BINDING_KEY_LEN];
+static const uint8_t *proof_priv = bind_priv;
+static bool bind_made;
+
 /* Signs a grant as the broker would: |*out| (free it), |*len|. */
 static void sign(const struct grant_spec *s, uint8_t **out, size_t *len) {
   Gpupool__Grant g = GPUPOOL__GRANT__INIT;
   uint8_t nonce[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
-  g.version = 1;
+  if (!bind_made)
+    REQUIRE_TRUE(gp_binding_keypair(bind_priv, bind_pub) == 0);
+  bind_made = true;
+  g.version = GP_GRANT_VERSION;
+  g.binding_key.data = bind_pub;
+  g.binding_key.len = sizeof bind_pub;
   g.session_id = s->session_id;
   g.tenant = "alice";
   g.server = (char *)s->server;
@@ -187,6 +200,19 @@ static int raw_hello(struct gpt_raw *r, const uint8_t *grant, size_t len,
   hello.hostname = "localhost";
   hello.grant.data = (uint8_t *)grant;
   hello.grant.len = grant ? len : 0;
+  /* The proof over this connection's exporter (32 zero bytes on plain
+   * TCP), signed with the binding key. */
+  uint8_t proof[GP_GRANT_PROOF_LEN], ex[GP_GRANT_EXPORTER_LEN] = {0};
+  if (grant != NULL) {
+    if (!bind_made)
+      REQUIRE_TRUE(gp_binding_keypair(bind_priv, bind_pub) == 0);
+    bind_made = true;
+    if (gp_wire_is_tls(&r->w))
+      REQUIRE_TRUE(gp_wire_tls_exporter(&r->w, ex) == 0);
+    REQUIRE_TRUE(gp_grant_proof(proof_priv, ex, grant, len, proof) == 0);
+    hello.grant_proof.data = proof;
+    hello.grant_proof.len = sizeof proof;
+  }
   int res = raw_call(r, GP_MSG_HELLO, &hello.base, &m);
   if (msg) msg[0] = '\0';
   if (m != NULL) {
@@ -458,8 +484,39 @@ static void scenario_refusals(int argc, char **argv) {
     gpt_sleep_ms(20);
   }
   CHECK_EQ_I(n, 6);
-  /* A later valid grant still works. */
+  /* A good grant with a proof made by another key than the one it names
+   * is not bound to this connection; the grant is not used up by it. */
+  uint8_t other_priv[GP_BINDING_KEY_LEN], other_pub[GP_BINDING_KEY_LEN];
+  REQUIRE_TRUE(gp_binding_keypair(other_priv, other_pub) == 0);
   struct grant_spec ok = {fresh_id(), SERVER_NAME, gpu, 64 * MiB, 60, false};
+  proof_priv = other_priv;
+  CHECK_EQ_I(hello_with(&r, &ok, msg, sizeof msg, NULL),
+             CUDA_ERROR_NOT_PERMITTED);
+  CHECK_STR_EQ(msg, "grant not bound to this connection");
+  CHECK_TRUE(raw_closed(&r));
+  gpt_raw_close(&r);
+  proof_priv = bind_priv;
+  /* A grant of version 1 (an older broker's: no binding key). */
+  {
+    Gpupool__Grant g1 = GPUPOOL__GRANT__INIT;
+    uint8_t *b1 = NULL;
+    size_t l1 = 0;
+    g1.version = 1;
+    g1.session_id = fresh_id();
+    g1.tenant = "alice";
+    g1.server = SERVER_NAME;
+    g1.gpu_uuid = gpu;
+    g1.memory_limit = 64 * MiB;
+    g1.expires_unix = (uint64_t)time(NULL) + 60;
+    REQUIRE_TRUE(gp_grant_sign(key, sizeof key, &g1, &b1, &l1) == 0);
+    raw_open(&r);
+    CHECK_EQ_I(raw_hello(&r, b1, l1, msg, sizeof msg, NULL),
+               CUDA_ERROR_NOT_PERMITTED);
+    CHECK_STR_EQ(msg, "grant version 1 is not 3");
+    gpt_raw_close(&r);
+    free(b1);
+  }
+  /* A later valid grant still works: the same one, its proof right. */
   CHECK_EQ_I(hello_with(&r, &ok, msg, sizeof msg, NULL), CUDA_SUCCESS);
   gpt_raw_close(&r);
   cleanup();
@@ -718,13 +775,43 @@ static void broker_listen(struct fake_broker *b) {
   b->port = ntohs(sa.sin_port);
 }
 
-/* Accepts the server's next connection within |ms|; -1 if none. */
+/* The stand-in speaks TLS as the broker does, with the broker's test
+ * certificate, and requires the server's client certificate (mutual TLS:
+ * docs/security.md). */
+static SSL_CTX *broker_ctx(void) {
+  static SSL_CTX *ctx;
+  if (ctx == NULL) {
+    struct gp_tls_pem pem;
+    char why[512];
+    REQUIRE_TRUE(gp_tls_pem_load(&pem, gpt_cert("broker.pem", false),
+                                 gpt_cert("broker.key", false),
+                                 gpt_cert("ca.pem", false), why,
+                                 sizeof why) == 0);
+    ctx = gp_tls_server_ctx(&pem, GP_TLS_PEER_REQUIRED, why, sizeof why);
+    gp_tls_pem_free(&pem);
+    if (ctx == NULL) fprintf(stderr, "stand-in broker TLS: %s\n", why);
+    REQUIRE_TRUE(ctx != NULL);
+  }
+  return ctx;
+}
+
+/* Accepts the server's next connection within |ms| and runs the TLS
+ * handshake; -1 if none. */
 static int broker_accept(struct fake_broker *b, int ms, struct gp_wire *w) {
   struct pollfd pfd = {b->lfd, POLLIN, 0};
   if (poll(&pfd, 1, ms) != 1) return -1;
   int fd = accept(b->lfd, NULL, NULL);
   if (fd < 0) return -1;
-  if (gp_wire_init_fd(w, fd) != 0) return -1;
+  char why[512];
+  if (gp_wire_init_tls_server(w, fd, broker_ctx(), 5000, why, sizeof why) !=
+      0) {
+    fprintf(stderr, "stand-in broker: TLS handshake: %s\n", why);
+    close(fd);
+    return -1;
+  }
+  char peer[256];
+  gp_wire_tls_peer(w, peer, sizeof peer);
+  CHECK_TRUE(strstr(peer, "gpupool-server") != NULL);
   w->timeout_ms = 5000;
   return 0;
 }
@@ -823,9 +910,10 @@ static void scenario_broker_link(int argc, char **argv) {
   broker_listen(&b);
   snprintf(addr, sizeof addr, "127.0.0.1:%d", b.port);
   write_key();
-  const char *extra[] = {"--broker", addr, "--name", SERVER_NAME,
-                         "--grant-key-file", keypath, "--label", "zone=eu-1",
-                         "--label", "kind=emu", NULL};
+  const char *extra[20] = {"--broker", addr, "--name", SERVER_NAME,
+                           "--grant-key-file", keypath, "--label",
+                           "zone=eu-1", "--label", "kind=emu"};
+  extra[gpt_pool_tls_args(extra, 10)] = NULL;
   start(extra);
 
   /* A refusal first: logged as an error, then retried after backoff. */
@@ -897,10 +985,11 @@ static void scenario_broker_advertise(int argc, char **argv) {
   broker_listen(&b);
   snprintf(addr, sizeof addr, "127.0.0.1:%d", b.port);
   write_key();
-  const char *extra[] = {"--broker", addr, "--name", SERVER_NAME,
-                         "--grant-key-file", keypath, "--label", "zone=eu-1",
-                         "--label", "kind=emu", "--advertise",
-                         "gpu7.example.com:7471", NULL};
+  const char *extra[20] = {"--broker", addr, "--name", SERVER_NAME,
+                           "--grant-key-file", keypath, "--label",
+                           "zone=eu-1", "--label", "kind=emu", "--advertise",
+                           "gpu7.example.com:7471"};
+  extra[gpt_pool_tls_args(extra, 12)] = NULL;
   start(extra);
   struct gp_wire w;
   REQUIRE_TRUE(broker_accept(&b, 5000, &w) == 0);
@@ -940,13 +1029,24 @@ static void scenario_flags(int argc, char **argv) {
     {"--advertise host", "HOST:PORT"},
     {"--idle-timeout x", "--idle-timeout"},
     {"--broker host:99999", "--broker"},
+    /* The broker link is mutual TLS unless --insecure. */
+    {"--broker 127.0.0.1:1 --name a --grant-key-file KEY",
+     "--broker needs --tls-cert and --tls-key"},
+    {"--broker 127.0.0.1:1 --name a --grant-key-file KEY --tls-cert C "
+     "--tls-key K", "--broker needs --tls-ca FILE"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     char args[512];
     const char *at = strstr(cases[i].args, "BADKEY");
+    const char *kat = strstr(cases[i].args, "KEY --tls");
+    if (kat == NULL && strstr(cases[i].args, "grant-key-file KEY") != NULL)
+      kat = strstr(cases[i].args, "file KEY") + 5;
     if (at)
       snprintf(args, sizeof args, "%.*s%s%s", (int)(at - cases[i].args),
                cases[i].args, badkey, at + 6);
+    else if (kat)
+      snprintf(args, sizeof args, "%.*s%s%s", (int)(kat - cases[i].args),
+               cases[i].args, keypath, kat + 3);
     else
       snprintf(args, sizeof args, "%s", cases[i].args);
     snprintf(cmd, sizeof cmd, "%s %s --listen 127.0.0.1:0 2>&1", bin, args);

@@ -56,6 +56,7 @@
 #include "harness.h"
 #include "raw.h"
 #include "msg.h"
+#include "tls.h"
 #include "wire.h"
 
 #define MIB (1024ull * 1024ull)
@@ -489,7 +490,7 @@ static void pool_start(int n, const char *const *specs) {
   int k = 0;
   for (int i = 0; i < n; i++) {
     snprintf(pool.name[i], sizeof pool.name[i], "pool%02d", i + 1);
-    const char *args[32];
+    const char *args[40];
     int a = 0;
     args[a++] = "--emu-memory";
     args[a++] = specs[k++];
@@ -501,6 +502,7 @@ static void pool_start(int n, const char *const *specs) {
     args[a++] = pool.name[i];
     args[a++] = "--grant-key-file";
     args[a++] = pool.b.key_file;
+    a = gpt_pool_tls_args(args, a); /* mutual TLS to the broker */
     args[a] = NULL;
     if (gpt_server_start(&pool.srv[i], args) != 0) gpt__abort_scenario();
     printf("%s on %s\n", pool.name[i], pool.srv[i].addr);
@@ -1637,9 +1639,42 @@ static void test_broker_restart(int argc, char **argv) {
 
 /* ---- grants ------------------------------------------------------------------------------------------ */
 
+/* The broker speaks TLS; a raw peer of it presents the pool servers'
+ * client certificate (which registering needs; requests do not). */
 static bool raw_open(struct gpt_raw *r, const char *addr) {
   REQUIRE_TRUE(gpt_raw_port(addr) > 0);
+  if (strcmp(addr, pool.b.addr) == 0) {
+    char why[512];
+    bool ok = gpt_raw_open_tls(r, gpt_raw_port(addr), 10000,
+                               gpt_cert("ca.pem", false),
+                               gpt_cert("server.pem", false),
+                               gpt_cert("server.key", false), why,
+                               sizeof why);
+    if (!ok) printf("TLS to the broker: %s\n", why);
+    return ok;
+  }
   return gpt_raw_open(r, gpt_raw_port(addr), 10000);
+}
+
+/* The key a raw session request binds its grant to (docs/security.md),
+ * as the client library makes one per request. */
+static uint8_t bind_priv[GP_BINDING_KEY_LEN], bind_pub[GP_BINDING_KEY_LEN];
+static bool bind_made;
+
+static void bind_key(void) {
+  if (!bind_made) REQUIRE_TRUE(gp_binding_keypair(bind_priv, bind_pub) == 0);
+  bind_made = true;
+}
+
+/* The proof of |grant| on |r|'s connection with |priv|: its TLS exporter,
+ * or 32 zero bytes on plain TCP. */
+static void make_proof(struct gpt_raw *r, const uint8_t *priv,
+                       const uint8_t *grant, size_t len,
+                       uint8_t proof[GP_GRANT_PROOF_LEN]) {
+  uint8_t ex[GP_GRANT_EXPORTER_LEN] = {0};
+  if (gp_wire_is_tls(&r->w))
+    REQUIRE_TRUE(gp_wire_tls_exporter(&r->w, ex) == 0);
+  REQUIRE_TRUE(gp_grant_proof(priv, ex, grant, len, proof) == 0);
 }
 
 
@@ -1655,10 +1690,28 @@ static int raw_call(struct gpt_raw *r, uint16_t type, const ProtobufCMessage *m,
  * result, its message into |why|. The connection stays open in |r| when
  * the session was admitted, else it is checked to be closed by the
  * server. */
+static int hello_on(struct gpt_raw *r, const uint8_t *grant, size_t len,
+                    const uint8_t *proof, size_t proof_len, char *why,
+                    size_t whylen);
+
+/* The proof is made with the test's binding key on the new connection;
+ * hello_on() sends HELLO on an open connection |r| with the |proof| given
+ * (NULL: none). */
 static int hello(struct gpt_raw *r, const char *addr, const uint8_t *grant,
                  size_t len, char *why, size_t whylen) {
+  uint8_t proof[GP_GRANT_PROOF_LEN];
   why[0] = '\0';
   if (!CHECK_TRUE(raw_open(r, addr))) return -1;
+  bind_key();
+  if (grant != NULL) make_proof(r, bind_priv, grant, len, proof);
+  return hello_on(r, grant, len, grant != NULL ? proof : NULL, sizeof proof,
+                  why, whylen);
+}
+
+static int hello_on(struct gpt_raw *r, const uint8_t *grant, size_t len,
+                    const uint8_t *proof, size_t proof_len, char *why,
+                    size_t whylen) {
+  why[0] = '\0';
   Gpupool__HelloRequest h = GPUPOOL__HELLO_REQUEST__INIT;
   h.min_version = GP_PROTOCOL_VERSION_MIN;
   h.max_version = GP_PROTOCOL_VERSION_MAX;
@@ -1668,6 +1721,10 @@ static int hello(struct gpt_raw *r, const char *addr, const uint8_t *grant,
   if (grant != NULL) {
     h.grant.data = (uint8_t *)grant;
     h.grant.len = len;
+  }
+  if (proof != NULL) {
+    h.grant_proof.data = (uint8_t *)proof;
+    h.grant_proof.len = proof_len;
   }
   ProtobufCMessage *rep = NULL;
   int res = raw_call(r, GP_MSG_HELLO, &h.base, &rep);
@@ -1716,8 +1773,11 @@ static void test_grants(int argc, char **argv) {
   for (size_t i = 0; i < sizeof nonce; i++) nonce[i] = (uint8_t)(i * 37 + 1);
 
   uint64_t now = unix_now();
+  bind_key();
   Gpupool__Grant g = GPUPOOL__GRANT__INIT;
-  g.version = 1;
+  g.version = GP_GRANT_VERSION;
+  g.binding_key.data = bind_pub;
+  g.binding_key.len = sizeof bind_pub;
   g.session_id = 0x1234567890abcdefull;
   g.tenant = "alice";
   g.server = "pool01";
@@ -1802,7 +1862,7 @@ static void test_grants(int argc, char **argv) {
   printf("version 2: %d \"%s\"\n", res, why);
   CHECK_EQ_I(res, CUDA_ERROR_NOT_PERMITTED);
   free(buf);
-  g.version = 1;
+  g.version = GP_GRANT_VERSION;
 
   /* Garbage. */
   uint8_t junk[80];
@@ -1833,6 +1893,73 @@ static void test_grants(int argc, char **argv) {
   CHECK_EQ_I(res, CUDA_ERROR_NOT_PERMITTED);
   free(buf);
 
+  /* Bound to the connection (docs/security.md). No proof; a proof made
+   * with another key than the grant's: refused, and the grant is not
+   * used up by them. */
+  uint8_t proof[GP_GRANT_PROOF_LEN], okey[GP_BINDING_KEY_LEN];
+  uint8_t opub[GP_BINDING_KEY_LEN];
+  REQUIRE_TRUE(gp_binding_keypair(okey, opub) == 0);
+  g.session_id++;
+  buf = sign(key, keylen, &g, &len);
+  REQUIRE_TRUE(raw_open(&r, a1));
+  res = hello_on(&r, buf, len, NULL, 0, why, sizeof why);
+  printf("no proof: %d \"%s\"\n", res, why);
+  CHECK_EQ_I(res, CUDA_ERROR_NOT_PERMITTED);
+  CHECK_STR_EQ(why, "grant not bound to this connection");
+  REQUIRE_TRUE(raw_open(&r, a1));
+  make_proof(&r, okey, buf, len, proof);
+  res = hello_on(&r, buf, len, proof, sizeof proof, why, sizeof why);
+  printf("another key's proof: %d \"%s\"\n", res, why);
+  CHECK_EQ_I(res, CUDA_ERROR_NOT_PERMITTED);
+  CHECK_STR_EQ(why, "grant not bound to this connection");
+  /* A proof for another grant. */
+  {
+    uint8_t *other_grant;
+    size_t olen;
+    g.session_id++;
+    other_grant = sign(key, keylen, &g, &olen);
+    REQUIRE_TRUE(raw_open(&r, a1));
+    make_proof(&r, bind_priv, other_grant, olen, proof);
+    res = hello_on(&r, buf, len, proof, sizeof proof, why, sizeof why);
+    printf("another grant's proof: %d \"%s\"\n", res, why);
+    CHECK_EQ_I(res, CUDA_ERROR_NOT_PERMITTED);
+    CHECK_STR_EQ(why, "grant not bound to this connection");
+    free(other_grant);
+  }
+  /* Replayed on another connection with the proof copied from the first
+   * (made for the first connection, which has not sent its HELLO yet). On
+   * TLS the exporters differ: refused, and the owner's connection is
+   * admitted after. On plain TCP (--insecure) both exporters are the 32
+   * zero bytes: the copy wins the race, and the owner finds the grant
+   * used (the weakness docs/security.md states). */
+  {
+    struct gpt_raw owner, thief;
+    REQUIRE_TRUE(raw_open(&owner, a1));
+    make_proof(&owner, bind_priv, buf, len, proof);
+    REQUIRE_TRUE(raw_open(&thief, a1));
+    bool tls = gp_wire_is_tls(&thief.w);
+    res = hello_on(&thief, buf, len, proof, sizeof proof, why, sizeof why);
+    printf("replayed with the copied proof (%s): %d \"%s\"\n",
+           tls ? "TLS" : "plain", res, why);
+    if (tls) {
+      CHECK_EQ_I(res, CUDA_ERROR_NOT_PERMITTED);
+      CHECK_STR_EQ(why, "grant not bound to this connection");
+    } else {
+      CHECK_EQ_I(res, 0);
+      gpt_raw_close(&thief);
+    }
+    res = hello_on(&owner, buf, len, proof, sizeof proof, why, sizeof why);
+    printf("the owner's HELLO after: %d \"%s\"\n", res, why);
+    if (tls) {
+      CHECK_EQ_I(res, 0);
+    } else {
+      CHECK_EQ_I(res, CUDA_ERROR_NOT_PERMITTED);
+      CHECK_TRUE(strstr(why, "already used") != NULL);
+    }
+    if (res == 0) gpt_raw_close(&owner);
+  }
+  free(buf);
+
   /* A real grant from the broker, as the client library gets one. */
   struct gpt_raw br;
   REQUIRE_TRUE(raw_open(&br, pool.b.addr));
@@ -1843,6 +1970,8 @@ static void test_grants(int argc, char **argv) {
   q.gpu_count = 1;
   q.server = "pool02";
   q.client = "test_pool grants";
+  q.binding_key.data = bind_pub;
+  q.binding_key.len = sizeof bind_pub;
   ProtobufCMessage *rep = NULL;
   res = raw_call(&br, GP_MSG_BROKER_REQUEST_SESSION, &q.base, &rep);
   gpt_raw_close(&br);
@@ -1859,7 +1988,9 @@ static void test_grants(int argc, char **argv) {
   Gpupool__Grant *dec = NULL;
   if (CHECK_EQ_I(gp_grant_verify(key, keylen, bg->grant.data, bg->grant.len,
                                  unix_now(), &dec, why, sizeof why), 0)) {
-    CHECK_EQ_U(dec->version, 1);
+    CHECK_EQ_U(dec->version, GP_GRANT_VERSION);
+    if (CHECK_EQ_U(dec->binding_key.len, sizeof bind_pub))
+      CHECK_MEM_EQ(dec->binding_key.data, bind_pub, sizeof bind_pub);
     CHECK_EQ_U(dec->session_id, bg->session_id);
     CHECK_STR_EQ(dec->server, "pool02");
     CHECK_STR_EQ(dec->tenant, "alice");
@@ -1951,6 +2082,9 @@ static int raw_request(const char *token, unsigned long long mem,
   q.server = (char *)(server ? server : "");
   q.prefer_server = (char *)(prefer ? prefer : "");
   q.client = "test_pool broker_wire";
+  bind_key();
+  q.binding_key.data = bind_pub;
+  q.binding_key.len = sizeof bind_pub;
   ProtobufCMessage *rep = NULL;
   int res = raw_call(&br, GP_MSG_BROKER_REQUEST_SESSION, &q.base, &rep);
   gpt_raw_close(&br);
@@ -2039,7 +2173,9 @@ static void test_broker_wire(int argc, char **argv) {
   gpt_raw_close(&r);
   REQUIRE_TRUE(raw_open(&r, pool.b.addr));
   static const char junk[] = "GET / HTTP/1.1\r\nHost: broker\r\n\r\n";
-  CHECK_TRUE(write(r.w.fd, junk, sizeof junk - 1) == (ssize_t)(sizeof junk - 1));
+  /* Through the connection's transport: TLS records carrying junk. */
+  struct iovec jv = {(void *)junk, sizeof junk - 1};
+  CHECK_TRUE(r.w.ops->writev(r.w.ctx, &jv, 1) == (long)(sizeof junk - 1));
   code = 0;
   CHECK_EQ_I(raw_next(&r, &code), GP_MSG_PROTOCOL_ERROR);
   CHECK_NE_I(code, 0);

@@ -12,10 +12,15 @@
 static const uint8_t key[] = "0123456789abcdef0123456789abcdef-test-key";
 #define KEYLEN (sizeof(key) - 1)
 
+static uint8_t bind_priv[GP_BINDING_KEY_LEN], bind_pub[GP_BINDING_KEY_LEN];
+
 static Gpupool__Grant sample(void) {
   Gpupool__Grant g = GPUPOOL__GRANT__INIT;
   static uint8_t nonce[16] = {1, 2, 3};
-  g.version = 1;
+  ck_assert_int_eq(gp_binding_keypair(bind_priv, bind_pub), 0);
+  g.version = GP_GRANT_VERSION;
+  g.binding_key.data = bind_pub;
+  g.binding_key.len = sizeof(bind_pub);
   g.session_id = 0x1234567890abcdefull;
   g.tenant = "alice";
   g.server = "pool01";
@@ -45,7 +50,52 @@ START_TEST(test_grant_sign_verify_round_trip) {
   ck_assert_str_eq(out->gpu_uuid, g.gpu_uuid);
   ck_assert_uint_eq(out->memory_limit, 1ull << 30);
   ck_assert_uint_eq(out->expires_unix, 1060);
+  ck_assert_uint_eq(out->binding_key.len, GP_BINDING_KEY_LEN);
+  ck_assert_mem_eq(out->binding_key.data, bind_pub, GP_BINDING_KEY_LEN);
   gpupool__grant__free_unpacked(out, NULL);
+  free(buf);
+}
+END_TEST
+
+/* The proof binds a grant to one connection's exporter and one key. */
+START_TEST(test_grant_proof_binding) {
+  Gpupool__Grant g = sample();
+  uint8_t *buf, proof[GP_GRANT_PROOF_LEN], ex[GP_GRANT_EXPORTER_LEN];
+  uint8_t ex2[GP_GRANT_EXPORTER_LEN], zero[GP_GRANT_EXPORTER_LEN] = {0};
+  uint8_t other_priv[GP_BINDING_KEY_LEN], other_pub[GP_BINDING_KEY_LEN];
+  uint8_t other_proof[GP_GRANT_PROOF_LEN];
+  size_t len;
+
+  ck_assert_int_eq(gp_grant_sign(key, KEYLEN, &g, &buf, &len), 0);
+  for (size_t i = 0; i < sizeof(ex); i++) {
+    ex[i] = (uint8_t)(i * 7 + 1);
+    ex2[i] = ex[i];
+  }
+  ex2[31] ^= 1;
+  ck_assert_int_eq(gp_grant_proof(bind_priv, ex, buf, len, proof), 0);
+  ck_assert(gp_grant_proof_ok(bind_pub, ex, buf, len, proof, sizeof(proof)));
+  /* Another connection (exporter), the plain zeros, another grant. */
+  ck_assert(!gp_grant_proof_ok(bind_pub, ex2, buf, len, proof,
+                               sizeof(proof)));
+  ck_assert(!gp_grant_proof_ok(bind_pub, zero, buf, len, proof,
+                               sizeof(proof)));
+  buf[0] ^= 1;
+  ck_assert(!gp_grant_proof_ok(bind_pub, ex, buf, len, proof, sizeof(proof)));
+  buf[0] ^= 1;
+  /* A proof made with another key; a truncated or flipped one; none. */
+  ck_assert_int_eq(gp_binding_keypair(other_priv, other_pub), 0);
+  ck_assert_int_eq(gp_grant_proof(other_priv, ex, buf, len, other_proof), 0);
+  ck_assert(!gp_grant_proof_ok(bind_pub, ex, buf, len, other_proof,
+                               sizeof(other_proof)));
+  ck_assert(!gp_grant_proof_ok(bind_pub, ex, buf, len, proof,
+                               sizeof(proof) - 1));
+  ck_assert(!gp_grant_proof_ok(bind_pub, ex, buf, len, NULL, 0));
+  proof[5] ^= 0x40;
+  ck_assert(!gp_grant_proof_ok(bind_pub, ex, buf, len, proof, sizeof(proof)));
+  /* The zeros of a plain connection work as an exporter too. */
+  ck_assert_int_eq(gp_grant_proof(bind_priv, zero, buf, len, proof), 0);
+  ck_assert(gp_grant_proof_ok(bind_pub, zero, buf, len, proof,
+                              sizeof(proof)));
   free(buf);
 }
 END_TEST
@@ -94,11 +144,18 @@ START_TEST(test_grant_expiry_and_version) {
                                    sizeof(why)), GP_EGRANT);
   ck_assert_str_eq(why, "grant expired 12 s ago");
   free(buf);
-  g.version = 2;
+  g.version = 1; /* an older broker's grant: no binding key */
+  g.binding_key.len = 0;
   ck_assert_int_eq(gp_grant_sign(key, KEYLEN, &g, &buf, &len), 0);
   ck_assert_int_eq(gp_grant_verify(key, KEYLEN, buf, len, 1000, &out, why,
                                    sizeof(why)), GP_EGRANT);
-  ck_assert_str_eq(why, "grant version 2 is not 1");
+  ck_assert_str_eq(why, "grant version 1 is not 3");
+  free(buf);
+  g.version = GP_GRANT_VERSION; /* version 3 without its key */
+  ck_assert_int_eq(gp_grant_sign(key, KEYLEN, &g, &buf, &len), 0);
+  ck_assert_int_eq(gp_grant_verify(key, KEYLEN, buf, len, 1000, &out, why,
+                                   sizeof(why)), GP_EGRANT);
+  ck_assert_str_eq(why, "grant has a binding key of 0 bytes (not 32)");
   free(buf);
   /* A signed body that is not a Grant. */
   {
@@ -265,6 +322,7 @@ int main(void) {
   tcase_add_test(tc, test_grant_sign_verify_round_trip);
   tcase_add_test(tc, test_grant_refuses_tampering_and_wrong_key);
   tcase_add_test(tc, test_grant_expiry_and_version);
+  tcase_add_test(tc, test_grant_proof_binding);
   tcase_add_test(tc, test_grant_key_file_rules);
   tcase_add_test(tc, test_grant_domain_separated);
   tcase_add_test(tc, test_grant_register_auth_and_sha256);
