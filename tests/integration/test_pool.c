@@ -2628,9 +2628,9 @@ static void test_relay_broker(int argc, char **argv) {
   REQUIRE_TRUE(lib != NULL && *lib != '\0');
   setenv("GPUPOOL_TOKEN_FILE", pool.alice_file, 1);
   setenv("GPUPOOL_MEM", "96M", 1);
-  /* --insecure: its workers reach the pool's plain servers. */
-  const char *args[] = {"--backend", "cuda", "--cuda-lib", lib, "--insecure",
-                        NULL};
+  /* TLS on both sides: its workers verify the broker and the pool's
+   * servers with GPUPOOL_TLS_CA, which the harness sets. */
+  const char *args[] = {"--backend", "cuda", "--cuda-lib", lib, NULL};
   struct gpt_server relay;
   if (gpt_server_start(&relay, args) != 0) gpt__abort_scenario();
   /* This process talks to the relay directly. */
