@@ -17,6 +17,7 @@
 #include "grant.h"
 #include "pool.h"
 #include "server.h"
+#include "zchunk.h"
 
 static void usage(FILE *f) {
   fprintf(f,
@@ -56,6 +57,12 @@ static void usage(FILE *f) {
     "                         $TMPDIR or /tmp, removed at exit; none: off)\n"
     "  --image-cache-size SIZE  the most bytes the image cache holds, K/M/G/T\n"
     "                         suffixes (default 1G)\n"
+    "  --poll-us N            busy-poll the session's socket for up to N\n"
+    "                         microseconds before sleeping (adaptive; off\n"
+    "                         on one CPU or when the machine is busy;\n"
+    "                         default 50, 0: off)\n"
+    "  --compress auto|on|off zstd-compress copies when a sample says it\n"
+    "                         pays (auto, the default), always, or never\n"
     "  --help                 print this and exit\n"
     "  --version              print the version and exit\n",
     GP_SERVER_DEFAULT_HOST, GP_DEFAULT_SERVER_PORT,
@@ -133,6 +140,8 @@ enum {
   OPT_OFFER,
   OPT_IMAGE_CACHE,
   OPT_IMAGE_CACHE_SIZE,
+  OPT_POLL_US,
+  OPT_COMPRESS,
 };
 
 static const struct option long_opts[] = {
@@ -155,6 +164,8 @@ static const struct option long_opts[] = {
   {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
   {"image-cache", required_argument, NULL, OPT_IMAGE_CACHE},
   {"image-cache-size", required_argument, NULL, OPT_IMAGE_CACHE_SIZE},
+  {"poll-us", required_argument, NULL, OPT_POLL_US},
+  {"compress", required_argument, NULL, OPT_COMPRESS},
   /* Internal: the offered GPUs, passed to workers. */
   {"offer", required_argument, NULL, OPT_OFFER},
   /* Internal: how the supervisor lists the devices (probe.c). */
@@ -189,6 +200,8 @@ int main(int argc, char **argv) {
   cfg.bcfg.cuda_lib = GP_SERVER_DEFAULT_CUDA_LIB;
   cfg.devsel.all = true;
   cfg.image_cache_size = GP_DISK_CACHE_DEFAULT_SIZE;
+  cfg.poll_us = GP_SERVER_DEFAULT_POLL_US;
+  cfg.compress = GP_Z_AUTO;
 
   opterr = 0;
   /* "+": stop at the first non-option, so a stray word is reported;
@@ -321,6 +334,19 @@ int main(int argc, char **argv) {
                    "suffixes, more than 0)", optarg);
       cfg.image_cache_size = size;
       break;
+    case OPT_POLL_US:
+      if (gp__parse_uint(optarg, 100000, &v) != 0)
+        return bad("--poll-us: '%s' is not a number of microseconds "
+                   "(0 to 100000)", optarg);
+      cfg.poll_us = (unsigned)v;
+      break;
+    case OPT_COMPRESS: {
+      enum gp_z_mode zm;
+      if (gp_z_parse_mode(optarg, &zm) != 0)
+        return bad("--compress: '%s' is not auto, on or off", optarg);
+      cfg.compress = (int)zm;
+      break;
+    }
     case ':':
       return bad("%s needs a value", argv[optind - 1]);
     default:

@@ -94,7 +94,15 @@ struct gp_server_config {
                                 * private directory; workers: none),
                                 * "none": disabled */
   uint64_t image_cache_size;   /* --image-cache-size, bytes */
+  /* Performance (issue 8). */
+  unsigned poll_us;            /* --poll-us: a worker's busy-poll window
+                                * before it sleeps for the next request
+                                * (protocol/wire.h), 0: off */
+  int compress;                /* --compress: enum gp_z_mode (zchunk.h) */
 };
+
+/* The default --poll-us. */
+#define GP_SERVER_DEFAULT_POLL_US 50u
 
 /* Runs the supervisor until SIGINT or SIGTERM. Returns the process exit
  * status. Call from the main thread, once. */
