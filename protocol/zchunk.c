@@ -65,6 +65,11 @@ bool gp_z_worth(struct gp_z *z, enum gp_z_mode mode, const void *data,
       len += SAMPLE_PIECE;
     }
   }
+  if (!z->warm) {
+    /* The context's first use allocates its tables: not the data's cost. */
+    ZSTD_compressCCtx(z->cctx, out, sizeof(out), sample, len, GP_Z_LEVEL);
+    z->warm = true;
+  }
   double t0 = secs();
   size_t c = ZSTD_compressCCtx(z->cctx, out, sizeof(out), sample, len,
                                GP_Z_LEVEL);
@@ -96,8 +101,14 @@ int gp_z_decompress(struct gp_z *z, void *dst, size_t n, const void *src,
                     size_t len) {
   if (z->dctx == NULL && (z->dctx = ZSTD_createDCtx()) == NULL)
     return GP_ENOMEM;
-  /* Bounded by |n|: content that would run past it is an error
-   * (dstSize_tooSmall), never a write beyond the destination. */
+  /* One frame, exactly |len| bytes, whose header declares |n| bytes of
+   * content: anything else is refused before a byte is written. */
+  if (ZSTD_findFrameCompressedSize(src, len) != len ||
+      ZSTD_getFrameContentSize(src, len) != (unsigned long long)n)
+    return GP_EPROTO;
+  /* Bounded by |n| all the same: blocks that would run past it, whatever
+   * the header said, are an error (dstSize_tooSmall), never a write beyond
+   * the destination. */
   size_t d = ZSTD_decompressDCtx(z->dctx, dst, n, src, len);
   if (ZSTD_isError(d) || d != n)
     return GP_EPROTO;
@@ -109,4 +120,5 @@ void gp_z_free(struct gp_z *z) {
   ZSTD_freeCCtx(z->cctx);
   ZSTD_freeDCtx(z->dctx);
   z->cctx = z->dctx = NULL;
+  z->warm = false;
 }

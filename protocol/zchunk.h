@@ -33,6 +33,7 @@ enum gp_z_mode { GP_Z_OFF = 0, GP_Z_AUTO = 1, GP_Z_ON = 2 };
 struct gp_z {
   void *cctx;   /* ZSTD_CCtx, made on first use */
   void *dctx;   /* ZSTD_DCtx, made on first use */
+  bool warm;    /* cctx has compressed a sample once */
   enum gp_z_mode mode;
   unsigned link_mbps;
   /* Counters, for benchmarks and tests. */
@@ -59,9 +60,12 @@ bool gp_z_worth(struct gp_z *z, enum gp_z_mode mode, const void *data,
 size_t gp_z_compress(struct gp_z *z, void *dst, size_t cap, const void *src,
                      size_t n);
 
-/* Decompresses the |len| bytes of |src| into |dst|, which holds exactly
- * |n| bytes: never writes past |dst + n|. Returns 0, GP_EPROTO when the
- * content is malformed or not exactly |n| bytes, GP_ENOMEM. */
+/* Decompresses the |len| bytes of |src|, one zstd frame whose header
+ * declares |n| bytes of content, into |dst|, which holds exactly |n| bytes:
+ * never writes past |dst + n|. A frame whose header does not match is
+ * refused before anything is written; one whose blocks are damaged may
+ * have written part of |dst| when it is refused. Returns 0, GP_EPROTO
+ * when the content is malformed or not exactly |n| bytes, GP_ENOMEM. */
 int gp_z_decompress(struct gp_z *z, void *dst, size_t n, const void *src,
                     size_t len);
 

@@ -1121,6 +1121,9 @@ static int reply_data(struct gp_worker *w, const struct gp_frame_header *h,
     w->z.chunks_raw++;
     return reply_status(w, h, CUDA_SUCCESS, data, m->size);
   }
+  if (gp__log_level() >= GP_LOG_DEBUG)
+    wlog(w, GP_LOG_DEBUG, "MEMCPY_DTOH of %llu bytes: %zu compressed",
+         (unsigned long long)m->size, c);
   w->z.chunks_compressed++;
   w->z.bytes_in += m->size;
   w->z.bytes_out += c;
