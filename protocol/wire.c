@@ -351,7 +351,7 @@ static int fill(struct gp_wire *w, size_t n) {
     w->rpos = 0;
   }
   while (w->rlen < n) {
-    size_t got;
+    size_t got = 0;
     int rc = read_some(w, w->rbuf + w->rlen, GP_WIRE_RBUF_SIZE - w->rlen, &got);
     if (rc < 0)
       return rc;
@@ -397,14 +397,14 @@ static int read_into(struct gp_wire *w, uint8_t *dst, size_t len) {
     }
     w->rpos = w->rlen = 0;
     if (dst != NULL && len >= GP_WIRE_RBUF_SIZE / 2) {
-      size_t got;
+      size_t got = 0;
       int rc = read_some(w, dst, len, &got);
       if (rc < 0)
         return rc;
       dst += got;
       len -= got;
     } else {
-      size_t got;
+      size_t got = 0;
       int rc = read_some(w, w->rbuf, GP_WIRE_RBUF_SIZE, &got);
       if (rc < 0)
         return rc;
