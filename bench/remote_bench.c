@@ -2,7 +2,8 @@
  * libcuda.so.1 and the server named by GPUPOOL_SERVER. See
  * bench/README.md.
  *
- * Usage: remote_bench [--quick] [--sync-only | --patterns-only]
+ * Usage: remote_bench [--quick] [--sync-only | --patterns-only |
+ *                     --copies-only]
  *        remote_bench --launch-probe N   (internal: see (2b))
  *
  * Driver API only (cuda.h), kernels as inline PTX, in the one context of
@@ -516,7 +517,7 @@ int main(int argc, char **argv) {
 
   /* What to measure: everything (the default), the round trip only, or
    * the compression copies only. */
-  enum { ALL, SYNC, PATTERNS } what = ALL;
+  enum { ALL, SYNC, PATTERNS, COPIES } what = ALL;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--quick") == 0) {
       p = &bu_quick_plan;
@@ -524,10 +525,13 @@ int main(int argc, char **argv) {
       what = SYNC;
     } else if (strcmp(argv[i], "--patterns-only") == 0) {
       what = PATTERNS;
+    } else if (strcmp(argv[i], "--copies-only") == 0) {
+      what = COPIES;
     } else if (strcmp(argv[i], "--launch-probe") == 0 && i + 1 < argc) {
       return launch_probe((unsigned)strtoul(argv[i + 1], NULL, 10));
     } else {
-      fprintf(stderr, "usage: " PROG " [--quick] [--sync-only|--patterns-only]"
+      fprintf(stderr, "usage: " PROG " [--quick] [--sync-only|--patterns-only"
+              "|--copies-only]"
               " (GPUPOOL_SERVER names the server)\n");
       return 2;
     }
@@ -562,6 +566,8 @@ int main(int argc, char **argv) {
     measure_sync(p);
   } else if (what == PATTERNS) {
     measure_patterns(p, dev, host, back);
+  } else if (what == COPIES) {
+    measure_copies(p, dev, host, back);
   } else {
     measure_sync(p);
     measure_launches(p, empty);

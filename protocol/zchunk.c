@@ -7,8 +7,11 @@
 
 #include "gpupool/errors.h"
 
-/* The sample: up to this many pieces of this size, spread over the buffer. */
+/* The sample: this many pieces spread over the buffer, each a 256th of it
+ * but at least 4 KiB and at most 16 KiB, so that sampling costs at most a
+ * few percent of sending even data that does not compress. */
 #define SAMPLE_PIECES 4
+#define SAMPLE_PIECE_MIN (4u << 10)
 #define SAMPLE_PIECE (16u << 10)
 
 int gp_z_parse_mode(const char *s, enum gp_z_mode *out) {
@@ -54,15 +57,17 @@ bool gp_z_worth(struct gp_z *z, enum gp_z_mode mode, const void *data,
   uint8_t sample[SAMPLE_PIECES * SAMPLE_PIECE];
   uint8_t out[SAMPLE_PIECES * SAMPLE_PIECE + 1024];
   size_t len = 0;
-  if (n <= sizeof(sample)) {
+  size_t piece = n / 256;
+  piece = piece < SAMPLE_PIECE_MIN ? SAMPLE_PIECE_MIN
+          : piece > SAMPLE_PIECE   ? SAMPLE_PIECE : piece;
+  if (n <= SAMPLE_PIECES * piece) {
     memcpy(sample, data, n);
     len = n;
   } else {
-    size_t step = (n - SAMPLE_PIECE) / (SAMPLE_PIECES - 1);
+    size_t step = (n - piece) / (SAMPLE_PIECES - 1);
     for (int i = 0; i < SAMPLE_PIECES; i++) {
-      memcpy(sample + len, (const uint8_t *)data + (size_t)i * step,
-             SAMPLE_PIECE);
-      len += SAMPLE_PIECE;
+      memcpy(sample + len, (const uint8_t *)data + (size_t)i * step, piece);
+      len += piece;
     }
   }
   if (!z->warm) {

@@ -50,8 +50,9 @@ const char *gp_z_mode_name(enum gp_z_mode m);
 size_t gp_z_bound(size_t n);
 
 /* Whether a transfer of |n| bytes from |data| should be compressed in
- * |mode| (GP_Z_AUTO: compresses up to 64 KiB of samples and compares the
- * time saved on a link of z->link_mbps with the time spent). */
+ * |mode| (GP_Z_AUTO: compresses four samples, 16 KiB to 64 KiB in all,
+ * and compares the time saved on a link of z->link_mbps with the time
+ * spent). */
 bool gp_z_worth(struct gp_z *z, enum gp_z_mode mode, const void *data,
                 size_t n);
 
