@@ -271,10 +271,10 @@ static bool ready_now(struct gp_wire *w) {
   return poll(&pfd, 1, 0) != 0;  /* an error: let the read say what */
 }
 
-bool gp_wire_spin_wait(struct gp_wire *w) {
+/* The spin itself: true when the transport has bytes to read at once (so
+ * a read will not block), whatever the read buffer holds. */
+static bool spin_transport(struct gp_wire *w) {
   struct gp_wire_spin *s = &w->spin;
-  if (w->rlen > w->rpos)
-    return true;
   if (s->max_us == 0 || w->fd < 0)
     return false;
   /* Data already there needs no spin, and says nothing about the window. */
@@ -315,11 +315,16 @@ bool gp_wire_spin_wait(struct gp_wire *w) {
   return false;
 }
 
+bool gp_wire_spin_wait(struct gp_wire *w) {
+  return w->rlen > w->rpos || spin_transport(w);
+}
+
 /* Reads at least one byte into |buf| (up to |len|). */
 static int read_some(struct gp_wire *w, void *buf, size_t len, size_t *got) {
   bool buffered = w->ops->pending != NULL && w->ops->pending(w->ctx) > 0;
+  /* Data the spin saw needs no waiting (and no timeout). */
   if (!buffered && w->spin.max_us > 0)
-    buffered = gp_wire_spin_wait(w);
+    buffered = spin_transport(w);
   if (w->timeout_ms >= 0 && w->fd >= 0 && !buffered) {
     struct pollfd pfd = {.fd = w->fd, .events = POLLIN};
     int pr;
