@@ -4,7 +4,7 @@
  *
  * Usage: tcp_baseline [--quick] [--client-cpu N] [--server-cpu N]
  *                     [--req-bytes B] [--reply-bytes B] [--launch-bytes B]
- *                     [--tls CERT_DIR]
+ *                     [--tls CERT_DIR] [--stream-only]
  *
  * The program listens on 127.0.0.1 (an ephemeral port), forks the server
  * side, and measures from the parent (the client side); each side pins
@@ -278,6 +278,7 @@ struct opts {
   int client_cpu, server_cpu;
   uint32_t req_bytes, reply_bytes, launch_bytes;
   const char *tls_dir;  /* --tls DIR: ca.pem, server.pem, server.key */
+  bool stream_only;     /* --stream-only: the stream figures alone */
 };
 
 /* One request and its reply; the reply's body lands in |dst| (NULL:
@@ -423,7 +424,7 @@ static void measure_vadd(struct conn *c, const struct opts *o) {
 static void usage(void) {
   fprintf(stderr, "usage: " PROG " [--quick] [--client-cpu N] "
           "[--server-cpu N] [--req-bytes B] [--reply-bytes B] "
-          "[--launch-bytes B] [--tls CERT_DIR]\n");
+          "[--launch-bytes B] [--tls CERT_DIR] [--stream-only]\n");
   exit(2);
 }
 
@@ -496,6 +497,10 @@ int main(int argc, char **argv) {
       o.p = &bu_quick_plan;
       continue;
     }
+    if (strcmp(a, "--stream-only") == 0) {
+      o.stream_only = true;
+      continue;
+    }
     if (v == NULL)
       usage();
     i++;
@@ -511,6 +516,7 @@ int main(int argc, char **argv) {
       o.launch_bytes = (uint32_t)parse_num(v, BU_HEADER, 4096);
     else if (strcmp(a, "--tls") == 0)
       o.tls_dir = v;
+
     else
       usage();
   }
@@ -550,14 +556,20 @@ int main(int argc, char **argv) {
   if (c.fd < 0 || connect(c.fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
     die("connect");
   setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  if (o.tls_dir != NULL) {
+  if (o.tls_dir != NULL || o.stream_only) {
     /* With TLS, the stream only: the figure it is the baseline of. */
-    c.tls = tls_on(c.fd, o.tls_dir, false);
-    printf("info tls %s\n", o.tls_dir);
+    if (o.tls_dir != NULL) {
+      c.tls = tls_on(c.fd, o.tls_dir, false);
+      printf("info tls %s\n", o.tls_dir);
+    }
     measure_stream(&c, &o);
     send_msg(&c, OP_END, NULL, 0, 0);
-    gp_wire_free(c.tls);
-    free(c.tls);
+    if (c.tls != NULL) {
+      gp_wire_free(c.tls);
+      free(c.tls);
+    } else {
+      close(c.fd);
+    }
     goto reap;
   }
 

@@ -110,7 +110,8 @@ else
   echo "== this machine lets us use one CPU ($c0): only the one-core placement runs"
 fi
 mode=full
-[ "$quick" -eq 1 ] && mode=quick
+rounds=3
+[ "$quick" -eq 1 ] && mode=quick && rounds=1
 qarg=()
 [ "$quick" -eq 1 ] && qarg=(--quick)
 load_before=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?")
@@ -217,8 +218,19 @@ for pl in "${placements[@]}"; do
   start_server "$scpu" "$name" "${plain_args[@]}" || exit 1
   echo "   gpupool: remote_bench against 127.0.0.1:$port (defaults; then the compression copies with GPUPOOL_COMPRESS=off and =on)"
   remote "$name" "$ccpu"
-  GPUPOOL_COMPRESS=off remote "$name.off" "$ccpu" --patterns-only
-  GPUPOOL_COMPRESS=on remote "$name.on" "$ccpu" --patterns-only
+  # The figures compared with each other are taken in alternating rounds
+  # (each a process of its own), and their medians compared, so that a
+  # change in the machine's load falls on all of them alike: the
+  # compression modes, and the copies against the TCP stream.
+  for r in $(seq "$rounds"); do
+    for zm in off auto on; do
+      GPUPOOL_COMPRESS=$zm remote "$name.$zm.$r" "$ccpu" --patterns-only
+    done
+    remote "$name.copies.$r" "$ccpu" --copies-only
+    run_pinned "$ccpu" "$tcp_bin" "${qarg[@]}" --client-cpu "$ccpu" \
+      --server-cpu "$scpu" --stream-only >"$work/tcp.$name.stream.$r" \
+      2>"$work/tcp.$name.stream.$r.err" || status=1
+  done
   stop_server
   server_said "$name"
   # The round trip without busy-polling on either end.
@@ -317,6 +329,18 @@ def fmt(v):
         return "%.3f" % v
     return "%.2g" % v
 
+import glob, statistics
+
+def rounds_median(prefix):
+    """Every metric's median over the files PREFIX.1, PREFIX.2..."""
+    vals = {}
+    for path in sorted(glob.glob(prefix + ".[0-9]*")):
+        if path.endswith(".err"):
+            continue
+        for k, v in metrics(path).items():
+            vals.setdefault(k, []).append(v)
+    return {k: statistics.median(v) for k, v in vals.items()}
+
 per = {}
 rows = []      # (label, unit, {placement: (g, b, ratio)})
 def add(label, unit, key, name, g, b, higher):
@@ -340,9 +364,16 @@ for name in names:
     r = metrics(os.path.join(work, "remote." + name))
     t = metrics(os.path.join(work, "tcp." + name))
     nopoll = metrics(os.path.join(work, "remote." + name + ".nopoll"))
-    modes = {"auto": r,
-             "off": metrics(os.path.join(work, "remote." + name + ".off")),
-             "on": metrics(os.path.join(work, "remote." + name + ".on"))}
+    modes = {m: rounds_median(os.path.join(work, "remote.%s.%s" % (name, m)))
+             for m in ("off", "auto", "on")}
+    # The copies and the stream: medians of the alternating rounds when
+    # there are any, else the main run's.
+    copies = rounds_median(os.path.join(work, "remote.%s.copies" % name))
+    stream = rounds_median(os.path.join(work, "tcp.%s.stream" % name))
+    r = dict(r)
+    t = dict(t)
+    r.update(copies)
+    t.update(stream)
     rtls = metrics(os.path.join(work, "remote." + name + ".tls"))
     ttls = metrics(os.path.join(work, "tcp." + name + ".tls"))
     try:
@@ -494,7 +525,7 @@ PY
 py=$?
 [ "$py" -eq 0 ] || status=1
 for name in "${names[@]}"; do
-  for f in "remote.$name" "remote.$name.off" "remote.$name.on" \
+  for f in "remote.$name" "remote.$name.off.1" "remote.$name.on.1" \
       "remote.$name.nopoll" "tcp.$name"; do
     [ -s "$work/$f" ] || status=1
   done
