@@ -1,6 +1,7 @@
 /* Compressed copy payloads (see zchunk.h). */
 #include "zchunk.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <zstd.h>
@@ -13,6 +14,8 @@
 #define SAMPLE_PIECES 4
 #define SAMPLE_PIECE_MIN (4u << 10)
 #define SAMPLE_PIECE (16u << 10)
+#define SAMPLE_BYTES (SAMPLE_PIECES * SAMPLE_PIECE)
+#define SAMPLE_OUT (SAMPLE_BYTES + 1024)
 
 int gp_z_parse_mode(const char *s, enum gp_z_mode *out) {
   if (s == NULL)
@@ -58,8 +61,11 @@ bool gp_z_worth(struct gp_z *z, enum gp_z_mode mode, const void *data,
     return true;
   if (n < 4096 || !make_cctx(z))
     return false; /* one packet either way */
-  uint8_t sample[SAMPLE_PIECES * SAMPLE_PIECE];
-  uint8_t out[SAMPLE_PIECES * SAMPLE_PIECE + 1024];
+  /* On the heap: a CUDA call may come from a thread with a small stack. */
+  if (z->scratch == NULL &&
+      (z->scratch = malloc(SAMPLE_BYTES + SAMPLE_OUT)) == NULL)
+    return false;
+  uint8_t *sample = z->scratch, *out = z->scratch + SAMPLE_BYTES;
   size_t len = 0;
   size_t piece = n / 256;
   piece = piece < SAMPLE_PIECE_MIN ? SAMPLE_PIECE_MIN
@@ -76,11 +82,11 @@ bool gp_z_worth(struct gp_z *z, enum gp_z_mode mode, const void *data,
   }
   if (!z->warm) {
     /* The context's first use allocates its tables: not the data's cost. */
-    ZSTD_compressCCtx(z->cctx, out, sizeof(out), sample, len, GP_Z_LEVEL);
+    ZSTD_compressCCtx(z->cctx, out, SAMPLE_OUT, sample, len, GP_Z_LEVEL);
     z->warm = true;
   }
   double t0 = cpu_secs();
-  size_t c = ZSTD_compressCCtx(z->cctx, out, sizeof(out), sample, len,
+  size_t c = ZSTD_compressCCtx(z->cctx, out, SAMPLE_OUT, sample, len,
                                GP_Z_LEVEL);
   double spent = cpu_secs() - t0;
   if (ZSTD_isError(c))
@@ -128,6 +134,8 @@ int gp_z_decompress(struct gp_z *z, void *dst, size_t n, const void *src,
 void gp_z_free(struct gp_z *z) {
   ZSTD_freeCCtx(z->cctx);
   ZSTD_freeDCtx(z->dctx);
+  free(z->scratch);
+  z->scratch = NULL;
   z->cctx = z->dctx = NULL;
   z->warm = false;
 }

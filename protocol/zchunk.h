@@ -34,6 +34,7 @@ struct gp_z {
   void *cctx;   /* ZSTD_CCtx, made on first use */
   void *dctx;   /* ZSTD_DCtx, made on first use */
   bool warm;    /* cctx has compressed a sample once */
+  uint8_t *scratch; /* the sample and its compressed form, made on use */
   enum gp_z_mode mode;
   unsigned link_mbps;
   /* Counters, for benchmarks and tests. */

@@ -216,7 +216,7 @@ for pl in "${placements[@]}"; do
   echo "== $name: client on CPU $ccpu, server on CPU $scpu"
   # The defaults: busy-poll on (adaptive), compression auto.
   start_server "$scpu" "$name" "${plain_args[@]}" || exit 1
-  echo "   gpupool: remote_bench against 127.0.0.1:$port (defaults; then the compression copies with GPUPOOL_COMPRESS=off and =on)"
+  echo "   gpupool: remote_bench against 127.0.0.1:$port (the defaults; then $rounds alternating rounds of the compression copies off, auto, on, of the copies, and of the TCP stream)"
   remote "$name" "$ccpu"
   # The figures compared with each other are taken in alternating rounds
   # (each a process of its own), and their medians compared, so that a
