@@ -11,15 +11,18 @@ import json
 import subprocess
 import sys
 
-FIGURES = ["sync_rtt_p50_us", "sync_rtt_p99_us", "launch_rate_per_s",
-           "launch_round_trips", "vadd_ms", "tls"]
+FIGURES = ["sync_rtt_p50_us", "sync_rtt_p99_us", "sync_rtt_p50_nopoll_us",
+           "sync_rtt_p99_nopoll_us", "launch_rate_per_s",
+           "launch_round_trips", "counted_launch_round_trips", "vadd_ms",
+           "tls"]
 SIZED = ["h2d_GBps", "d2h_GBps"]
 PATTERNS = ["zero", "half_zero", "random"]
 TOP = ["suite", "mode", "backend", "cpus", "load_before", "load_after",
-       "compression", "tls", "placements"]
+       "compression", "tls", "placements", "goals"]
 EXTRA = ["client_cpu", "server_cpu", "complete", "sync_request_bytes",
          "sync_reply_bytes", "launch_bytes", "launch_run_round_trips",
-         "launches_per_run", "vadd_round_trips_per_iteration"]
+         "launches_per_run", "vadd_round_trips_per_iteration",
+         "counted_run_round_trips"]
 
 
 def fail(msg, out=""):
@@ -65,12 +68,19 @@ def main():
              out)
     for name in want:
         pl = doc["placements"][name]
-        for k in FIGURES + SIZED + ["h2d_pattern_GBps"] + EXTRA:
+        figures = FIGURES
+        if "tls" in pl and "h2d_GBps" in pl["tls"]:
+            # The server has TLS: the TLS copies, one per size and way.
+            figures = [f for f in FIGURES if f != "tls"]
+            for k in SIZED:
+                for size, fig in pl["tls"][k].items():
+                    check_figure("%s.tls.%s.%s" % (name, k, size), fig)
+        for k in figures + SIZED + ["h2d_pattern_GBps", "d2h_pattern_GBps"] + EXTRA:
             if k not in pl:
                 fail("placement %s lacks %r" % (name, k), out)
         if pl["complete"] is not True:
             fail("placement %s is not complete" % name, out)
-        for k in FIGURES:
+        for k in figures:
             check_figure("%s.%s" % (name, k), pl[k])
         for k in SIZED:
             if len(pl[k]) != 4:
@@ -79,11 +89,13 @@ def main():
                 check_figure("%s.%s.%s" % (name, k, size), fig)
                 if fig["baseline"] is None:
                     fail("%s.%s.%s has no baseline" % (name, k, size), out)
-        for mode in ("off", "on"):
-            for pat in PATTERNS:
-                fig = pl["h2d_pattern_GBps"].get(mode, {}).get(pat)
-                check_figure("%s.h2d_pattern_GBps.%s.%s" % (name, mode, pat),
-                             fig)
+        for way in ("h2d_pattern_GBps", "d2h_pattern_GBps"):
+            for mode in ("off", "auto", "on"):
+                for pat in PATTERNS:
+                    fig = pl[way].get(mode, {}).get(pat)
+                    check_figure("%s.%s.%s.%s" % (name, way, mode, pat), fig)
+        if not doc["goals"].get(name):
+            fail("no goals for placement %s" % name, out)
     print("bench_smoke: bench.sh --quick ran %s and printed every key"
           % ", ".join(want))
 

@@ -2,7 +2,9 @@
  * libcuda.so.1 and the server named by GPUPOOL_SERVER. See
  * bench/README.md.
  *
- * Usage: remote_bench [--quick]
+ * Usage: remote_bench [--quick] [--sync-only | --patterns-only |
+ *                     --copies-only]
+ *        remote_bench --launch-probe N   (internal: see (2b))
  *
  * Driver API only (cuda.h), kernels as inline PTX, in the one context of
  * device 0 on its default stream; pageable host buffers (malloc'd and
@@ -12,9 +14,15 @@
  * (2) launches: N launches of an empty kernel then one cuCtxSynchronize,
  *     the median rate over the runs; and the round trips the client made
  *     during each run, counted on its socket (below), per launch;
+ * (2b) the round trips per launch as the client library counts them
+ *     (GPUPOOL_STATS=FILE: its counters at exit): this program runs
+ *     itself twice as --launch-probe, with 1 launch and with N, and takes
+ *     the difference over the N - 1 extra launches;
  * (3) cuMemcpyHtoD and cuMemcpyDtoH at the plan's four sizes, median
  *     copy, the bytes read back compared with those written;
- * (4) cuMemcpyHtoD of zero-filled, half-zero and random buffers;
+ * (4) cuMemcpyHtoD and cuMemcpyDtoH of zero-filled, half-zero and random
+ *     buffers, in the compression mode of GPUPOOL_COMPRESS (bench.sh runs
+ *     --patterns-only once per mode);
  * (5) a vectorAdd loop: per iteration two cuMemcpyHtoD, one launch, one
  *     cuMemcpyDtoH, and every element checked on the host.
  *
@@ -41,6 +49,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cuda.h>
@@ -313,13 +322,20 @@ static void measure_copies(const struct bu_plan *p, CUdeviceptr dev,
   }
 }
 
-/* (4) Host-to-device copies of data more and less compressible. */
+/* (4) Copies of data more and less compressible, both ways, with the
+ * compression mode this process runs with (GPUPOOL_COMPRESS, which
+ * scripts/bench.sh sets per run: the metrics are h2d_MODE_KIND and
+ * d2h_MODE_KIND). */
 static void measure_patterns(const struct bu_plan *p, CUdeviceptr dev,
                              uint8_t *host, uint8_t *back) {
   static const char *const names[3] = {"zero", "half_zero", "random"};
   size_t size = p->comp_size;
   int reps = p->comp_reps;
   double *t = bu_xmalloc(PROG, (size_t)reps * sizeof(*t));
+  double *td = bu_xmalloc(PROG, (size_t)reps * sizeof(*td));
+  const char *mode = getenv("GPUPOOL_COMPRESS");
+  if (mode == NULL || *mode == '\0')
+    mode = "auto";
 
   for (int k = 0; k < 3; k++) {
     if (k == 0) {
@@ -331,10 +347,14 @@ static void measure_patterns(const struct bu_plan *p, CUdeviceptr dev,
         memset(host + at, 0, size - at < 4096 ? size - at : 4096);
     }
     CU(cuMemcpyHtoD(dev, host, size));
+    CU(cuMemcpyDtoH(back, dev, size));
     for (int i = 0; i < reps; i++) {
       double s = bu_now();
       CU(cuMemcpyHtoD(dev, host, size));
-      t[i] = bu_now() - s;
+      double m = bu_now();
+      CU(cuMemcpyDtoH(back, dev, size));
+      t[i] = m - s;
+      td[i] = bu_now() - m;
     }
     memset(back, 0xff, size);
     CU(cuMemcpyDtoH(back, dev, size));
@@ -342,12 +362,101 @@ static void measure_patterns(const struct bu_plan *p, CUdeviceptr dev,
       fprintf(stderr, PROG ": %s: the bytes read back differ\n", names[k]);
       exit(1);
     }
-    printf("metric h2d_%s %.4f GB/s\n", names[k],
+    printf("metric h2d_%s_%s %.4f GB/s\n", mode, names[k],
            size / bu_median(t, reps) * 1e-9);
+    printf("metric d2h_%s_%s %.4f GB/s\n", mode, names[k],
+           size / bu_median(td, reps) * 1e-9);
   }
   printf("metric pattern_size %zu B\n", size);
-  printf("info compression not implemented (compression on = off)\n");
   free(t);
+  free(td);
+}
+
+/* ---- Round trips counted by the library (GPUPOOL_STATS) ----------------- */
+
+/* --launch-probe N: the launch loop alone, in a process of its own whose
+ * library writes its counters at exit: set-up, N launches of the empty
+ * kernel, one cuCtxSynchronize. */
+static int launch_probe(unsigned n) {
+  CUdevice devno;
+  CUcontext ctx;
+  CUmodule mod;
+  CUfunction empty;
+
+  CU(cuInit(0));
+  CU(cuDeviceGet(&devno, 0));
+  CU(cuDevicePrimaryCtxRetain(&ctx, devno));
+  CU(cuCtxSetCurrent(ctx));
+  CU(cuModuleLoadData(&mod, kernels_ptx));
+  CU(cuModuleGetFunction(&empty, mod, "empty"));
+  CU(cuCtxSynchronize());
+  for (unsigned i = 0; i < n; i++)
+    CU(cuLaunchKernel(empty, 1, 1, 1, 1, 1, 1, 0, NULL, NULL, NULL));
+  CU(cuCtxSynchronize());
+  return 0;
+}
+
+/* The "name value" line |key| of FILE, or -1. */
+static long long stat_of(const char *file, const char *key) {
+  FILE *f = fopen(file, "r");
+  char line[256], k[64];
+  long long v, found = -1;
+
+  if (f == NULL)
+    return -1;
+  while (fgets(line, sizeof(line), f) != NULL)
+    if (sscanf(line, "%63s %lld", k, &v) == 2 && strcmp(k, key) == 0)
+      found = v;
+  fclose(f);
+  return found;
+}
+
+/* Runs this program as --launch-probe |n| with GPUPOOL_STATS=|file|;
+ * returns the round trips its library counted, or -1. */
+static long long probe_round_trips(unsigned n, const char *file) {
+  char arg[32];
+  pid_t pid;
+  int st;
+
+  snprintf(arg, sizeof(arg), "%u", n);
+  fflush(NULL);
+  pid = fork();
+  if (pid < 0)
+    return -1;
+  if (pid == 0) {
+    char *args[] = {(char *)"remote_bench", (char *)"--launch-probe", arg,
+                    NULL};
+    setenv("GPUPOOL_STATS", file, 1);
+    execv("/proc/self/exe", args);
+    _exit(127);
+  }
+  if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+    return -1;
+  return stat_of(file, "round_trips");
+}
+
+/* (2b) Round trips per launch as the library counts them: a run of 1
+ * launch and one of p->launches, each a process of its own, the same
+ * set-up in both; the difference over the extra launches. */
+static void measure_counted_round_trips(const struct bu_plan *p) {
+  char f1[64], fn[64];
+
+  snprintf(f1, sizeof(f1), "/tmp/remote_bench.%d.stats1", (int)getpid());
+  snprintf(fn, sizeof(fn), "/tmp/remote_bench.%d.statsn", (int)getpid());
+  long long r1 = probe_round_trips(1, f1);
+  long long rn = probe_round_trips(p->launches, fn);
+  unlink(f1);
+  unlink(fn);
+  if (r1 < 0 || rn < 0) {
+    fprintf(stderr, PROG ": the launch probes failed (no GPUPOOL_STATS "
+            "counters)\n");
+    exit(1);
+  }
+  printf("info counted_round_trips launches 1: %lld, launches %u: %lld\n",
+         r1, p->launches, rn);
+  printf("metric counted_launch_round_trips %.6f per_launch\n",
+         (double)(rn - r1) / (p->launches - 1));
+  printf("metric counted_run_round_trips %lld count\n", rn);
 }
 
 /* (5) A vectorAdd loop with its copies, every result checked. */
@@ -406,12 +515,24 @@ int main(int argc, char **argv) {
   CUdeviceptr dev;
   uint8_t *host, *back;
 
+  /* What to measure: everything (the default), the round trip only, or
+   * the compression copies only. */
+  enum { ALL, SYNC, PATTERNS, COPIES } what = ALL;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--quick") == 0) {
       p = &bu_quick_plan;
+    } else if (strcmp(argv[i], "--sync-only") == 0) {
+      what = SYNC;
+    } else if (strcmp(argv[i], "--patterns-only") == 0) {
+      what = PATTERNS;
+    } else if (strcmp(argv[i], "--copies-only") == 0) {
+      what = COPIES;
+    } else if (strcmp(argv[i], "--launch-probe") == 0 && i + 1 < argc) {
+      return launch_probe((unsigned)strtoul(argv[i + 1], NULL, 10));
     } else {
-      fprintf(stderr, "usage: " PROG " [--quick] (GPUPOOL_SERVER names the "
-              "server)\n");
+      fprintf(stderr, "usage: " PROG " [--quick] [--sync-only|--patterns-only"
+              "|--copies-only]"
+              " (GPUPOOL_SERVER names the server)\n");
       return 2;
     }
   }
@@ -441,11 +562,20 @@ int main(int argc, char **argv) {
   printf("info plan %s\n", p->quick ? "quick" : "full");
   printf("info server %s\n", server);
 
-  measure_sync(p);
-  measure_launches(p, empty);
-  measure_copies(p, dev, host, back);
-  measure_patterns(p, dev, host, back);
-  measure_vadd(p, vadd);
+  if (what == SYNC) {
+    measure_sync(p);
+  } else if (what == PATTERNS) {
+    measure_patterns(p, dev, host, back);
+  } else if (what == COPIES) {
+    measure_copies(p, dev, host, back);
+  } else {
+    measure_sync(p);
+    measure_launches(p, empty);
+    measure_counted_round_trips(p);
+    measure_copies(p, dev, host, back);
+    measure_patterns(p, dev, host, back);
+    measure_vadd(p, vadd);
+  }
 
   CU(cuMemFree(dev));
   CU(cuModuleUnload(mod));

@@ -4,6 +4,7 @@
  *
  * Usage: tcp_baseline [--quick] [--client-cpu N] [--server-cpu N]
  *                     [--req-bytes B] [--reply-bytes B] [--launch-bytes B]
+ *                     [--tls CERT_DIR] [--stream-only]
  *
  * The program listens on 127.0.0.1 (an ephemeral port), forks the server
  * side, and measures from the parent (the client side); each side pins
@@ -25,6 +26,10 @@
  *   acknowledged), then ask for c = a + b, which the server computes and
  *   sends; the client checks every element.
  *
+ * - with --tls DIR, the stream alone, over TLS 1.3 (protocol/tls.c, the
+ *   certificates of DIR as scripts/gen-certs.sh writes them), as
+ *   tls_send_SIZE and tls_recv_SIZE.
+ *
  * Output: "metric NAME VALUE UNIT" lines, as remote_bench prints them.
  * Exit status 0, 1 on a failure, 2 on bad arguments. */
 #include <errno.h>
@@ -44,6 +49,9 @@
 #include <unistd.h>
 
 #include "benchutil.h"
+#include "gpupool/errors.h"
+#include "tls.h"
+#include "wire.h"
 
 #define PROG "tcp_baseline"
 
@@ -70,12 +78,36 @@ _Static_assert(sizeof(struct hdr) == BU_HEADER, "a header is 24 bytes");
 
 #define RBUF_SIZE (256u << 10)
 
-/* One side of the connection: a socket and its read buffer. */
+/* One side of the connection: a socket and its read buffer; with --tls,
+ * the TLS transport of protocol/tls.c over it (NULL: plain TCP). */
 struct conn {
   int fd;
   uint8_t *rbuf;
   size_t rpos, rlen;
+  struct gp_wire *tls;
 };
+
+/* One writev or read on |c|: as the system calls, -1 with errno on an
+ * error. */
+static ssize_t conn_writev(struct conn *c, const struct iovec *iov, int n) {
+  if (c->tls == NULL)
+    return writev(c->fd, iov, n);
+  long r = c->tls->ops->writev(c->tls->ctx, iov, n);
+  if (r < 0)
+    errno = EIO;
+  return r < 0 ? -1 : (ssize_t)r;
+}
+
+static ssize_t conn_read(struct conn *c, void *buf, size_t len) {
+  if (c->tls == NULL)
+    return read(c->fd, buf, len);
+  long r = c->tls->ops->read(c->tls->ctx, buf, len);
+  if (r == GP_ECLOSED)
+    return 0;
+  if (r < 0)
+    errno = EIO;
+  return r < 0 ? -1 : (ssize_t)r;
+}
 
 static void die(const char *what) {
   fprintf(stderr, PROG ": %s: %s\n", what, strerror(errno));
@@ -99,7 +131,7 @@ static void pin(int cpu, const char *side) {
 /* Writes all of |iov|; exits on an error. */
 static void write_all(struct conn *c, struct iovec *iov, int n) {
   while (n > 0) {
-    ssize_t w = writev(c->fd, iov, n);
+    ssize_t w = conn_writev(c, iov, n);
     if (w < 0) {
       if (errno == EINTR)
         continue;
@@ -138,7 +170,7 @@ static bool read_exact(struct conn *c, void *dst, size_t n) {
     if (c->rpos == c->rlen) {
       ssize_t r;
       if (d != NULL && n >= RBUF_SIZE) {
-        r = read(c->fd, d, n);
+        r = conn_read(c, d, n);
         if (r > 0) {
           d += r;
           n -= (size_t)r;
@@ -146,7 +178,7 @@ static bool read_exact(struct conn *c, void *dst, size_t n) {
           continue;
         }
       } else {
-        r = read(c->fd, c->rbuf, RBUF_SIZE);
+        r = conn_read(c, c->rbuf, RBUF_SIZE);
         if (r > 0) {
           c->rpos = 0;
           c->rlen = (size_t)r;
@@ -245,6 +277,8 @@ struct opts {
   const struct bu_plan *p;
   int client_cpu, server_cpu;
   uint32_t req_bytes, reply_bytes, launch_bytes;
+  const char *tls_dir;  /* --tls DIR: ca.pem, server.pem, server.key */
+  bool stream_only;     /* --stream-only: the stream figures alone */
 };
 
 /* One request and its reply; the reply's body lands in |dst| (NULL:
@@ -347,9 +381,9 @@ static void measure_stream(struct conn *c, const struct opts *o) {
       tr[i] = bu_now() - t1;
     }
     bu_size_label(size, label, sizeof(label));
-    printf("metric tcp_send_%s %.4f GB/s\n", label,
+    printf("metric %s_send_%s %.4f GB/s\n", c->tls ? "tls" : "tcp", label,
            size / bu_median(ts, reps) * 1e-9);
-    printf("metric tcp_recv_%s %.4f GB/s\n", label,
+    printf("metric %s_recv_%s %.4f GB/s\n", c->tls ? "tls" : "tcp", label,
            size / bu_median(tr, reps) * 1e-9);
     free(ts);
     free(tr);
@@ -390,8 +424,44 @@ static void measure_vadd(struct conn *c, const struct opts *o) {
 static void usage(void) {
   fprintf(stderr, "usage: " PROG " [--quick] [--client-cpu N] "
           "[--server-cpu N] [--req-bytes B] [--reply-bytes B] "
-          "[--launch-bytes B]\n");
+          "[--launch-bytes B] [--tls CERT_DIR] [--stream-only]\n");
   exit(2);
+}
+
+/* --tls: the TLS transport of protocol/tls.c over |fd| (the server side
+ * with DIR/server.pem and .key, the client side trusting DIR/ca.pem, as
+ * gpupool's server and client library run it). Exits on a failure. */
+static struct gp_wire *tls_on(int fd, const char *dir, bool server) {
+  char why[512], cert[4096], key[4096], ca[4096];
+  struct gp_wire *w = bu_xmalloc(PROG, sizeof(*w));
+  SSL_CTX *ctx;
+  int r;
+
+  snprintf(cert, sizeof(cert), "%s/server.pem", dir);
+  snprintf(key, sizeof(key), "%s/server.key", dir);
+  snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
+  if (server) {
+    struct gp_tls_pem pem;
+    if (gp_tls_pem_load(&pem, cert, key, NULL, why, sizeof(why)) != 0 ||
+        (ctx = gp_tls_server_ctx(&pem, GP_TLS_PEER_NONE, why,
+                                 sizeof(why))) == NULL) {
+      fprintf(stderr, PROG ": TLS server: %s\n", why);
+      exit(1);
+    }
+    r = gp_wire_init_tls_server(w, fd, ctx, 10000, why, sizeof(why));
+  } else {
+    if ((ctx = gp_tls_client_ctx(ca, NULL, NULL, why, sizeof(why))) == NULL) {
+      fprintf(stderr, PROG ": TLS client: %s\n", why);
+      exit(1);
+    }
+    r = gp_wire_init_tls_client(w, fd, ctx, "127.0.0.1", 10000, why,
+                                sizeof(why));
+  }
+  if (r != 0) {
+    fprintf(stderr, PROG ": TLS handshake: %s\n", why);
+    exit(1);
+  }
+  return w;
 }
 
 static long parse_num(const char *s, long lo, long hi) {
@@ -416,7 +486,7 @@ int main(int argc, char **argv) {
                    BU_HEADER + 16};
   struct sockaddr_in sa = {.sin_family = AF_INET};
   socklen_t salen = sizeof(sa);
-  struct conn c = {-1, NULL, 0, 0};
+  struct conn c = {-1, NULL, 0, 0, NULL};
   int one = 1, lfd, st;
   pid_t child, parent = getpid();
 
@@ -425,6 +495,10 @@ int main(int argc, char **argv) {
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (strcmp(a, "--quick") == 0) {
       o.p = &bu_quick_plan;
+      continue;
+    }
+    if (strcmp(a, "--stream-only") == 0) {
+      o.stream_only = true;
       continue;
     }
     if (v == NULL)
@@ -440,6 +514,9 @@ int main(int argc, char **argv) {
       o.reply_bytes = (uint32_t)parse_num(v, BU_HEADER, 4096);
     else if (strcmp(a, "--launch-bytes") == 0)
       o.launch_bytes = (uint32_t)parse_num(v, BU_HEADER, 4096);
+    else if (strcmp(a, "--tls") == 0)
+      o.tls_dir = v;
+
     else
       usage();
   }
@@ -468,6 +545,8 @@ int main(int argc, char **argv) {
       die("accept");
     setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     close(lfd);
+    if (o.tls_dir != NULL)
+      c.tls = tls_on(c.fd, o.tls_dir, true);
     serve(&c);
     _exit(0);
   }
@@ -477,6 +556,22 @@ int main(int argc, char **argv) {
   if (c.fd < 0 || connect(c.fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
     die("connect");
   setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  if (o.tls_dir != NULL || o.stream_only) {
+    /* With TLS, the stream only: the figure it is the baseline of. */
+    if (o.tls_dir != NULL) {
+      c.tls = tls_on(c.fd, o.tls_dir, false);
+      printf("info tls %s\n", o.tls_dir);
+    }
+    measure_stream(&c, &o);
+    send_msg(&c, OP_END, NULL, 0, 0);
+    if (c.tls != NULL) {
+      gp_wire_free(c.tls);
+      free(c.tls);
+    } else {
+      close(c.fd);
+    }
+    goto reap;
+  }
 
   printf("info plan %s\n", o.p->quick ? "quick" : "full");
   printf("info cpus client %d server %d\n", o.client_cpu, o.server_cpu);
@@ -488,6 +583,7 @@ int main(int argc, char **argv) {
   measure_vadd(&c, &o);
   send_msg(&c, OP_END, NULL, 0, 0);
   close(c.fd);
+reap:
   if (waitpid(child, &st, 0) != child || !WIFEXITED(st) ||
       WEXITSTATUS(st) != 0) {
     fprintf(stderr, PROG ": the server side failed (status 0x%x)\n", st);

@@ -28,12 +28,16 @@ static bool device_range_ok(struct gp__client *c, uint64_t p, uint64_t n) {
   return gp__ranges_covers(&c->dev_mem, p, n);
 }
 
-/* The copy itself, after all checks. */
+/* The copy itself, after all checks. Each chunk is compressed when the
+ * transfer's sample said it pays (GPUPOOL_COMPRESS=auto) or always (on);
+ * a chunk that does not shrink by an eighth in auto mode goes raw, and so
+ * do the transfer's other chunks. */
 static CUresult htod_locked(struct gp__client *c, uint64_t dst,
                             const uint8_t *src, uint64_t n, uint64_t sid,
                             bool async) {
   uint32_t last_id = 0;
   CUresult r = CUDA_SUCCESS;
+  bool squeeze = gp_z_worth(&c->z, c->z.mode, src, (size_t)n);
   for (uint64_t off = 0; off < n && r == CUDA_SUCCESS; off += GP_COPY_CHUNK) {
     uint64_t len = n - off < GP_COPY_CHUNK ? n - off : GP_COPY_CHUNK;
     bool last = off + len == n;
@@ -42,8 +46,27 @@ static CUresult htod_locked(struct gp__client *c, uint64_t dst,
     m.size = len;
     m.stream = sid;
     m.async = async;
-    r = gp__send_locked(c, GP_MSG_MEMCPY_HTOD, &m.base, src + off,
-                        (size_t)len, async || !last, &last_id);
+    const uint8_t *payload = src + off;
+    size_t plen = (size_t)len;
+    uint16_t flags = 0;
+    uint8_t *zb = squeeze ? gp__zbuf_locked(c, gp_z_bound((size_t)len))
+                          : NULL;
+    if (zb != NULL) {
+      size_t z = gp_z_compress(&c->z, zb, c->zcap, payload, plen);
+      if (z > 0 && (c->z.mode == GP_Z_ON || z < plen - plen / 8)) {
+        c->z.chunks_compressed++;
+        c->z.bytes_in += plen;
+        c->z.bytes_out += z;
+        payload = zb;
+        plen = z;
+        flags = GP_FRAME_F_ZSTD;
+      } else {
+        c->z.chunks_raw++;
+        squeeze = false;
+      }
+    }
+    r = gp__send_flags_locked(c, GP_MSG_MEMCPY_HTOD, &m.base, payload, plen,
+                              async || !last, flags, &last_id);
   }
   if (r != CUDA_SUCCESS || async)
     return r;
@@ -65,6 +88,7 @@ static CUresult dtoh_locked(struct gp__client *c, uint8_t *dst, uint64_t src,
       m.size = n - off < GP_COPY_CHUNK ? n - off : GP_COPY_CHUNK;
       m.stream = sid;
       m.async = async;
+      m.compress = c->z.mode;
       CUresult r = gp__send_locked(c, GP_MSG_MEMCPY_DTOH, &m.base, NULL, 0,
                                    false, &ids[sent % GP__DTOH_WINDOW]);
       if (r == CUDA_ERROR_DEVICE_UNAVAILABLE)

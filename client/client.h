@@ -27,6 +27,7 @@
 #include "gpupool/errors.h"
 #include "msg.h"
 #include "wire.h"
+#include "zchunk.h"
 
 /* ---- Objects behind the opaque CUDA handles -------------------------------- */
 
@@ -373,6 +374,15 @@ struct gp__client {
   struct gp__digests images; /* SHA-256 of every image the server has */
 
   uint64_t page_size;
+
+  /* Performance (issue 8): compressed copies and counters (conn.c). */
+  struct gp_z z;           /* z.mode: GPUPOOL_COMPRESS, off when the server
+                            * lacks GP_FEATURE_ZSTD */
+  uint8_t *zbuf;           /* compressed payloads, |zcap| bytes */
+  size_t zcap;
+  uint64_t round_trips;    /* replies waited for after sending */
+  uint64_t replies;        /* replies read */
+  uint64_t rt_mark;        /* wire.frames_sent at the last wait */
 };
 
 /* The process's one client. Never NULL. */
@@ -420,6 +430,21 @@ int gp__apply_visible_devices(struct gp__client *c, char *why,
  * CUDA_ERROR_OUT_OF_MEMORY (nothing was sent), or
  * CUDA_ERROR_DEVICE_UNAVAILABLE (the connection is now lost and that has
  * been reported). */
+/* ---- Performance (issue 8): compressed copies (conn.c) ------------------- */
+
+/* GPUPOOL_POLL_US's default. */
+#define GP__DEFAULT_POLL_US 50u
+
+/* gp__send_locked() with frame flags |flags| (GP_FRAME_F_ZSTD) added. */
+CUresult gp__send_flags_locked(struct gp__client *c, uint16_t type,
+                               const ProtobufCMessage *msg,
+                               const void *payload, size_t payload_len,
+                               bool noreply, uint16_t flags,
+                               uint32_t *request_id);
+
+/* c->zbuf with room for |n| bytes; NULL when it cannot be had. */
+uint8_t *gp__zbuf_locked(struct gp__client *c, size_t n);
+
 CUresult gp__send_locked(struct gp__client *c, uint16_t type,
                          const ProtobufCMessage *msg, const void *payload,
                          size_t payload_len, bool noreply,

@@ -103,6 +103,41 @@ __attribute__((constructor)) static void conn_init(void) {
   pthread_atfork(NULL, NULL, atfork_child);
 }
 
+/* With GPUPOOL_STATS=FILE, the connection's counters at exit, one "name
+ * value" line each (docs/client.md, "Performance"): how benchmarks count
+ * the round trips the library made. */
+static void write_stats(struct gp__client *c) {
+  const char *path = secure_getenv(GP_ENV_STATS);
+  if (path == NULL || *path == '\0')
+    return;
+  FILE *f = fopen(path, "we");
+  if (f == NULL)
+    return;
+  const struct gp_wire *w = &c->wire;
+  fprintf(f, "round_trips %llu\nreplies %llu\nframes_sent %llu\n"
+          "frames_received %llu\nbytes_sent %llu\nbytes_received %llu\n"
+          "writes %llu\n",
+          (unsigned long long)c->round_trips, (unsigned long long)c->replies,
+          (unsigned long long)w->frames_sent,
+          (unsigned long long)w->frames_received,
+          (unsigned long long)w->bytes_sent,
+          (unsigned long long)w->bytes_received,
+          (unsigned long long)w->writes);
+  fprintf(f, "poll_us %u\npoll_spins %llu\npoll_hits %llu\n",
+          w->spin.max_us, (unsigned long long)w->spin.spins,
+          (unsigned long long)w->spin.hits);
+  fprintf(f, "compress %s\nzstd_chunks_sent %llu\nzstd_chunks_raw %llu\n"
+          "zstd_bytes_in %llu\nzstd_bytes_out %llu\n"
+          "zstd_chunks_received %llu\n",
+          gp_z_mode_name(c->z.mode),
+          (unsigned long long)c->z.chunks_compressed,
+          (unsigned long long)c->z.chunks_raw,
+          (unsigned long long)c->z.bytes_in,
+          (unsigned long long)c->z.bytes_out,
+          (unsigned long long)c->z.chunks_decompressed);
+  fclose(f);
+}
+
 /* At exit (or dlclose), says GOODBYE if that cannot block: the lock must be
  * free (another thread may be in the middle of a call, or stuck in one) and
  * the send may wait at most 100 ms. The server cleans up without it too. */
@@ -117,6 +152,8 @@ __attribute__((destructor)) static void conn_fini(void) {
     return;
   if (pthread_mutex_trylock(&c->lock) != 0)
     return;
+  if (atomic_load(&c->init) == GP__INIT_OK)
+    write_stats(c);
   if (c->wire_open && !atomic_load(&c->dead)) {
     struct timeval tv = {.tv_sec = 0, .tv_usec = 100 * 1000};
     setsockopt(c->wire.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
@@ -127,6 +164,10 @@ __attribute__((destructor)) static void conn_fini(void) {
     gp_wire_free(&c->wire);
     c->wire_open = false;
   }
+  gp_z_free(&c->z);
+  free(c->zbuf);
+  c->zbuf = NULL;
+  c->zcap = 0;
   pthread_mutex_unlock(&c->lock);
 }
 
@@ -150,6 +191,40 @@ static int env_ms(const char *name, int def_s) {
 }
 
 /* ---- Connecting ------------------------------------------------------------------ */
+
+/* A whole number from environment variable |name| up to |max|; |def| when
+ * unset or not such a number. */
+static unsigned env_uint(const char *name, unsigned def, unsigned max) {
+  const char *v = secure_getenv(name);
+  if (v == NULL || *v == '\0')
+    return def;
+  char *end;
+  errno = 0;
+  unsigned long n = strtoul(v, &end, 10);
+  if (errno != 0 || *end != '\0' || *v == '-' || n > max) {
+    gp__log("%s=%s is not a number from 0 to %u; using %u", name, v, max,
+            def);
+    return def;
+  }
+  return (unsigned)n;
+}
+
+/* After the handshake: the busy-poll window (GPUPOOL_POLL_US) and
+ * compression (GPUPOOL_COMPRESS, GPUPOOL_LINK_MBPS); docs/client.md,
+ * "Performance". */
+static void perf_setup(struct gp__client *c) {
+  gp_wire_spin_setup(&c->wire, env_uint(GP_ENV_POLL_US, GP__DEFAULT_POLL_US,
+                                        100000));
+  c->z.mode = GP_Z_AUTO;
+  const char *v = secure_getenv(GP_ENV_COMPRESS);
+  if (v != NULL && *v != '\0' && gp_z_parse_mode(v, &c->z.mode) != 0) {
+    gp__log("%s=%s is not auto, on or off; using auto", GP_ENV_COMPRESS, v);
+    c->z.mode = GP_Z_AUTO;
+  }
+  if (!(c->features & GP_FEATURE_ZSTD))
+    c->z.mode = GP_Z_OFF;
+  c->z.link_mbps = env_uint(GP_ENV_LINK_MBPS, 0, 100000000);
+}
 
 /* TCP_NODELAY: requests are small and latency is everything. Keepalive
  * probes every second after one idle second, TCP_USER_TIMEOUT for
@@ -431,6 +506,7 @@ CUresult gp__connect_locked(struct gp__client *c) {
   if (handshake(c, g->grant, g->grant_len, g->bound ? g->binding_priv : NULL,
                 tls.insecure, why, sizeof(why)) < 0)
     goto fail;
+  perf_setup(c);
   if (gp__primary_init_locked(c) < 0) {
     snprintf(why, sizeof(why), "out of memory");
     goto fail;
@@ -506,11 +582,32 @@ CUresult gp__send_locked(struct gp__client *c, uint16_t type,
                          const ProtobufCMessage *msg, const void *payload,
                          size_t payload_len, bool noreply,
                          uint32_t *request_id) {
+  return gp__send_flags_locked(c, type, msg, payload, payload_len, noreply, 0,
+                               request_id);
+}
+
+uint8_t *gp__zbuf_locked(struct gp__client *c, size_t n) {
+  if (c->zcap < n) {
+    uint8_t *p = realloc(c->zbuf, n);
+    if (p == NULL)
+      return NULL;
+    c->zbuf = p;
+    c->zcap = n;
+  }
+  return c->zbuf;
+}
+
+CUresult gp__send_flags_locked(struct gp__client *c, uint16_t type,
+                               const ProtobufCMessage *msg,
+                               const void *payload, size_t payload_len,
+                               bool noreply, uint16_t flags,
+                               uint32_t *request_id) {
   if (atomic_load(&c->dead) || !c->wire_open)
     return CUDA_ERROR_DEVICE_UNAVAILABLE;
   uint32_t id = c->next_request++;
-  int rc = gp_wire_send(&c->wire, type, noreply ? GP_FRAME_F_NOREPLY : 0, id,
-                        msg, payload, payload_len);
+  int rc = gp_wire_send(&c->wire, type,
+                        (uint16_t)((noreply ? GP_FRAME_F_NOREPLY : 0) | flags),
+                        id, msg, payload, payload_len);
   /* Only fatal codes leave the stream in an unknown state; a message that
    * could not be allocated was not sent at all. */
   if (rc == GP_ENOMEM)
@@ -658,6 +755,12 @@ static CUresult recv_reply(struct gp__client *c, uint16_t type,
   const char *what = gp_msg_type_name(type);
   struct gp_frame_header h;
   int rc;
+  /* A round trip: waiting for a reply with requests sent since the last
+   * wait (a run of pipelined replies read one after the other is one). */
+  if (got == NULL && c->wire.frames_sent != c->rt_mark) {
+    c->round_trips++;
+    c->rt_mark = c->wire.frames_sent;
+  }
   for (;;) {
     if (got != NULL && !gp_wire_readable(&c->wire))
       return CUDA_SUCCESS;
@@ -703,7 +806,28 @@ static CUresult recv_reply(struct gp__client *c, uint16_t type,
   if (deferred != 0 && deferred != result && c->deferred == CUDA_SUCCESS)
     c->deferred = (CUresult)deferred;
 
-  if (payload != NULL && result == 0) {
+  c->replies++;
+  if ((h.flags & GP_FRAME_F_ZSTD) &&
+      (payload == NULL || result != 0 || type != GP_MSG_MEMCPY_DTOH ||
+       c->z.mode == GP_Z_OFF)) {
+    /* Compressed where we did not allow it. */
+    protobuf_c_message_free_unpacked(m, NULL);
+    return gp__lost_locked(c, GP_EPROTO, what);
+  }
+  if (payload != NULL && result == 0 && (h.flags & GP_FRAME_F_ZSTD)) {
+    /* The compressed bytes, then their content straight into |payload|,
+     * which must be exactly filled. */
+    uint8_t *zb = h.payload_len <= gp_z_bound(payload_len)
+                      ? gp__zbuf_locked(c, h.payload_len) : NULL;
+    if (zb == NULL) {
+      protobuf_c_message_free_unpacked(m, NULL);
+      return gp__lost_locked(c, GP_EPROTO, what);
+    }
+    rc = gp_wire_recv_payload(&c->wire, zb, h.payload_len);
+    if (rc == 0 &&
+        gp_z_decompress(&c->z, payload, payload_len, zb, h.payload_len) != 0)
+      rc = GP_EPROTO;
+  } else if (payload != NULL && result == 0) {
     if (h.payload_len != payload_len) {
       protobuf_c_message_free_unpacked(m, NULL);
       return gp__lost_locked(c, GP_EPROTO, what);

@@ -32,9 +32,13 @@
 #define GP_FRAME_F_NOREPLY 0x0001u
 /* This frame is a reply to the request with the same request_id. */
 #define GP_FRAME_F_REPLY 0x0002u
-/* Reserved for zstd-compressed payloads; not produced or accepted yet. */
+/* The payload is one zstd frame (or several) whose content is the copy's
+ * raw bytes (protocol/zchunk.h); only on MEMCPY_HTOD requests to a server
+ * that offers GP_FEATURE_ZSTD and on MEMCPY_DTOH replies to requests that
+ * allowed it. Receivers refuse it anywhere else. */
 #define GP_FRAME_F_ZSTD 0x0004u
-#define GP_FRAME_F_KNOWN (GP_FRAME_F_NOREPLY | GP_FRAME_F_REPLY)
+#define GP_FRAME_F_KNOWN \
+  (GP_FRAME_F_NOREPLY | GP_FRAME_F_REPLY | GP_FRAME_F_ZSTD)
 
 /* Default limits: a protobuf message is small; bulk data comes in payloads
  * of at most 64 MiB a frame (larger copies are split by the sender). */

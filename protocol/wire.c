@@ -3,6 +3,9 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <sched.h>
+#include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -220,11 +223,112 @@ int gp_wire_send(struct gp_wire *w, uint16_t type, uint16_t flags,
   return rc;
 }
 
-/* ---- Receiving -------------------------------------------------------------- */
+/* ---- Busy-polling -------------------------------------------------------- */
+
+static uint64_t now_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/* The CPUs this thread may run on. */
+static int usable_cpus(void) {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) != 0)
+    return 0;
+  return CPU_COUNT(&set);
+}
+
+unsigned gp_wire_spin_setup(struct gp_wire *w, unsigned max_us) {
+  if (max_us > 0 && usable_cpus() <= 1)
+    max_us = 0;
+  memset(&w->spin, 0, sizeof(w->spin));
+  w->spin.max_us = max_us;
+  w->spin.cur_us = max_us;
+  return max_us;
+}
+
+/* True when more threads are runnable than this machine has CPUs online
+ * (the fourth field of /proc/loadavg, "running/total", counts this thread
+ * too): a spinner would then take a CPU from a thread with work. */
+static bool crowded(void) {
+  char buf[128];
+  FILE *f = fopen("/proc/loadavg", "re");
+  if (f == NULL)
+    return false;
+  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  double l1, l5, l15;
+  long running = 0, total = 0;
+  if (sscanf(buf, "%lf %lf %lf %ld/%ld", &l1, &l5, &l15, &running,
+             &total) != 5)
+    return false;
+  long online = sysconf(_SC_NPROCESSORS_ONLN);
+  return online > 0 && running > online;
+}
+
+static bool ready_now(struct gp_wire *w) {
+  if (w->ops->pending != NULL && w->ops->pending(w->ctx) > 0)
+    return true;
+  struct pollfd pfd = {.fd = w->fd, .events = POLLIN};
+  return poll(&pfd, 1, 0) != 0;  /* an error: let the read say what */
+}
+
+/* The spin itself: true when the transport has bytes to read at once (so
+ * a read will not block), whatever the read buffer holds. */
+static bool spin_transport(struct gp_wire *w) {
+  struct gp_wire_spin *s = &w->spin;
+  if (s->max_us == 0 || w->fd < 0)
+    return false;
+  /* Data already there needs no spin, and says nothing about the window. */
+  if (ready_now(w))
+    return true;
+  if (s->cur_us == 0) {
+    if (s->skip > 0) {
+      s->skip--;
+      return false;
+    }
+    s->cur_us = s->max_us / 4 > 0 ? s->max_us / 4 : 1;
+  }
+  uint64_t t0 = now_ns();
+  if (t0 - s->check_ns > 100000000u) {
+    s->check_ns = t0;
+    s->crowded = crowded();
+  }
+  if (s->crowded)
+    return false;
+  uint64_t end = t0 + (uint64_t)s->cur_us * 1000u;
+  s->spins++;
+  do {
+    if (ready_now(w)) {
+      s->hits++;
+      s->misses = 0;
+      s->cur_us = s->cur_us * 2 < s->max_us ? s->cur_us * 2 : s->max_us;
+      return true;
+    }
+  } while (now_ns() < end);
+  if (++s->misses >= 2) {
+    s->misses = 0;
+    s->cur_us /= 2;
+    if (s->cur_us < 2) {
+      s->cur_us = 0;
+      s->skip = 64;
+    }
+  }
+  return false;
+}
+
+bool gp_wire_spin_wait(struct gp_wire *w) {
+  return w->rlen > w->rpos || spin_transport(w);
+}
 
 /* Reads at least one byte into |buf| (up to |len|). */
 static int read_some(struct gp_wire *w, void *buf, size_t len, size_t *got) {
   bool buffered = w->ops->pending != NULL && w->ops->pending(w->ctx) > 0;
+  /* Data the spin saw needs no waiting (and no timeout). */
+  if (!buffered && w->spin.max_us > 0)
+    buffered = spin_transport(w);
   if (w->timeout_ms >= 0 && w->fd >= 0 && !buffered) {
     struct pollfd pfd = {.fd = w->fd, .events = POLLIN};
     int pr;
@@ -256,7 +360,7 @@ static int fill(struct gp_wire *w, size_t n) {
     w->rpos = 0;
   }
   while (w->rlen < n) {
-    size_t got;
+    size_t got = 0;
     int rc = read_some(w, w->rbuf + w->rlen, GP_WIRE_RBUF_SIZE - w->rlen, &got);
     if (rc < 0)
       return rc;
@@ -302,14 +406,14 @@ static int read_into(struct gp_wire *w, uint8_t *dst, size_t len) {
     }
     w->rpos = w->rlen = 0;
     if (dst != NULL && len >= GP_WIRE_RBUF_SIZE / 2) {
-      size_t got;
+      size_t got = 0;
       int rc = read_some(w, dst, len, &got);
       if (rc < 0)
         return rc;
       dst += got;
       len -= got;
     } else {
-      size_t got;
+      size_t got = 0;
       int rc = read_some(w, w->rbuf, GP_WIRE_RBUF_SIZE, &got);
       if (rc < 0)
         return rc;

@@ -40,6 +40,18 @@ struct gp_transport_ops {
  * intptr_t. */
 extern const struct gp_transport_ops gp_transport_fd;
 
+/* Busy-polling before a blocking read (gp_wire_spin_wait): the adaptive
+ * window and what it achieved. */
+struct gp_wire_spin {
+  unsigned max_us;              /* the configured window; 0: never spin */
+  unsigned cur_us;              /* the window now (adapted) */
+  unsigned skip;                /* waits left before probing again */
+  unsigned misses;              /* spins in a row that ran out */
+  bool crowded;                 /* more runnable threads than CPUs */
+  uint64_t check_ns;            /* when |crowded| was last looked at */
+  uint64_t hits, spins;         /* spins that found data / all spins */
+};
+
 #define GP_WIRE_RBUF_SIZE (256u << 10)
 #define GP_WIRE_WBUF_SIZE (256u << 10)
 
@@ -61,6 +73,7 @@ struct gp_wire {
   uint64_t frames_sent, frames_received;
   uint64_t bytes_sent, bytes_received;
   uint64_t writes;              /* transport write calls */
+  struct gp_wire_spin spin;
 };
 
 /* Initialises |w| on the stream socket |fd| with the plain fd transport.
@@ -101,6 +114,21 @@ int gp_wire_recv_payload(struct gp_wire *w, void *dst, size_t len);
 
 /* Reads and drops |len| payload bytes. Returns 0 or a fatal GP_E* code. */
 int gp_wire_discard(struct gp_wire *w, size_t len);
+
+/* Sets the busy-poll window to |max_us| microseconds (0: off). It stays off
+ * when this thread may run on one CPU only (sched_getaffinity), where
+ * spinning only delays the peer it waits for. Returns the window set. */
+unsigned gp_wire_spin_setup(struct gp_wire *w, unsigned max_us);
+
+/* Before sleeping for the peer: polls the socket for up to the adaptive
+ * window, unless more threads are runnable than there are CPUs (checked
+ * every 100 ms in /proc/loadavg). The window doubles (up to the maximum)
+ * when a spin finds data and halves after two that ran out; at 0 it stays
+ * off for the next 64 waits, then probes again with a quarter of the
+ * maximum. True when data is there to read (bytes in the read buffer, or
+ * the transport readable); with the window off, only the read buffer is
+ * looked at. */
+bool gp_wire_spin_wait(struct gp_wire *w);
 
 /* True when bytes are already buffered or readable without blocking. */
 bool gp_wire_readable(struct gp_wire *w);

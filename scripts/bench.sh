@@ -110,7 +110,8 @@ else
   echo "== this machine lets us use one CPU ($c0): only the one-core placement runs"
 fi
 mode=full
-[ "$quick" -eq 1 ] && mode=quick
+rounds=3
+[ "$quick" -eq 1 ] && mode=quick && rounds=1
 qarg=()
 [ "$quick" -eq 1 ] && qarg=(--quick)
 load_before=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?")
@@ -144,36 +145,114 @@ wait_port() {
   return 1
 }
 
+# What the server accepts: --insecure once TLS is its default (the plain
+# figures need plain TCP), --tls-cert/--tls-key for the TLS figures.
+server_help=$("$server_bin" --help 2>&1)
+plain_args=()
+grep -q -- '--insecure' <<<"$server_help" && plain_args+=(--insecure)
+tls_ok=0
+tls_why="n/a (server has no TLS)"
+if grep -q -- '--tls-cert' <<<"$server_help" &&
+   grep -q -- '--tls-key' <<<"$server_help"; then
+  if "$root/scripts/gen-certs.sh" "$work/certs" >"$work/gen-certs.log" 2>&1; then
+    tls_ok=1
+    tls_why=""
+  else
+    tls_why="n/a (scripts/gen-certs.sh failed)"
+  fi
+fi
+# Plain TCP to loopback (GPUPOOL_INSECURE: once TLS is the client's
+# default, it says so; harmless before).
+export GPUPOOL_INSECURE=1
+
+# start_server CPU NAME ARGS...: a server on CPU with ARGS added, its log
+# in $work/server.NAME.log; sets server_pid and port. Returns 1 (after
+# printing its log) when it did not start.
+start_server() {
+  local cpu=$1 tag=$2
+  shift 2
+  rm -f "$work/port"
+  # $! must be the server itself (taskset execs it), or stopping it would
+  # leave it behind: started here, not in a subshell.
+  "${pin[@]}" ${pin[@]:+"$cpu"} "$server_bin" --listen 127.0.0.1:0 \
+    --port-file "$work/port" --backend emu --log-level error "$@" \
+    </dev/null >/dev/null 2>"$work/server.$tag.log" &
+  server_pid=$!
+  if ! port=$(wait_port "$work/port"); then
+    echo "bench: the server did not start; its log:" >&2
+    cat "$work/server.$tag.log" >&2
+    return 1
+  fi
+}
+
+# remote TAG CPU ARGS...: remote_bench ARGS on CPU against the server
+# started last, its metrics in $work/remote.TAG; 1 (and status=1) on a
+# failure.
+remote() {
+  local tag=$1 cpu=$2
+  shift 2
+  if ! GPUPOOL_SERVER="127.0.0.1:$port" run_pinned "$cpu" "$remote_bin" \
+      "${qarg[@]}" "$@" </dev/null >"$work/remote.$tag" \
+      2>"$work/remote.$tag.err"; then
+    echo "bench: remote_bench $* failed ($tag):" >&2
+    cat "$work/remote.$tag.err" >&2
+    status=1
+    return 1
+  fi
+}
+
+server_said() {
+  if [ -s "$work/server.$1.log" ]; then
+    echo "   server said ($1):"
+    sed 's/^/     /' "$work/server.$1.log"
+  fi
+}
+
 status=0
 names=()
 for pl in "${placements[@]}"; do
   read -r name ccpu scpu <<<"$pl"
   names+=("$name")
   echo "== $name: client on CPU $ccpu, server on CPU $scpu"
-  rm -f "$work/port"
-  # Started as a plain command, not through a function: $! must be the
-  # server itself (taskset execs it), or stopping it would leave it behind.
-  "${pin[@]}" ${pin[@]:+"$scpu"} "$server_bin" --listen 127.0.0.1:0 \
-    --port-file "$work/port" --backend emu --insecure --log-level error \
-    </dev/null >/dev/null 2>"$work/server.$name.log" &
-  server_pid=$!
-  if ! port=$(wait_port "$work/port"); then
-    echo "bench: the server did not start; its log:" >&2
-    cat "$work/server.$name.log" >&2
-    exit 1
-  fi
-  echo "   gpupool: remote_bench against 127.0.0.1:$port"
-  if ! GPUPOOL_SERVER="127.0.0.1:$port" GPUPOOL_INSECURE=1 run_pinned "$ccpu" "$remote_bin" \
-      "${qarg[@]}" </dev/null >"$work/remote.$name" \
-      2>"$work/remote.$name.err"; then
-    echo "bench: remote_bench failed ($name):" >&2
-    cat "$work/remote.$name.err" >&2
-    status=1
-  fi
+  # The defaults: busy-poll on (adaptive), compression auto.
+  start_server "$scpu" "$name" "${plain_args[@]}" || exit 1
+  echo "   gpupool: remote_bench against 127.0.0.1:$port (the defaults; then $rounds alternating rounds of the compression copies off, auto, on, of the copies, and of the TCP stream)"
+  remote "$name" "$ccpu"
+  # The figures compared with each other are taken in alternating rounds
+  # (each a process of its own), and their medians compared, so that a
+  # change in the machine's load falls on all of them alike: the
+  # compression modes, and the copies against the TCP stream.
+  for r in $(seq "$rounds"); do
+    for zm in off auto on; do
+      GPUPOOL_COMPRESS=$zm remote "$name.$zm.$r" "$ccpu" --patterns-only
+    done
+    remote "$name.copies.$r" "$ccpu" --copies-only
+    run_pinned "$ccpu" "$tcp_bin" "${qarg[@]}" --client-cpu "$ccpu" \
+      --server-cpu "$scpu" --stream-only >"$work/tcp.$name.stream.$r" \
+      2>"$work/tcp.$name.stream.$r.err" || status=1
+  done
   stop_server
-  if [ -s "$work/server.$name.log" ]; then
-    echo "   server said:"
-    sed 's/^/     /' "$work/server.$name.log"
+  server_said "$name"
+  # The round trip without busy-polling on either end.
+  start_server "$scpu" "$name.nopoll" "${plain_args[@]}" --poll-us 0 || exit 1
+  echo "   gpupool: remote_bench --sync-only, busy-poll off (--poll-us 0, GPUPOOL_POLL_US=0)"
+  GPUPOOL_POLL_US=0 remote "$name.nopoll" "$ccpu" --sync-only
+  stop_server
+  server_said "$name.nopoll"
+  if [ "$tls_ok" -eq 1 ]; then
+    start_server "$scpu" "$name.tls" --tls-cert "$work/certs/server.pem" \
+      --tls-key "$work/certs/server.key" || exit 1
+    echo "   gpupool over TLS: remote_bench --copies-only (GPUPOOL_TLS_CA)"
+    env -u GPUPOOL_INSECURE GPUPOOL_TLS_CA="$work/certs/ca.pem" \
+      GPUPOOL_SERVER="127.0.0.1:$port" "${pin[@]}" ${pin[@]:+"$ccpu"} \
+      "$remote_bin" "${qarg[@]}" --copies-only </dev/null \
+      >"$work/remote.$name.tls" 2>"$work/remote.$name.tls.err" || {
+        echo "bench: remote_bench over TLS failed ($name):" >&2
+        cat "$work/remote.$name.tls.err" >&2
+        status=1
+      }
+    stop_server
+    server_said "$name.tls"
   fi
   # The baseline's messages are the sizes the client's socket carried.
   m() { sed -n "s/^metric $1 \([0-9.]*\) .*/\1/p" "$work/remote.$name" | head -n1; }
@@ -191,17 +270,27 @@ for pl in "${placements[@]}"; do
     cat "$work/tcp.$name.err" >&2
     status=1
   fi
+  if [ "$tls_ok" -eq 1 ]; then
+    echo "   baseline: tcp_baseline --tls (the TLS stream)"
+    if ! run_pinned "$ccpu" "$tcp_bin" "${qarg[@]}" --client-cpu "$ccpu" \
+        --server-cpu "$scpu" "${sizes[@]}" --tls "$work/certs" \
+        >"$work/tcp.$name.tls" 2>"$work/tcp.$name.tls.err"; then
+      echo "bench: tcp_baseline --tls failed ($name):" >&2
+      cat "$work/tcp.$name.tls.err" >&2
+      status=1
+    fi
+  fi
   echo "$ccpu $scpu" >"$work/cpus.$name"
 done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?")
 echo
 
 # The table and the BENCH line, from the metric lines of both programs.
-python3 - "$work" "$mode" "$ncpu" "$load_before" "$load_after" "${names[@]}" <<'PY'
+python3 - "$work" "$mode" "$ncpu" "$load_before" "$load_after" "$tls_why" "${names[@]}" <<'PY'
 import json, math, os, sys
 
-work, mode, ncpu, load_before, load_after = sys.argv[1:6]
-names = sys.argv[6:]
+work, mode, ncpu, load_before, load_after, tls_why = sys.argv[1:7]
+names = sys.argv[7:]
 
 def metrics(path):
     out = {}
@@ -218,26 +307,6 @@ def metrics(path):
 def size_key(k):
     n = int("".join(c for c in k if c.isdigit()))
     return n << (20 if k.endswith("MiB") else 10 if k.endswith("KiB") else 0)
-
-# One entry per figure: (key, label, unit, gpupool metric, baseline metric,
-# higher is better). The sizes come from the metric names.
-def figures(r, t):
-    f = [("sync_rtt_p50_us", "round trip p50: cuCtxSynchronize / TCP ping-pong", "us",
-          "sync_p50", "tcp_pingpong_p50", False),
-         ("sync_rtt_p99_us", "round trip p99: cuCtxSynchronize / TCP ping-pong", "us",
-          "sync_p99", "tcp_pingpong_p99", False),
-         ("launch_rate_per_s", "empty-kernel launches, pipelined / TCP messages", "1/s",
-          "launch_rate", "tcp_pipelined_rate", True),
-         ("launch_round_trips", "round trips per launch (counted by the client)", "",
-          "launch_round_trips", None, False)]
-    h2d = sorted((k[4:] for k in r if k.startswith("h2d_") and k[4].isdigit()), key=size_key)
-    for s in h2d:
-        f.append(("h2d_GBps." + s, "H2D %s pageable / TCP stream" % s, "GB/s",
-                  "h2d_" + s, "tcp_send_" + s, True))
-    for s in h2d:
-        f.append(("d2h_GBps." + s, "D2H %s pageable / TCP stream" % s, "GB/s",
-                  "d2h_" + s, "tcp_recv_" + s, True))
-    return f, h2d
 
 def size_label(n):
     for shift, unit in ((20, "MiB"), (10, "KiB")):
@@ -260,6 +329,18 @@ def fmt(v):
         return "%.3f" % v
     return "%.2g" % v
 
+import glob, statistics
+
+def rounds_median(prefix):
+    """Every metric's median over the files PREFIX.1, PREFIX.2..."""
+    vals = {}
+    for path in sorted(glob.glob(prefix + ".[0-9]*")):
+        if path.endswith(".err"):
+            continue
+        for k, v in metrics(path).items():
+            vals.setdefault(k, []).append(v)
+    return {k: statistics.median(v) for k, v in vals.items()}
+
 per = {}
 rows = []      # (label, unit, {placement: (g, b, ratio)})
 def add(label, unit, key, name, g, b, higher):
@@ -276,36 +357,78 @@ def add(label, unit, key, name, g, b, higher):
     node[parts[-1]] = {"gpupool": g, "baseline": b,
                        "ratio": None if ratio is None else round(ratio, 4)}
 
-comp_size = None
+pats = [("zero", "zero-filled"), ("half_zero", "half-zero"), ("random", "random")]
+goals = {}
+comp_size = "?"
 for name in names:
     r = metrics(os.path.join(work, "remote." + name))
     t = metrics(os.path.join(work, "tcp." + name))
+    nopoll = metrics(os.path.join(work, "remote." + name + ".nopoll"))
+    modes = {m: rounds_median(os.path.join(work, "remote.%s.%s" % (name, m)))
+             for m in ("off", "auto", "on")}
+    # The copies and the stream: medians of the alternating rounds when
+    # there are any, else the main run's.
+    copies = rounds_median(os.path.join(work, "remote.%s.copies" % name))
+    stream = rounds_median(os.path.join(work, "tcp.%s.stream" % name))
+    r = dict(r)
+    t = dict(t)
+    r.update(copies)
+    t.update(stream)
+    rtls = metrics(os.path.join(work, "remote." + name + ".tls"))
+    ttls = metrics(os.path.join(work, "tcp." + name + ".tls"))
     try:
         ccpu, scpu = open(os.path.join(work, "cpus." + name)).read().split()
     except (OSError, ValueError):
         ccpu = scpu = "?"
     per[name] = {"client_cpu": int(ccpu) if ccpu.isdigit() else None,
                  "server_cpu": int(scpu) if scpu.isdigit() else None,
-                 "complete": bool(r) and bool(t)}
-    figs, h2d = figures(r, t)
-    for key, label, unit, gm, bm, higher in figs:
-        # Pipelined TCP messages make no round trip: the baseline is 0.
-        add(label, unit, key, name, r.get(gm), t.get(bm) if bm else 0.0,
-            higher)
-    # The TLS rows: nothing to measure.
-    add("H2D / TLS stream", "GB/s", "tls", name, "n/a: gpupool has no TLS yet", None, True)
-    # (4) compressibility: the copies are of the plan's compression size,
-    # which is one of its copy sizes; the baseline is the TCP stream of it.
-    pats = [("zero", "zero-filled"), ("half_zero", "half-zero"), ("random", "random")]
-    # The compression copies' size: the plan's (64MiB full, 1MiB quick).
+                 "complete": bool(r) and bool(t) and bool(nopoll) and
+                             bool(modes["off"]) and bool(modes["on"])}
+    add("round trip p50: cuCtxSynchronize / TCP ping-pong", "us",
+        "sync_rtt_p50_us", name, r.get("sync_p50"), t.get("tcp_pingpong_p50"), False)
+    add("round trip p50, busy-poll off / TCP ping-pong", "us",
+        "sync_rtt_p50_nopoll_us", name, nopoll.get("sync_p50"),
+        t.get("tcp_pingpong_p50"), False)
+    add("round trip p99: cuCtxSynchronize / TCP ping-pong", "us",
+        "sync_rtt_p99_us", name, r.get("sync_p99"), t.get("tcp_pingpong_p99"), False)
+    add("round trip p99, busy-poll off / TCP ping-pong", "us",
+        "sync_rtt_p99_nopoll_us", name, nopoll.get("sync_p99"),
+        t.get("tcp_pingpong_p99"), False)
+    add("empty-kernel launches, pipelined / TCP messages", "1/s",
+        "launch_rate_per_s", name, r.get("launch_rate"),
+        t.get("tcp_pipelined_rate"), True)
+    # Pipelined TCP messages make no round trip: the baseline is 0.
+    add("round trips per launch, counted by the library", "",
+        "counted_launch_round_trips", name,
+        r.get("counted_launch_round_trips"), 0.0, False)
+    add("round trips per launch, seen on the socket", "",
+        "launch_round_trips", name, r.get("launch_round_trips"), 0.0, False)
+    sizes = sorted((k[4:] for k in r if k.startswith("h2d_") and k[4].isdigit()),
+                   key=size_key)
+    for d, tk in (("h2d", "send"), ("d2h", "recv")):
+        for sz in sizes:
+            add("%s %s pageable / TCP stream" % (d.upper(), sz), "GB/s",
+                "%s_GBps.%s" % (d, sz), name, r.get("%s_%s" % (d, sz)),
+                t.get("tcp_%s_%s" % (tk, sz)), True)
+    if rtls:
+        for d, tk in (("h2d", "send"), ("d2h", "recv")):
+            for sz in sizes:
+                add("%s %s over TLS / TLS stream" % (d.upper(), sz), "GB/s",
+                    "tls.%s_GBps.%s" % (d, sz), name, rtls.get("%s_%s" % (d, sz)),
+                    ttls.get("tls_%s_%s" % (tk, sz)), True)
+    else:
+        add("H2D / D2H over TLS / TLS stream", "GB/s", "tls", name,
+            tls_why, None, True)
+    # (4) compressibility, both ways, each mode against the TCP stream of
+    # that size.
     comp_size = size_label(int(r.get("pattern_size", 0)))
-    base = t.get("tcp_send_" + comp_size)
-    for k, label in pats:
-        add("H2D %s %s, compression off / TCP" % (comp_size, label), "GB/s",
-            "h2d_pattern_GBps.off." + k, name, r.get("h2d_" + k), base, True)
-    for k, label in pats:
-        add("H2D %s %s, compression on / TCP" % (comp_size, label), "GB/s",
-            "h2d_pattern_GBps.on." + k, name, "= off", base, True)
+    for d, tk in (("h2d", "send"), ("d2h", "recv")):
+        base = t.get("tcp_%s_%s" % (tk, comp_size))
+        for m in ("off", "auto", "on"):
+            for k, label in pats:
+                add("%s %s %s, compression %s / TCP" % (d.upper(), comp_size, label, m),
+                    "GB/s", "%s_pattern_GBps.%s.%s" % (d, m, k), name,
+                    modes[m].get("%s_%s_%s" % (d, m, k)), base, True)
     add("vectorAdd loop with copies, total / TCP + C", "ms", "vadd_ms", name,
         r.get("vadd_time"), t.get("tcp_vadd_time"), False)
     per[name]["sync_request_bytes"] = r.get("sync_request_bytes")
@@ -313,7 +436,37 @@ for name in names:
     per[name]["launch_bytes"] = r.get("launch_bytes")
     per[name]["vadd_round_trips_per_iteration"] = r.get("vadd_round_trips")
     per[name]["launch_run_round_trips"] = r.get("launch_run_round_trips")
+    per[name]["counted_run_round_trips"] = r.get("counted_run_round_trips")
     per[name]["launches_per_run"] = r.get("launches_per_run")
+
+    # The goals of issue 8, per placement.
+    g = {}
+    def ratio_of(key):
+        node = per[name]
+        for p in key.split("."):
+            node = node.get(p, {}) if isinstance(node, dict) else {}
+        return node.get("ratio") if isinstance(node, dict) else None
+    def val(d, m, k):
+        return modes[m].get("%s_%s_%s" % (d, m, k))
+    x = ratio_of("sync_rtt_p50_us")
+    g["p50 within 1.5x of the TCP ping-pong"] = (x is not None and x <= 1.5, "x%.2f" % x if x else "-")
+    x = r.get("counted_launch_round_trips")
+    g["zero round trips per launch"] = (x is not None and x == 0, fmt(x))
+    for d in ("h2d", "d2h"):
+        x = ratio_of("%s_GBps.256MiB" % d)
+        if x is not None:
+            g["%s 256MiB at >= 85%% of the TCP stream" % d.upper()] = (x <= 1 / 0.85, "%.0f%%" % (100 / x))
+        x = ratio_of("tls.%s_GBps.256MiB" % d)
+        if x is not None:
+            g["%s 256MiB at >= 85%% of the TLS stream" % d.upper()] = (x <= 1 / 0.85, "%.0f%%" % (100 / x))
+        for k in ("zero", "half_zero"):
+            on, off = val(d, "auto", k), val(d, "off", k)
+            if on and off:
+                g["%s %s: auto >= 2x off" % (d.upper(), k)] = (on >= 2 * off, "x%.2f" % (on / off))
+        on, off = val(d, "auto", "random"), val(d, "off", "random")
+        if on and off:
+            g["%s random: auto no more than 5%% slower than off" % d.upper()] = (on >= 0.95 * off, "x%.2f" % (on / off))
+    goals[name] = g
 
 # The table: one column group per placement.
 w0 = max(len(r[0]) + len(r[1]) + 3 for r in rows)
@@ -340,29 +493,41 @@ for label, unit, vals in rows:
 print()
 print("ratio: gpupool's cost over the baseline's (time over time, or the")
 print("baseline's rate over gpupool's): x1.00 is the baseline's speed, x2.00 half of it.")
-print("compression: not implemented, on = off (the 'on' rows are the 'off' copies).")
-print("TLS: n/a: gpupool has no TLS yet.")
+print("compression: zstd per 16 MiB chunk, level -3; auto = the default (a sample")
+print("decides per transfer), on = every chunk, off = none (GPUPOOL_COMPRESS).")
+print("busy-poll: on = the defaults (GPUPOOL_POLL_US and --poll-us 50, adaptive,")
+print("off on one CPU or when more threads are runnable than CPUs).")
+print("TLS: %s" % (tls_why or "server --tls-cert/--tls-key, client GPUPOOL_TLS_CA; baseline tcp_baseline --tls"))
 for name in names:
     p = per[name]
     print("%s: on the client's socket a synchronous request is %s bytes and its "
           "reply %s, a launch %s;\n  a run of %s launches and its cuCtxSynchronize "
-          "made %s round trip(s); the vectorAdd loop %s per iteration"
+          "made %s round trip(s) on the socket; the vectorAdd loop %s per iteration"
           % (name, fmt(p["sync_request_bytes"]), fmt(p["sync_reply_bytes"]),
              fmt(p["launch_bytes"]), fmt(p["launches_per_run"]),
              fmt(p["launch_run_round_trips"]),
              fmt(p["vadd_round_trips_per_iteration"])))
+print()
+print("goals (issue 8):")
+for name in names:
+    for goal, (ok, shown) in goals[name].items():
+        print("  %-10s %-52s %-8s %s" % (name, goal, shown, "met" if ok else "NOT met"))
 print("load average: before %s, after %s (%s usable CPUs)" % (load_before, load_after, ncpu))
 out = {"suite": "gpupool-bench", "mode": mode, "backend": "emu",
        "cpus": int(ncpu), "load_before": load_before, "load_after": load_after,
-       "compression": "not implemented, on = off",
-       "tls": "n/a: gpupool has no TLS yet",
-       "placements": per}
+       "compression": "zstd level -3 per chunk; auto (default), on, off",
+       "tls": tls_why or "server --tls-cert/--tls-key",
+       "placements": per,
+       "goals": {n: {k: v[0] for k, v in goals[n].items()} for n in names}}
 print()
 print("BENCH " + json.dumps(out, separators=(",", ":"), allow_nan=False))
 PY
 py=$?
 [ "$py" -eq 0 ] || status=1
 for name in "${names[@]}"; do
-  [ -s "$work/remote.$name" ] && [ -s "$work/tcp.$name" ] || status=1
+  for f in "remote.$name" "remote.$name.off.1" "remote.$name.on.1" \
+      "remote.$name.nopoll" "tcp.$name"; do
+    [ -s "$work/$f" ] || status=1
+  done
 done
 exit "$status"

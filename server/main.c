@@ -20,6 +20,7 @@
 #include "grant.h"
 #include "pool.h"
 #include "server.h"
+#include "zchunk.h"
 
 static void usage(FILE *f) {
   fprintf(f,
@@ -84,6 +85,12 @@ static void usage(FILE *f) {
     "                         address\n"
     "  --insecure-any-address with --insecure: allow any listen address\n"
     "                         (SIGHUP reloads the TLS files)\n"
+    "  --poll-us N            busy-poll the session's socket for up to N\n"
+    "                         microseconds before sleeping (adaptive; off\n"
+    "                         on one CPU or when the machine is busy;\n"
+    "                         default 50, 0: off)\n"
+    "  --compress auto|on|off zstd-compress copies when a sample says it\n"
+    "                         pays (auto, the default), always, or never\n"
     "  --help                 print this and exit\n"
     "  --version              print the version and exit\n",
     GP_SERVER_DEFAULT_HOST, GP_DEFAULT_SERVER_PORT,
@@ -223,6 +230,8 @@ enum {
   OPT_TLS_CA,
   OPT_INSECURE,
   OPT_INSECURE_ANY_ADDRESS,
+  OPT_POLL_US,
+  OPT_COMPRESS,
 };
 
 static const struct option long_opts[] = {
@@ -259,6 +268,8 @@ static const struct option long_opts[] = {
   {"tls-ca", required_argument, NULL, OPT_TLS_CA},
   {"insecure", no_argument, NULL, OPT_INSECURE},
   {"insecure-any-address", no_argument, NULL, OPT_INSECURE_ANY_ADDRESS},
+  {"poll-us", required_argument, NULL, OPT_POLL_US},
+  {"compress", required_argument, NULL, OPT_COMPRESS},
   /* Internal: the offered GPUs, passed to workers. */
   {"offer", required_argument, NULL, OPT_OFFER},
   /* Internal: how the supervisor lists the devices (probe.c). */
@@ -298,6 +309,8 @@ int main(int argc, char **argv) {
   cfg.handshake_timeout_ms = GP_SERVER_DEFAULT_HANDSHAKE_TIMEOUT_MS;
   cfg.send_timeout_ms = GP_SERVER_DEFAULT_SEND_TIMEOUT_MS;
   cfg.scrub = true;
+  cfg.poll_us = GP_SERVER_DEFAULT_POLL_US;
+  cfg.compress = GP_Z_AUTO;
 
   opterr = 0;
   /* "+": stop at the first non-option, so a stray word is reported;
@@ -493,6 +506,19 @@ int main(int argc, char **argv) {
     case OPT_INSECURE_ANY_ADDRESS:
       cfg.insecure_any_address = true;
       break;
+    case OPT_POLL_US:
+      if (gp__parse_uint(optarg, 100000, &v) != 0)
+        return bad("--poll-us: '%s' is not a number of microseconds "
+                   "(0 to 100000)", optarg);
+      cfg.poll_us = (unsigned)v;
+      break;
+    case OPT_COMPRESS: {
+      enum gp_z_mode zm;
+      if (gp_z_parse_mode(optarg, &zm) != 0)
+        return bad("--compress: '%s' is not auto, on or off", optarg);
+      cfg.compress = (int)zm;
+      break;
+    }
     case ':':
       return bad("%s needs a value", argv[optind - 1]);
     default:

@@ -135,7 +135,15 @@ struct gp_server_config {
   const char *tls_ca;          /* --tls-ca FILE: verifies the broker */
   bool insecure;               /* --insecure: plain TCP */
   bool insecure_any_address;   /* --insecure-any-address */
+  /* Performance (issue 8). */
+  unsigned poll_us;            /* --poll-us: a worker's busy-poll window
+                                * before it sleeps for the next request
+                                * (protocol/wire.h), 0: off */
+  int compress;                /* --compress: enum gp_z_mode (zchunk.h) */
 };
+
+/* The default --poll-us. */
+#define GP_SERVER_DEFAULT_POLL_US 50u
 
 /* Runs the supervisor until SIGINT or SIGTERM. Returns the process exit
  * status. Call from the main thread, once. */

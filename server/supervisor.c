@@ -39,6 +39,7 @@
 #include "pool.h"
 #include "server.h"
 #include "tls.h"
+#include "zchunk.h"
 
 extern char **environ;
 
@@ -122,13 +123,14 @@ struct gp_supervisor {
   /* The worker's command line. */
   char memory_arg[32], pid_arg[32], idle_arg[16], cache_size_arg[32];
   char send_timeout_arg[16], kernel_timeout_arg[16], handshake_arg[16];
+  char poll_arg[16];
   /* The image cache (disk_cache.h): its directory, NULL: none; private:
    * made at start, removed at exit. */
   char cache_dir[4096];
   const char *cache;
   bool cache_private;
   char *offer_arg;
-  char *worker_argv[40];
+  char *worker_argv[48];
   /* The pool (docs/broker.md). */
   struct gp_claim *claims;
   size_t nclaims;
@@ -935,6 +937,11 @@ static void build_worker_argv(struct gp_supervisor *sv) {
     sv->worker_argv[i++] = "--image-cache-size";
     sv->worker_argv[i++] = sv->cache_size_arg;
   }
+  snprintf(sv->poll_arg, sizeof(sv->poll_arg), "%u", cfg->poll_us);
+  sv->worker_argv[i++] = "--poll-us";
+  sv->worker_argv[i++] = sv->poll_arg;
+  sv->worker_argv[i++] = "--compress";
+  sv->worker_argv[i++] = (char *)gp_z_mode_name((enum gp_z_mode)cfg->compress);
   if (cfg->grant_key_file) {
     sv->worker_argv[i++] = "--grant-key-file";
     sv->worker_argv[i++] = (char *)cfg->grant_key_file;

@@ -47,6 +47,7 @@
 #include "server.h"
 #include "tls.h"
 #include "wire.h"
+#include "zchunk.h"
 
 /* Staging buffer for backends whose memory the worker cannot address. */
 #define GP_WORKER_STAGE_SIZE (1u << 20)
@@ -150,6 +151,11 @@ struct gp_worker {
   uint64_t busy_ms;               /* monotonic: work last seen pending */
   uint64_t last_request_ms;       /* monotonic: the last request's end */
   uint64_t last_report_ms;        /* monotonic: the last "used" line */
+  /* Compressed copies (zchunk.h). */
+  struct gp_z z;
+  uint8_t *zbuf;                  /* compressed payloads, |zcap| bytes */
+  size_t zcap;
+  uint16_t reply_flags;           /* added to the next reply's flags */
 };
 
 /* ---- helpers ------------------------------------------------------------- */
@@ -337,8 +343,9 @@ static int reply(struct gp_worker *w, const struct gp_frame_header *h,
   r = send_device_output(w);
   if (r != 0)
     return r;
-  r = gp_wire_send(&w->wire, h->type, GP_FRAME_F_REPLY, h->request_id, msg,
-                   payload, payload_len);
+  r = gp_wire_send(&w->wire, h->type, GP_FRAME_F_REPLY | w->reply_flags,
+                   h->request_id, msg, payload, payload_len);
+  w->reply_flags = 0;
   if (r == 0)
     r = gp_wire_flush(&w->wire);
   return r;
@@ -820,6 +827,8 @@ static int handle_hello(struct gp_worker *w, const struct gp_frame_header *h,
   w->ops->driver_version(w->be, &rep.driver_version);
   if (w->cache_fd >= 0)
     rep.features |= GP_FEATURE_SHARED_IMAGES;
+  if (w->cfg->compress != GP_Z_OFF)
+    rep.features |= GP_FEATURE_ZSTD;
   res = w->ops->device_count(w->be, &ndev);
   if (res != CUDA_SUCCESS || ndev < 0)
     ndev = 0;
@@ -999,6 +1008,71 @@ static int drain_to_wire(void *arg, const void *buf, size_t len) {
   return write_raw(w, buf, len);
 }
 
+/* Room for |n| bytes in w->zbuf. False when it cannot be had. */
+static bool zbuf_reserve(struct gp_worker *w, size_t n) {
+  uint8_t *p;
+
+  if (w->zcap >= n)
+    return true;
+  p = realloc(w->zbuf, n);
+  if (!p)
+    return false;
+  w->zbuf = p;
+  w->zcap = n;
+  return true;
+}
+
+/* A MEMCPY_HTOD whose payload is compressed (GP_FRAME_F_ZSTD): the
+ * compressed bytes are read whole, then decompressed straight into device
+ * memory when the backend shows it, else into a buffer the backend copies
+ * from. Content that is not exactly m->size bytes (one that would expand
+ * beyond it above all) fails the copy with CUDA_ERROR_INVALID_VALUE, and
+ * the session goes on: the frame was read to its end. */
+static int handle_htod_zstd(struct gp_worker *w,
+                            const struct gp_frame_header *h,
+                            const Gpupool__MemcpyHtoD *m) {
+  const struct gp_backend_ops *ops = w->ops;
+  void *host = NULL, *buf = NULL;
+  int res, r;
+
+  if (m->size == 0 || m->size > GP_COPY_CHUNK ||
+      h->payload_len > gp_z_bound(m->size)) {
+    wlog(w, GP_LOG_DEBUG, "compressed MEMCPY_HTOD of %llu bytes in %u: "
+         "refused", (unsigned long long)m->size, h->payload_len);
+    r = gp_wire_discard(&w->wire, h->payload_len);
+    if (r != 0)
+      return r;
+    return reply_status(w, h, CUDA_ERROR_INVALID_VALUE, NULL, 0);
+  }
+  if (!zbuf_reserve(w, h->payload_len)) {
+    r = gp_wire_discard(&w->wire, h->payload_len);
+    if (r != 0)
+      return r;
+    return reply_status(w, h, CUDA_ERROR_OUT_OF_MEMORY, NULL, 0);
+  }
+  r = gp_wire_recv_payload(&w->wire, w->zbuf, h->payload_len);
+  if (r != 0)
+    return r;
+  res = ops->mem_host_view
+            ? ops->mem_host_view(w->be, m->dst, m->size, m->stream, &host)
+            : CUDA_ERROR_NOT_SUPPORTED;
+  if (res == CUDA_ERROR_NOT_SUPPORTED) {
+    host = buf = malloc(m->size);
+    res = buf ? CUDA_SUCCESS : CUDA_ERROR_OUT_OF_MEMORY;
+  }
+  if (res == CUDA_SUCCESS &&
+      gp_z_decompress(&w->z, host, m->size, w->zbuf, h->payload_len) != 0) {
+    wlog(w, GP_LOG_WARN, "compressed MEMCPY_HTOD (request %u): the content "
+         "is not %llu bytes of zstd: refused", h->request_id,
+         (unsigned long long)m->size);
+    res = CUDA_ERROR_INVALID_VALUE;
+  }
+  if (res == CUDA_SUCCESS && buf)
+    res = ops->memcpy_htod(w->be, m->dst, buf, m->size, m->stream);
+  free(buf);
+  return reply_status(w, h, res, NULL, 0);
+}
+
 static int handle_htod(struct gp_worker *w, const struct gp_frame_header *h,
                        const Gpupool__MemcpyHtoD *m) {
   const struct gp_backend_ops *ops = w->ops;
@@ -1006,6 +1080,8 @@ static int handle_htod(struct gp_worker *w, const struct gp_frame_header *h,
   uint64_t off, n;
   int res, r;
 
+  if (h->flags & GP_FRAME_F_ZSTD)
+    return handle_htod_zstd(w, h, m);
   if (m->size != h->payload_len)
     return protocol_error(w, GP_EPROTO, h,
                           "MEMCPY_HTOD of %llu bytes carries a payload of "
@@ -1069,6 +1145,35 @@ static int handle_htod(struct gp_worker *w, const struct gp_frame_header *h,
   return reply_status(w, h, res, NULL, 0);
 }
 
+/* The successful reply to MEMCPY_DTOH |m|, its data at |data|: compressed
+ * when the client allows it (m->compress), the server's --compress is not
+ * off, and, unless either side says "on", a sample says it pays. */
+static int reply_data(struct gp_worker *w, const struct gp_frame_header *h,
+                      const Gpupool__MemcpyDtoH *m, const void *data) {
+  enum gp_z_mode mode = GP_Z_OFF;
+  size_t c;
+
+  if (m->compress != GP_Z_OFF && w->cfg->compress != GP_Z_OFF)
+    mode = m->compress == GP_Z_ON || w->cfg->compress == GP_Z_ON
+               ? GP_Z_ON : GP_Z_AUTO;
+  if (mode == GP_Z_OFF || !gp_z_worth(&w->z, mode, data, m->size) ||
+      !zbuf_reserve(w, gp_z_bound(m->size)))
+    return reply_status(w, h, CUDA_SUCCESS, data, m->size);
+  c = gp_z_compress(&w->z, w->zbuf, w->zcap, data, m->size);
+  if (c == 0 || (mode == GP_Z_AUTO && c >= m->size - m->size / 8)) {
+    w->z.chunks_raw++;
+    return reply_status(w, h, CUDA_SUCCESS, data, m->size);
+  }
+  if (gp__log_level() >= GP_LOG_DEBUG)
+    wlog(w, GP_LOG_DEBUG, "MEMCPY_DTOH of %llu bytes: %zu compressed",
+         (unsigned long long)m->size, c);
+  w->z.chunks_compressed++;
+  w->z.bytes_in += m->size;
+  w->z.bytes_out += c;
+  w->reply_flags = GP_FRAME_F_ZSTD;
+  return reply_status(w, h, CUDA_SUCCESS, w->zbuf, c);
+}
+
 static int handle_dtoh(struct gp_worker *w, const struct gp_frame_header *h,
                        const Gpupool__MemcpyDtoH *m) {
   const struct gp_backend_ops *ops = w->ops;
@@ -1089,7 +1194,7 @@ static int handle_dtoh(struct gp_worker *w, const struct gp_frame_header *h,
             ? ops->mem_host_view(w->be, m->src, m->size, m->stream, &host)
             : CUDA_ERROR_NOT_SUPPORTED;
   if (res == CUDA_SUCCESS)
-    return reply_status(w, h, CUDA_SUCCESS, host, m->size);
+    return reply_data(w, h, m, host);
   if (res != CUDA_ERROR_NOT_SUPPORTED)
     return reply_status(w, h, res, NULL, 0);
 
@@ -1109,8 +1214,8 @@ static int handle_dtoh(struct gp_worker *w, const struct gp_frame_header *h,
   if (!buf)
     return reply_status(w, h, CUDA_ERROR_OUT_OF_MEMORY, NULL, 0);
   res = ops->memcpy_dtoh(w->be, buf, m->src, m->size, m->stream);
-  r = reply_status(w, h, res, res == CUDA_SUCCESS ? buf : NULL,
-                   res == CUDA_SUCCESS ? m->size : 0);
+  r = res == CUDA_SUCCESS ? reply_data(w, h, m, buf)
+                          : reply_status(w, h, res, NULL, 0);
   free(buf);
   return r;
 }
@@ -2374,6 +2479,13 @@ static int serve_one(struct gp_worker *w) {
   if (!gp_msg_descriptor(h.type, false))
     return protocol_error(w, GP_EPROTO, &h, "unknown message type %u",
                           h.type);
+  if ((h.flags & GP_FRAME_F_ZSTD) &&
+      (h.type != GP_MSG_MEMCPY_HTOD || w->cfg->compress == GP_Z_OFF))
+    return protocol_error(w, GP_EPROTO, &h, "%s carries a compressed "
+                          "payload%s", gp_msg_type_name(h.type),
+                          w->cfg->compress == GP_Z_OFF
+                              ? " (this server runs with --compress off)"
+                              : "");
   if (h.payload_len != 0 && h.type != GP_MSG_MEMCPY_HTOD &&
       h.type != GP_MSG_MODULE_LOAD && h.type != GP_MSG_LAUNCH_KERNEL &&
       h.type != GP_MSG_MEMCPY_2D_HTOD && h.type != GP_MSG_IMAGE_PART)
@@ -2444,7 +2556,7 @@ static int wait_request(struct gp_worker *w) {
     int64_t wait = -1;
     int r;
 
-    if (w->wire.rlen > w->wire.rpos)
+    if (w->wire.rlen > w->wire.rpos || gp_wire_spin_wait(&w->wire))
       return 0;
     report_used(w, now);
     if (w->report_ok)
@@ -2596,8 +2708,11 @@ int gp__worker_run(const struct gp_server_config *cfg) {
     gp__idmap_free(&w.streams);
     return r;
   }
-  wlog(&w, GP_LOG_DEBUG, "worker started (backend %s, %s)", w.ops->name,
-       gp_wire_is_tls(&w.wire) ? "TLS" : "plain TCP");
+  wlog(&w, GP_LOG_DEBUG, "worker started (backend %s, %s), busy-poll %u us, "
+       "compression %s", w.ops->name,
+       gp_wire_is_tls(&w.wire) ? "TLS" : "plain TCP",
+       gp_wire_spin_setup(&w.wire, cfg->poll_us),
+       gp_z_mode_name((enum gp_z_mode)cfg->compress));
   gp__image_cache_init(&w.images, GP_IMAGE_CACHE_DEFAULT_CAP);
   if (cfg->image_cache && strcmp(cfg->image_cache, "none") != 0) {
     w.cache_fd = gp__disk_cache_open(cfg->image_cache);
@@ -2668,6 +2783,8 @@ int gp__worker_run(const struct gp_server_config *cfg) {
   if (w.cache_fd >= 0)
     close(w.cache_fd);
   free(w.stage);
+  free(w.zbuf);
+  gp_z_free(&w.z);
   free(w.params);
   free(w.fdesc);
   free(w.upload.data);

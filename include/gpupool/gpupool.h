@@ -15,6 +15,9 @@
  * names a new image by its digest first, and uploads it only when asked
  * (need_image). */
 #define GP_FEATURE_SHARED_IMAGES (1ull << 0)
+/* The server accepts zstd-compressed MEMCPY_HTOD payloads and compresses
+ * MEMCPY_DTOH replies when asked (protocol/zchunk.h). */
+#define GP_FEATURE_ZSTD (1ull << 1)
 
 #define GP_DEFAULT_SERVER_PORT 7471
 #define GP_DEFAULT_BROKER_PORT 7470
@@ -30,6 +33,10 @@
 #define GP_ENV_TOKEN_FILE "GPUPOOL_TOKEN_FILE"   /* a file holding it */
 #define GP_ENV_MEM "GPUPOOL_MEM"                 /* memory to ask the broker for (8G) */
 #define GP_ENV_LABELS "GPUPOOL_LABELS"           /* k=v[,k=v...] the server must have */
+#define GP_ENV_POLL_US "GPUPOOL_POLL_US"         /* busy-poll window, us (50; 0: off) */
+#define GP_ENV_COMPRESS "GPUPOOL_COMPRESS"       /* auto (default), on or off */
+#define GP_ENV_LINK_MBPS "GPUPOOL_LINK_MBPS"     /* the link's speed, Mbit/s */
+#define GP_ENV_STATS "GPUPOOL_STATS"             /* FILE: counters written at exit */
 #define GP_ENV_SERVER_NAME "GPUPOOL_SERVER_NAME" /* through the broker: this server only */
 #define GP_ENV_TLS_CA "GPUPOOL_TLS_CA"           /* CA file that verifies servers and the broker */
 #define GP_ENV_INSECURE "GPUPOOL_INSECURE"       /* 1: plain TCP, loopback peers only */
