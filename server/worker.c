@@ -145,6 +145,8 @@ struct gp_worker {
   uint64_t busy_ms;               /* monotonic: work last seen pending */
   uint64_t last_request_ms;       /* monotonic: the last request's end */
   uint64_t last_report_ms;        /* monotonic: the last "used" line */
+  const int *cancel;              /* in-process (gp__worker_serve): stops
+                                   * kernels; NULL: the heartbeat's flag */
 };
 
 /* ---- helpers ------------------------------------------------------------- */
@@ -1679,7 +1681,7 @@ static int handle_launch(struct gp_worker *w, const struct gp_frame_header *h,
   l.shared_mem = m->shared_mem;
   l.params = w->params;
   l.params_size = h->payload_len;
-  l.cancel = gp__heartbeat_cancel_flag(w->hb);
+  l.cancel = w->cancel ? w->cancel : gp__heartbeat_cancel_flag(w->hb);
   res = w->ops->launch(w->be, &l);
   return reply_status(w, h, res, NULL, 0);
 }
@@ -2159,9 +2161,8 @@ static void linger(struct gp_worker *w) {
 }
 
 int gp__worker_run(const struct gp_server_config *cfg) {
-  struct gp_worker w;
   struct stat st;
-  int r, flags;
+  int flags;
 
   /* Die with the supervisor, so that killing the server ends its sessions
    * and their clients see the connection drop at once. The check after
@@ -2193,15 +2194,24 @@ int gp__worker_run(const struct gp_server_config *cfg) {
               strerror(errno));
     return GP_EXIT_CONN_LOST;
   }
+  return gp__worker_serve(cfg, GP_WORKER_FD, NULL);
+}
+
+int gp__worker_serve(const struct gp_server_config *cfg, int fd,
+                     const int *cancel) {
+  struct gp_worker w;
+  struct stat st;
+  int r;
 
   memset(&w, 0, sizeof(w));
+  w.cancel = cancel;
   w.cfg = cfg;
   w.cache_fd = -1;
   w.ops = cfg->backend;
   w.session_id = random_u64();
   w.exit_status = GP_EXIT_OK;
-  peer_name(GP_WORKER_FD, w.peer, sizeof(w.peer));
-  tune_socket(GP_WORKER_FD);
+  peer_name(fd, w.peer, sizeof(w.peer));
+  tune_socket(fd);
   gp__idmap_init(&w.allocs, GP_WORKER_MAX_ALLOCS);
   gp__idmap_init(&w.modules, GP_WORKER_MAX_OBJECTS);
   gp__idmap_init(&w.ctxs, GP_WORKER_MAX_OBJECTS);
@@ -2209,7 +2219,8 @@ int gp__worker_run(const struct gp_server_config *cfg) {
 
   /* The supervisor's report socket (pool.h); a worker started without one
    * serves all the same, and refuses grants (it cannot rule out reuse). */
-  if (fstat(GP_WORKER_REPORT_FD, &st) == 0 && S_ISSOCK(st.st_mode)) {
+  if (!cancel && fstat(GP_WORKER_REPORT_FD, &st) == 0 &&
+      S_ISSOCK(st.st_mode)) {
     w.report_ok = true;
     fcntl(GP_WORKER_REPORT_FD, F_SETFD, FD_CLOEXEC);
   }
@@ -2224,11 +2235,11 @@ int gp__worker_run(const struct gp_server_config *cfg) {
     }
   }
 
-  r = gp_wire_init_fd(&w.wire, GP_WORKER_FD);
+  r = gp_wire_init_fd(&w.wire, fd);
   if (r != 0) {
     wlog(&w, GP_LOG_ERROR, "cannot set up the connection: %s",
          gp_strerror(r));
-    close(GP_WORKER_FD);
+    close(fd);
     return GP_EXIT_BACKEND;
   }
   wlog(&w, GP_LOG_DEBUG, "worker started (backend %s)", w.ops->name);
@@ -2239,7 +2250,7 @@ int gp__worker_run(const struct gp_server_config *cfg) {
       wlog(&w, GP_LOG_WARN, "no image cache: %s: %s", cfg->image_cache,
            strerror(errno));
   }
-  if (gp__heartbeat_start(&w.wire, &w.hb) != 0)
+  if (!cancel && gp__heartbeat_start(&w.wire, &w.hb) != 0)
     wlog(&w, GP_LOG_WARN, "no heartbeat thread: long requests may time "
          "the client out");
 
