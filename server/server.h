@@ -153,6 +153,15 @@ int gp__supervisor_run(const struct gp_server_config *cfg);
  * exit status (enum gp_exit). Call from the main thread, once. */
 int gp__worker_run(const struct gp_server_config *cfg);
 
+/* What gp__worker_run() does once its process is set up: serves the
+ * session on socket |fd| (blocking) until it ends, frees everything, and
+ * returns the exit status; |fd| is closed. With |cancel| non-NULL the
+ * session runs inside a host process (tests/fuzz/fuzz_dispatch.c): no
+ * heartbeat thread, no supervisor report socket, and a kernel stops when
+ * *cancel becomes non-zero. NULL: a worker process (gp__worker_run). */
+int gp__worker_serve(const struct gp_server_config *cfg, int fd,
+                     const int *cancel);
+
 /* A short name for a worker's exit status, for logs. */
 const char *gp__exit_name(int status);
 

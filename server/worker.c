@@ -156,6 +156,8 @@ struct gp_worker {
   uint8_t *zbuf;                  /* compressed payloads, |zcap| bytes */
   size_t zcap;
   uint16_t reply_flags;           /* added to the next reply's flags */
+  const int *cancel;              /* in-process (gp__worker_serve): stops
+                                   * kernels; NULL: the heartbeat's flag */
 };
 
 /* ---- helpers ------------------------------------------------------------- */
@@ -1834,7 +1836,7 @@ static int handle_launch(struct gp_worker *w, const struct gp_frame_header *h,
   l.shared_mem = m->shared_mem;
   l.params = w->params;
   l.params_size = h->payload_len;
-  l.cancel = gp__heartbeat_cancel_flag(w->hb);
+  l.cancel = w->cancel ? w->cancel : gp__heartbeat_cancel_flag(w->hb);
   if (w->cfg->kernel_timeout_s) {
     const char *name = gp__idmap_get(&w->fnames, m->function);
     sanitize(name ? name : "?", w->last_kernel, sizeof(w->last_kernel));
@@ -2622,9 +2624,8 @@ static void linger(struct gp_worker *w) {
 }
 
 int gp__worker_run(const struct gp_server_config *cfg) {
-  struct gp_worker w;
   struct stat st;
-  int r, flags;
+  int flags;
 
   /* Die with the supervisor, so that killing the server ends its sessions
    * and their clients see the connection drop at once. The check after
@@ -2658,15 +2659,24 @@ int gp__worker_run(const struct gp_server_config *cfg) {
               strerror(errno));
     return GP_EXIT_CONN_LOST;
   }
+  return gp__worker_serve(cfg, GP_WORKER_FD, NULL);
+}
+
+int gp__worker_serve(const struct gp_server_config *cfg, int fd,
+                     const int *cancel) {
+  struct gp_worker w;
+  struct stat st;
+  int r;
 
   memset(&w, 0, sizeof(w));
+  w.cancel = cancel;
   w.cfg = cfg;
   w.cache_fd = -1;
   w.ops = cfg->backend;
   w.session_id = random_u64();
   w.exit_status = GP_EXIT_OK;
-  peer_name(GP_WORKER_FD, w.peer, sizeof(w.peer));
-  tune_socket(GP_WORKER_FD, cfg->send_timeout_ms);
+  peer_name(fd, w.peer, sizeof(w.peer));
+  tune_socket(fd, cfg->send_timeout_ms);
   gp__idmap_init(&w.allocs, GP_WORKER_MAX_ALLOCS);
   gp__idmap_init(&w.modules, GP_WORKER_MAX_OBJECTS);
   gp__idmap_init(&w.ctxs, GP_WORKER_MAX_OBJECTS);
@@ -2675,7 +2685,8 @@ int gp__worker_run(const struct gp_server_config *cfg) {
 
   /* The supervisor's report socket (pool.h); a worker started without one
    * serves all the same, and refuses grants (it cannot rule out reuse). */
-  if (fstat(GP_WORKER_REPORT_FD, &st) == 0 && S_ISSOCK(st.st_mode)) {
+  if (!cancel && fstat(GP_WORKER_REPORT_FD, &st) == 0 &&
+      S_ISSOCK(st.st_mode)) {
     w.report_ok = true;
     fcntl(GP_WORKER_REPORT_FD, F_SETFD, FD_CLOEXEC);
   }
@@ -2690,14 +2701,25 @@ int gp__worker_run(const struct gp_server_config *cfg) {
     }
   }
 
-  if (handshake_arm(cfg->handshake_timeout_ms) != 0)
-    wlog(&w, GP_LOG_WARN, "cannot arm the handshake timer: %s",
-         strerror(errno));
-  r = open_connection(&w);
-  close(GP_WORKER_TLS_FD); /* the material is in the context now */
+  if (cancel) {
+    /* In process (fuzzing): plain TCP on |fd|, no handshake timer. */
+    r = gp_wire_init_fd(&w.wire, fd);
+    if (r != 0) {
+      wlog(&w, GP_LOG_ERROR, "cannot set up the connection: %s",
+           gp_strerror(r));
+      close(fd);
+      return GP_EXIT_BACKEND;
+    }
+  } else {
+    if (handshake_arm(cfg->handshake_timeout_ms) != 0)
+      wlog(&w, GP_LOG_WARN, "cannot arm the handshake timer: %s",
+           strerror(errno));
+    r = open_connection(&w);
+    close(GP_WORKER_TLS_FD); /* the material is in the context now */
+  }
   if (r != 0) {
     handshake_disarm();
-    close(GP_WORKER_FD);
+    close(fd);
     if (w.key) {
       OPENSSL_cleanse(w.key, GP_KEY_MAX_LEN);
       free(w.key);
@@ -2720,7 +2742,7 @@ int gp__worker_run(const struct gp_server_config *cfg) {
       wlog(&w, GP_LOG_WARN, "no image cache: %s: %s", cfg->image_cache,
            strerror(errno));
   }
-  if (gp__heartbeat_start(&w.wire, &w.hb) != 0)
+  if (!cancel && gp__heartbeat_start(&w.wire, &w.hb) != 0)
     wlog(&w, GP_LOG_WARN, "no heartbeat thread: long requests may time "
          "the client out%s", cfg->kernel_timeout_s ? ", and "
          "--kernel-timeout does not apply" : "");

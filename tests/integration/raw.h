@@ -62,4 +62,20 @@ int gpt_raw_call(struct gpt_raw *r, uint16_t type, const ProtobufCMessage *m,
                  const void *payload, size_t len, void *out, size_t out_len,
                  ProtobufCMessage **rep);
 
+/* For the frames no client library sends (test_hostile.c). Each goes
+ * through the connection's own transport, whatever it is. */
+
+/* Writes |n| bytes as they are. False when the connection failed. */
+bool gpt_raw_send_bytes(struct gpt_raw *r, const void *p, size_t n);
+
+/* Writes a valid frame header announcing |msg_len| and |payload_len|
+ * bytes (the caller sends them, or not). */
+bool gpt_raw_send_header(struct gpt_raw *r, uint16_t type, uint16_t flags,
+                         uint32_t msg_len, uint32_t payload_len);
+
+/* Reads the next frame that is not a notice: returns its type, with the
+ * ProtocolError's code or the reply's result in |*code|; -1 when the
+ * connection ended (closed, reset or timed out) first. */
+int gpt_raw_next(struct gpt_raw *r, int *code);
+
 #endif
