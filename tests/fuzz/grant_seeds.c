@@ -36,6 +36,10 @@ int main(int argc, char **argv) {
   static const char *servers[] = {"gpu-a", "node-17.example", ""};
   static const uint64_t limits[] = {0, 1ull << 30, UINT64_MAX};
   uint8_t nonce[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+  /* A fixed binding key (any 32 bytes verify as a grant's field). */
+  uint8_t binding[GP_BINDING_KEY_LEN];
+  for (size_t b = 0; b < sizeof(binding); b++)
+    binding[b] = (uint8_t)(0xa0 + b);
   char name[64];
 
   if (argc != 2) {
@@ -47,7 +51,9 @@ int main(int argc, char **argv) {
     uint8_t *buf;
     size_t len;
 
-    g.version = 1;
+    g.version = GP_GRANT_VERSION;
+    g.binding_key.data = binding;
+    g.binding_key.len = sizeof(binding);
     g.session_id = 0x1122334455667788ull + (uint64_t)i;
     g.tenant = i == 1 ? "team-b" : "alice";
     g.server = (char *)servers[i];

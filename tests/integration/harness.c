@@ -613,8 +613,11 @@ int gpt_server_stop(struct gpt_server *s, int grace_ms) {
   if (s->pid <= 0) return -1;
   int result = -1;
   if (!s->reaped) {
+    /* SIGCONT first, in case a scenario stopped it: sent after SIGTERM, it
+     * could land while a sanitizer build's exit-time leak check has the
+     * exiting process stopped under ptrace, which then never finishes. */
+    kill(-s->pid, SIGCONT);
     kill(s->pid, SIGTERM);
-    kill(-s->pid, SIGCONT); /* in case a scenario stopped it */
     double deadline = gpt_now() + grace_ms / 1000.0;
     for (;;) {
       int st;
