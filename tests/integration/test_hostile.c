@@ -784,6 +784,54 @@ static void test_handles(int argc, char **argv) {
   end();
 }
 
+/* A payload that arrives slowly (a slow link, or a client that dribbles
+ * it): the worker reads it while its heartbeat thread sends BUSY notices
+ * on the same connection. Over TLS both go through one SSL object, which
+ * takes one call at a time; the copy arrives whole and the session goes
+ * on. */
+static void test_slow_upload(int argc, char **argv) {
+  (void)argc;
+  (void)argv;
+  begin();
+  for (int round = 0; round < 2; round++) {
+    Gpupool__MemcpyHtoD m = GPUPOOL__MEMCPY_HTO_D__INIT;
+    enum { N = 1u << 20, PIECES = 8 };
+    uint8_t msg[64];
+    uint8_t *in = malloc(N), *out = malloc(N);
+    struct gpt_raw r;
+    uint64_t p = 0;
+    int code = -1;
+    size_t n;
+    REQUIRE_TRUE(in && out);
+    raw_session(&r);
+    CHECK_EQ_I(raw_ctx(&r, CTX), 0);
+    CHECK_EQ_I(raw_alloc(&r, CTX, N, &p), 0);
+    gpt_fill(in, N, (uint64_t)round + 7);
+    m.dst = p;
+    m.size = N;
+    n = protobuf_c_message_pack(&m.base, msg);
+    CHECK_TRUE(gpt_raw_send_header(&r, GP_MSG_MEMCPY_HTOD, 0, (uint32_t)n,
+                                   N));
+    CHECK_TRUE(gpt_raw_send_bytes(&r, msg, n));
+    /* 8 pieces 150 ms apart: the heartbeat's first notice comes at
+     * 200 ms, then one every 500 ms, all while the payload is read. */
+    for (int i = 0; i < PIECES; i++) {
+      gpt_sleep_ms(150);
+      CHECK_TRUE(gpt_raw_send_bytes(&r, in + (size_t)i * (N / PIECES),
+                                    N / PIECES));
+    }
+    CHECK_EQ_I(gpt_raw_next(&r, &code), GP_MSG_MEMCPY_HTOD);
+    CHECK_EQ_I(code, 0);
+    memset(out, 0, N);
+    CHECK_EQ_I(raw_dtoh(&r, p, out, N), 0);
+    CHECK_MEM_EQ(out, in, N);
+    gpt_raw_close(&r);
+    free(in);
+    free(out);
+  }
+  end();
+}
+
 int main(int argc, char **argv) {
   static const struct gpt_scenario table[] = {
       {"garbage", test_garbage, 120},
@@ -794,6 +842,7 @@ int main(int argc, char **argv) {
       {"launch_limits", test_launch_limits, 60},
       {"bad_image", test_bad_image, 60},
       {"handles", test_handles, 60},
+      {"slow_upload", test_slow_upload, 60},
       {NULL, NULL, 0},
   };
   return gpt_main(argc, argv, table);
