@@ -404,6 +404,11 @@ struct tls_conn {
   SSL *ssl;
   int fd;
   const int *timeout_ms; /* the wire's; NULL during the handshake */
+  /* One SSL call at a time: an SSL object is not thread-safe, even for a
+   * read in one thread and a write in another, and the server's worker
+   * has two writers of its wire (the heartbeat thread sends BUSY notices
+   * while the worker's thread may be reading a request's payload). */
+  pthread_mutex_t lock;
 };
 
 static int fdbio_fd(BIO *b) {
@@ -501,8 +506,7 @@ static BIO *fdbio_new(struct tls_conn *t) {
 
 /* ---- The blocking transport ----------------------------------------------------- */
 
-static long tls_read(void *ctx, void *buf, size_t len) {
-  struct tls_conn *t = ctx;
+static long tls_read_locked(struct tls_conn *t, void *buf, size_t len) {
   for (;;) {
     size_t got = 0;
     ERR_clear_error();
@@ -539,8 +543,16 @@ static long tls_read(void *ctx, void *buf, size_t len) {
   }
 }
 
-static long tls_writev(void *ctx, const struct iovec *iov, int iovcnt) {
+static long tls_read(void *ctx, void *buf, size_t len) {
   struct tls_conn *t = ctx;
+  pthread_mutex_lock(&t->lock);
+  long n = tls_read_locked(t, buf, len);
+  pthread_mutex_unlock(&t->lock);
+  return n;
+}
+
+static long tls_writev_locked(struct tls_conn *t, const struct iovec *iov,
+                              int iovcnt) {
   /* TLS records hold up to 16 KiB; write the first buffer (a partial
    * write is allowed: the wire loops). */
   int i = 0;
@@ -572,9 +584,20 @@ static long tls_writev(void *ctx, const struct iovec *iov, int iovcnt) {
   }
 }
 
+static long tls_writev(void *ctx, const struct iovec *iov, int iovcnt) {
+  struct tls_conn *t = ctx;
+  pthread_mutex_lock(&t->lock);
+  long n = tls_writev_locked(t, iov, iovcnt);
+  pthread_mutex_unlock(&t->lock);
+  return n;
+}
+
 static size_t tls_pending(void *ctx) {
   struct tls_conn *t = ctx;
-  return (size_t)SSL_pending(t->ssl);
+  pthread_mutex_lock(&t->lock);
+  size_t n = (size_t)SSL_pending(t->ssl);
+  pthread_mutex_unlock(&t->lock);
+  return n;
 }
 
 static void tls_close(void *ctx) {
@@ -590,6 +613,7 @@ static void tls_close(void *ctx) {
   ERR_clear_error();
   SSL_free(t->ssl);
   close(t->fd);
+  pthread_mutex_destroy(&t->lock);
   free(t);
 }
 
@@ -681,10 +705,12 @@ static int wire_init_tls(struct gp_wire *w, int fd, SSL_CTX *ctx, bool server,
   t->ssl = ssl;
   t->fd = fd;
   t->timeout_ms = NULL;
+  pthread_mutex_init(&t->lock, NULL);
   BIO *bio = fdbio_new(t);
   if (bio == NULL) {
     ssl_why(why, why_len, "cannot attach the socket to TLS");
     SSL_free(ssl);
+    pthread_mutex_destroy(&t->lock);
     free(t);
     return GP_ENOMEM;
   }
@@ -693,6 +719,7 @@ static int wire_init_tls(struct gp_wire *w, int fd, SSL_CTX *ctx, bool server,
   if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) {
     snprintf(why, why_len, "fcntl: %s", strerror(errno));
     SSL_free(ssl);
+    pthread_mutex_destroy(&t->lock);
     free(t);
     return GP_EIO;
   }
@@ -710,12 +737,14 @@ static int wire_init_tls(struct gp_wire *w, int fd, SSL_CTX *ctx, bool server,
   }
   if (rc != 0) {
     SSL_free(ssl); /* no close_notify: the peer is not one of ours */
+    pthread_mutex_destroy(&t->lock);
     free(t);
     return rc;
   }
   rc = gp_wire_init_fd(w, fd);
   if (rc != 0) {
     SSL_free(ssl);
+    pthread_mutex_destroy(&t->lock);
     free(t);
     return rc;
   }
@@ -741,14 +770,15 @@ int gp_wire_tls_exporter(struct gp_wire *w, uint8_t out[GP_TLS_EXPORTER_LEN]) {
   if (!gp_wire_is_tls(w))
     return GP_ENOTSUP;
   struct tls_conn *t = w->ctx;
-  if (SSL_export_keying_material(t->ssl, out, GP_TLS_EXPORTER_LEN,
-                                 GP_TLS_EXPORTER_LABEL,
-                                 sizeof(GP_TLS_EXPORTER_LABEL) - 1, NULL, 0,
-                                 0) != 1) {
+  pthread_mutex_lock(&t->lock);
+  int ok = SSL_export_keying_material(t->ssl, out, GP_TLS_EXPORTER_LEN,
+                                      GP_TLS_EXPORTER_LABEL,
+                                      sizeof(GP_TLS_EXPORTER_LABEL) - 1,
+                                      NULL, 0, 0);
+  if (ok != 1)
     ERR_clear_error();
-    return GP_ETLS;
-  }
-  return 0;
+  pthread_mutex_unlock(&t->lock);
+  return ok == 1 ? 0 : GP_ETLS;
 }
 
 static void peer_subject(SSL *ssl, char *out, size_t out_len) {

@@ -320,7 +320,12 @@ static bool spin_transport(struct gp_wire *w) {
 }
 
 bool gp_wire_spin_wait(struct gp_wire *w) {
-  return w->rlen > w->rpos || spin_transport(w);
+  /* Bytes the transport holds decrypted (the rest of a TLS record the last
+   * read did not take) are there to read whether or not the spin is on: a
+   * poll of the socket never sees them. */
+  return w->rlen > w->rpos ||
+         (w->ops->pending != NULL && w->ops->pending(w->ctx) > 0) ||
+         spin_transport(w);
 }
 
 /* Reads at least one byte into |buf| (up to |len|). */

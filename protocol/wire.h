@@ -125,9 +125,9 @@ unsigned gp_wire_spin_setup(struct gp_wire *w, unsigned max_us);
  * every 100 ms in /proc/loadavg). The window doubles (up to the maximum)
  * when a spin finds data and halves after two that ran out; at 0 it stays
  * off for the next 64 waits, then probes again with a quarter of the
- * maximum. True when data is there to read (bytes in the read buffer, or
- * the transport readable); with the window off, only the read buffer is
- * looked at. */
+ * maximum. True when data is there to read (bytes in the read buffer or
+ * decrypted in the transport, or the transport readable); with the window
+ * off, only those buffers are looked at. */
 bool gp_wire_spin_wait(struct gp_wire *w);
 
 /* True when bytes are already buffered or readable without blocking. */

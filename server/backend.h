@@ -17,6 +17,7 @@
 #ifndef GP_SERVER_BACKEND_H
 #define GP_SERVER_BACKEND_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,6 +38,9 @@ struct gp_backend_config {
                                shared mapping on this fd
                                (--emu-shared-memory, emu/shared.h);
                                otherwise a private arena */
+  bool emu_scrub_free;      /* emu, shared memory: zero each block as it
+                               is freed (--scrub), so that another session
+                               never gets what this one freed */
 };
 
 struct gp_device_attr {

@@ -2178,11 +2178,14 @@ static int reclaim_idle(struct gp_worker *w, bool stalled) {
 static volatile sig_atomic_t handshake_armed, handshake_expired;
 
 static void on_handshake_alarm(int sig) {
+  int saved = errno; /* the interrupted code may be about to read it */
+
   (void)sig;
   if (!handshake_armed)
     return;
   handshake_expired = 1;
   shutdown(GP_WORKER_FD, SHUT_RDWR);
+  errno = saved;
 }
 
 static int handshake_arm(unsigned ms) {
@@ -2219,9 +2222,12 @@ static void handshake_disarm(void) {
 static volatile sig_atomic_t terminating;
 
 static void on_sigterm(int sig) {
+  int saved = errno; /* the interrupted code may be about to read it */
+
   (void)sig;
   terminating = 1;
   shutdown(GP_WORKER_FD, SHUT_RDWR);
+  errno = saved;
 }
 
 static void handle_sigterm(void) {

@@ -784,6 +784,110 @@ static void test_handles(int argc, char **argv) {
   end();
 }
 
+/* A payload that arrives slowly (a slow link, or a client that dribbles
+ * it): the worker reads it while its heartbeat thread sends BUSY notices
+ * on the same connection. Over TLS both go through one SSL object, which
+ * takes one call at a time; the copy arrives whole and the session goes
+ * on. */
+static void test_slow_upload(int argc, char **argv) {
+  (void)argc;
+  (void)argv;
+  begin();
+  for (int round = 0; round < 2; round++) {
+    Gpupool__MemcpyHtoD m = GPUPOOL__MEMCPY_HTO_D__INIT;
+    enum { N = 1u << 20, PIECES = 8 };
+    uint8_t msg[64];
+    uint8_t *in = malloc(N), *out = malloc(N);
+    struct gpt_raw r;
+    uint64_t p = 0;
+    int code = -1;
+    size_t n;
+    REQUIRE_TRUE(in && out);
+    raw_session(&r);
+    CHECK_EQ_I(raw_ctx(&r, CTX), 0);
+    CHECK_EQ_I(raw_alloc(&r, CTX, N, &p), 0);
+    gpt_fill(in, N, (uint64_t)round + 7);
+    m.dst = p;
+    m.size = N;
+    n = protobuf_c_message_pack(&m.base, msg);
+    CHECK_TRUE(gpt_raw_send_header(&r, GP_MSG_MEMCPY_HTOD, 0, (uint32_t)n,
+                                   N));
+    CHECK_TRUE(gpt_raw_send_bytes(&r, msg, n));
+    /* 8 pieces 150 ms apart: the heartbeat's first notice comes at
+     * 200 ms, then one every 500 ms, all while the payload is read. */
+    for (int i = 0; i < PIECES; i++) {
+      gpt_sleep_ms(150);
+      CHECK_TRUE(gpt_raw_send_bytes(&r, in + (size_t)i * (N / PIECES),
+                                    N / PIECES));
+    }
+    CHECK_EQ_I(gpt_raw_next(&r, &code), GP_MSG_MEMCPY_HTOD);
+    CHECK_EQ_I(code, 0);
+    memset(out, 0, N);
+    CHECK_EQ_I(raw_dtoh(&r, p, out, N), 0);
+    CHECK_MEM_EQ(out, in, N);
+    gpt_raw_close(&r);
+    free(in);
+    free(out);
+  }
+  end();
+}
+
+/* A request whose message ends exactly where the worker's 256 KiB read
+ * buffer does, in the middle of a TLS record: the rest of that record
+ * (the next request, whole) is left decrypted inside the TLS engine, where
+ * no poll of the socket sees it. With busy-polling off (--poll-us 0, or a
+ * worker on one CPU) the worker's wait between requests must still find
+ * it, or the next request waits for ever (no --idle-timeout). */
+static void test_tls_buffered(int argc, char **argv) {
+  (void)argc;
+  (void)argv;
+  const char *extra[] = {"--log-level", "warn", "--poll-us", "0", NULL};
+  REQUIRE_TRUE(gpt_server_start(&server, extra) == 0);
+  struct gpt_raw r;
+  REQUIRE_TRUE(gpt_raw_open(&r, server.port, 5000));
+  REQUIRE_TRUE(raw_hello(&r) == 0);
+  REQUIRE_TRUE(raw_ctx(&r, CTX) == 0);
+  /* MEM_GET_INFO padded with an unknown field to exactly 256 KiB. */
+  Gpupool__MemGetInfo m = GPUPOOL__MEM_GET_INFO__INIT;
+  m.ctx = CTX;
+  size_t base = protobuf_c_message_get_packed_size(&m.base);
+  const size_t total = 256u << 10;
+  size_t field = total - base - 2 - 3; /* tag 1000/LEN: 2 bytes; length: 3 */
+  uint8_t *big = calloc(1, total + 64);
+  REQUIRE_TRUE(big != NULL);
+  protobuf_c_message_pack(&m.base, big);
+  big[base] = 0xc2; /* (1000 << 3 | 2) as a varint */
+  big[base + 1] = 0x3e;
+  big[base + 2] = (uint8_t)(0x80 | (field & 0x7f));
+  big[base + 3] = (uint8_t)(0x80 | ((field >> 7) & 0x7f));
+  big[base + 4] = (uint8_t)(field >> 14);
+  /* Then the next request, whole, in the same write. */
+  uint8_t next[GP_FRAME_HEADER_SIZE + 16];
+  struct gp_frame_header h = {.version = GP_FRAME_VERSION,
+                              .type = GP_MSG_MEM_GET_INFO};
+  h.request_id = 77;
+  h.msg_len = (uint32_t)base;
+  gp_frame_header_encode(&h, next);
+  protobuf_c_message_pack(&m.base, next + GP_FRAME_HEADER_SIZE);
+  memcpy(big + total, next, GP_FRAME_HEADER_SIZE + base);
+  /* The header alone, then 1000 bytes, then the rest: the records the
+   * worker reads are not aligned with its buffer. */
+  CHECK_TRUE(gpt_raw_send_header(&r, GP_MSG_MEM_GET_INFO, 0,
+                                 (uint32_t)total, 0));
+  CHECK_TRUE(gpt_raw_send_bytes(&r, big, 1000));
+  CHECK_TRUE(gpt_raw_send_bytes(&r, big + 1000,
+                                total - 1000 + GP_FRAME_HEADER_SIZE + base));
+  int code = -1;
+  CHECK_EQ_I(gpt_raw_next(&r, &code), GP_MSG_MEM_GET_INFO);
+  CHECK_EQ_I(code, 0);
+  code = -1;
+  CHECK_EQ_I(gpt_raw_next(&r, &code), GP_MSG_MEM_GET_INFO);
+  CHECK_EQ_I(code, 0);
+  gpt_raw_close(&r);
+  free(big);
+  CHECK_TRUE(gpt_server_alive(&server));
+}
+
 int main(int argc, char **argv) {
   static const struct gpt_scenario table[] = {
       {"garbage", test_garbage, 120},
@@ -794,6 +898,8 @@ int main(int argc, char **argv) {
       {"launch_limits", test_launch_limits, 60},
       {"bad_image", test_bad_image, 60},
       {"handles", test_handles, 60},
+      {"slow_upload", test_slow_upload, 60},
+      {"tls_buffered", test_tls_buffered, 60},
       {NULL, NULL, 0},
   };
   return gpt_main(argc, argv, table);

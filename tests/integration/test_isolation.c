@@ -250,6 +250,27 @@ static void child_tenant_b(int argc, char **argv) {
   (void)argv;
 }
 
+/* Tenant A that frees: allocates, writes the pattern, frees it, says
+ * where it was, and stays in its session until it hears a line. */
+static void child_tenant_a_free(int argc, char **argv) {
+  const size_t n = TENANT_MIB * MiB;
+  unsigned char *h = gpt_xmalloc(n);
+  CUdeviceptr d = 0;
+  char line[64];
+  gpt_init_context(NULL);
+  gpt_fill(h, n, TENANT_SEED);
+  REQUIRE_OK(cuMemAlloc(&d, n));
+  REQUIRE_OK(cuMemcpyHtoD(d, h, n));
+  REQUIRE_OK(cuCtxSynchronize());
+  REQUIRE_OK(cuMemFree(d));
+  REQUIRE_OK(cuCtxSynchronize()); /* the free has reached the server */
+  gpt_child_say("ptr %" PRIx64, (uint64_t)d);
+  gpt_child_hear(line, sizeof line, 30000);
+  free(h);
+  (void)argc;
+  (void)argv;
+}
+
 /* ---- scrub ---------------------------------------------------------------------- */
 
 struct tenant_b_says {
@@ -325,6 +346,38 @@ static void test_isolation_scrub(int argc, char **argv) {
   CHECK_TRUE(other_session_served());
   CHECK_EQ_I(wait_workers(0, 10000), 0);
   CHECK_TRUE(gpt_server_alive(&server));
+  show_log();
+  (void)argc;
+  (void)argv;
+}
+
+/* --scrub with shared device memory, memory freed while its session goes
+ * on: tenant A frees its block and stays; tenant B, meanwhile, gets the
+ * same block and finds none of A's bytes in it (a free zeroes it under
+ * --scrub: from then on any session may take it). */
+static void test_isolation_scrub_free(int argc, char **argv) {
+  const char *extra[] = {"--emu-shared-memory", "--emu-memory", "64M", NULL};
+  start_server(extra);
+  require_worker_list();
+  struct gpt_child a, c;
+  char line[256];
+  uint64_t a_ptr = 0;
+  struct tenant_b_says b = {0};
+  REQUIRE_TRUE(gpt_spawn(&a, "child_tenant_a_free", NULL) == 0);
+  REQUIRE_TRUE(gpt_child_recv(&a, line, sizeof line, 30000) >= 0);
+  REQUIRE_TRUE(sscanf(line, "ptr %" SCNx64, &a_ptr) == 1);
+  REQUIRE_TRUE(gpt_spawn(&c, "child_tenant_b", NULL) == 0);
+  REQUIRE_TRUE(gpt_child_recv(&c, line, sizeof line, 30000) >= 0);
+  printf("tenant B: %s\n", line);
+  REQUIRE_TRUE(sscanf(line, "ptr %" SCNx64 " match %zu of %zu zero %zu",
+                      &b.ptr, &b.match, &b.nonzero, &b.zero) == 4);
+  CHECK_EQ_I(gpt_child_wait(&c, 30000), 0);
+  gpt_child_send(&a, "go");
+  CHECK_EQ_I(gpt_child_wait(&a, 30000), 0);
+  CHECK_EQ_U(b.ptr, a_ptr);
+  CHECK_EQ_U(b.match, 0);
+  CHECK_EQ_U(b.zero, TENANT_MIB * MiB);
+  CHECK_EQ_I(wait_workers(0, 10000), 0);
   show_log();
   (void)argc;
   (void)argv;
@@ -1125,6 +1178,7 @@ int main(int argc, char **argv) {
   static const struct gpt_scenario table[] = {
       {"scrub", test_isolation_scrub, 120},
       {"no_scrub", test_isolation_no_scrub, 120},
+      {"scrub_free", test_isolation_scrub_free, 60},
       {"relay_scrub", test_isolation_relay_scrub, 120},
       {"relay_no_scrub", test_isolation_relay_no_scrub, 120},
       {"shared_apart", test_isolation_shared_apart, 60},
@@ -1142,6 +1196,7 @@ int main(int argc, char **argv) {
       {"child_roundtrip", child_roundtrip, 60},
       {"child_tenant_a", child_tenant_a, 60},
       {"child_tenant_b", child_tenant_b, 60},
+      {"child_tenant_a_free", child_tenant_a_free, 60},
       {"child_holder", child_holder, 90},
       {"child_forever", child_forever, 60},
       {NULL, NULL, 0},

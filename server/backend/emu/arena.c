@@ -473,8 +473,11 @@ int emu_arena_release_flags(struct emu_arena *a, uint64_t addr,
   lo = n->addr;
   hi = n->addr + n->span;
   if (a->shared) {
-    /* The bytes stay as they are, as on a real GPU: --scrub zeroes a
-     * session's memory when it ends, not each free. */
+    /* Without --scrub the bytes stay as they are, as on a real GPU. With
+     * it they are zeroed first: the block is free for every session from
+     * here on, and the end-of-session scrub sees live blocks only. */
+    if (a->scrub_free)
+      zero_range(a, lo, n->span);
     emu_shared_put(a->shared, lo - (uint64_t)(uintptr_t)a->base, a->pid);
     node_del(a, n);
     return CUDA_SUCCESS;

@@ -82,6 +82,9 @@ struct emu_arena {
                              * device memory (shared.h) blocks come from;
                              * NULL: a private mapping */
   int32_t pid;              /* with |shared|: the owner of our blocks */
+  bool scrub_free;          /* with |shared|: zero a block before it goes
+                             * back (--scrub): another session may take it
+                             * at once */
   uint64_t rng;             /* treap priorities */
   struct emu_arena_allocator na;
 };
