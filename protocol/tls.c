@@ -230,6 +230,15 @@ static int add_ca_pem(SSL_CTX *ctx, const char *pem, size_t len, char *why,
   return 0;
 }
 
+/* pem_password_cb that gives no passphrase: an encrypted key fails. */
+static int no_passphrase(char *buf, int size, int rwflag, void *u) {
+  (void)buf;
+  (void)size;
+  (void)rwflag;
+  (void)u;
+  return 0;
+}
+
 static int use_cert_key(SSL_CTX *ctx, const struct gp_tls_pem *pem,
                         char *why, size_t why_len) {
   BIO *bio = BIO_new_mem_buf(pem->cert, (int)pem->cert_len);
@@ -260,10 +269,13 @@ static int use_cert_key(SSL_CTX *ctx, const struct gp_tls_pem *pem,
   BIO_free(bio);
 
   bio = BIO_new_mem_buf(pem->key, (int)pem->key_len);
-  EVP_PKEY *pkey = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
+  /* No passphrase prompt: a daemon must not wait on a terminal. */
+  EVP_PKEY *pkey =
+      bio ? PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL) : NULL;
   BIO_free(bio);
   if (pkey == NULL) {
-    ssl_why(why, why_len, "the key file holds no usable PEM private key");
+    ssl_why(why, why_len, "the key file holds no usable PEM private key "
+            "(encrypted keys are not supported)");
     return GP_ETLS;
   }
   int ok = SSL_CTX_use_PrivateKey(ctx, pkey) == 1;

@@ -38,9 +38,11 @@ struct gp_backend_config {
                                shared mapping on this fd
                                (--emu-shared-memory, emu/shared.h);
                                otherwise a private arena */
-  bool emu_scrub_free;      /* emu, shared memory: zero each block as it
-                               is freed (--scrub), so that another session
-                               never gets what this one freed */
+  bool scrub_free;          /* --scrub: zero device memory as it is freed
+                               during the session too (emu shared memory:
+                               each block; cuda: cuMemFree and context
+                               destruction), so another session never gets
+                               what this one freed */
 };
 
 struct gp_device_attr {

@@ -588,10 +588,11 @@ int main(int argc, char **argv) {
   }
   /* A worker finds the shared device memory on its fd (the supervisor
    * passes it only with --emu-shared-memory). */
-  if (cfg.worker && cfg.emu_shared_memory) {
+  if (cfg.worker && cfg.emu_shared_memory)
     cfg.bcfg.emu_shared_fd = GP_WORKER_EMU_SHM_FD;
-    cfg.bcfg.emu_scrub_free = cfg.scrub;
-  }
+  /* --scrub also zeroes what a session frees while it runs (emu shared
+   * memory; the cuda backend), not only what it holds at the end. */
+  cfg.bcfg.scrub_free = cfg.scrub;
 
   if (cfg.probe)
     return gp__probe_run(&cfg);

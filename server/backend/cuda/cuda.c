@@ -277,6 +277,29 @@ static void ctx_forget(struct gp_backend *b, struct cub_ctx *c) {
 }
 
 /* Forgets the tracked allocations of context |h| (|h| NULL: all). */
+/* --scrub during the session: zeroes the allocations of context |h| (NULL:
+ * only |one|, when not 0) before the driver gets them back, and waits. */
+static void scrub_before_free(struct gp_backend *b, CUcontext h,
+                              uint64_t one) {
+  bool any = false;
+  size_t i;
+
+  if (!b->cfg.scrub_free || !b->drv.cuMemsetD8Async)
+    return;
+  for (i = 0; i < b->allocs.cap; i++) {
+    const struct gp__idmap_slot *sl = &b->allocs.slots[i];
+    const struct cub_alloc *a = sl->value;
+    if (sl->key == 0 || (one ? sl->key != one : a->h != h))
+      continue;
+    if (cub_make_current(b, a->h) == CUDA_SUCCESS &&
+        b->drv.cuMemsetD8Async((CUdeviceptr)sl->key, 0, (size_t)a->size,
+                               NULL) == CUDA_SUCCESS)
+      any = true;
+  }
+  if (any)
+    b->drv.cuCtxSynchronize();
+}
+
 static void allocs_forget(struct gp_backend *b, CUcontext h) {
   size_t i = 0;
 
@@ -349,6 +372,7 @@ static int ctx_end(struct gp_backend *b, struct cub_ctx *c) {
   bool primary = c->primary;
   int r;
 
+  scrub_before_free(b, h, 0);
   allocs_forget(b, h);
   cub_stage_ctx_end(b, h);
   ctx_forget(b, c);
@@ -585,6 +609,7 @@ static int cub_mem_free(struct gp_backend *b, uint64_t dptr) {
   /* No context: the address cannot be a live allocation (emu's answer). */
   if (!enter_any(b))
     return CUDA_ERROR_INVALID_VALUE;
+  scrub_before_free(b, NULL, dptr);
   r = b->drv.cuMemFree((CUdeviceptr)dptr);
   if (r == CUDA_SUCCESS)
     free(gp__idmap_remove(&b->allocs, dptr));

@@ -81,7 +81,7 @@ static int emu_open(const struct gp_backend_config *cfg,
           ? emu_arena_init_shared(&b->arena, cfg->emu_shared_fd, NULL)
           : emu_arena_init(&b->arena, cfg->emu_memory, NULL);
   if (r == CUDA_SUCCESS && cfg->emu_shared_fd > 0)
-    b->arena.scrub_free = cfg->emu_scrub_free;
+    b->arena.scrub_free = cfg->scrub_free;
   if (r != CUDA_SUCCESS) {
     emu_output_free(&b->out);
     free(b);
