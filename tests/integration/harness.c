@@ -1038,3 +1038,24 @@ int gpt_pool_tls_args(const char **args, int n) {
   args[n++] = gpt_cert("ca.pem", false);
   return n;
 }
+
+const char gpt_spin_ptx[] =
+    ".version 9.0\n"
+    ".target sm_75\n"
+    ".address_size 64\n"
+    ".visible .entry spin(.param .u64 ns, .param .u64 out)\n"
+    "{\n"
+    "  .reg .pred %p<2>;\n"
+    "  .reg .b64 %rd<7>;\n"
+    "  ld.param.u64 %rd1, [ns];\n"
+    "  ld.param.u64 %rd2, [out];\n"
+    "  mov.u64 %rd3, %globaltimer;\n"
+    "  add.u64 %rd4, %rd3, %rd1;\n"
+    "LOOP:\n"
+    "  mov.u64 %rd5, %globaltimer;\n"
+    "  setp.lt.u64 %p1, %rd5, %rd4;\n"
+    "  @%p1 bra LOOP;\n"
+    "  cvta.to.global.u64 %rd6, %rd2;\n"
+    "  st.global.u64 [%rd6], %rd5;\n"
+    "  ret;\n"
+    "}\n";

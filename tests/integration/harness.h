@@ -288,6 +288,11 @@ void gpt_sleep_ms(int ms);
 void gpt_fill(void *buf, size_t n, uint64_t seed);
 
 /* malloc() that ends the scenario on failure. */
+/* PTX of `spin(u64 ns, u64 *out)`: spins on %globaltimer for |ns|
+ * nanoseconds of wall-clock time (whatever the device's speed), then
+ * stores the time in |*out|. */
+extern const char gpt_spin_ptx[];
+
 void *gpt_xmalloc(size_t n);
 
 /* cuInit(0), the first device, a new context current on this thread. Ends

@@ -850,28 +850,6 @@ static void test_isolation_send_timeout(int argc, char **argv) {
 
 /* ---- kernel timeout ------------------------------------------------------------- */
 
-/* spins on %globaltimer for |ns| nanoseconds of wall-clock time. */
-static const char spin_ptx[] =
-    ".version 9.0\n"
-    ".target sm_75\n"
-    ".address_size 64\n"
-    ".visible .entry spin(.param .u64 ns, .param .u64 out)\n"
-    "{\n"
-    "  .reg .pred %p<2>;\n"
-    "  .reg .b64 %rd<7>;\n"
-    "  ld.param.u64 %rd1, [ns];\n"
-    "  ld.param.u64 %rd2, [out];\n"
-    "  mov.u64 %rd3, %globaltimer;\n"
-    "  add.u64 %rd4, %rd3, %rd1;\n"
-    "LOOP:\n"
-    "  mov.u64 %rd5, %globaltimer;\n"
-    "  setp.lt.u64 %p1, %rd5, %rd4;\n"
-    "  @%p1 bra LOOP;\n"
-    "  cvta.to.global.u64 %rd6, %rd2;\n"
-    "  st.global.u64 [%rd6], %rd5;\n"
-    "  ret;\n"
-    "}\n";
-
 /* Launches a kernel that would run for an hour, synchronizes, and says
  * what the synchronize returned, how long it took, and what a later call
  * returns. */
@@ -881,7 +859,7 @@ static void child_forever(int argc, char **argv) {
   CUdeviceptr out = 0;
   gpt_init_context(NULL);
   REQUIRE_OK(cuMemAlloc(&out, sizeof(uint64_t)));
-  REQUIRE_OK(cuModuleLoadData(&mod, spin_ptx));
+  REQUIRE_OK(cuModuleLoadData(&mod, gpt_spin_ptx));
   REQUIRE_OK(cuModuleGetFunction(&f, mod, "spin"));
   uint64_t ns = 3600ull * 1000000000ull;
   void *args[] = {&ns, &out};

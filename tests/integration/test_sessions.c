@@ -480,34 +480,12 @@ static void test_sessions_many(int argc, char **argv) {
 
 /* ---- long kernels ---------------------------------------------------------------------- */
 
-/* A kernel that spins on %globaltimer for |ns| nanoseconds of wall-clock
- * time (whatever the emulated device's speed), then stores the time. */
-static const char spin_ptx[] =
-    ".version 9.0\n"
-    ".target sm_75\n"
-    ".address_size 64\n"
-    ".visible .entry spin(.param .u64 ns, .param .u64 out)\n"
-    "{\n"
-    "  .reg .pred %p<2>;\n"
-    "  .reg .b64 %rd<7>;\n"
-    "  ld.param.u64 %rd1, [ns];\n"
-    "  ld.param.u64 %rd2, [out];\n"
-    "  mov.u64 %rd3, %globaltimer;\n"
-    "  add.u64 %rd4, %rd3, %rd1;\n"
-    "LOOP:\n"
-    "  mov.u64 %rd5, %globaltimer;\n"
-    "  setp.lt.u64 %p1, %rd5, %rd4;\n"
-    "  @%p1 bra LOOP;\n"
-    "  cvta.to.global.u64 %rd6, %rd2;\n"
-    "  st.global.u64 [%rd6], %rd5;\n"
-    "  ret;\n"
-    "}\n";
 
 /* Launches spin for |seconds| on one thread, storing into |out|. */
 static void launch_spin(double seconds, CUdeviceptr out) {
   CUmodule mod;
   CUfunction f;
-  REQUIRE_OK(cuModuleLoadData(&mod, spin_ptx));
+  REQUIRE_OK(cuModuleLoadData(&mod, gpt_spin_ptx));
   REQUIRE_OK(cuModuleGetFunction(&f, mod, "spin"));
   uint64_t ns = (uint64_t)(seconds * 1e9);
   void *args[] = {&ns, &out};
