@@ -667,6 +667,14 @@ int gpt_server_workers(struct gpt_server *s, pid_t *pids, int max) {
 
 /* ---- Child processes ---------------------------------------------------------------------- */
 
+const char *gpt_self_exe(void) {
+  static char self[PATH_MAX];
+  ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (len <= 0) return NULL;
+  self[len] = '\0';
+  return self;
+}
+
 int gpt_spawn(struct gpt_child *c, const char *role, const char *const *args) {
   memset(c, 0, sizeof *c);
   int down[2], up[2];
@@ -676,10 +684,8 @@ int gpt_spawn(struct gpt_child *c, const char *role, const char *const *args) {
     close(down[1]);
     return -1;
   }
-  char self[PATH_MAX];
-  ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
-  if (len <= 0) return -1;
-  self[len] = '\0';
+  const char *self = gpt_self_exe();
+  if (self == NULL) return -1;
   const char *argv[32];
   int argc = 0;
   argv[argc++] = self;

@@ -288,6 +288,10 @@ void gpt_sleep_ms(int ms);
 void gpt_fill(void *buf, size_t n, uint64_t seed);
 
 /* malloc() that ends the scenario on failure. */
+/* The running test program's own path (/proc/self/exe), to run it again
+ * in a child role; NULL if it cannot be read. */
+const char *gpt_self_exe(void);
+
 /* PTX of `spin(u64 ns, u64 *out)`: spins on %globaltimer for |ns|
  * nanoseconds of wall-clock time (whatever the device's speed), then
  * stores the time in |*out|. */

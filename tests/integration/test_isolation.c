@@ -876,6 +876,16 @@ static void child_forever(int argc, char **argv) {
   (void)argv;
 }
 
+/* Runs this program again as child_forever (a kernel that runs for ever,
+ * under the server's --kernel-timeout) into |run|, which must exit 0. */
+static void run_forever(struct gpt_run *run) {
+  const char *self = gpt_self_exe();
+  REQUIRE_TRUE(self != NULL);
+  const char *argv_f[] = {self, "child_forever", NULL};
+  gpt_run(run, argv_f, NULL, 30);
+  CHECK_EQ_I(run->status, 0);
+}
+
 /* With --kernel-timeout 1, a kernel that runs for ever: the client's
  * synchronize returns CUDA_ERROR_LAUNCH_TIMEOUT in a few seconds with the
  * server's message printed once, the worker is gone with status 8, and a
@@ -891,14 +901,8 @@ static void test_isolation_kernel_timeout(int argc, char **argv) {
   REQUIRE_TRUE(gpt_child_recv(&h, line, sizeof line, 30000) >= 0);
   CHECK_EQ_I(wait_workers(1, 5000), 1);
 
-  char self[4096];
-  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-  REQUIRE_TRUE(n > 0);
-  self[n] = '\0';
-  const char *argv_f[] = {self, "child_forever", NULL};
   struct gpt_run run;
-  gpt_run(&run, argv_f, NULL, 30);
-  CHECK_EQ_I(run.status, 0);
+  run_forever(&run);
   char want[128];
   snprintf(want, sizeof want, "sync %d after", (int)CUDA_ERROR_LAUNCH_TIMEOUT);
   CHECK_TRUE(strstr(run.out, want) != NULL);
@@ -933,14 +937,8 @@ static void test_isolation_relay_kernel_timeout(int argc, char **argv) {
   const char *a_extra[] = {"--kernel-timeout", "1", NULL};
   start_relay(b_extra, a_extra);
   require_worker_list();
-  char self[4096];
-  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-  REQUIRE_TRUE(n > 0);
-  self[n] = '\0';
-  const char *argv_f[] = {self, "child_forever", NULL};
   struct gpt_run run;
-  gpt_run(&run, argv_f, NULL, 30);
-  CHECK_EQ_I(run.status, 0);
+  run_forever(&run);
   CHECK_EQ_I(count_of(run.out, "kernel spin ran over the server's "
                                "--kernel-timeout of 1 s; the session was "
                                "ended"), 1);
@@ -1062,14 +1060,8 @@ static void test_isolation_broker_reasons(int argc, char **argv) {
   setenv("GPUPOOL_TOKEN", token, 1);
   setenv("GPUPOOL_CONNECT_TIMEOUT", "5", 1);
 
-  char self[4096];
-  ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
-  REQUIRE_TRUE(len > 0);
-  self[len] = '\0';
-  const char *argv_f[] = {self, "child_forever", NULL};
   struct gpt_run run;
-  gpt_run(&run, argv_f, NULL, 30);
-  CHECK_EQ_I(run.status, 0);
+  run_forever(&run);
   CHECK_TRUE(log_says("ended (kernel-timeout)", 5000));
 
   struct gpt_child c;

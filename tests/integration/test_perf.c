@@ -116,10 +116,8 @@ static long long stat_of(const char *file, const char *key) {
  * exited 0 and wrote its statistics. */
 static bool run_child(const char *role, const char *arg, const char *stats,
                       const char *const *env) {
-  char self[4096];
-  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-  REQUIRE_TRUE(n > 0);
-  self[n] = '\0';
+  const char *self = gpt_self_exe();
+  REQUIRE_TRUE(self != NULL);
   char stats_env[600];
   snprintf(stats_env, sizeof stats_env, "GPUPOOL_STATS=%s", stats);
   const char *envs[8];

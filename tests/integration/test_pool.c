@@ -2443,10 +2443,8 @@ static void test_attach_exit(int argc, char **argv) {
   setenv("GPT_POOL_BROKER", pool.b.addr, 1);
   /* attach passes the broker itself. */
   unsetenv("GPUPOOL_BROKER");
-  char self[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-  REQUIRE_TRUE(n > 0);
-  self[n] = '\0';
+  const char *self = gpt_self_exe();
+  REQUIRE_TRUE(self != NULL);
   const char *cli = cli_path();
 
   const char *a0[] = {cli, "attach", "--broker", pool.b.addr, "--token-file",
